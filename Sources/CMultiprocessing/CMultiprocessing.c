@@ -1,0 +1,335 @@
+// The parts of swift-multiprocessing that Swift cannot reach: a constructor that runs before
+// `main`, a fork server that must stay single-threaded, SCM_RIGHTS control messages, prctl.
+#define _GNU_SOURCE
+#include "CMultiprocessing.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+
+// Defined in Swift (`@_cdecl`). Weak, so a binary that links this target without the Swift
+// module still loads.
+extern void swift_multiprocessing_child_entry(const char *spec) __attribute__((weak));
+
+// Runs before `main`: a copy of the binary started as a child must never run the parent's
+// `main`. Swift's own image constructor (swiftrt.o) is linked first, so type metadata is
+// registered by the time this runs.
+__attribute__((constructor)) static void mp_child_constructor(void) {
+    const char *spec = getenv(MP_CHILD_ENV);
+    if (spec == NULL || swift_multiprocessing_child_entry == NULL) return;
+    char copy[128];
+    strncpy(copy, spec, sizeof copy - 1);
+    copy[sizeof copy - 1] = 0;
+    unsetenv(MP_CHILD_ENV);
+    swift_multiprocessing_child_entry(copy);
+}
+
+int mp_errno(void) { return errno; }
+
+int mp_spawn(const char *path, char *const argv[], char *const envp[], const int *keep_fds,
+             int keep_count, int stderr_fd, const char *cwd, pid_t *out_pid) {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    int rc = posix_spawn_file_actions_init(&actions);
+    if (rc != 0) return rc;
+    rc = posix_spawnattr_init(&attr);
+    if (rc != 0) {
+        posix_spawn_file_actions_destroy(&actions);
+        return rc;
+    }
+    // Own process group, so terminate/kill reach the child's children too. Default signal
+    // dispositions and an empty mask, whatever the parent had.
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setpgroup(&attr, 0);
+    short flags = POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+#ifdef POSIX_SPAWN_USEVFORK
+    flags |= POSIX_SPAWN_USEVFORK;
+#endif
+    posix_spawnattr_setflags(&attr, flags);
+
+    if (stderr_fd >= 0) posix_spawn_file_actions_adddup2(&actions, stderr_fd, 2);
+    // Two phases so that moving the kept descriptors to 3, 4, ... never clobbers one that is
+    // still to be moved: first above every kept fd, then down to their final numbers.
+    int base = stderr_fd + 1;
+    for (int i = 0; i < keep_count; i++)
+        if (keep_fds[i] + 1 > base) base = keep_fds[i] + 1;
+    if (base < 3 + keep_count) base = 3 + keep_count;
+    for (int i = 0; i < keep_count; i++) posix_spawn_file_actions_adddup2(&actions, keep_fds[i], base + i);
+    for (int i = 0; i < keep_count; i++) posix_spawn_file_actions_adddup2(&actions, base + i, 3 + i);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3 + keep_count);
+#else
+    for (int i = 0; i < keep_count; i++) posix_spawn_file_actions_addclose(&actions, base + i);
+#endif
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
+    if (cwd != NULL) posix_spawn_file_actions_addchdir_np(&actions, cwd);
+#else
+    if (cwd != NULL) {
+        posix_spawn_file_actions_destroy(&actions);
+        posix_spawnattr_destroy(&attr);
+        return ENOSYS;
+    }
+#endif
+    rc = posix_spawn(out_pid, path, &actions, &attr, argv, envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    return rc;
+}
+
+ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int fd_count) {
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    char control[CMSG_SPACE(sizeof(int) * 64)];
+    if (fd_count > 64) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (fd_count > 0) {
+        memset(control, 0, sizeof control);
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fd_count);
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fd_count);
+        memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * fd_count);
+    }
+    ssize_t n;
+    do {
+        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count) {
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {0};
+    char control[CMSG_SPACE(sizeof(int) * 64)];
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    *fd_count = 0;
+    ssize_t n;
+    do {
+        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return n;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        int *data = (int *)CMSG_DATA(c);
+        for (int i = 0; i < count; i++) {
+            // Never leak a descriptor the caller has no room for.
+            if (*fd_count < max_fds) fds[(*fd_count)++] = data[i];
+            else close(data[i]);
+        }
+    }
+    return n;
+}
+
+int mp_set_parent_death_signal(int sig) {
+#ifdef __linux__
+    return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0);
+#else
+    (void)sig;
+    return 0;
+#endif
+}
+
+int mp_pidfd_open(pid_t pid) {
+#if defined(__linux__) && defined(SYS_pidfd_open)
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+    (void)pid;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int mp_socketpair(int fds[2]) {
+#ifdef SOCK_CLOEXEC
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return errno;
+#else
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return errno;
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+#endif
+    return 0;
+}
+
+int mp_seqpacket_pair(int fds[2]) {
+#ifdef SOCK_CLOEXEC
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) return errno;
+#else
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds) != 0) return errno;
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+#endif
+    return 0;
+}
+
+extern char **environ;
+char **mp_environ(void) { return environ; }
+
+int mp_pipe(int fds[2]) {
+#ifdef __linux__
+    if (pipe2(fds, O_CLOEXEC) != 0) return errno;
+#else
+    if (pipe(fds) != 0) return errno;
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
+#endif
+    return 0;
+}
+
+pid_t mp_fork(void) { return fork(); }
+
+// MARK: - Fork server
+
+// Request: header, then `env_len` bytes of NUL-separated "KEY=VALUE" pairs, then `cwd_len`
+// bytes of working directory. Descriptors: [channel] or [channel, stderr].
+struct mp_fs_request {
+    uint32_t magic;
+    uint32_t env_len;
+    uint32_t cwd_len;
+};
+// Replies and notices: kind 1 = started (pid or err), kind 2 = exited (pid, wait status).
+struct mp_fs_reply {
+    int32_t kind;
+    int32_t pid;
+    int32_t status;
+    int32_t err;
+};
+#define MP_FS_MAGIC 0x6d706673u
+#define MP_FS_MAX_REQUEST 65536
+
+static int mp_sigchld_pipe[2] = {-1, -1};
+
+static void mp_on_sigchld(int sig) {
+    (void)sig;
+    int saved = errno;
+    char b = 0;
+    (void)!write(mp_sigchld_pipe[1], &b, 1);
+    errno = saved;
+}
+
+static int mp_send_reply(int control_fd, int32_t kind, int32_t pid, int32_t status, int32_t err) {
+    struct mp_fs_reply reply = {kind, pid, status, err};
+    ssize_t n;
+    do {
+        n = send(control_fd, &reply, sizeof reply, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n == (ssize_t)sizeof reply ? 0 : -1;
+}
+
+int mp_forkserver_serve(int control_fd) {
+    // Single-threaded by construction: this runs from the constructor, before any Swift
+    // concurrency or Dispatch thread exists, so `fork` is safe here.
+    mp_set_parent_death_signal(SIGKILL);
+    if (mp_pipe(mp_sigchld_pipe) != 0) _exit(70);
+    fcntl(mp_sigchld_pipe[0], F_SETFL, O_NONBLOCK);
+    fcntl(mp_sigchld_pipe[1], F_SETFL, O_NONBLOCK);
+    struct sigaction sa = {0};
+    sa.sa_handler = mp_on_sigchld;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGCHLD, &sa, NULL);
+    signal(SIGINT, SIG_IGN);  // Ctrl-C goes to the parent, which decides.
+    pid_t self = getpid();
+    static char buf[MP_FS_MAX_REQUEST + 1];
+
+    for (;;) {
+        struct pollfd pfd[2] = {{control_fd, POLLIN, 0}, {mp_sigchld_pipe[0], POLLIN, 0}};
+        int r = poll(pfd, 2, -1);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            _exit(71);
+        }
+        if (pfd[1].revents) {
+            char drain[64];
+            while (read(mp_sigchld_pipe[0], drain, sizeof drain) > 0) {
+            }
+            int status;
+            pid_t pid;
+            while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+                if (mp_send_reply(control_fd, 2, pid, status, 0) != 0) _exit(0);
+        }
+        if (!pfd[0].revents) continue;
+        int fds[2];
+        int fd_count = 0;
+        ssize_t n = mp_recv_with_fds(control_fd, buf, MP_FS_MAX_REQUEST, fds, 2, &fd_count);
+        if (n <= 0) _exit(0);  // The parent is gone: so are we (children follow by pdeathsig).
+        struct mp_fs_request req;
+        if ((size_t)n < sizeof req || fd_count < 1) {
+            for (int i = 0; i < fd_count; i++) close(fds[i]);
+            mp_send_reply(control_fd, 1, -1, 0, EINVAL);
+            continue;
+        }
+        memcpy(&req, buf, sizeof req);
+        if (req.magic != MP_FS_MAGIC || sizeof req + (size_t)req.env_len + req.cwd_len != (size_t)n) {
+            for (int i = 0; i < fd_count; i++) close(fds[i]);
+            mp_send_reply(control_fd, 1, -1, 0, EINVAL);
+            continue;
+        }
+        buf[n] = 0;
+        pid_t child = fork();
+        if (child < 0) {
+            int e = errno;
+            for (int i = 0; i < fd_count; i++) close(fds[i]);
+            mp_send_reply(control_fd, 1, -1, 0, e);
+            continue;
+        }
+        if (child == 0) {
+            close(control_fd);
+            close(mp_sigchld_pipe[0]);
+            close(mp_sigchld_pipe[1]);
+            signal(SIGCHLD, SIG_DFL);
+            signal(SIGINT, SIG_DFL);
+            setpgid(0, 0);
+            mp_set_parent_death_signal(SIGKILL);
+            if (getppid() != self) _exit(1);
+            if (fd_count > 1) {
+                dup2(fds[1], 2);
+                close(fds[1]);
+            }
+            char *env = buf + sizeof req;
+            char *end = env + req.env_len;
+            while (env < end) {
+                size_t len = strnlen(env, (size_t)(end - env));
+                env[len < (size_t)(end - env) ? len : (size_t)(end - env) - 1] = 0;
+                char *eq = strchr(env, '=');
+                if (eq != NULL) {
+                    *eq = 0;
+                    setenv(env, eq + 1, 1);
+                }
+                env += len + 1;
+            }
+            if (req.cwd_len > 0) {
+                char *cwd = buf + sizeof req + req.env_len;
+                cwd[req.cwd_len] = 0;
+                if (chdir(cwd) != 0) _exit(72);
+            }
+            return fds[0];
+        }
+        for (int i = 0; i < fd_count; i++) close(fds[i]);
+        if (mp_send_reply(control_fd, 1, child, 0, 0) != 0) _exit(0);
+    }
+}

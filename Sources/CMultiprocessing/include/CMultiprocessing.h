@@ -1,0 +1,53 @@
+#ifndef C_MULTIPROCESSING_H
+#define C_MULTIPROCESSING_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/// Name of the environment variable that turns a copy of the binary into a child.
+#define MP_CHILD_ENV "SWIFT_MULTIPROCESSING_CHILD"
+
+/// Spawns `path` with `argv`/`envp`, keeping only `keep_fds` (and 0,1,2) open in the child.
+/// `stderr_fd` >= 0 replaces fd 2. `cwd` may be NULL. The child gets its own process group.
+/// Returns 0 and stores the pid, or an errno value.
+int mp_spawn(const char *path, char *const argv[], char *const envp[], const int *keep_fds,
+             int keep_count, int stderr_fd, const char *cwd, pid_t *out_pid);
+
+/// Sends `len` bytes and `fd_count` descriptors in one message (SCM_RIGHTS).
+/// Returns bytes sent or -1 with errno.
+ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int fd_count);
+
+/// Receives up to `len` bytes and up to `max_fds` descriptors (made close-on-exec).
+/// Returns bytes received (0 at EOF) or -1 with errno; `*fd_count` receives the count.
+ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count);
+
+/// Linux: the child receives `sig` when its parent thread dies. No-op elsewhere.
+int mp_set_parent_death_signal(int sig);
+
+/// Linux 5.3+: a pollable descriptor for a process, or -1.
+int mp_pidfd_open(pid_t pid);
+
+/// A close-on-exec socketpair(AF_UNIX, SOCK_STREAM). Returns 0 or errno.
+int mp_socketpair(int fds[2]);
+
+/// A close-on-exec socketpair(AF_UNIX, SOCK_SEQPACKET): message boundaries kept. 0 or errno.
+int mp_seqpacket_pair(int fds[2]);
+
+/// A close-on-exec pipe. Returns 0 or errno.
+int mp_pipe(int fds[2]);
+
+/// Runs the fork server loop on `control_fd`. Returns only in a forked child, with the fd
+/// of the child's channel; the server itself exits when its parent goes away.
+int mp_forkserver_serve(int control_fd);
+
+/// `fork()` for the explicit, documented-unsafe fork start method.
+pid_t mp_fork(void);
+
+/// The current `errno`.
+int mp_errno(void);
+
+/// The process environment (`environ`).
+char **mp_environ(void);
+
+#endif

@@ -1,0 +1,129 @@
+import CMultiprocessing
+import Dispatch
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The child's side: how a copy of the binary becomes a child instead of running `main`.
+///
+/// The parent sets ``variable`` in the child's environment. A C constructor sees it before
+/// `main` and calls ``_swiftMultiprocessingChildEntry(_:)``, which never returns. Where
+/// constructors do not run, call ``bootstrap()`` first thing in `main`.
+enum ChildEntry {
+    static let variable = MP_CHILD_ENV
+
+    /// Parses `"spawn:<parent pid>"` / `"forkserver:<parent pid>"` and serves accordingly.
+    static func enter(spec: String) -> Never {
+        let parts = spec.split(separator: ":")
+        guard parts.count == 2, let parent = Int32(parts[1]) else {
+            fputs("swift-multiprocessing: malformed \(variable)=\(spec)\n", stderr)
+            exit(64)
+        }
+        // Die with the parent, and make sure it did not die before we got here.
+        _ = mp_set_parent_death_signal(SIGKILL)
+        if getppid() != parent { _exit(1) }
+        switch parts[0] {
+        case "spawn":
+            // fd 3 is the control channel; keep it from our own children.
+            _ = fcntl(3, F_SETFD, FD_CLOEXEC)
+            ChildRuntime.serve(controlFD: 3, mainThread: true)
+        case "forkserver":
+            let channel = mp_forkserver_serve(3)  // Returns in each forked child only.
+            ChildRuntime.serve(controlFD: channel, mainThread: true)
+        default:
+            fputs("swift-multiprocessing: unknown start kind in \(variable)=\(spec)\n", stderr)
+            exit(64)
+        }
+    }
+}
+
+/// Runs the child's side of a launch if this process was started as a child, and never returns
+/// then; returns at once otherwise. Called automatically before `main` by a C constructor on
+/// Linux and macOS; call it first thing in `main` only on platforms or link modes where
+/// constructors do not run.
+public func bootstrap() {
+    guard let spec = getenv(ChildEntry.variable) else { return }
+    let text = String(cString: spec)
+    unsetenv(ChildEntry.variable)
+    ChildEntry.enter(spec: text)
+}
+
+/// Called by the C constructor when the child variable is set. Not for direct use.
+@_cdecl("swift_multiprocessing_child_entry")
+public func _swiftMultiprocessingChildEntry(_ spec: UnsafePointer<CChar>) {
+    ChildEntry.enter(spec: String(cString: spec))
+}
+
+/// Receives the launch request on the control channel, runs the task, sends its outcome back
+/// and exits.
+enum ChildRuntime {
+    static func serve(controlFD: Int32, mainThread: Bool) -> Never {
+        let socket = FramedSocket(fd: controlFD)
+        let frame: Frame
+        do {
+            frame = try socket.receiveBlocking()
+        } catch {
+            _exit(error == .peerClosed ? 0 : 65)  // The parent went away before telling us anything.
+        }
+        guard frame.kind == .launch else { _exit(65) }
+        let incoming = DescriptorTransfer.Incoming(frame.descriptors)
+        let request: LaunchRequest
+        do {
+            request = try TaskCoding.decode(LaunchRequest.self, from: frame.payload)
+        } catch {
+            incoming.closeUnclaimed()
+            finish(socket, .failure(ErrorReport(ProcessError.codec(error))))
+        }
+        CurrentProcess.becomeChild(named: request.processName)
+        guard let type = TypeIdentity.resolve(request.typeName) as? any ProcessTask.Type else {
+            incoming.closeUnclaimed()
+            let why = ProcessError.unsupportedTaskType(
+                typeName: request.typeName, reason: "this binary has no ProcessTask type of that name")
+            finish(socket, .failure(ErrorReport(why)))
+        }
+        Task.detached {
+            let outcome = await execute(type, payload: request.payload, descriptors: incoming)
+            finish(socket, outcome)
+        }
+        if mainThread {
+            // Serve the main queue, so @MainActor code in the task runs too.
+            dispatchMain()
+        }
+        while true { pause() }
+    }
+
+    static func execute<T: ProcessTask>(
+        _ type: T.Type, payload: [UInt8], descriptors: DescriptorTransfer.Incoming
+    ) async -> TaskOutcome {
+        let task: T
+        do {
+            task = try TaskCoding.decode(T.self, from: payload, descriptors: descriptors)
+        } catch {
+            descriptors.closeUnclaimed()
+            return .failure(ErrorReport(ProcessError.codec(error)))
+        }
+        descriptors.closeUnclaimed()
+        do {
+            let output = try await task.run()
+            return .success(try TaskCoding.encodeOutput(output))
+        } catch {
+            return .failure(ErrorReport(error))
+        }
+    }
+
+    /// Sends the outcome, flushes stdio and exits: 0 after success, 1 after a thrown error
+    /// (CPython's `exitcode` convention).
+    static func finish(_ socket: FramedSocket, _ outcome: TaskOutcome) -> Never {
+        var code: Int32 = 0
+        if case .failure = outcome { code = 1 }
+        if let bytes = try? TaskCoding.encode(outcome) {
+            try? bytes.withUnsafeBytes { raw throws(ChannelError) in try socket.sendBlocking(.outcome, raw) }
+        }
+        fflush(stdout)
+        fflush(stderr)
+        exit(code)
+    }
+}

@@ -1,0 +1,269 @@
+import CMultiprocessing
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A task running in a child process: CPython's `multiprocessing.Process`.
+///
+/// ```swift
+/// let child = try ChildProcess(Greeter(delay: .seconds(1.5), message: "hello"), name: "greeter")
+/// try child.start()
+/// let status = try await child.join()     // .exited(0)
+/// ```
+///
+/// A task that returns a value hands it back through ``value``; an error it throws is re-thrown
+/// there; a crash (a Swift trap, a segfault in C code, `SIGKILL`) becomes
+/// ``ProcessError/crashed(_:)`` with the signal and the last lines the child wrote to stderr.
+///
+/// The child dies with its parent, even when the parent is `SIGKILL`ed, and is reaped the
+/// moment it exits whether or not anyone joins it. ``terminate()`` and ``kill()`` reach the
+/// processes the child started too: each child leads its own process group.
+///
+/// Channel ends stored in the task *move* to the child: this process's copy is closed once the
+/// child has received it, so that the peer sees end-of-file when the child dies.
+public final class ChildProcess<Work: ProcessTask>: Sendable {
+    /// The task the child runs.
+    public let task: Work
+    /// The child's name (``CurrentProcess/name`` inside it).
+    public let name: String
+    /// How it is started.
+    public let startMethod: StartMethod
+    /// Variables set (or replaced) in the child's environment, on top of this process's.
+    public let environment: [String: String]
+    /// The child's working directory, or `nil` for this process's.
+    public let workingDirectory: String?
+    /// Whether the child's stderr passes through this process (which keeps its last lines for
+    /// crash reports) rather than going straight to this process's stderr.
+    public let capturesStandardError: Bool
+
+    private let typeName: String
+    private let monitor = Mutex<ChildMonitor?>(nil)
+    private let started = Atomic<Bool>(false)
+
+    private static var nextNumber: Int { counter.add(1, ordering: .relaxed).newValue }
+    private static let counter = Atomic<Int>(0)
+
+    /// Prepares a child for `task`. Nothing runs until ``start()``.
+    ///
+    /// - Throws: ``ProcessError/unsupportedTaskType(typeName:reason:)`` when a child could not
+    ///   find `Work` by name (private, fileprivate or local types), and
+    ///   ``ProcessError/unsupportedOutputType(typeName:)`` when `Work.Output` is neither `Void`
+    ///   nor `Codable`. Both are detected here, before anything is spawned.
+    public init(
+        _ task: Work,
+        name: String? = nil,
+        startMethod: StartMethod = .spawn,
+        environment: [String: String] = [:],
+        workingDirectory: String? = nil,
+        capturesStandardError: Bool = true
+    ) throws(ProcessError) {
+        typeName = try TypeIdentity.name(of: Work.self).get()
+        guard TaskCoding.outputIsTransferable(Work.Output.self) else {
+            throw .unsupportedOutputType(typeName: String(reflecting: Work.Output.self))
+        }
+        self.task = task
+        self.name = name ?? "ChildProcess-\(Self.nextNumber)"
+        self.startMethod = startMethod
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.capturesStandardError = capturesStandardError
+    }
+
+    /// The child's process id, once started.
+    public var pid: Int32? { monitor.withLock { $0?.pid } }
+
+    /// `true` between ``start()`` and the child's exit.
+    public var isAlive: Bool { monitor.withLock { $0.map { $0.status == nil } ?? false } }
+
+    /// How the child ended, or `nil` while it runs (or before it starts).
+    public var exitStatus: ExitStatus? { monitor.withLock { $0?.status } }
+
+    /// Starts the child: spawns or forks it and sends it the task. Returns at once.
+    public func start() throws(ProcessError) {
+        guard !started.exchange(true, ordering: .acquiringAndReleasing) else {
+            throw .invalidState("ChildProcess '\(name)' was already started; a process can be started only once")
+        }
+        let attachments = DescriptorTransfer.Outgoing()
+        let launch: [UInt8]
+        do {
+            let payload = try TaskCoding.encode(task, attachments: attachments)
+            launch = try TaskCoding.encode(LaunchRequest(typeName: typeName, processName: name, payload: payload))
+        } catch {
+            throw .codec(error)
+        }
+
+        var channel: [Int32] = [-1, -1]
+        var rc = mp_socketpair(&channel)
+        if rc != 0 { throw .launchFailed(SystemError("socketpair", code: rc)) }
+        var errPipe: [Int32] = [-1, -1]
+        if capturesStandardError {
+            rc = mp_pipe(&errPipe)
+            if rc != 0 {
+                systemClose(channel[0])
+                systemClose(channel[1])
+                throw .launchFailed(SystemError("pipe", code: rc))
+            }
+        }
+        let socket = FramedSocket(fd: channel[0])
+        let stderrRead: Int32? = capturesStandardError ? errPipe[0] : nil
+        defer {
+            systemClose(channel[1])
+            if capturesStandardError { systemClose(errPipe[1]) }
+        }
+        let child: ChildMonitor
+        do {
+            child = try launch(socket: socket, childEnd: channel[1], stderrWrite: errPipe[1], stderrRead: stderrRead)
+        } catch {
+            if let stderrRead { systemClose(stderrRead) }
+            throw .launchFailed(error)
+        }
+        monitor.withLock { $0 = child }
+        // A child that dies before reading this is reported by `join`/`value`, not here.
+        let sent: Bool = launch.withUnsafeBytes { raw in
+            (try? socket.sendBlocking(.launch, raw, descriptors: attachments.descriptors)) != nil
+        }
+        if sent { attachments.completeSend() }
+    }
+
+    private func launch(socket: FramedSocket, childEnd: Int32, stderrWrite: Int32, stderrRead: Int32?) throws(SystemError)
+        -> ChildMonitor
+    {
+        let name = self.name
+        let stderrFD = capturesStandardError ? stderrWrite : -1
+        switch startMethod.kind {
+        case .spawn:
+            var overrides = environment
+            overrides[ChildEntry.variable] = "spawn:\(getpid())"
+            let pid = try Launcher.shared.spawnSelf(
+                keep: [childEnd], stderr: stderrFD, environment: Launcher.environment(with: overrides),
+                workingDirectory: workingDirectory)
+            return ChildMonitor(pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: true)
+        case .forkserver:
+            let server: ForkServer
+            do {
+                server = try ForkServer.shared()
+            } catch {
+                throw SystemError("fork server: \(error)", code: EAGAIN)
+            }
+            return try server.fork(
+                channelFD: childEnd, stderrFD: stderrFD, environment: environment, workingDirectory: workingDirectory
+            ) { pid in
+                ChildMonitor(pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: false)
+            }
+        case .fork:
+            let parentEnd = socket.fd
+            let environment = self.environment
+            let workingDirectory = self.workingDirectory
+            let pid: Int32 = Launcher.shared.run {
+                let pid = mp_fork()
+                guard pid == 0 else { return pid }
+                // The child: only this thread exists now. See `StartMethod.fork` for the risks.
+                IOReactor.resetAfterFork()
+                systemClose(parentEnd)
+                if let stderrRead { systemClose(stderrRead) }
+                if stderrFD >= 0 { _ = dup2(stderrFD, 2) }
+                _ = setpgid(0, 0)
+                for (key, value) in environment { setenv(key, value, 1) }
+                if let workingDirectory, chdir(workingDirectory) != 0 { _exit(72) }
+                ChildRuntime.serve(controlFD: childEnd, mainThread: false)
+            }
+            if pid < 0 { throw SystemError("fork") }
+            return ChildMonitor(pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: true)
+        }
+    }
+
+    private func running(_ operation: String) throws(ProcessError) -> ChildMonitor {
+        guard let child = monitor.withLock({ $0 }) else {
+            throw .invalidState("cannot \(operation) ChildProcess '\(name)': it was never started")
+        }
+        return child
+    }
+
+    /// Waits until the child exits and returns how it ended. If the awaiting task is cancelled,
+    /// stops waiting (the child keeps running) and throws ``ProcessError/cancelled``.
+    @discardableResult
+    public func join() async throws(ProcessError) -> ExitStatus {
+        let child = try running("join")
+        await child.waitForExit()
+        guard let status = child.status else { throw .cancelled }
+        return status
+    }
+
+    /// Waits at most `timeout` for the child to exit: its status, or `nil` if it still runs.
+    @discardableResult
+    public func join(timeout: Duration) async throws(ProcessError) -> ExitStatus? {
+        let child = try running("join")
+        return await child.waitForExit(timeout: timeout)
+    }
+
+    /// Sends `SIGTERM` to the child and the processes it started. CPython's `terminate()`.
+    public func terminate() { send(.terminate) }
+
+    /// Sends `SIGKILL` to the child and the processes it started. CPython's `kill()`.
+    public func kill() { send(.kill) }
+
+    /// Sends `signal` to the child's process group. Does nothing once the child has been
+    /// reaped (its pid may already belong to another process).
+    public func send(_ signal: Signal) {
+        monitor.withLock { $0 }?.signal(signal)
+    }
+
+    /// Waits for the child's end and returns its outcome, or the reason there is none.
+    /// Cancelling the awaiting task kills the child.
+    func outcome() async throws -> [UInt8] {
+        let child = try running("await the result of")
+        await withTaskCancellationHandler {
+            await child.waitForExit()
+        } onCancel: {
+            child.signal(.kill)
+        }
+        guard let status = child.status else { throw ProcessError.cancelled }
+        guard let frame = child.frames.first(where: { $0.kind == .outcome }) else {
+            if Task.isCancelled { throw ProcessError.cancelled }
+            throw ProcessError.crashed(
+                ChildCrash(processName: name, pid: child.pid, status: status, standardErrorTail: child.standardErrorTail))
+        }
+        let outcome: TaskOutcome
+        do {
+            outcome = try TaskCoding.decode(TaskOutcome.self, from: frame.payload)
+        } catch {
+            throw ProcessError.codec(error)
+        }
+        switch outcome {
+        case .success(let bytes): return bytes
+        case .failure(let report): throw report.rethrowable
+        }
+    }
+}
+
+extension ChildProcess where Work.Output: Decodable {
+    /// The task's result, once the child has finished.
+    ///
+    /// - Throws: the error the task threw (the same value when its type is `Codable` and visible
+    ///   by name, otherwise a ``RemoteError``); ``ProcessError/crashed(_:)`` when the child died
+    ///   without a result; ``ProcessError/cancelled`` when the awaiting task was cancelled (the
+    ///   child is killed).
+    public var value: Work.Output {
+        get async throws {
+            let bytes = try await outcome()
+            do {
+                return try TaskCoding.decode(Work.Output.self, from: bytes)
+            } catch {
+                throw ProcessError.codec(error)
+            }
+        }
+    }
+}
+
+extension ChildProcess where Work.Output == Void {
+    /// Waits for the task to finish; throws what it threw, or why it did not finish.
+    ///
+    /// - Throws: see ``ChildProcess/value``.
+    public var value: Void {
+        get async throws { _ = try await outcome() }
+    }
+}

@@ -1,0 +1,168 @@
+import CMultiprocessing
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The parent's side of the fork server: a spawned copy of this binary that never starts a
+/// thread and forks children on request (the server loop itself is C, in `mp_forkserver_serve`).
+///
+/// Requests go over a SOCK_SEQPACKET socket with the child's descriptors attached; the server
+/// answers each with the new pid, reaps its children and reports every exit status, which is
+/// routed to that child's ``ChildMonitor``. The server dies with this process, and its
+/// children with it.
+final class ForkServer: Sendable {
+    private static let instance = Mutex<ForkServer?>(nil)
+
+    /// The running server, started on first use.
+    static func shared() throws(ProcessError) -> ForkServer {
+        let result: Result<ForkServer, ProcessError> = instance.withLock { server in
+            if let server { return .success(server) }
+            do throws(ProcessError) {
+                let started = try ForkServer()
+                server = started
+                return .success(started)
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    private struct Pending {
+        let monitor: @Sendable (Int32) -> ChildMonitor
+        let done: DispatchSemaphore
+        let result: Mutex<Result<ChildMonitor, SystemError>?>
+    }
+
+    private struct State {
+        var pending: [Pending] = []
+        var children: [Int32: ChildMonitor] = [:]
+        var dead = false
+    }
+
+    let serverPID: Int32
+    private let controlFD: Int32
+    private let state = Mutex(State())
+    /// Serializes requests so that replies match them in order.
+    private let requestLock = Mutex(())
+
+    private init() throws(ProcessError) {
+        var fds: [Int32] = [-1, -1]
+        let rc = mp_seqpacket_pair(&fds)
+        if rc != 0 { throw .launchFailed(SystemError("socketpair", code: rc)) }
+        let environment = Launcher.environment(with: [ChildEntry.variable: "forkserver:\(getpid())"])
+        do {
+            serverPID = try Launcher.shared.spawnSelf(keep: [fds[1]], stderr: -1, environment: environment, workingDirectory: nil)
+        } catch {
+            systemClose(fds[0])
+            systemClose(fds[1])
+            throw .launchFailed(error)
+        }
+        systemClose(fds[1])
+        controlFD = fds[0]
+        _ = fcntl(controlFD, F_SETFL, fcntl(controlFD, F_GETFL) | O_NONBLOCK)
+        // The server is our direct child: reap it when it goes.
+        let server = serverPID
+        OSThread.detach(name: "mp-fs-reaper") {
+            var status: Int32 = 0
+            while waitpid(server, &status, 0) < 0 && errno == EINTR {}
+        }
+        IOReactor.shared.watch(controlFD) { [self] in readReplies() }
+    }
+
+    /// Forks a child whose control channel is `channelFD` and whose stderr is `stderrFD` (or
+    /// ours, if -1), and returns its monitor, created before any exit notice can arrive.
+    func fork(
+        channelFD: Int32, stderrFD: Int32, environment: [String: String], workingDirectory: String?,
+        monitor: @escaping @Sendable (Int32) -> ChildMonitor
+    ) throws(SystemError) -> ChildMonitor {
+        var request: [UInt8] = []
+        var header: (UInt32, UInt32, UInt32) = (0x6d70_6673, 0, 0)
+        var env: [UInt8] = []
+        for (key, value) in environment.sorted(by: { $0.key < $1.key }) {
+            env += Array("\(key)=\(value)".utf8) + [0]
+        }
+        let cwd = Array((workingDirectory ?? "").utf8)
+        header.1 = UInt32(env.count)
+        header.2 = UInt32(cwd.count)
+        withUnsafeBytes(of: &header) { request += $0 }
+        request += env + cwd
+        guard request.count <= 65536 else { throw SystemError("fork server request", code: E2BIG) }
+        let fds = stderrFD >= 0 ? [channelFD, stderrFD] : [channelFD]
+        let pending = Pending(monitor: monitor, done: DispatchSemaphore(value: 0), result: Mutex(nil))
+        let sendError: Int32? = requestLock.withLock { _ in
+            let dead = state.withLock { s in
+                if !s.dead { s.pending.append(pending) }
+                return s.dead
+            }
+            if dead { return EPIPE }
+            let n = request.withUnsafeBytes { raw in
+                fds.withUnsafeBufferPointer { mp_send_with_fds(controlFD, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count)) }
+            }
+            if n < 0 {
+                let code = errno
+                state.withLock { s in s.pending.removeAll { $0.done === pending.done } }
+                return code
+            }
+            return nil
+        }
+        if let sendError { throw SystemError("fork server", code: sendError) }
+        pending.done.wait()
+        switch pending.result.withLock({ $0 })! {
+        case .success(let monitor): return monitor
+        case .failure(let error): throw error
+        }
+    }
+
+    /// Runs on the reactor thread: started replies and exit notices.
+    private func readReplies() -> Bool {
+        while true {
+            var reply: (Int32, Int32, Int32, Int32) = (0, 0, 0, 0)
+            let n = withUnsafeMutableBytes(of: &reply) { recv(controlFD, $0.baseAddress, $0.count, 0) }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return true }
+            if n < 0 && errno == EINTR { continue }
+            guard n == MemoryLayout.size(ofValue: reply) else {
+                serverDied()
+                return false
+            }
+            let (kind, pid, status, err) = reply
+            if kind == 1 {
+                guard let pending = state.withLock({ $0.pending.isEmpty ? nil : $0.pending.removeFirst() }) else { continue }
+                if pid > 0 {
+                    let monitor = pending.monitor(pid)
+                    state.withLock { $0.children[pid] = monitor }
+                    pending.result.withLock { $0 = .success(monitor) }
+                } else {
+                    pending.result.withLock { $0 = .failure(SystemError("fork", code: err)) }
+                }
+                pending.done.signal()
+            } else if kind == 2 {
+                state.withLock { $0.children.removeValue(forKey: pid) }?.recordExit(waitStatus: status)
+            }
+        }
+    }
+
+    private func serverDied() {
+        let (pending, children) = state.withLock { s in
+            s.dead = true
+            defer {
+                s.pending.removeAll()
+                s.children.removeAll()
+            }
+            return (s.pending, s.children)
+        }
+        for p in pending {
+            p.result.withLock { $0 = .failure(SystemError("fork server exited", code: EPIPE)) }
+            p.done.signal()
+        }
+        // Its children were killed with it (parent-death signal).
+        for (_, monitor) in children { monitor.recordExit(waitStatus: SIGKILL) }
+        instance.withLock { if $0 === self { $0 = nil } }
+        IOReactor.shared.forget(controlFD)
+    }
+}

@@ -1,0 +1,114 @@
+import CMultiprocessing
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Starts processes from one thread that lives as long as the program.
+///
+/// Linux delivers a child's parent-death signal when the *thread* that created it exits, and
+/// the threads of Swift's cooperative pool and of Dispatch come and go: a child spawned from
+/// one of them could be killed at a random moment. Spawning from this thread avoids that.
+final class Launcher: Sendable {
+    static let shared = Launcher()
+
+    private final class Job: @unchecked Sendable {
+        let body: () -> Void
+        let done = DispatchSemaphore(value: 0)
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
+
+    private let jobs = Mutex<[Job]>([])
+    private let wake = DispatchSemaphore(value: 0)
+
+    private init() {
+        OSThread.detach(name: "mp-launcher") { [self] in
+            while true {
+                wake.wait()
+                let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+                guard let job else { continue }
+                job.body()
+                job.done.signal()
+            }
+        }
+    }
+
+    /// Runs `body` on the launcher thread and waits for it.
+    func run<T>(_ body: () -> T) -> T {
+        withoutActuallyEscaping(body) { body in
+            nonisolated(unsafe) var result: T?
+            nonisolated(unsafe) let unsafeBody = body
+            let job = Job { result = unsafeBody() }
+            jobs.withLock { $0.append(job) }
+            wake.signal()
+            job.done.wait()
+            return result!
+        }
+    }
+
+    /// The running binary, as the kernel sees it (works even if the file was replaced).
+    static let executablePath: String = {
+        #if os(Linux)
+            return "/proc/self/exe"
+        #else
+            var size: UInt32 = 4096
+            var buffer = [CChar](repeating: 0, count: Int(size))
+            _ = _NSGetExecutablePath(&buffer, &size)
+            return String(cString: buffer)
+        #endif
+    }()
+
+    /// The environment a child gets: this process's, with `overrides` applied.
+    static func environment(with overrides: [String: String]) -> [String] {
+        var result: [String] = []
+        var seen = Set<String>()
+        if let environ = mp_environ() {
+            var i = 0
+            while let entry = environ[i] {
+                let text = String(cString: entry)
+                let key = String(text.prefix { $0 != "=" })
+                if let value = overrides[key] {
+                    result.append("\(key)=\(value)")
+                } else {
+                    result.append(text)
+                }
+                seen.insert(key)
+                i += 1
+            }
+        }
+        for (key, value) in overrides.sorted(by: { $0.key < $1.key }) where !seen.contains(key) {
+            result.append("\(key)=\(value)")
+        }
+        return result
+    }
+
+    /// `posix_spawn`s the running binary. `keep` become fds 3, 4, ... in the child; `stderr`
+    /// (if not -1) becomes its fd 2; every other descriptor is closed.
+    func spawnSelf(keep: [Int32], stderr: Int32, environment: [String], workingDirectory: String?) throws(SystemError) -> Int32 {
+        let argv0 = CommandLine.arguments.first ?? "swift-multiprocessing-child"
+        let outcome: (Int32, Int32) = run {
+            var pid: Int32 = 0
+            let argv: [UnsafeMutablePointer<CChar>?] = [strdup(argv0), nil]
+            let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+            defer {
+                for p in argv { free(p) }
+                for p in envp { free(p) }
+            }
+            let rc = keep.withUnsafeBufferPointer { keepFDs in
+                if let workingDirectory {
+                    return workingDirectory.withCString {
+                        mp_spawn(Self.executablePath, argv, envp, keepFDs.baseAddress, Int32(keep.count), stderr, $0, &pid)
+                    }
+                }
+                return mp_spawn(Self.executablePath, argv, envp, keepFDs.baseAddress, Int32(keep.count), stderr, nil, &pid)
+            }
+            return (rc, pid)
+        }
+        if outcome.0 != 0 { throw SystemError("posix_spawn", code: outcome.0) }
+        return outcome.1
+    }
+}

@@ -1,0 +1,66 @@
+/// Why a child process could not run its task or did not return a result.
+public enum ProcessError: Error, Sendable, CustomStringConvertible {
+    /// The task type cannot be found by name in a child; nothing was spawned.
+    case unsupportedTaskType(typeName: String, reason: String)
+    /// The task's `Output` is neither `Void` nor `Codable`; nothing was spawned.
+    case unsupportedOutputType(typeName: String)
+    /// The call does not fit the process's state (started twice, joined before start, ...).
+    case invalidState(String)
+    /// The task or its result could not be encoded or decoded.
+    case codec(CodecError)
+    /// Starting the process failed.
+    case launchFailed(SystemError)
+    /// The child died (signal, or exit without a result) before returning a result.
+    case crashed(ChildCrash)
+    /// The awaiting task was cancelled; the child was stopped.
+    case cancelled
+
+    /// A sentence that says what went wrong and what to do.
+    public var description: String {
+        switch self {
+        case .unsupportedTaskType(let name, let reason): "cannot run \(name) in a child process: \(reason)"
+        case .unsupportedOutputType(let name): "the output type \(name) is neither Void nor Codable, so it cannot come back from a child process"
+        case .invalidState(let why): why
+        case .codec(let error): "encoding or decoding failed: \(error)"
+        case .launchFailed(let error): "could not start the child process: \(error)"
+        case .crashed(let crash): crash.description
+        case .cancelled: "cancelled; the child process was stopped"
+        }
+    }
+}
+
+/// What is known about a child that died without returning a result.
+public struct ChildCrash: Sendable, Hashable, CustomStringConvertible {
+    /// The child's name.
+    public var processName: String
+    /// Its pid.
+    public var pid: Int32
+    /// How it ended.
+    public var status: ExitStatus
+    /// The last lines it wrote to stderr (a Swift trap prints its message there). Empty when
+    /// stderr was not captured.
+    public var standardErrorTail: [String]
+
+    /// Creates a crash record.
+    public init(processName: String, pid: Int32, status: ExitStatus, standardErrorTail: [String]) {
+        self.processName = processName
+        self.pid = pid
+        self.status = status
+        self.standardErrorTail = standardErrorTail
+    }
+
+    /// The signal that killed it, if one did.
+    public var signal: Signal? {
+        if case .signaled(let signal) = status { return signal }
+        return nil
+    }
+
+    /// `"child 'parser' (pid 42) killed by SIGILL (Illegal instruction); last stderr: ..."`.
+    public var description: String {
+        var text = "child '\(processName)' (pid \(pid)) \(status) before returning a result"
+        if !standardErrorTail.isEmpty {
+            text += "; last stderr lines:\n  " + standardErrorTail.joined(separator: "\n  ")
+        }
+        return text
+    }
+}

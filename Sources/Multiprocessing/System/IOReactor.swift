@@ -1,0 +1,284 @@
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// One thread per process that waits for descriptors to become ready and wakes the Swift tasks
+/// waiting on them, so that no cooperative thread ever blocks on a pipe, socket or process.
+///
+/// Linux uses epoll (registration from any thread is a single `epoll_ctl`, no wake-up of the
+/// reactor); other systems use `poll` with a wake pipe.
+final class IOReactor: Sendable {
+    /// The process-wide reactor, started on first use.
+    static var shared: IOReactor { afterFork ?? initial }
+
+    private static let initial = IOReactor()
+    /// Written only in a freshly forked child, while it has a single thread.
+    nonisolated(unsafe) private static var afterFork: IOReactor?
+
+    /// In a child made by `fork`: the parent's reactor thread did not survive, and its epoll
+    /// instance is shared with the parent. Start a fresh one.
+    static func resetAfterFork() { afterFork = IOReactor() }
+
+    enum Interest: Sendable { case read, write }
+
+    /// Why a wait ended without readiness.
+    enum WaitError: Error { case cancelled, closed }
+
+    private struct Waiter {
+        let id: UInt64
+        let continuation: UnsafeContinuation<Void, any Error>
+    }
+
+    private struct Entry {
+        var readers: [Waiter] = []
+        var writers: [Waiter] = []
+        /// Persistent read handler, run on the reactor thread; returns `false` to stop watching.
+        var handler: (@Sendable () -> Bool)?
+        /// Events the kernel will currently report (one-shot: cleared when an event fires).
+        var armed: UInt32 = 0
+        var registered = false
+
+        var wanted: UInt32 {
+            var mask: UInt32 = 0
+            if !readers.isEmpty || handler != nil { mask |= IOReactor.readMask }
+            if !writers.isEmpty { mask |= IOReactor.writeMask }
+            return mask
+        }
+    }
+
+    private struct State {
+        var entries: [Int32: Entry] = [:]
+        var nextID: UInt64 = 1
+    }
+
+    private let state = Mutex(State())
+
+    #if os(Linux)
+        static let readMask = UInt32(EPOLLIN.rawValue)
+        static let writeMask = UInt32(EPOLLOUT.rawValue)
+        private let epollFD: Int32
+    #else
+        static let readMask = UInt32(POLLIN)
+        static let writeMask = UInt32(POLLOUT)
+        private let wakeFDs: (Int32, Int32)
+    #endif
+
+    private init() {
+        #if os(Linux)
+            epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+            precondition(epollFD >= 0, "swift-multiprocessing: \(SystemError("epoll_create1"))")
+        #else
+            var fds: [Int32] = [-1, -1]
+            precondition(mp_pipe(&fds) == 0, "swift-multiprocessing: cannot create the reactor's pipe")
+            _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
+            _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
+            wakeFDs = (fds[0], fds[1])
+        #endif
+        OSThread.detach(name: "mp-reactor") { [self] in self.run() }
+    }
+
+    // MARK: Waiting
+
+    /// Suspends until `fd` is ready for `interest` (or has hung up / failed, which the caller
+    /// then sees from its next system call). Throws `WaitError.cancelled` when the task is
+    /// cancelled and `.closed` when the descriptor is forgotten.
+    func wait(_ fd: Int32, for interest: Interest, unless stop: @Sendable () -> Bool = { false }) async throws(WaitError) {
+        let id = state.withLock { s -> UInt64 in
+            defer { s.nextID += 1 }
+            return s.nextID
+        }
+        do {
+            try await withTaskCancellationHandler {
+                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                    let waiter = Waiter(id: id, continuation: continuation)
+                    state.withLock { s in
+                        var entry = s.entries[fd] ?? Entry()
+                        switch interest {
+                        case .read: entry.readers.append(waiter)
+                        case .write: entry.writers.append(waiter)
+                        }
+                        arm(fd, &entry)
+                        s.entries[fd] = entry
+                    }
+                    // Checked after registering, so a close or cancel that raced us is never missed.
+                    if stop() {
+                        cancelWaiter(fd, id, with: .closed)
+                    } else if Task.isCancelled {
+                        cancelWaiter(fd, id, with: .cancelled)
+                    }
+                }
+            } onCancel: {
+                cancelWaiter(fd, id, with: .cancelled)
+            }
+        } catch let error as WaitError {
+            throw error
+        } catch {
+            throw .cancelled
+        }
+    }
+
+    /// Waits like ``wait(_:for:)`` but gives up after `timeout`; returns `false` on time-out.
+    func wait(
+        _ fd: Int32, for interest: Interest, timeout: Duration, unless stop: @escaping @Sendable () -> Bool = { false }
+    ) async throws(WaitError) -> Bool {
+        let outcome: Result<Bool, WaitError> = await withTaskGroup(of: Result<Bool, WaitError>?.self) { group in
+            group.addTask {
+                do throws(WaitError) {
+                    try await self.wait(fd, for: interest, unless: stop)
+                    return .success(true)
+                } catch {
+                    return Task.isCancelled ? nil : .failure(error)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return Task.isCancelled ? nil : .success(false)
+            }
+            var first: Result<Bool, WaitError>? = nil
+            for await result in group {
+                if let result {
+                    first = result
+                    break
+                }
+            }
+            group.cancelAll()
+            return first ?? .failure(.cancelled)
+        }
+        return try outcome.get()
+    }
+
+    /// Runs `handler` on the reactor thread each time `fd` is readable, until it returns `false`
+    /// or the descriptor is forgotten. The handler must not block.
+    func watch(_ fd: Int32, handler: @escaping @Sendable () -> Bool) {
+        state.withLock { s in
+            var entry = s.entries[fd] ?? Entry()
+            entry.handler = handler
+            arm(fd, &entry)
+            s.entries[fd] = entry
+        }
+    }
+
+    /// Removes every interest in `fd` and fails its waiters with `.closed`. Call before `close`.
+    func forget(_ fd: Int32) {
+        let entry = state.withLock { s -> Entry? in
+            guard let entry = s.entries.removeValue(forKey: fd) else { return nil }
+            #if os(Linux)
+                if entry.registered { _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil) }
+            #endif
+            return entry
+        }
+        guard let entry else { return }
+        for waiter in entry.readers + entry.writers { waiter.continuation.resume(throwing: WaitError.closed) }
+    }
+
+    private func cancelWaiter(_ fd: Int32, _ id: UInt64, with error: WaitError) {
+        let waiter = state.withLock { s -> Waiter? in
+            guard var entry = s.entries[fd] else { return nil }
+            var found: Waiter?
+            if let i = entry.readers.firstIndex(where: { $0.id == id }) {
+                found = entry.readers.remove(at: i)
+            } else if let i = entry.writers.firstIndex(where: { $0.id == id }) {
+                found = entry.writers.remove(at: i)
+            }
+            s.entries[fd] = entry
+            return found
+        }
+        waiter?.continuation.resume(throwing: error)
+    }
+
+    /// Tells the kernel about the events `entry` wants, if that changed. Called under the lock.
+    private func arm(_ fd: Int32, _ entry: inout Entry) {
+        let wanted = entry.wanted
+        guard wanted != 0, wanted != entry.armed else { return }
+        #if os(Linux)
+            var event = epoll_event()
+            event.events = wanted | UInt32(EPOLLONESHOT.rawValue)
+            event.data.fd = fd
+            if entry.registered {
+                _ = epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event)
+            } else if epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 {
+                entry.registered = true
+            } else if errno == EEXIST {
+                _ = epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event)
+                entry.registered = true
+            }
+        #else
+            var byte: UInt8 = 1
+            _ = write(wakeFDs.1, &byte, 1)
+        #endif
+        entry.armed = wanted
+    }
+
+    /// Hands readiness `events` of `fd` to whoever waits for them.
+    private func dispatch(_ fd: Int32, events: UInt32) {
+        let errorMask: UInt32
+        #if os(Linux)
+            errorMask = UInt32(EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue)
+        #else
+            errorMask = UInt32(POLLHUP | POLLERR | POLLNVAL)
+        #endif
+        let readable = events & (Self.readMask | errorMask) != 0
+        let writable = events & (Self.writeMask | errorMask) != 0
+        let (ready, handler) = state.withLock { s -> ([Waiter], (@Sendable () -> Bool)?) in
+            guard var entry = s.entries[fd] else { return ([], nil) }
+            entry.armed = 0
+            var ready: [Waiter] = []
+            if readable {
+                ready += entry.readers
+                entry.readers.removeAll()
+            }
+            if writable {
+                ready += entry.writers
+                entry.writers.removeAll()
+            }
+            s.entries[fd] = entry
+            return (ready, readable ? entry.handler : nil)
+        }
+        for waiter in ready { waiter.continuation.resume() }
+        if let handler {
+            let keep = handler()
+            state.withLock { s in
+                guard var entry = s.entries[fd] else { return }
+                if !keep { entry.handler = nil }
+                s.entries[fd] = entry
+            }
+        }
+        state.withLock { s in
+            guard var entry = s.entries[fd] else { return }
+            arm(fd, &entry)
+            s.entries[fd] = entry
+        }
+    }
+
+    private func run() -> Never {
+        #if os(Linux)
+            var events = [epoll_event](repeating: epoll_event(), count: 64)
+            while true {
+                let n = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, 64, -1) }
+                if n < 0 { continue }
+                for i in 0..<Int(n) { dispatch(events[i].data.fd, events: events[i].events) }
+            }
+        #else
+            while true {
+                var fds = [pollfd(fd: wakeFDs.0, events: Int16(POLLIN), revents: 0)]
+                state.withLock { s in
+                    for (fd, entry) in s.entries where entry.armed != 0 {
+                        fds.append(pollfd(fd: fd, events: Int16(truncatingIfNeeded: entry.armed), revents: 0))
+                    }
+                }
+                if poll(&fds, nfds_t(fds.count), -1) < 0 { continue }
+                if fds[0].revents != 0 {
+                    var drain = [UInt8](repeating: 0, count: 64)
+                    while read(wakeFDs.0, &drain, 64) > 0 {}
+                }
+                for p in fds.dropFirst() where p.revents != 0 {
+                    dispatch(p.fd, events: UInt32(UInt16(bitPattern: p.revents)))
+                }
+            }
+        #endif
+    }
+}

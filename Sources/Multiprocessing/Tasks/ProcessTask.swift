@@ -1,0 +1,51 @@
+/// Work that runs in another process: the stored properties are its arguments.
+///
+/// This is CPython's `Process(target=f, args=...)` and its `run()`-overriding subclass in one:
+/// the parent encodes the value, the child decodes it and calls ``run()``. Whatever `run`
+/// returns comes back to the parent as ``ChildProcess/value``.
+///
+/// ```swift
+/// struct Greeter: ProcessTask {
+///     var delay: Duration
+///     var message: String
+///     func run() async throws {
+///         try await Task.sleep(for: delay)
+///         print(message)
+///     }
+/// }
+/// ```
+///
+/// The type must be visible to the runtime by name: `internal` or `public`, at file scope or
+/// nested in another such type, generic or not. `private`, `fileprivate` and local types cannot
+/// be found in the child; ``ChildProcess`` rejects them before anything is spawned.
+///
+/// `Output` is `Void` or any `Codable` type. An error thrown by `run` is re-thrown in the parent:
+/// as the same value when its type is `Codable` and visible by name, otherwise as a
+/// ``RemoteError`` that keeps its description.
+public protocol ProcessTask: Codable, Sendable {
+    /// What ``run()`` returns: `Void` or a `Codable` type.
+    associatedtype Output: Sendable = Void
+
+    /// The work itself, run in the child process.
+    func run() async throws -> Output
+}
+
+/// A function over inputs, for pools: the stored properties are fixed arguments shared by every
+/// call, and each call gets one `Input`.
+///
+/// ```swift
+/// struct Square: ProcessFunction {
+///     func callAsFunction(_ x: Int) async throws -> Int { x * x }
+/// }
+/// ```
+///
+/// The same naming rules as ``ProcessTask`` apply.
+public protocol ProcessFunction: Codable, Sendable {
+    /// One call's argument.
+    associatedtype Input: Codable & Sendable
+    /// One call's result.
+    associatedtype Output: Codable & Sendable
+
+    /// Computes one result, in a worker process.
+    func callAsFunction(_ input: Input) async throws -> Output
+}

@@ -1,0 +1,418 @@
+import CMultiprocessing
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// What a frame carries. Typed messages and raw bytes share a channel; the launch protocol uses
+/// its own kinds on the same framing.
+enum FrameKind: UInt8, Sendable {
+    case message = 0
+    case bytes = 1
+    case launch = 2
+    case outcome = 3
+
+    var name: String {
+        switch self {
+        case .message: "a typed message"
+        case .bytes: "raw bytes"
+        case .launch: "a launch request"
+        case .outcome: "a task outcome"
+        }
+    }
+}
+
+/// One frame: its kind, its payload and the descriptors that travelled with it.
+struct Frame: Sendable {
+    var kind: FrameKind
+    var payload: [UInt8]
+    var descriptors: [Int32]
+}
+
+/// Length-prefixed frames over a stream socket, with descriptors passed beside them.
+///
+/// Header (8 bytes): magic `0xB5`, kind, descriptor count (UInt16 LE), payload length
+/// (UInt32 LE). Frames larger than the read buffer are received straight into their own
+/// storage, so a 1 MiB message is copied once by the kernel and not again. A header that
+/// announces more than `maximumFrameSize` is rejected before anything is allocated, and a
+/// payload is only ever allocated as large as its announced length once its header is valid.
+final class FramedSocket: @unchecked Sendable {
+    static let headerSize = 8
+    static let magic: UInt8 = 0xB5
+    static let bufferCapacity = 64 * 1024
+
+    let fd: Int32
+    let maximumFrameSize: Int
+    private let closedFlag = Atomic<Bool>(false)
+    private let sendLock = HandoffLock()
+    private let receiveLock = HandoffLock()
+
+    // Receive state: only touched while `receiveLock` is held.
+    private let storage: UnsafeMutableRawBufferPointer
+    private var readIndex = 0
+    private var writeIndex = 0
+    private var pendingDescriptors: [Int32] = []
+    private var partial: (kind: FrameKind, descriptors: [Int32], payload: [UInt8], filled: Int)?
+    private var sawEOF = false
+    // Send state: only touched while `sendLock` is held.
+    private var scratch: [UInt8] = []
+
+    /// Takes ownership of `fd` (made non-blocking).
+    init(fd: Int32, maximumFrameSize: Int = 1 << 30) {
+        self.fd = fd
+        self.maximumFrameSize = min(maximumFrameSize, Int(UInt32.max))
+        storage = .allocate(byteCount: Self.bufferCapacity, alignment: 16)
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+    }
+
+    deinit {
+        if !closedFlag.load(ordering: .acquiring) { IOReactor.shared.forget(fd) }
+        systemClose(fd)
+        storage.deallocate()
+        for fd in pendingDescriptors { systemClose(fd) }
+        if let partial { for fd in partial.descriptors { systemClose(fd) } }
+    }
+
+    var isClosed: Bool { closedFlag.load(ordering: .acquiring) }
+
+    /// Releases the socket now (the peer sees EOF once no other process holds it) without
+    /// freeing the descriptor number, which operations in flight on other threads may still
+    /// use: a dead socket is put in its place and the number is closed on deinit.
+    func close() {
+        guard !closedFlag.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        IOReactor.shared.forget(fd)
+        _ = dup2(DeadSocket.fd, fd)
+    }
+
+    // MARK: Sending
+
+    func send(_ kind: FrameKind, _ payload: UnsafeRawBufferPointer, descriptors: [Int32] = []) async throws(ChannelError) {
+        await sendLock.lock()
+        defer { sendLock.unlock() }
+        var step = SendStep(kind: kind, payload: payload, descriptors: descriptors)
+        while true {
+            switch try sendSome(&step) {
+            case .done: return
+            case .wouldBlock:
+                do {
+                    try await IOReactor.shared.wait(fd, for: .write, unless: { self.isClosed })
+                } catch .cancelled {
+                    // A half-sent frame would corrupt the stream: finish it, whatever the task wants.
+                    if step.started { try blockingWait(for: .write, deadline: nil) } else { throw .cancelled }
+                } catch {
+                    throw .closed
+                }
+            }
+        }
+    }
+
+    func sendBlocking(_ kind: FrameKind, _ payload: UnsafeRawBufferPointer, descriptors: [Int32] = []) throws(ChannelError) {
+        sendLock.lockBlocking()
+        defer { sendLock.unlock() }
+        var step = SendStep(kind: kind, payload: payload, descriptors: descriptors)
+        while case .wouldBlock = try sendSome(&step) {
+            try blockingWait(for: .write, deadline: nil)
+        }
+    }
+
+    private struct SendStep {
+        var kind: FrameKind
+        var payload: UnsafeRawBufferPointer
+        var descriptors: [Int32]
+        var headerSent = 0
+        var payloadSent = 0
+        var started: Bool { headerSent > 0 }
+    }
+
+    private enum Progress { case done, wouldBlock }
+
+    private func header(_ kind: FrameKind, _ count: Int, _ fds: Int) -> (UInt64) {
+        var h: UInt64 = UInt64(Self.magic)
+        h |= UInt64(kind.rawValue) << 8
+        h |= UInt64(UInt16(fds)) << 16
+        h |= UInt64(UInt32(count)) << 32
+        return h.littleEndian
+    }
+
+    private func sendSome(_ step: inout SendStep) throws(ChannelError) -> Progress {
+        if isClosed { throw .closed }
+        let count = step.payload.count
+        if count > maximumFrameSize { throw .frameTooLarge(length: count, limit: maximumFrameSize) }
+        if step.descriptors.count > 64 { throw .corruptFrame("at most 64 descriptors travel with one frame") }
+        if step.headerSent == 0 {
+            let head = header(step.kind, count, step.descriptors.count)
+            let sent: Int
+            if count <= 16 * 1024 {
+                // Small frame: header and payload in one system call.
+                scratch.removeAll(keepingCapacity: true)
+                withUnsafeBytes(of: head) { scratch.append(contentsOf: $0) }
+                scratch.append(contentsOf: step.payload)
+                sent = scratch.withUnsafeBytes { raw in
+                    step.descriptors.withUnsafeBufferPointer {
+                        mp_send_with_fds(fd, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count))
+                    }
+                }
+                if sent < 0 { return try sendFailure() }
+                step.headerSent = min(sent, Self.headerSize)
+                step.payloadSent = max(0, sent - Self.headerSize)
+            } else {
+                sent = withUnsafeBytes(of: head) { raw in
+                    step.descriptors.withUnsafeBufferPointer {
+                        mp_send_with_fds(fd, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count))
+                    }
+                }
+                if sent < 0 { return try sendFailure() }
+                step.headerSent = sent
+            }
+        }
+        while step.headerSent < Self.headerSize {
+            let head = header(step.kind, count, step.descriptors.count)
+            let sent = withUnsafeBytes(of: head) { raw in
+                systemSend(fd, raw.baseAddress! + step.headerSent, Self.headerSize - step.headerSent)
+            }
+            if sent < 0 { return try sendFailure() }
+            step.headerSent += sent
+        }
+        while step.payloadSent < count {
+            let sent = systemSend(fd, step.payload.baseAddress! + step.payloadSent, count - step.payloadSent)
+            if sent < 0 { return try sendFailure() }
+            step.payloadSent += sent
+        }
+        return .done
+    }
+
+    private func sendFailure() throws(ChannelError) -> Progress {
+        switch errno {
+        case EAGAIN, EWOULDBLOCK, EINTR: return .wouldBlock
+        case EPIPE, ECONNRESET, ENOTCONN: throw isClosed ? .closed : .peerClosed
+        case let code: throw .system(SystemError("send", code: code))
+        }
+    }
+
+    // MARK: Receiving
+
+    /// Waits for the next frame. With a `timeout`, throws `.timedOut` when none arrives in time.
+    func receive(timeout: Duration? = nil) async throws(ChannelError) -> Frame {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        await receiveLock.lock()
+        defer { receiveLock.unlock() }
+        while true {
+            if let frame = try nextFrame() { return frame }
+            if try fill() { continue }
+            // Nothing yet. A peer on the other core often answers within microseconds: a few
+            // cheap retries save two thread wake-ups per message.
+            var spins = 0
+            while spins < 20 {
+                sched_yield()
+                if try fill() { break }
+                spins += 1
+            }
+            if spins < 20 { continue }
+            do {
+                if let deadline {
+                    let remaining = deadline - .now
+                    if remaining <= .zero { throw ChannelError.timedOut }
+                    if try await !IOReactor.shared.wait(fd, for: .read, timeout: remaining, unless: { self.isClosed }) {
+                        throw ChannelError.timedOut
+                    }
+                } else {
+                    try await IOReactor.shared.wait(fd, for: .read, unless: { self.isClosed })
+                }
+            } catch let error as ChannelError {
+                throw error
+            } catch IOReactor.WaitError.cancelled {
+                throw .cancelled
+            } catch {
+                throw .closed
+            }
+        }
+    }
+
+    /// Blocks the calling thread until the next frame arrives or `timeout` passes.
+    func receiveBlocking(timeout: Duration? = nil) throws(ChannelError) -> Frame {
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        receiveLock.lockBlocking()
+        defer { receiveLock.unlock() }
+        while true {
+            if let frame = try nextFrame() { return frame }
+            if try fill() { continue }
+            try blockingWait(for: .read, deadline: deadline)
+        }
+    }
+
+    /// `true` when a frame (or EOF) can be received without waiting, waiting up to `timeout`.
+    func poll(timeout: Duration) throws(ChannelError) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        receiveLock.lockBlocking()
+        defer { receiveLock.unlock() }
+        while true {
+            if isClosed { throw .closed }
+            if sawEOF || (try frameIsComplete()) { return true }
+            if try fill() { continue }
+            do {
+                try blockingWait(for: .read, deadline: deadline)
+            } catch .timedOut {
+                return false
+            }
+        }
+    }
+
+    /// Drains whatever is already buffered or readable, without waiting: the frames a dead
+    /// process wrote before it died. `atEOF` tells whether the peer has gone.
+    func drainAvailable() -> (frames: [Frame], atEOF: Bool) {
+        receiveLock.lockBlocking()
+        defer { receiveLock.unlock() }
+        var frames: [Frame] = []
+        while true {
+            do {
+                if let frame = try nextFrame() {
+                    frames.append(frame)
+                    continue
+                }
+                if try !fill() { return (frames, sawEOF) }
+            } catch {
+                return (frames, true)
+            }
+        }
+    }
+
+    private func frameIsComplete() throws(ChannelError) -> Bool {
+        if partial != nil { return false }
+        guard writeIndex - readIndex >= Self.headerSize else { return false }
+        let (_, length, _) = try parseHeader()
+        return writeIndex - readIndex >= Self.headerSize + length
+    }
+
+    private func parseHeader() throws(ChannelError) -> (FrameKind, Int, Int) {
+        let base = storage.baseAddress! + readIndex
+        var raw: UInt64 = 0
+        withUnsafeMutableBytes(of: &raw) { $0.copyMemory(from: UnsafeRawBufferPointer(start: base, count: 8)) }
+        raw = UInt64(littleEndian: raw)
+        guard UInt8(truncatingIfNeeded: raw) == Self.magic else {
+            throw .corruptFrame("bad magic byte 0x\(String(UInt8(truncatingIfNeeded: raw), radix: 16))")
+        }
+        guard let kind = FrameKind(rawValue: UInt8(truncatingIfNeeded: raw >> 8)) else {
+            throw .corruptFrame("unknown frame kind \(UInt8(truncatingIfNeeded: raw >> 8))")
+        }
+        let fdCount = Int(UInt16(truncatingIfNeeded: raw >> 16))
+        let length = Int(UInt32(truncatingIfNeeded: raw >> 32))
+        if length > maximumFrameSize { throw .frameTooLarge(length: length, limit: maximumFrameSize) }
+        if fdCount > 64 { throw .corruptFrame("\(fdCount) descriptors announced") }
+        return (kind, length, fdCount)
+    }
+
+    private func takeDescriptors(_ count: Int) throws(ChannelError) -> [Int32] {
+        guard count <= pendingDescriptors.count else {
+            throw .corruptFrame("frame announces \(count) descriptors, \(pendingDescriptors.count) arrived")
+        }
+        let taken = Array(pendingDescriptors.prefix(count))
+        pendingDescriptors.removeFirst(count)
+        return taken
+    }
+
+    /// A complete frame from the buffer, or `nil`. Starts a direct receive for large frames.
+    private func nextFrame() throws(ChannelError) -> Frame? {
+        if isClosed { throw .closed }
+        if let p = partial {
+            guard p.filled == p.payload.count else { return nil }
+            partial = nil
+            return Frame(kind: p.kind, payload: p.payload, descriptors: p.descriptors)
+        }
+        let available = writeIndex - readIndex
+        guard available >= Self.headerSize else {
+            if sawEOF { throw available == 0 ? .peerClosed : .corruptFrame("connection closed inside a frame header") }
+            return nil
+        }
+        let (kind, length, fdCount) = try parseHeader()
+        if available >= Self.headerSize + length {
+            let start = readIndex + Self.headerSize
+            let payload = [UInt8](UnsafeRawBufferPointer(rebasing: storage[start..<(start + length)]))
+            readIndex += Self.headerSize + length
+            if readIndex == writeIndex { (readIndex, writeIndex) = (0, 0) }
+            return Frame(kind: kind, payload: payload, descriptors: try takeDescriptors(fdCount))
+        }
+        if sawEOF { throw .corruptFrame("connection closed inside a frame (\(available - Self.headerSize) of \(length) bytes)") }
+        if Self.headerSize + length > Self.bufferCapacity {
+            // Too large for the buffer: receive the rest straight into the payload's own storage.
+            let descriptors = try takeDescriptors(fdCount)
+            let buffered = available - Self.headerSize
+            var payload = [UInt8](repeating: 0, count: length)
+            payload.withUnsafeMutableBytes { dst in
+                dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: storage[(readIndex + Self.headerSize)..<writeIndex]))
+            }
+            (readIndex, writeIndex) = (0, 0)
+            partial = (kind, descriptors, payload, buffered)
+        }
+        return nil
+    }
+
+    /// One non-blocking read. `true` when bytes (or EOF) arrived, `false` when it would block.
+    private func fill() throws(ChannelError) -> Bool {
+        if isClosed { throw .closed }
+        if sawEOF { return false }
+        var fds = [Int32](repeating: -1, count: 64)
+        var fdCount: Int32 = 0
+        let n: Int
+        if var p = partial {
+            partial = nil
+            n = p.payload.withUnsafeMutableBytes { dst in
+                mp_recv_with_fds(fd, dst.baseAddress! + p.filled, dst.count - p.filled, &fds, 64, &fdCount)
+            }
+            if n > 0 { p.filled += n }
+            partial = p
+        } else {
+            if readIndex > 0 && Self.bufferCapacity - writeIndex < Self.bufferCapacity / 2 {
+                let live = writeIndex - readIndex
+                storage.baseAddress!.copyMemory(from: storage.baseAddress! + readIndex, byteCount: live)
+                (readIndex, writeIndex) = (0, live)
+            }
+            n = mp_recv_with_fds(
+                fd, storage.baseAddress! + writeIndex, Self.bufferCapacity - writeIndex, &fds, 64, &fdCount)
+            if n > 0 { writeIndex += n }
+        }
+        if fdCount > 0 { pendingDescriptors += fds.prefix(Int(fdCount)) }
+        if n > 0 { return true }
+        if n == 0 {
+            sawEOF = true
+            return true
+        }
+        switch errno {
+        case EAGAIN, EWOULDBLOCK, EINTR: return false
+        case ECONNRESET, ENOTCONN, EPIPE:
+            sawEOF = true
+            return true
+        case let code: throw .system(SystemError("recvmsg", code: code))
+        }
+    }
+
+    /// Waits with `poll` in short slices, so that a `close` from another thread is noticed.
+    private func blockingWait(for interest: IOReactor.Interest, deadline: ContinuousClock.Instant?) throws(ChannelError) {
+        while true {
+            if isClosed { throw .closed }
+            var sliceMS: Int32 = 100
+            if let deadline {
+                let remaining = deadline - .now
+                if remaining <= .zero { throw .timedOut }
+                let ms = remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
+                sliceMS = Int32(min(100, max(1, ms)))
+            }
+            let r = systemPoll(fd, events: Int16(interest == .read ? POLLIN : POLLOUT), milliseconds: sliceMS)
+            if r > 0 { return }
+            if r < 0 && errno != EINTR { throw .system(SystemError("poll")) }
+        }
+    }
+}
+
+/// A socket whose peer is closed: reads see EOF, writes fail. Swapped in by `close()`.
+enum DeadSocket {
+    static let fd: Int32 = {
+        var fds: [Int32] = [-1, -1]
+        precondition(mp_socketpair(&fds) == 0, "swift-multiprocessing: cannot create a socketpair")
+        systemClose(fds[1])
+        return fds[0]
+    }()
+}

@@ -1,0 +1,104 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// CPython's `multiprocessing` measured by the same run: the script prints `name value` lines.
+enum PythonBaseline {
+    static let script = #"""
+import multiprocessing as mp, time, statistics, sys
+
+def noop(): pass
+
+def echo(c):
+    while True:
+        x = c.recv()
+        if x is None: break
+        c.send(x)
+
+def sender(c, n):
+    buf = b"x" * (1 << 20)
+    c.send_bytes(b"go")
+    for _ in range(n): c.send_bytes(buf)
+    c.close()
+
+def start_ms(method, n):
+    ctx = mp.get_context(method)
+    p = ctx.Process(target=noop); p.start(); p.join()
+    samples = []
+    for _ in range(n):
+        t = time.perf_counter(); p = ctx.Process(target=noop); p.start(); p.join()
+        samples.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(samples)
+
+def roundtrip_us(n):
+    a, b = mp.Pipe()
+    p = mp.Process(target=echo, args=(b,)); p.start()
+    for i in range(200): a.send(i); a.recv()
+    rounds = []
+    for r in range(5):
+        t = time.perf_counter()
+        for i in range(n): a.send(i); a.recv()
+        rounds.append((time.perf_counter() - t) / n * 1e6)
+    a.send(None); p.join()
+    return statistics.median(rounds)
+
+def throughput_mbs(n):
+    r, w = mp.Pipe(duplex=False)
+    p = mp.Process(target=sender, args=(w, n)); p.start(); w.close()
+    r.recv_bytes(); t = time.perf_counter()
+    for _ in range(n): r.recv_bytes()
+    dt = time.perf_counter() - t; p.join()
+    return n * (1 << 20) / dt / 1e6
+
+if __name__ == "__main__":
+    which = set(sys.argv[1:])
+    if "process_start_spawn" in which: print("process_start_spawn", start_ms("spawn", 20), flush=True)
+    if "process_start_fast" in which: print("process_start_fast", start_ms("fork", 100), flush=True)
+    if "channel_roundtrip" in which: print("channel_roundtrip", roundtrip_us(5000), flush=True)
+    if "channel_throughput_1mib" in which:
+        print("channel_throughput_1mib", statistics.median(throughput_mbs(500) for _ in range(3)), flush=True)
+"""#
+
+    /// Runs the script with `python3` for `names`; `nil` values when python3 is missing.
+    static func measure(_ names: [String]) -> [String: Double] {
+        let path = "/tmp/mp-bench-baseline-\(getpid()).py"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard fd >= 0 else { return [:] }
+        _ = Array(script.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        defer { unlink(path) }
+        var pipeFDs: [Int32] = [-1, -1]
+        guard pipe(&pipeFDs) == 0 else { return [:] }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
+        posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
+        let argv: [UnsafeMutablePointer<CChar>?] = (["python3", path] + names).map { strdup($0) } + [nil]
+        var pid: pid_t = 0
+        let rc = posix_spawnp(&pid, "python3", &actions, nil, argv, environ)
+        posix_spawn_file_actions_destroy(&actions)
+        close(pipeFDs[1])
+        for p in argv { free(p) }
+        guard rc == 0 else {
+            close(pipeFDs[0])
+            return [:]
+        }
+        var output: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(pipeFDs[0], &chunk, chunk.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            output += chunk[0..<n]
+        }
+        close(pipeFDs[0])
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        var results: [String: Double] = [:]
+        for line in String(decoding: output, as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, let value = Double(parts[1]) { results[String(parts[0])] = value }
+        }
+        return results
+    }
+}

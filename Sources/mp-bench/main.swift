@@ -1,0 +1,149 @@
+import Multiprocessing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+// mp-bench: swift-multiprocessing against CPython's multiprocessing, measured in one run.
+// `mp-bench` prints a table; `mp-bench --json` prints {"results": [...]}; `--only a,b` limits
+// the entries; `--no-python` skips CPython.
+
+struct Entry {
+    var name: String
+    var unit: String
+    var better: String  // "lower" or "higher"
+    var swift: Double
+    var python: Double?
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
+}
+
+func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+func processStart(_ method: StartMethod, count: Int) async throws -> Double {
+    let warm = try ChildProcess(EmptyTask(), startMethod: method)
+    try warm.start()
+    try await warm.join()
+    var samples: [Double] = []
+    for _ in 0..<count {
+        let start = ContinuousClock.now
+        let child = try ChildProcess(EmptyTask(), startMethod: method)
+        try child.start()
+        try await child.join()
+        samples.append(seconds(ContinuousClock.now - start) * 1e3)
+    }
+    return median(samples)
+}
+
+func roundTrip(count: Int, async useAsync: Bool) async throws -> Double {
+    let (mine, theirs) = try ProcessChannel<Int>.pair()
+    let child = try ChildProcess(useAsync ? AnyEcho.async(AsyncEchoInts(channel: theirs)) : .blocking(EchoInts(channel: theirs)))
+    try child.start()
+    for i in 0..<200 {
+        try mine.sendBlocking(i)
+        _ = try mine.receiveBlocking()
+    }
+    var rounds: [Double] = []
+    for _ in 0..<5 {
+        let start = ContinuousClock.now
+        if useAsync {
+            for i in 0..<count {
+                try await mine.send(i)
+                _ = try await mine.receive()
+            }
+        } else {
+            for i in 0..<count {
+                try mine.sendBlocking(i)
+                _ = try mine.receiveBlocking()
+            }
+        }
+        rounds.append(seconds(ContinuousClock.now - start) / Double(count) * 1e6)
+    }
+    try mine.sendBlocking(-1)
+    try await child.value
+    return median(rounds)
+}
+
+/// Either echo flavour, so both run through one code path.
+enum AnyEcho: ProcessTask {
+    case blocking(EchoInts)
+    case async(AsyncEchoInts)
+    func run() async throws {
+        switch self {
+        case .blocking(let task): try await task.run()
+        case .async(let task): try await task.run()
+        }
+    }
+}
+
+func throughput(count: Int) async throws -> Double {
+    var runs: [Double] = []
+    for _ in 0..<3 {
+        let (receiver, sender) = try ProcessChannel<Int>.oneWay()
+        let child = try ChildProcess(MebibyteSender(sender: sender, count: count))
+        try child.start()
+        _ = try receiver.receiveBytesBlocking()
+        let start = ContinuousClock.now
+        for _ in 0..<count { _ = try receiver.receiveBytesBlocking() }
+        let elapsed = seconds(ContinuousClock.now - start)
+        try await child.value
+        runs.append(Double(count) * Double(1 << 20) / elapsed / 1e6)
+    }
+    return median(runs)
+}
+
+let arguments = CommandLine.arguments.dropFirst()
+let json = arguments.contains("--json")
+let withPython = !arguments.contains("--no-python")
+var only: Set<String>? = nil
+if let i = arguments.firstIndex(of: "--only"), arguments.index(after: i) < arguments.endIndex {
+    only = Set(arguments[arguments.index(after: i)].split(separator: ",").map(String.init))
+}
+
+typealias Measure = () async throws -> Double
+let catalogue: [(String, String, String, Measure)] = [
+    ("process_start_spawn", "ms", "lower", { try await processStart(.spawn, count: 30) }),
+    ("process_start_fast", "ms", "lower", { try await processStart(.forkserver, count: 200) }),
+    ("channel_roundtrip", "us", "lower", { try await roundTrip(count: 5000, async: false) }),
+    ("channel_roundtrip_async", "us", "lower", { try await roundTrip(count: 5000, async: true) }),
+    ("channel_throughput_1mib", "MB/s", "higher", { try await throughput(count: 500) }),
+]
+// CPython has one Connection API; the async Swift entry is compared with the same figure.
+let pythonName = ["channel_roundtrip_async": "channel_roundtrip"]
+
+var entries: [Entry] = []
+for (name, unit, better, measure) in catalogue where only?.contains(name) ?? true {
+    entries.append(Entry(name: name, unit: unit, better: better, swift: try await measure(), python: nil))
+}
+if withPython {
+    let python = PythonBaseline.measure(entries.map { pythonName[$0.name] ?? $0.name })
+    for i in entries.indices { entries[i].python = python[pythonName[entries[i].name] ?? entries[i].name] }
+}
+
+func format(_ value: Double) -> String {
+    let rounded = (value * 1000).rounded() / 1000
+    return "\(rounded)"
+}
+
+if json {
+    let items = entries.map { e in
+        "{\"name\": \"\(e.name)\", \"unit\": \"\(e.unit)\", \"better\": \"\(e.better)\", \"swift\": \(format(e.swift)), \"python\": \(e.python.map(format) ?? "null")}"
+    }
+    print("{\"results\": [\n  " + items.joined(separator: ",\n  ") + "\n]}")
+} else {
+    func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+    print(pad("benchmark", 26) + pad("unit", 7) + pad("swift", 12) + pad("python", 12) + "swift advantage")
+    for e in entries {
+        var ratio = "-"
+        if let p = e.python, p > 0, e.swift > 0 {
+            let r = e.better == "lower" ? p / e.swift : e.swift / p
+            ratio = "\(format(r))x"
+        }
+        print(pad(e.name, 26) + pad(e.unit, 7) + pad(format(e.swift), 12) + pad(e.python.map(format) ?? "n/a", 12) + ratio)
+    }
+}

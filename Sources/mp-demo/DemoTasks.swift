@@ -1,0 +1,98 @@
+import Multiprocessing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+// The seeds' Process examples, in Swift.
+
+/// `Process(target=task)`: block for a moment, then print.
+struct SleepThenPrint: ProcessTask {
+    func run() async throws {
+        try await Task.sleep(for: .seconds(1))
+        print("  This is from another process")
+    }
+}
+
+/// `Process(target=task, args=(1.5, 'New message from another process'))`.
+struct DelayedMessage: ProcessTask {
+    var delay: Duration
+    var message: String
+    func run() async throws {
+        try await Task.sleep(for: delay)
+        print("  \(message)")
+    }
+}
+
+/// The "extend Process and override run()" example that also hands a value back.
+struct CustomProcess: ProcessTask {
+    func run() async throws -> Int {
+        try await Task.sleep(for: .seconds(1))
+        print("  This is coming from another process (\(CurrentProcess.name), pid \(CurrentProcess.pid))")
+        return 99
+    }
+}
+
+/// CPU-bound work: counts the primes in blocks `first, first + stride, ...` of `[0, limit)`.
+struct PrimeCounter: ProcessTask {
+    var limit: Int
+    var blockSize: Int
+    var first: Int
+    var stride: Int
+
+    func run() async throws -> Int {
+        var count = 0
+        var block = first
+        while block * blockSize < limit {
+            let low = block * blockSize
+            for n in low..<min(low + blockSize, limit) where Self.isPrime(n) { count += 1 }
+            block += stride
+        }
+        return count
+    }
+
+    static func isPrime(_ n: Int) -> Bool {
+        if n < 2 { return false }
+        if n < 4 { return true }
+        if n % 2 == 0 { return false }
+        var d = 3
+        while d * d <= n {
+            if n % d == 0 { return false }
+            d += 2
+        }
+        return true
+    }
+}
+
+/// A parser that crashes on some input, as C libraries and force-unwraps do.
+struct FragileParser: ProcessTask {
+    var input: String
+    func run() async throws -> Int {
+        let fields = input.split(separator: ",").map { Int($0) }
+        return fields.reduce(0) { $0 + $1! }  // Traps on a non-numeric field.
+    }
+}
+
+/// Uses more and more memory until something stops it (here: the parent, with SIGKILL).
+struct RunawayTask: ProcessTask {
+    func run() async throws {
+        var hoard: [[UInt8]] = []
+        while true {
+            hoard.append([UInt8](repeating: 1, count: 1 << 20))
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+}
+
+/// Streams progress updates to the parent over a channel while it works.
+struct ProgressReporter: ProcessTask {
+    var updates: ChannelSender<Int>
+    var steps: Int
+    func run() async throws -> String {
+        for step in 1...steps {
+            try await Task.sleep(for: .milliseconds(60))
+            try await updates.send(step)
+        }
+        return "finished \(steps) steps in \(CurrentProcess.name)"
+    }
+}

@@ -1,0 +1,224 @@
+import Testing
+
+@testable import Multiprocessing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+private struct HiddenTask: ProcessTask {
+    func run() async throws {}
+}
+
+@Suite("ChildProcess")
+struct ChildProcessTests {
+    static let methods: [StartMethod] = [.spawn, .forkserver]
+
+    @Test("returns the task's output", arguments: methods)
+    func output(method: StartMethod) async throws {
+        let child = try ChildProcess(Doubler(value: 21), startMethod: method)
+        try child.start()
+        #expect(try await child.value == 42)
+        #expect(try await child.join() == .exited(0))
+        #expect(child.isAlive == false)
+    }
+
+    @Test("generic and nested task types run")
+    func genericAndNested() async throws {
+        let generic = try ChildProcess(Box(items: ["a", "b", "c"]))
+        try generic.start()
+        #expect(try await generic.value == ["c", "b", "a"])
+        let nested = try ChildProcess(Outer.Nested(text: "quiet"))
+        try nested.start()
+        #expect(try await nested.value == "QUIET")
+    }
+
+    @Test("a private task type is rejected before anything is spawned")
+    func privateTypeRejected() throws {
+        let before = ProcessProbe.children().live.count
+        #expect {
+            _ = try ChildProcess(HiddenTask())
+        } throws: { error in
+            guard case ProcessError.unsupportedTaskType(_, let reason) = error else { return false }
+            return reason.contains("private")
+        }
+        #expect(ProcessProbe.children().live.count <= before)
+    }
+
+    @Test("the child knows its name, pid and parent", arguments: methods)
+    func identity(method: StartMethod) async throws {
+        let child = try ChildProcess(NameReport(), name: "reporter", startMethod: method)
+        try child.start()
+        #expect(try await child.value == "reporter|true")
+        let who = try ChildProcess(Identity(), startMethod: method)
+        try who.start()
+        let facts = try await who.value
+        #expect(facts["pid"] == who.pid)
+        if method == .spawn { #expect(facts["ppid"] == getpid()) }
+        #expect(CurrentProcess.name == "MainProcess")
+        #expect(CurrentProcess.isChild == false)
+    }
+
+    @Test("a trap becomes a crash error with the signal and the child's last stderr lines",
+        arguments: [Trapper.Kind.fatalError, .indexOutOfRange, .forceUnwrap, .overflow])
+    func trap(kind: Trapper.Kind) async throws {
+        let child = try ChildProcess(Trapper(kind: kind), name: "trapper")
+        try child.start()
+        do {
+            _ = try await child.value
+            Issue.record("a trapping child returned a value")
+        } catch ProcessError.crashed(let crash) {
+            #expect(crash.processName == "trapper")
+            #expect(crash.signal == .illegalInstruction || crash.signal == .trap)
+            #expect(crash.standardErrorTail.contains { $0.contains("about to trap: \(kind.rawValue)") })
+            if kind == .fatalError {
+                #expect(crash.standardErrorTail.contains { $0.contains("the parser gave up") })
+            }
+            #expect(crash.description.contains("SIGILL") || crash.description.contains("SIGTRAP"))
+        }
+        #expect(child.exitStatus?.code ?? 0 < 0)
+    }
+
+    @Test("a child SIGKILLed from outside is reported as killed by SIGKILL", arguments: methods)
+    func killedFromOutside(method: StartMethod) async throws {
+        let child = try ChildProcess(Sleeper(seconds: 30), startMethod: method)
+        try child.start()
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(child.isAlive)
+        kill(child.pid!, SIGKILL)
+        await #expect(throws: ProcessError.self) { try await child.value }
+        #expect(child.exitStatus == .signaled(.kill))
+        #expect(child.exitStatus?.description == "killed by SIGKILL (Killed)")
+    }
+
+    @Test("an exit code is reported", arguments: methods)
+    func exitCode(method: StartMethod) async throws {
+        let child = try ChildProcess(Exiter(code: 3), startMethod: method)
+        try child.start()
+        #expect(try await child.join() == .exited(3))
+        do {
+            try await child.value
+            Issue.record("expected a crash error")
+        } catch ProcessError.crashed(let crash) {
+            #expect(crash.status == .exited(3))
+        }
+    }
+
+    @Test("join with a timeout returns nil while the child runs, then terminate stops it", arguments: methods)
+    func joinTimeout(method: StartMethod) async throws {
+        let child = try ChildProcess(Sleeper(seconds: 30), startMethod: method)
+        try child.start()
+        let start = ContinuousClock.now
+        let early = try await child.join(timeout: .milliseconds(200))
+        #expect(early == nil)
+        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(child.isAlive)
+        child.terminate()
+        #expect(try await child.join(timeout: .seconds(10)) == .signaled(.terminate))
+    }
+
+    @Test("terminate reaches a grandchild in the child's process group")
+    func terminateReachesGrandchild() async throws {
+        let (receiver, sender) = try ProcessChannel<Int32>.oneWay()
+        let child = try ChildProcess(GrandparentTask(report: sender))
+        try child.start()
+        let grandchild = try await receiver.receive(timeout: .seconds(20))
+        #expect(!ProcessProbe.isGone(grandchild))
+        child.terminate()
+        #expect(try await child.join() == .signaled(.terminate))
+        #expect(await ProcessProbe.waitGone(grandchild))
+    }
+
+    @Test("a library grandchild dies when its parent is SIGKILLed (no orphans)", arguments: methods)
+    func noOrphans(method: StartMethod) async throws {
+        let (receiver, sender) = try ProcessChannel<Int32>.oneWay()
+        let child = try ChildProcess(LibraryGrandparent(report: sender), startMethod: method)
+        try child.start()
+        let grandchild = try await receiver.receive(timeout: .seconds(20))
+        #expect(!ProcessProbe.isGone(grandchild))
+        kill(child.pid!, SIGKILL)  // Only the child: the grandchild leads its own group.
+        #expect(try await child.join() == .signaled(.kill))
+        #expect(await ProcessProbe.waitGone(grandchild))
+    }
+
+    @Test("a Codable error thrown in the child is re-thrown as the same value", arguments: methods)
+    func codableError(method: StartMethod) async throws {
+        let child = try ChildProcess(CodableThrower(reason: "no closing quote"), startMethod: method)
+        try child.start()
+        await #expect(throws: FixtureError.badInput("no closing quote", line: 42)) { try await child.value }
+        #expect(try await child.join() == .exited(1))
+    }
+
+    @Test("another error is re-thrown as a RemoteError that keeps its description")
+    func plainError() async throws {
+        let child = try ChildProcess(PlainThrower(), name: "plain")
+        try child.start()
+        do {
+            try await child.value
+            Issue.record("expected an error")
+        } catch let error as RemoteError {
+            #expect(error.errorDescription == "plain failure with a custom description")
+            #expect(error.typeName.hasSuffix("PlainError"))
+            #expect(error.processName == "plain")
+            #expect(error.pid == child.pid)
+        }
+    }
+
+    @Test("environment and working directory", arguments: methods)
+    func environmentAndDirectory(method: StartMethod) async throws {
+        let child = try ChildProcess(
+            EnvironmentReport(key: "MP_TEST_VALUE"), startMethod: method,
+            environment: ["MP_TEST_VALUE": "forty two"], workingDirectory: "/tmp")
+        try child.start()
+        #expect(try await child.value == ["forty two", "/tmp"])
+        #expect(getenv("MP_TEST_VALUE") == nil)
+    }
+
+    @Test("misuse: start twice, join before start")
+    func misuse() async throws {
+        let child = try ChildProcess(Doubler(value: 1))
+        await #expect(throws: ProcessError.self) { try await child.join() }
+        try child.start()
+        #expect(throws: ProcessError.self) { try child.start() }
+        #expect(try await child.value == 2)
+    }
+
+    @Test("cancelling the task awaiting value kills the child")
+    func cancellation() async throws {
+        let child = try ChildProcess(Sleeper(seconds: 30))
+        try child.start()
+        let waiter = Task { try await child.value }
+        try await Task.sleep(for: .milliseconds(200))
+        waiter.cancel()
+        await #expect(throws: ProcessError.self) { try await waiter.value }
+        #expect(try await child.join() == .signaled(.kill))
+    }
+
+    @Test("fork start method runs a simple task")
+    func forkMethod() async throws {
+        let child = try ChildProcess(Doubler(value: 50), startMethod: .fork)
+        try child.start()
+        #expect(try await child.value == 100)
+    }
+
+    @Test("every child is reaped without a join")
+    func reapedWithoutJoin() async throws {
+        var pids: [Int32] = []
+        for _ in 0..<4 {
+            let child = try ChildProcess(Exiter(code: 0))
+            try child.start()
+            pids.append(child.pid!)
+        }
+        for pid in pids { #expect(await ProcessProbe.waitGone(pid)) }
+        try await Task.sleep(for: .milliseconds(100))
+        let zombies = ProcessProbe.children().zombies
+        for pid in pids { #expect(!zombies.contains(pid)) }
+    }
+
+    @Test("cpuCount respects affinity")
+    func cpuCount() {
+        #expect(CurrentProcess.cpuCount >= 1)
+        #expect(CurrentProcess.cpuCount <= Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        if let affinity = CPUCount.affinityCount() { #expect(CurrentProcess.cpuCount <= affinity) }
+    }
+}

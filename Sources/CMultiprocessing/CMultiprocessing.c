@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -15,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #ifdef __linux__
+#include <sched.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #endif
 
@@ -201,6 +204,71 @@ int mp_pipe(int fds[2]) {
 }
 
 pid_t mp_fork(void) { return fork(); }
+
+// libdispatch's run-loop hooks (what CoreFoundation uses to drain the main queue on Linux).
+extern int _dispatch_get_main_queue_handle_4CF(void) __attribute__((weak));
+extern void _dispatch_main_queue_callback_4CF(void *msg) __attribute__((weak));
+
+void mp_serve_main_queue_forever(void) {
+#ifdef __linux__
+    if (_dispatch_get_main_queue_handle_4CF != NULL && _dispatch_main_queue_callback_4CF != NULL) {
+        int handle = _dispatch_get_main_queue_handle_4CF();
+        for (;;) {
+            struct pollfd pfd = {handle, POLLIN, 0};
+            if (poll(&pfd, 1, -1) > 0) _dispatch_main_queue_callback_4CF(NULL);
+        }
+    }
+#endif
+    for (;;) pause();
+}
+
+void mp_name_current_thread(const char *name) {
+    char short_name[16];
+    strncpy(short_name, name, 15);
+    short_name[15] = 0;
+#if defined(__linux__)
+    pthread_setname_np(pthread_self(), short_name);
+#elif defined(__APPLE__)
+    pthread_setname_np(short_name);
+#endif
+}
+
+int mp_affinity_count(void) {
+#ifdef __linux__
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+    return CPU_COUNT(&set);
+#else
+    return -1;
+#endif
+}
+
+#ifdef __linux__
+int mp_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int mp_epoll_ctl(int epfd, int op, int fd, uint32_t events) {
+    struct epoll_event event = {0};
+    event.events = events;
+    event.data.fd = fd;
+    return epoll_ctl(epfd, op, fd, op == EPOLL_CTL_DEL ? NULL : &event);
+}
+
+int mp_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout_ms) {
+    struct epoll_event buffer[64];
+    if (max > 64) max = 64;
+    int n = epoll_wait(epfd, buffer, max, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        fds[i] = buffer[i].data.fd;
+        events[i] = buffer[i].events;
+    }
+    return n;
+}
+#else
+int mp_epoll_create(void) { errno = ENOSYS; return -1; }
+int mp_epoll_ctl(int epfd, int op, int fd, uint32_t events) { (void)epfd; (void)op; (void)fd; (void)events; errno = ENOSYS; return -1; }
+int mp_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout_ms) { (void)epfd; (void)fds; (void)events; (void)max; (void)timeout_ms; errno = ENOSYS; return -1; }
+#endif
 
 // MARK: - Fork server
 

@@ -50,7 +50,8 @@ struct ChannelTests {
 
     @Test("receive with a timeout")
     func receiveTimeout() async throws {
-        let (a, _) = try ProcessChannel<Int>.pair()
+        let (a, b) = try ProcessChannel<Int>.pair()
+        defer { b.close() }
         let start = ContinuousClock.now
         await #expect(throws: ChannelError.timedOut) { try await a.receive(timeout: .milliseconds(100)) }
         #expect(throws: ChannelError.timedOut) { try a.receiveBlocking(timeout: .milliseconds(50)) }

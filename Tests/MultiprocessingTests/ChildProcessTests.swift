@@ -25,7 +25,7 @@ struct ChildProcessTests {
 
     @Test("generic and nested task types run")
     func genericAndNested() async throws {
-        let generic = try ChildProcess(Box(items: ["a", "b", "c"]))
+        let generic = try ChildProcess(Reverser(items: ["a", "b", "c"]))
         try generic.start()
         #expect(try await generic.value == ["c", "b", "a"])
         let nested = try ChildProcess(Outer.Nested(text: "quiet"))

@@ -25,7 +25,8 @@ struct Trapper: ProcessTask {
     enum Kind: String, Codable { case fatalError, indexOutOfRange, forceUnwrap, overflow }
     var kind: Kind
     func run() async throws -> Int {
-        fputs("about to trap: \(kind.rawValue)\n", stderr)
+        let line = Array("about to trap: \(kind.rawValue)\n".utf8)
+        _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
         switch kind {
         case .fatalError: fatalError("the parser gave up")
         case .indexOutOfRange:
@@ -137,7 +138,7 @@ struct EnvironmentReport: ProcessTask {
     }
 }
 
-struct Box<T: Codable & Sendable>: ProcessTask {
+struct Reverser<T: Codable & Sendable>: ProcessTask {
     var items: [T]
     func run() async throws -> [T] { items.reversed() }
 }

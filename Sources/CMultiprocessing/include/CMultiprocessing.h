@@ -50,4 +50,31 @@ int mp_errno(void);
 /// The process environment (`environ`).
 char **mp_environ(void);
 
+/// Serves Dispatch's main queue on the calling (main) thread forever, so `@MainActor` work
+/// runs in a child. Unlike `dispatchMain`, never unwinds the thread, which would crash when it
+/// is called from a constructor.
+void mp_serve_main_queue_forever(void) __attribute__((noreturn));
+
+/// Names the calling thread (truncated to 15 bytes on Linux).
+void mp_name_current_thread(const char *name);
+
+/// The number of CPUs in this process's affinity mask, or -1.
+int mp_affinity_count(void);
+
+/// epoll, without its packed struct: events are reported as parallel arrays.
+enum {
+    MP_EPOLL_CTL_ADD = 1,
+    MP_EPOLL_CTL_DEL = 2,
+    MP_EPOLL_CTL_MOD = 3,
+    MP_EPOLLIN = 0x001,
+    MP_EPOLLOUT = 0x004,
+    MP_EPOLLERR = 0x008,
+    MP_EPOLLHUP = 0x010,
+    MP_EPOLLRDHUP = 0x2000,
+    MP_EPOLLONESHOT = 0x40000000,
+};
+int mp_epoll_create(void);
+int mp_epoll_ctl(int epfd, int op, int fd, uint32_t events);
+int mp_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout_ms);
+
 #endif

@@ -28,37 +28,23 @@ enum MessageIO {
 
     static func send<M: Encodable>(_ message: M, on socket: FramedSocket) async throws(ChannelError) {
         let (bytes, attachments) = try encode(message)
-        try await bytes.withUnsafeBytes { raw async throws(ChannelError) in
-            try await socket.send(.message, raw, descriptors: attachments.descriptors)
-        }
+        try await socket.send(.message, bytes, descriptors: attachments.descriptors)
         attachments.completeSend()
     }
 
     static func sendBlocking<M: Encodable>(_ message: M, on socket: FramedSocket) throws(ChannelError) {
         let (bytes, attachments) = try encode(message)
-        try bytes.withUnsafeBytes { raw throws(ChannelError) in
-            try socket.sendBlocking(.message, raw, descriptors: attachments.descriptors)
-        }
+        try socket.sendBlocking(.message, bytes, descriptors: attachments.descriptors)
         attachments.completeSend()
     }
 
     static func sendBytes(_ bytes: some Collection<UInt8>, on socket: FramedSocket) async throws(ChannelError) {
-        if let done = try await bytes.withContiguousStorageIfAvailable({ buffer async throws(ChannelError) in
-            try await socket.send(.bytes, UnsafeRawBufferPointer(buffer))
-        }) {
-            return done
-        }
-        let copy = Array(bytes)
-        try await copy.withUnsafeBytes { raw async throws(ChannelError) in try await socket.send(.bytes, raw) }
+        // An Array passes through without a copy.
+        try await socket.send(.bytes, Array(bytes))
     }
 
     static func sendBytesBlocking(_ bytes: some Collection<UInt8>, on socket: FramedSocket) throws(ChannelError) {
-        let sent: Void? = try bytes.withContiguousStorageIfAvailable { buffer throws(ChannelError) in
-            try socket.sendBlocking(.bytes, UnsafeRawBufferPointer(buffer))
-        }
-        if sent != nil { return }
-        let copy = Array(bytes)
-        try copy.withUnsafeBytes { raw throws(ChannelError) in try socket.sendBlocking(.bytes, raw) }
+        try socket.sendBlocking(.bytes, Array(bytes))
     }
 
     static func receive<M: Decodable>(_ type: M.Type, on socket: FramedSocket, timeout: Duration?) async throws(ChannelError) -> M {

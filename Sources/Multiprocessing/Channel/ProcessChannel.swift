@@ -179,11 +179,6 @@ public struct ChannelMessages<Message: Codable & Sendable>: AsyncSequence, Senda
                 return nil
             }
         }
-
-        /// The next message, or `nil` once the peer has closed.
-        public mutating func next(isolation actor: isolated (any Actor)?) async throws(ChannelError) -> Message? {
-            try await next()
-        }
     }
 
     /// Makes an iterator.

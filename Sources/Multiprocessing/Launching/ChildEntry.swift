@@ -1,5 +1,4 @@
 import CMultiprocessing
-import Dispatch
 
 #if canImport(Glibc)
     import Glibc
@@ -19,7 +18,7 @@ enum ChildEntry {
     static func enter(spec: String) -> Never {
         let parts = spec.split(separator: ":")
         guard parts.count == 2, let parent = Int32(parts[1]) else {
-            fputs("swift-multiprocessing: malformed \(variable)=\(spec)\n", stderr)
+            report("swift-multiprocessing: malformed \(variable)=\(spec)")
             exit(64)
         }
         // Die with the parent, and make sure it did not die before we got here.
@@ -34,10 +33,16 @@ enum ChildEntry {
             let channel = mp_forkserver_serve(3)  // Returns in each forked child only.
             ChildRuntime.serve(controlFD: channel, mainThread: true)
         default:
-            fputs("swift-multiprocessing: unknown start kind in \(variable)=\(spec)\n", stderr)
+            report("swift-multiprocessing: unknown start kind in \(variable)=\(spec)")
             exit(64)
         }
     }
+}
+
+/// Writes a line to stderr without touching C's `FILE` globals.
+func report(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }
 
 /// Runs the child's side of a launch if this process was started as a child, and never returns
@@ -88,10 +93,7 @@ enum ChildRuntime {
             let outcome = await execute(type, payload: request.payload, descriptors: incoming)
             finish(socket, outcome)
         }
-        if mainThread {
-            // Serve the main queue, so @MainActor code in the task runs too.
-            dispatchMain()
-        }
+        if mainThread { mp_serve_main_queue_forever() }
         while true { pause() }
     }
 
@@ -119,11 +121,8 @@ enum ChildRuntime {
     static func finish(_ socket: FramedSocket, _ outcome: TaskOutcome) -> Never {
         var code: Int32 = 0
         if case .failure = outcome { code = 1 }
-        if let bytes = try? TaskCoding.encode(outcome) {
-            try? bytes.withUnsafeBytes { raw throws(ChannelError) in try socket.sendBlocking(.outcome, raw) }
-        }
-        fflush(stdout)
-        fflush(stderr)
+        if let bytes = try? TaskCoding.encode(outcome) { try? socket.sendBlocking(.outcome, bytes) }
+        fflush(nil)  // Everything the task printed reaches the parent's terminal.
         exit(code)
     }
 }

@@ -32,7 +32,7 @@ final class ChildMonitor: Sendable {
         self.name = name
         self.socket = socket
         stderrTail = stderrReadEnd.map { StderrTee(fd: $0) }
-        IOReactor.shared.watch(socket.fd) { [socket, state] in
+        IOReactor.shared.watch(socket.fd) { [self] in
             let (frames, atEOF) = socket.drainAvailable()
             if !frames.isEmpty { state.withLock { $0.frames += frames } }
             return !atEOF

@@ -44,8 +44,6 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     private let monitor = Mutex<ChildMonitor?>(nil)
     private let started = Atomic<Bool>(false)
 
-    private static var nextNumber: Int { counter.add(1, ordering: .relaxed).newValue }
-    private static let counter = Atomic<Int>(0)
 
     /// Prepares a child for `task`. Nothing runs until ``start()``.
     ///
@@ -66,7 +64,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             throw .unsupportedOutputType(typeName: String(reflecting: Work.Output.self))
         }
         self.task = task
-        self.name = name ?? "ChildProcess-\(Self.nextNumber)"
+        self.name = name ?? "ChildProcess-\(ChildNumbering.next())"
         self.startMethod = startMethod
         self.environment = environment
         self.workingDirectory = workingDirectory
@@ -88,10 +86,10 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             throw .invalidState("ChildProcess '\(name)' was already started; a process can be started only once")
         }
         let attachments = DescriptorTransfer.Outgoing()
-        let launch: [UInt8]
+        let launchBytes: [UInt8]
         do {
             let payload = try TaskCoding.encode(task, attachments: attachments)
-            launch = try TaskCoding.encode(LaunchRequest(typeName: typeName, processName: name, payload: payload))
+            launchBytes = try TaskCoding.encode(LaunchRequest(typeName: typeName, processName: name, payload: payload))
         } catch {
             throw .codec(error)
         }
@@ -115,7 +113,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             if capturesStandardError { systemClose(errPipe[1]) }
         }
         let child: ChildMonitor
-        do {
+        do throws(SystemError) {
             child = try launch(socket: socket, childEnd: channel[1], stderrWrite: errPipe[1], stderrRead: stderrRead)
         } catch {
             if let stderrRead { systemClose(stderrRead) }
@@ -123,9 +121,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         }
         monitor.withLock { $0 = child }
         // A child that dies before reading this is reported by `join`/`value`, not here.
-        let sent: Bool = launch.withUnsafeBytes { raw in
-            (try? socket.sendBlocking(.launch, raw, descriptors: attachments.descriptors)) != nil
-        }
+        let sent = (try? socket.sendBlocking(.launch, launchBytes, descriptors: attachments.descriptors)) != nil
         if sent { attachments.completeSend() }
     }
 
@@ -167,7 +163,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 if let stderrRead { systemClose(stderrRead) }
                 if stderrFD >= 0 { _ = dup2(stderrFD, 2) }
                 _ = setpgid(0, 0)
-                for (key, value) in environment { setenv(key, value, 1) }
+                for (key, value) in Launcher.childDefaults.merging(environment, uniquingKeysWith: { $1 }) {
+                    setenv(key, value, 1)
+                }
                 if let workingDirectory, chdir(workingDirectory) != 0 { _exit(72) }
                 ChildRuntime.serve(controlFD: childEnd, mainThread: false)
             }
@@ -266,4 +264,10 @@ extension ChildProcess where Work.Output == Void {
     public var value: Void {
         get async throws { _ = try await outcome() }
     }
+}
+
+/// Default names: `ChildProcess-1`, `ChildProcess-2`, ... (CPython's `Process-N`).
+enum ChildNumbering {
+    private static let counter = Atomic<Int>(0)
+    static func next() -> Int { counter.add(1, ordering: .relaxed).newValue }
 }

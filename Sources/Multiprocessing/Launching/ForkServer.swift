@@ -33,10 +33,11 @@ final class ForkServer: Sendable {
         return try result.get()
     }
 
-    private struct Pending {
+    private final class Pending: Sendable {
         let monitor: @Sendable (Int32) -> ChildMonitor
-        let done: DispatchSemaphore
-        let result: Mutex<Result<ChildMonitor, SystemError>?>
+        let done = DispatchSemaphore(value: 0)
+        let result = Mutex<Result<ChildMonitor, SystemError>?>(nil)
+        init(monitor: @escaping @Sendable (Int32) -> ChildMonitor) { self.monitor = monitor }
     }
 
     private struct State {
@@ -94,7 +95,7 @@ final class ForkServer: Sendable {
         request += env + cwd
         guard request.count <= 65536 else { throw SystemError("fork server request", code: E2BIG) }
         let fds = stderrFD >= 0 ? [channelFD, stderrFD] : [channelFD]
-        let pending = Pending(monitor: monitor, done: DispatchSemaphore(value: 0), result: Mutex(nil))
+        let pending = Pending(monitor: monitor)
         let sendError: Int32? = requestLock.withLock { _ in
             let dead = state.withLock { s in
                 if !s.dead { s.pending.append(pending) }
@@ -106,7 +107,7 @@ final class ForkServer: Sendable {
             }
             if n < 0 {
                 let code = errno
-                state.withLock { s in s.pending.removeAll { $0.done === pending.done } }
+                state.withLock { s in s.pending.removeAll { $0 === pending } }
                 return code
             }
             return nil
@@ -162,7 +163,7 @@ final class ForkServer: Sendable {
         }
         // Its children were killed with it (parent-death signal).
         for (_, monitor) in children { monitor.recordExit(waitStatus: SIGKILL) }
-        instance.withLock { if $0 === self { $0 = nil } }
+        Self.instance.withLock { if $0 === self { $0 = nil } }
         IOReactor.shared.forget(controlFD)
     }
 }

@@ -62,8 +62,19 @@ final class Launcher: Sendable {
         #endif
     }()
 
-    /// The environment a child gets: this process's, with `overrides` applied.
+    /// Variables every child gets unless this process (or the caller) sets them.
+    ///
+    /// Swift's crash backtracer prints a long report (and takes time to symbolicate) that would
+    /// push the trap's own message out of the stderr lines kept for ``ChildCrash``. Set
+    /// `SWIFT_BACKTRACE` yourself to have it in children.
+    static var childDefaults: [String: String] {
+        getenv("SWIFT_BACKTRACE") == nil ? ["SWIFT_BACKTRACE": "enable=no"] : [:]
+    }
+
+    /// The environment a child gets: this process's, with the child defaults and then
+    /// `overrides` applied.
     static func environment(with overrides: [String: String]) -> [String] {
+        let overrides = childDefaults.merging(overrides) { $1 }
         var result: [String] = []
         var seen = Set<String>()
         if let environ = mp_environ() {

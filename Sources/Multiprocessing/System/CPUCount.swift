@@ -1,3 +1,5 @@
+import CMultiprocessing
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -20,13 +22,8 @@ enum CPUCount {
     }
 
     static func affinityCount() -> Int? {
-        #if os(Linux)
-            var set = cpu_set_t()
-            guard sched_getaffinity(0, MemoryLayout<cpu_set_t>.size, &set) == 0 else { return nil }
-            return withUnsafeBytes(of: &set) { raw in raw.reduce(0) { $0 + $1.nonzeroBitCount } }
-        #else
-            return nil
-        #endif
+        let count = mp_affinity_count()
+        return count > 0 ? Int(count) : nil
     }
 
     /// CPUs allowed by the CFS quota of this process's cgroup (v2 `cpu.max`, v1 `cpu.cfs_*`),

@@ -1,3 +1,4 @@
+import CMultiprocessing
 import Synchronization
 
 #if canImport(Glibc)
@@ -58,8 +59,8 @@ final class IOReactor: Sendable {
     private let state = Mutex(State())
 
     #if os(Linux)
-        static let readMask = UInt32(EPOLLIN.rawValue)
-        static let writeMask = UInt32(EPOLLOUT.rawValue)
+        static let readMask = UInt32(MP_EPOLLIN)
+        static let writeMask = UInt32(MP_EPOLLOUT)
         private let epollFD: Int32
     #else
         static let readMask = UInt32(POLLIN)
@@ -69,7 +70,7 @@ final class IOReactor: Sendable {
 
     private init() {
         #if os(Linux)
-            epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
+            epollFD = mp_epoll_create()
             precondition(epollFD >= 0, "swift-multiprocessing: \(SystemError("epoll_create1"))")
         #else
             var fds: [Int32] = [-1, -1]
@@ -167,7 +168,7 @@ final class IOReactor: Sendable {
         let entry = state.withLock { s -> Entry? in
             guard let entry = s.entries.removeValue(forKey: fd) else { return nil }
             #if os(Linux)
-                if entry.registered { _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil) }
+                if entry.registered { _ = mp_epoll_ctl(epollFD, Int32(MP_EPOLL_CTL_DEL), fd, 0) }
             #endif
             return entry
         }
@@ -195,15 +196,15 @@ final class IOReactor: Sendable {
         let wanted = entry.wanted
         guard wanted != 0, wanted != entry.armed else { return }
         #if os(Linux)
-            var event = epoll_event()
-            event.events = wanted | UInt32(EPOLLONESHOT.rawValue)
-            event.data.fd = fd
+            let events = wanted | UInt32(MP_EPOLLONESHOT)
+            let add = Int32(MP_EPOLL_CTL_ADD)
+            let mod = Int32(MP_EPOLL_CTL_MOD)
             if entry.registered {
-                _ = epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event)
-            } else if epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &event) == 0 {
+                _ = mp_epoll_ctl(epollFD, mod, fd, events)
+            } else if mp_epoll_ctl(epollFD, add, fd, events) == 0 {
                 entry.registered = true
             } else if errno == EEXIST {
-                _ = epoll_ctl(epollFD, EPOLL_CTL_MOD, fd, &event)
+                _ = mp_epoll_ctl(epollFD, mod, fd, events)
                 entry.registered = true
             }
         #else
@@ -217,7 +218,7 @@ final class IOReactor: Sendable {
     private func dispatch(_ fd: Int32, events: UInt32) {
         let errorMask: UInt32
         #if os(Linux)
-            errorMask = UInt32(EPOLLHUP.rawValue | EPOLLERR.rawValue | EPOLLRDHUP.rawValue)
+            errorMask = UInt32(MP_EPOLLHUP | MP_EPOLLERR | MP_EPOLLRDHUP)
         #else
             errorMask = UInt32(POLLHUP | POLLERR | POLLNVAL)
         #endif
@@ -256,11 +257,12 @@ final class IOReactor: Sendable {
 
     private func run() -> Never {
         #if os(Linux)
-            var events = [epoll_event](repeating: epoll_event(), count: 64)
+            var fds = [Int32](repeating: 0, count: 64)
+            var events = [UInt32](repeating: 0, count: 64)
             while true {
-                let n = events.withUnsafeMutableBufferPointer { epoll_wait(epollFD, $0.baseAddress, 64, -1) }
+                let n = mp_epoll_wait(epollFD, &fds, &events, 64, -1)
                 if n < 0 { continue }
-                for i in 0..<Int(n) { dispatch(events[i].data.fd, events: events[i].events) }
+                for i in 0..<Int(n) { dispatch(fds[i], events: events[i]) }
             }
         #else
             while true {

@@ -1,3 +1,5 @@
+import CMultiprocessing
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -9,12 +11,20 @@
 /// parent-death signal follows the *thread* that spawned a child).
 enum OSThread {
     private final class Box {
+        let name: String
         let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
+        init(_ name: String, _ body: @escaping () -> Void) {
+            self.name = name
+            self.body = body
+        }
+        func run() {
+            mp_name_current_thread(name)  // Shows in `ps -L` and debuggers.
+            body()
+        }
     }
 
     static func detach(name: String, _ body: @escaping @Sendable () -> Void) {
-        let context = Unmanaged.passRetained(Box(body)).toOpaque()
+        let context = Unmanaged.passRetained(Box(name, body)).toOpaque()
         #if os(Linux)
             var thread = pthread_t()
         #else
@@ -28,13 +38,12 @@ enum OSThread {
                 #else
                     let box = Unmanaged<Box>.fromOpaque(raw).takeRetainedValue()
                 #endif
-                box.body()
+                box.run()
                 return nil
             }, context)
         precondition(rc == 0, "swift-multiprocessing: cannot start thread \(name): \(SystemError("pthread_create", code: rc))")
         #if os(Linux)
             pthread_detach(thread)
-            _ = pthread_setname_np(thread, String(name.prefix(15)))
         #else
             if let thread { pthread_detach(thread) }
         #endif

@@ -90,7 +90,7 @@ final class FramedSocket: @unchecked Sendable {
 
     // MARK: Sending
 
-    func send(_ kind: FrameKind, _ payload: UnsafeRawBufferPointer, descriptors: [Int32] = []) async throws(ChannelError) {
+    func send(_ kind: FrameKind, _ payload: [UInt8], descriptors: [Int32] = []) async throws(ChannelError) {
         await sendLock.lock()
         defer { sendLock.unlock() }
         var step = SendStep(kind: kind, payload: payload, descriptors: descriptors)
@@ -110,7 +110,7 @@ final class FramedSocket: @unchecked Sendable {
         }
     }
 
-    func sendBlocking(_ kind: FrameKind, _ payload: UnsafeRawBufferPointer, descriptors: [Int32] = []) throws(ChannelError) {
+    func sendBlocking(_ kind: FrameKind, _ payload: [UInt8], descriptors: [Int32] = []) throws(ChannelError) {
         sendLock.lockBlocking()
         defer { sendLock.unlock() }
         var step = SendStep(kind: kind, payload: payload, descriptors: descriptors)
@@ -121,7 +121,7 @@ final class FramedSocket: @unchecked Sendable {
 
     private struct SendStep {
         var kind: FrameKind
-        var payload: UnsafeRawBufferPointer
+        var payload: [UInt8]
         var descriptors: [Int32]
         var headerSent = 0
         var payloadSent = 0
@@ -178,7 +178,8 @@ final class FramedSocket: @unchecked Sendable {
             step.headerSent += sent
         }
         while step.payloadSent < count {
-            let sent = systemSend(fd, step.payload.baseAddress! + step.payloadSent, count - step.payloadSent)
+            let offset = step.payloadSent
+            let sent = step.payload.withUnsafeBytes { systemSend(fd, $0.baseAddress! + offset, count - offset) }
             if sent < 0 { return try sendFailure() }
             step.payloadSent += sent
         }
@@ -251,7 +252,8 @@ final class FramedSocket: @unchecked Sendable {
         defer { receiveLock.unlock() }
         while true {
             if isClosed { throw .closed }
-            if sawEOF || (try frameIsComplete()) { return true }
+            if sawEOF { return true }
+            if try frameIsComplete() { return true }
             if try fill() { continue }
             do {
                 try blockingWait(for: .read, deadline: deadline)

@@ -74,7 +74,18 @@ struct GrandparentTask: ProcessTask {
     func run() async throws {
         var pid: Int32 = 0
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("60"), nil]
-        guard posix_spawn(&pid, "/bin/sleep", nil, nil, argv, nil) == 0 else { throw FixtureError.badInput("spawn", line: 0) }
+        // Dispatch's worker threads block most signals, and a spawned program inherits the mask
+        // of the thread that spawned it: start it with none blocked, as any careful spawner does.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        defer { posix_spawnattr_destroy(&attributes) }
+        guard posix_spawn(&pid, "/bin/sleep", nil, &attributes, argv, nil) == 0 else {
+            throw FixtureError.badInput("spawn", line: 0)
+        }
         try await report.send(pid)
         try await Task.sleep(for: .seconds(60))
     }

@@ -89,12 +89,20 @@ enum ChildRuntime {
                 typeName: request.typeName, reason: "this binary has no ProcessTask type of that name")
             finish(socket, .failure(ErrorReport(why)))
         }
+        if !mainThread {
+            // A forked child: the runtime's worker threads are gone, so run the task here.
+            let executor = InlineExecutor()
+            Task(executorPreference: executor) {
+                let outcome = await execute(type, payload: request.payload, descriptors: incoming)
+                finish(socket, outcome)
+            }
+            executor.runForever()
+        }
         Task.detached {
             let outcome = await execute(type, payload: request.payload, descriptors: incoming)
             finish(socket, outcome)
         }
-        if mainThread { mp_serve_main_queue_forever() }
-        while true { pause() }
+        mp_serve_main_queue_forever()
     }
 
     static func execute<T: ProcessTask>(

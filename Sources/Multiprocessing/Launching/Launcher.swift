@@ -16,8 +16,9 @@ import Synchronization
 final class Launcher: Sendable {
     static let shared = Launcher()
 
+    /// Handed from the caller to the launcher thread and back; the semaphore orders access.
     private final class Job: @unchecked Sendable {
-        let body: () -> Void
+        var body: (() -> Void)?
         let done = DispatchSemaphore(value: 0)
         init(_ body: @escaping () -> Void) { self.body = body }
     }
@@ -31,7 +32,8 @@ final class Launcher: Sendable {
                 wake.wait()
                 let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
                 guard let job else { continue }
-                job.body()
+                job.body?()
+                job.body = nil  // The caller's closure must not outlive its call.
                 job.done.signal()
             }
         }

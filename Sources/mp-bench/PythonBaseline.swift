@@ -5,59 +5,59 @@
 /// CPython's `multiprocessing` measured by the same run: the script prints `name value` lines.
 enum PythonBaseline {
     static let script = #"""
-import multiprocessing as mp, time, statistics, sys
+        import multiprocessing as mp, time, statistics, sys
 
-def noop(): pass
+        def noop(): pass
 
-def echo(c):
-    while True:
-        x = c.recv()
-        if x is None: break
-        c.send(x)
+        def echo(c):
+            while True:
+                x = c.recv()
+                if x is None: break
+                c.send(x)
 
-def sender(c, n):
-    buf = b"x" * (1 << 20)
-    c.send_bytes(b"go")
-    for _ in range(n): c.send_bytes(buf)
-    c.close()
+        def sender(c, n):
+            buf = b"x" * (1 << 20)
+            c.send_bytes(b"go")
+            for _ in range(n): c.send_bytes(buf)
+            c.close()
 
-def start_ms(method, n):
-    ctx = mp.get_context(method)
-    p = ctx.Process(target=noop); p.start(); p.join()
-    samples = []
-    for _ in range(n):
-        t = time.perf_counter(); p = ctx.Process(target=noop); p.start(); p.join()
-        samples.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(samples)
+        def start_ms(method, n):
+            ctx = mp.get_context(method)
+            p = ctx.Process(target=noop); p.start(); p.join()
+            samples = []
+            for _ in range(n):
+                t = time.perf_counter(); p = ctx.Process(target=noop); p.start(); p.join()
+                samples.append((time.perf_counter() - t) * 1e3)
+            return statistics.median(samples)
 
-def roundtrip_us(n):
-    a, b = mp.Pipe()
-    p = mp.Process(target=echo, args=(b,)); p.start()
-    for i in range(200): a.send(i); a.recv()
-    rounds = []
-    for r in range(5):
-        t = time.perf_counter()
-        for i in range(n): a.send(i); a.recv()
-        rounds.append((time.perf_counter() - t) / n * 1e6)
-    a.send(None); p.join()
-    return statistics.median(rounds)
+        def roundtrip_us(n):
+            a, b = mp.Pipe()
+            p = mp.Process(target=echo, args=(b,)); p.start()
+            for i in range(200): a.send(i); a.recv()
+            rounds = []
+            for r in range(5):
+                t = time.perf_counter()
+                for i in range(n): a.send(i); a.recv()
+                rounds.append((time.perf_counter() - t) / n * 1e6)
+            a.send(None); p.join()
+            return statistics.median(rounds)
 
-def throughput_mbs(n):
-    r, w = mp.Pipe(duplex=False)
-    p = mp.Process(target=sender, args=(w, n)); p.start(); w.close()
-    r.recv_bytes(); t = time.perf_counter()
-    for _ in range(n): r.recv_bytes()
-    dt = time.perf_counter() - t; p.join()
-    return n * (1 << 20) / dt / 1e6
+        def throughput_mbs(n):
+            r, w = mp.Pipe(duplex=False)
+            p = mp.Process(target=sender, args=(w, n)); p.start(); w.close()
+            r.recv_bytes(); t = time.perf_counter()
+            for _ in range(n): r.recv_bytes()
+            dt = time.perf_counter() - t; p.join()
+            return n * (1 << 20) / dt / 1e6
 
-if __name__ == "__main__":
-    which = set(sys.argv[1:])
-    if "process_start_spawn" in which: print("process_start_spawn", start_ms("spawn", 20), flush=True)
-    if "process_start_fast" in which: print("process_start_fast", start_ms("fork", 100), flush=True)
-    if "channel_roundtrip" in which: print("channel_roundtrip", roundtrip_us(5000), flush=True)
-    if "channel_throughput_1mib" in which:
-        print("channel_throughput_1mib", statistics.median(throughput_mbs(500) for _ in range(3)), flush=True)
-"""#
+        if __name__ == "__main__":
+            which = set(sys.argv[1:])
+            if "process_start_spawn" in which: print("process_start_spawn", start_ms("spawn", 20), flush=True)
+            if "process_start_fast" in which: print("process_start_fast", start_ms("fork", 100), flush=True)
+            if "channel_roundtrip" in which: print("channel_roundtrip", roundtrip_us(5000), flush=True)
+            if "channel_throughput_1mib" in which:
+                print("channel_throughput_1mib", statistics.median(throughput_mbs(500) for _ in range(3)), flush=True)
+        """#
 
     /// Runs the script with `python3` for `names`; `nil` values when python3 is missing.
     static func measure(_ names: [String]) -> [String: Double] {

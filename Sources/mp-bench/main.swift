@@ -42,7 +42,8 @@ func processStart(_ method: StartMethod, count: Int) async throws -> Double {
 
 func roundTrip(count: Int, async useAsync: Bool) async throws -> Double {
     let (mine, theirs) = try ProcessChannel<Int>.pair()
-    let child = try ChildProcess(useAsync ? AnyEcho.async(AsyncEchoInts(channel: theirs)) : .blocking(EchoInts(channel: theirs)))
+    let child = try ChildProcess(
+        useAsync ? AnyEcho.async(AsyncEchoInts(channel: theirs)) : .blocking(EchoInts(channel: theirs)))
     try child.start()
     for i in 0..<200 {
         try mine.sendBlocking(i)
@@ -136,7 +137,9 @@ if json {
     }
     print("{\"results\": [\n  " + items.joined(separator: ",\n  ") + "\n]}")
 } else {
-    func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+    func pad(_ s: String, _ n: Int) -> String {
+        s.count >= n ? s : s + String(repeating: " ", count: n - s.count)
+    }
     print(pad("benchmark", 26) + pad("unit", 7) + pad("swift", 12) + pad("python", 12) + "swift advantage")
     for e in entries {
         var ratio = "-"
@@ -144,6 +147,8 @@ if json {
             let r = e.better == "lower" ? p / e.swift : e.swift / p
             ratio = "\(format(r))x"
         }
-        print(pad(e.name, 26) + pad(e.unit, 7) + pad(format(e.swift), 12) + pad(e.python.map(format) ?? "n/a", 12) + ratio)
+        print(
+            pad(e.name, 26) + pad(e.unit, 7) + pad(format(e.swift), 12)
+                + pad(e.python.map(format) ?? "n/a", 12) + ratio)
     }
 }

@@ -64,12 +64,16 @@ struct PrimeCounter: ProcessTask {
     }
 }
 
-/// A parser that crashes on some input, as C libraries and force-unwraps do.
+/// A parser that crashes on some input, as C libraries and careless code do.
 struct FragileParser: ProcessTask {
     var input: String
     func run() async throws -> Int {
-        let fields = input.split(separator: ",").map { Int($0) }
-        return fields.reduce(0) { $0 + $1! }  // Traps on a non-numeric field.
+        var total = 0
+        for field in input.split(separator: ",") {
+            guard let value = Int(field) else { fatalError("cannot parse field \"\(field)\"") }  // A trap.
+            total += value
+        }
+        return total
     }
 }
 

@@ -6,6 +6,12 @@ import Multiprocessing
 
 // mp-demo: swift-multiprocessing doing real work. Run with `swift run -c release mp-demo`.
 
+/// Prints and flushes, so the parent's lines and its children's stay in order in a pipe too.
+func say(_ line: String) {
+    print(line)
+    fflush(nil)
+}
+
 func elapsed(since start: ContinuousClock.Instant) -> Double {
     let d = ContinuousClock.now - start
     return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
@@ -17,72 +23,79 @@ func format(_ value: Double, _ digits: Int = 2) -> String {
     return "\((value * scale).rounded() / scale)"
 }
 
-print("swift-multiprocessing demo — \(CurrentProcess.name), pid \(CurrentProcess.pid), \(CurrentProcess.cpuCount) usable CPUs\n")
+say(
+    "swift-multiprocessing demo — \(CurrentProcess.name), pid \(CurrentProcess.pid), \(CurrentProcess.cpuCount) usable CPUs\n"
+)
 
 // 1. The seeds' Process examples.
-print("1. Run a function in another process")
+say("1. Run a function in another process")
 let first = try ChildProcess(SleepThenPrint())
 try first.start()
-print("  Waiting for the process...")
+say("  Waiting for the process...")
 try await first.join()
 
-print("\n   ...with arguments")
-let second = try ChildProcess(DelayedMessage(delay: .seconds(1.5), message: "New message from another process"))
+say("\n   ...with arguments")
+let second = try ChildProcess(
+    DelayedMessage(delay: .seconds(1.5), message: "New message from another process"))
 try second.start()
-print("  Waiting for the process...")
+say("  Waiting for the process...")
 try await second.join()
 
-print("\n   ...a custom process type that returns a value")
+say("\n   ...a custom process type that returns a value")
 let custom = try ChildProcess(CustomProcess(), name: "CustomProcess-1")
 try custom.start()
-print("  Waiting for the process to finish")
-print("  returned \(try await custom.value), \(try await custom.join())")
+say("  Waiting for the process to finish")
+say("  returned \(try await custom.value), \(try await custom.join())")
 
 // 2. CPU-bound work split across the machine.
 let limit = 6_000_000
 let blockSize = 50_000
 let workers = CurrentProcess.cpuCount
-print("\n2. Count the primes below \(limit): one child, then \(workers) children")
+say("\n2. Count the primes below \(limit): one child, then \(workers) children")
 var start = ContinuousClock.now
-let alone = try ChildProcess(PrimeCounter(limit: limit, blockSize: blockSize, first: 0, stride: 1), name: "primes-alone")
+let alone = try ChildProcess(
+    PrimeCounter(limit: limit, blockSize: blockSize, first: 0, stride: 1), name: "primes-alone")
 try alone.start()
 let serialCount = try await alone.value
 let serialTime = elapsed(since: start)
-print("  1 child:  \(serialCount) primes in \(format(serialTime)) s")
+say("  1 child:  \(serialCount) primes in \(format(serialTime)) s")
 
 start = ContinuousClock.now
 let team = try (0..<workers).map { k in
-    try ChildProcess(PrimeCounter(limit: limit, blockSize: blockSize, first: k, stride: workers), name: "primes-\(k)")
+    try ChildProcess(
+        PrimeCounter(limit: limit, blockSize: blockSize, first: k, stride: workers), name: "primes-\(k)")
 }
 for child in team { try child.start() }
 var parallelCount = 0
 for child in team { parallelCount += try await child.value }
 let parallelTime = elapsed(since: start)
-print("  \(workers) children: \(parallelCount) primes in \(format(parallelTime)) s — speedup \(format(serialTime / parallelTime))x")
+say(
+    "  \(workers) children: \(parallelCount) primes in \(format(parallelTime)) s — speedup \(format(serialTime / parallelTime))x"
+)
 precondition(parallelCount == serialCount, "the split work must agree with the serial count")
 
 // 3. Talking to a child while it works.
-print("\n3. A child streams progress over a channel")
+say("\n3. A child streams progress over a channel")
 let (updates, sender) = try ProcessChannel<Int>.oneWay()
 let reporter = try ChildProcess(ProgressReporter(updates: sender, steps: 10), name: "reporter")
 try reporter.start()
 for try await step in updates.messages {
     let bar = String(repeating: "#", count: step) + String(repeating: ".", count: 10 - step)
-    print("  [\(bar)] \(step)/10")
+    say("  [\(bar)] \(step)/10")
 }
-print("  \(try await reporter.value)")
+say("  \(try await reporter.value)")
 
 // 4. Crashes are contained.
-print("\n4. A crashing child is reported; the parent carries on")
+say("\n4. A crashing child is reported; the parent carries on")
 for input in ["1,2,3", "4,five,6"] {
     let parser = try ChildProcess(FragileParser(input: input), name: "parser")
     try parser.start()
     do {
-        print("  parse \"\(input)\" -> \(try await parser.value)")
+        say("  parse \"\(input)\" -> \(try await parser.value)")
     } catch ProcessError.crashed(let crash) {
-        print("  parse \"\(input)\" -> crashed: \(crash.status)")
+        say("  parse \"\(input)\" -> crashed: \(crash.status)")
         if let message = crash.standardErrorTail.first(where: { $0.contains("Fatal error") }) {
-            print("    the child said: \(message)")
+            say("    its last words on stderr: \(message)")
         }
     }
 }
@@ -90,6 +103,6 @@ let runaway = try ChildProcess(RunawayTask(), name: "runaway")
 try runaway.start()
 if try await runaway.join(timeout: .milliseconds(300)) == nil {
     runaway.kill()
-    print("  runaway child stopped after 300 ms: \(try await runaway.join())")
+    say("  runaway child stopped after 300 ms: \(try await runaway.join())")
 }
-print("\nAll done; every child was reaped.")
+say("\nAll done; every child was reaped.")

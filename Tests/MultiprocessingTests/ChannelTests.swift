@@ -28,12 +28,15 @@ struct ChannelTests {
     func kindMismatch() async throws {
         let (a, b) = try ProcessChannel<Int>.pair()
         try await a.sendBytes([9, 9])
-        await #expect(throws: ChannelError.unexpectedFrameKind(expected: "a typed message", received: "raw bytes")) {
+        await #expect(
+            throws: ChannelError.unexpectedFrameKind(expected: "a typed message", received: "raw bytes")
+        ) {
             try await b.receive()
         }
     }
 
-    @Test("echo through a child process, then the child's result", arguments: [StartMethod.spawn, .forkserver])
+    @Test(
+        "echo through a child process, then the child's result", arguments: [StartMethod.spawn, .forkserver])
     func echoChild(method: StartMethod) async throws {
         let (mine, theirs) = try ProcessChannel<EchoMessage>.pair()
         let child = try ChildProcess(Echoer(channel: theirs), startMethod: method)
@@ -94,7 +97,9 @@ struct ChannelTests {
             total += bytes.count
         }
         #expect(total == 8 << 20)
-        await #expect(throws: ChannelError.peerClosed) { try await receiver.receiveBytes(timeout: .seconds(10)) }
+        await #expect(throws: ChannelError.peerClosed) {
+            try await receiver.receiveBytes(timeout: .seconds(10))
+        }
         try await child.value
     }
 
@@ -158,7 +163,8 @@ struct FrameTests {
     func truncated() throws {
         var encoded: [UInt8] = []
         let payload = try BinaryEncoder().encode(EchoMessage.text(String(repeating: "x", count: 100)))
-        encoded = [0xB5, 0, 0, 0] + withUnsafeBytes(of: UInt32(payload.count).littleEndian, Array.init) + payload
+        encoded =
+            [0xB5, 0, 0, 0] + withUnsafeBytes(of: UInt32(payload.count).littleEndian, Array.init) + payload
         for cut in 1..<encoded.count {
             let (raw, socket) = try rawPair()
             write(raw, Array(encoded[0..<cut]))

@@ -59,7 +59,8 @@ struct ChildProcessTests {
         #expect(CurrentProcess.isChild == false)
     }
 
-    @Test("a trap becomes a crash error with the signal and the child's last stderr lines",
+    @Test(
+        "a trap becomes a crash error with the signal and the child's last stderr lines",
         arguments: [Trapper.Kind.fatalError, .indexOutOfRange, .forceUnwrap, .overflow])
     func trap(kind: Trapper.Kind) async throws {
         let child = try ChildProcess(Trapper(kind: kind), name: "trapper")

@@ -3,7 +3,9 @@ import CMultiprocessing
 /// The message layer shared by every channel end: encoding with descriptors, frame kinds,
 /// and the `Codable` form of a handle.
 enum MessageIO {
-    static func encode<M: Encodable>(_ message: M) throws(ChannelError) -> ([UInt8], DescriptorTransfer.Outgoing) {
+    static func encode<M: Encodable>(_ message: M) throws(ChannelError) -> (
+        [UInt8], DescriptorTransfer.Outgoing
+    ) {
         let attachments = DescriptorTransfer.Outgoing()
         do {
             return (try TaskCoding.encode(message, attachments: attachments), attachments)
@@ -38,20 +40,27 @@ enum MessageIO {
         attachments.completeSend()
     }
 
-    static func sendBytes(_ bytes: some Collection<UInt8>, on socket: FramedSocket) async throws(ChannelError) {
+    static func sendBytes(_ bytes: some Collection<UInt8>, on socket: FramedSocket) async throws(ChannelError)
+    {
         // An Array passes through without a copy.
         try await socket.send(.bytes, Array(bytes))
     }
 
-    static func sendBytesBlocking(_ bytes: some Collection<UInt8>, on socket: FramedSocket) throws(ChannelError) {
+    static func sendBytesBlocking(_ bytes: some Collection<UInt8>, on socket: FramedSocket)
+        throws(ChannelError)
+    {
         try socket.sendBlocking(.bytes, Array(bytes))
     }
 
-    static func receive<M: Decodable>(_ type: M.Type, on socket: FramedSocket, timeout: Duration?) async throws(ChannelError) -> M {
+    static func receive<M: Decodable>(_ type: M.Type, on socket: FramedSocket, timeout: Duration?)
+        async throws(ChannelError) -> M
+    {
         try decode(type, try await socket.receive(timeout: timeout))
     }
 
-    static func receiveBlocking<M: Decodable>(_ type: M.Type, on socket: FramedSocket, timeout: Duration?) throws(ChannelError) -> M {
+    static func receiveBlocking<M: Decodable>(_ type: M.Type, on socket: FramedSocket, timeout: Duration?)
+        throws(ChannelError) -> M
+    {
         try decode(type, try socket.receiveBlocking(timeout: timeout))
     }
 
@@ -60,23 +69,31 @@ enum MessageIO {
         return frame.payload
     }
 
-    static func receiveBytes(on socket: FramedSocket, timeout: Duration?) async throws(ChannelError) -> [UInt8] {
+    static func receiveBytes(on socket: FramedSocket, timeout: Duration?) async throws(ChannelError)
+        -> [UInt8]
+    {
         bytes(of: try await socket.receive(timeout: timeout))
     }
 
-    static func receiveBytesBlocking(on socket: FramedSocket, timeout: Duration?) throws(ChannelError) -> [UInt8] {
+    static func receiveBytesBlocking(on socket: FramedSocket, timeout: Duration?) throws(ChannelError)
+        -> [UInt8]
+    {
         bytes(of: try socket.receiveBlocking(timeout: timeout))
     }
 
     /// A handle encodes the index of its descriptor in the message's table; the descriptor
     /// itself travels beside the frame, and this copy closes once the frame is sent.
     static func encodeHandle(_ socket: FramedSocket, _ what: String, to encoder: any Encoder) throws {
-        guard let attachments = encoder.userInfo[DescriptorTransfer.key] as? DescriptorTransfer.Outgoing else {
+        guard let attachments = encoder.userInfo[DescriptorTransfer.key] as? DescriptorTransfer.Outgoing
+        else {
             throw DescriptorTransfer.notTransferable(what, encoder.codingPath)
         }
         guard !socket.isClosed else {
             throw EncodingError.invalidValue(
-                what, .init(codingPath: encoder.codingPath, debugDescription: "\(what) is closed (or has already moved to another process)"))
+                what,
+                .init(
+                    codingPath: encoder.codingPath,
+                    debugDescription: "\(what) is closed (or has already moved to another process)"))
         }
         var container = encoder.singleValueContainer()
         try container.encode(attachments.attach(socket.fd, afterSend: { socket.close() }))

@@ -30,7 +30,9 @@ public final class ProcessChannel<Message: Codable & Sendable>: Sendable, Codabl
     }
 
     /// A one-way channel: CPython's `Pipe(duplex=False)`.
-    public static func oneWay() throws(ChannelError) -> (receiver: ChannelReceiver<Message>, sender: ChannelSender<Message>) {
+    public static func oneWay() throws(ChannelError) -> (
+        receiver: ChannelReceiver<Message>, sender: ChannelSender<Message>
+    ) {
         let (a, b) = try FramedSocket.pair()
         _ = shutdown(a.fd, Int32(SHUT_WR))
         _ = shutdown(b.fd, Int32(SHUT_RD))
@@ -38,10 +40,14 @@ public final class ProcessChannel<Message: Codable & Sendable>: Sendable, Codabl
     }
 
     /// Sends one message, waiting while the peer's buffer is full.
-    public func send(_ message: Message) async throws(ChannelError) { try await MessageIO.send(message, on: socket) }
+    public func send(_ message: Message) async throws(ChannelError) {
+        try await MessageIO.send(message, on: socket)
+    }
 
     /// Sends raw bytes as one frame (CPython's `send_bytes`).
-    public func sendBytes(_ bytes: some Collection<UInt8>) async throws(ChannelError) { try await MessageIO.sendBytes(bytes, on: socket) }
+    public func sendBytes(_ bytes: some Collection<UInt8>) async throws(ChannelError) {
+        try await MessageIO.sendBytes(bytes, on: socket)
+    }
 
     /// Waits for the next message; with a `timeout`, throws ``ChannelError/timedOut`` when none came.
     public func receive(timeout: Duration? = nil) async throws(ChannelError) -> Message {
@@ -54,7 +60,9 @@ public final class ProcessChannel<Message: Codable & Sendable>: Sendable, Codabl
     }
 
     /// Blocking ``send(_:)``, for code that is not async.
-    public func sendBlocking(_ message: Message) throws(ChannelError) { try MessageIO.sendBlocking(message, on: socket) }
+    public func sendBlocking(_ message: Message) throws(ChannelError) {
+        try MessageIO.sendBlocking(message, on: socket)
+    }
 
     /// Blocking ``receive(timeout:)``, for code that is not async.
     public func receiveBlocking(timeout: Duration? = nil) throws(ChannelError) -> Message {
@@ -63,7 +71,9 @@ public final class ProcessChannel<Message: Codable & Sendable>: Sendable, Codabl
 
     /// `true` when a message (or the peer's end-of-file) is ready to receive, waiting up to
     /// `timeout` for one. CPython's `poll()`.
-    public func poll(timeout: Duration = .zero) throws(ChannelError) -> Bool { try socket.poll(timeout: timeout) }
+    public func poll(timeout: Duration = .zero) throws(ChannelError) -> Bool {
+        try socket.poll(timeout: timeout)
+    }
 
     /// The messages, until the peer closes the channel.
     public var messages: ChannelMessages<Message> { ChannelMessages(socket: socket) }
@@ -75,10 +85,14 @@ public final class ProcessChannel<Message: Codable & Sendable>: Sendable, Codabl
     public var isClosed: Bool { socket.isClosed }
 
     /// Encodes a reference to this end's descriptor, which travels with the message.
-    public func encode(to encoder: any Encoder) throws { try MessageIO.encodeHandle(socket, "ProcessChannel", to: encoder) }
+    public func encode(to encoder: any Encoder) throws {
+        try MessageIO.encodeHandle(socket, "ProcessChannel", to: encoder)
+    }
 
     /// Takes the descriptor that arrived with the message.
-    public required init(from decoder: any Decoder) throws { socket = try MessageIO.decodeHandle("ProcessChannel", from: decoder) }
+    public required init(from decoder: any Decoder) throws {
+        socket = try MessageIO.decodeHandle("ProcessChannel", from: decoder)
+    }
 }
 
 /// The receiving end of a one-way channel (``ProcessChannel/oneWay()``).
@@ -103,7 +117,9 @@ public final class ChannelReceiver<Message: Codable & Sendable>: Sendable, Codab
     }
 
     /// `true` when a message (or end-of-file) is ready, waiting up to `timeout`.
-    public func poll(timeout: Duration = .zero) throws(ChannelError) -> Bool { try socket.poll(timeout: timeout) }
+    public func poll(timeout: Duration = .zero) throws(ChannelError) -> Bool {
+        try socket.poll(timeout: timeout)
+    }
 
     /// The messages, until the sender closes.
     public var messages: ChannelMessages<Message> { ChannelMessages(socket: socket) }
@@ -112,10 +128,14 @@ public final class ChannelReceiver<Message: Codable & Sendable>: Sendable, Codab
     public func close() { socket.close() }
 
     /// Encodes a reference to this end's descriptor, which travels with the message.
-    public func encode(to encoder: any Encoder) throws { try MessageIO.encodeHandle(socket, "ChannelReceiver", to: encoder) }
+    public func encode(to encoder: any Encoder) throws {
+        try MessageIO.encodeHandle(socket, "ChannelReceiver", to: encoder)
+    }
 
     /// Takes the descriptor that arrived with the message.
-    public required init(from decoder: any Decoder) throws { socket = try MessageIO.decodeHandle("ChannelReceiver", from: decoder) }
+    public required init(from decoder: any Decoder) throws {
+        socket = try MessageIO.decodeHandle("ChannelReceiver", from: decoder)
+    }
 }
 
 /// The sending end of a one-way channel (``ProcessChannel/oneWay()``).
@@ -125,30 +145,44 @@ public final class ChannelSender<Message: Codable & Sendable>: Sendable, Codable
     init(socket: FramedSocket) { self.socket = socket }
 
     /// Sends one message.
-    public func send(_ message: Message) async throws(ChannelError) { try await MessageIO.send(message, on: socket) }
+    public func send(_ message: Message) async throws(ChannelError) {
+        try await MessageIO.send(message, on: socket)
+    }
 
     /// Sends raw bytes as one frame.
-    public func sendBytes(_ bytes: some Collection<UInt8>) async throws(ChannelError) { try await MessageIO.sendBytes(bytes, on: socket) }
+    public func sendBytes(_ bytes: some Collection<UInt8>) async throws(ChannelError) {
+        try await MessageIO.sendBytes(bytes, on: socket)
+    }
 
     /// Blocking ``send(_:)``.
-    public func sendBlocking(_ message: Message) throws(ChannelError) { try MessageIO.sendBlocking(message, on: socket) }
+    public func sendBlocking(_ message: Message) throws(ChannelError) {
+        try MessageIO.sendBlocking(message, on: socket)
+    }
 
     /// Blocking ``sendBytes(_:)``.
-    public func sendBytesBlocking(_ bytes: some Collection<UInt8>) throws(ChannelError) { try MessageIO.sendBytesBlocking(bytes, on: socket) }
+    public func sendBytesBlocking(_ bytes: some Collection<UInt8>) throws(ChannelError) {
+        try MessageIO.sendBytesBlocking(bytes, on: socket)
+    }
 
     /// Closes this end: the receiver sees the end of the messages.
     public func close() { socket.close() }
 
     /// Encodes a reference to this end's descriptor, which travels with the message.
-    public func encode(to encoder: any Encoder) throws { try MessageIO.encodeHandle(socket, "ChannelSender", to: encoder) }
+    public func encode(to encoder: any Encoder) throws {
+        try MessageIO.encodeHandle(socket, "ChannelSender", to: encoder)
+    }
 
     /// Takes the descriptor that arrived with the message.
-    public required init(from decoder: any Decoder) throws { socket = try MessageIO.decodeHandle("ChannelSender", from: decoder) }
+    public required init(from decoder: any Decoder) throws {
+        socket = try MessageIO.decodeHandle("ChannelSender", from: decoder)
+    }
 }
 
 extension ProcessChannel {
     /// Blocking ``sendBytes(_:)``.
-    public func sendBytesBlocking(_ bytes: some Collection<UInt8>) throws(ChannelError) { try MessageIO.sendBytesBlocking(bytes, on: socket) }
+    public func sendBytesBlocking(_ bytes: some Collection<UInt8>) throws(ChannelError) {
+        try MessageIO.sendBytesBlocking(bytes, on: socket)
+    }
 
     /// Blocking ``receiveBytes(timeout:)``.
     public func receiveBytesBlocking(timeout: Duration? = nil) throws(ChannelError) -> [UInt8] {

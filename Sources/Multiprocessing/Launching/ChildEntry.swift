@@ -130,7 +130,9 @@ enum ChildRuntime {
         var code: Int32 = 0
         if case .failure = outcome { code = 1 }
         if let bytes = try? TaskCoding.encode(outcome) { try? socket.sendBlocking(.outcome, bytes) }
-        fflush(nil)  // Everything the task printed reaches the parent's terminal.
-        exit(code)
+        // Everything the task printed reaches the parent's terminal; then leave without running
+        // the parent program's exit handlers, which belong to the parent (CPython's `os._exit`).
+        fflush(nil)
+        _exit(code)
     }
 }

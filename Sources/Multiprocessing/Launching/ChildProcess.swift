@@ -44,7 +44,6 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     private let monitor = Mutex<ChildMonitor?>(nil)
     private let started = Atomic<Bool>(false)
 
-
     /// Prepares a child for `task`. Nothing runs until ``start()``.
     ///
     /// - Throws: ``ProcessError/unsupportedTaskType(typeName:reason:)`` when a child could not
@@ -83,13 +82,15 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// Starts the child: spawns or forks it and sends it the task. Returns at once.
     public func start() throws(ProcessError) {
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else {
-            throw .invalidState("ChildProcess '\(name)' was already started; a process can be started only once")
+            throw .invalidState(
+                "ChildProcess '\(name)' was already started; a process can be started only once")
         }
         let attachments = DescriptorTransfer.Outgoing()
         let launchBytes: [UInt8]
         do {
             let payload = try TaskCoding.encode(task, attachments: attachments)
-            launchBytes = try TaskCoding.encode(LaunchRequest(typeName: typeName, processName: name, payload: payload))
+            launchBytes = try TaskCoding.encode(
+                LaunchRequest(typeName: typeName, processName: name, payload: payload))
         } catch {
             throw .codec(error)
         }
@@ -114,18 +115,21 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         }
         let child: ChildMonitor
         do throws(SystemError) {
-            child = try launch(socket: socket, childEnd: channel[1], stderrWrite: errPipe[1], stderrRead: stderrRead)
+            child = try launch(
+                socket: socket, childEnd: channel[1], stderrWrite: errPipe[1], stderrRead: stderrRead)
         } catch {
             if let stderrRead { systemClose(stderrRead) }
             throw .launchFailed(error)
         }
         monitor.withLock { $0 = child }
         // A child that dies before reading this is reported by `join`/`value`, not here.
-        let sent = (try? socket.sendBlocking(.launch, launchBytes, descriptors: attachments.descriptors)) != nil
+        let sent =
+            (try? socket.sendBlocking(.launch, launchBytes, descriptors: attachments.descriptors)) != nil
         if sent { attachments.completeSend() }
     }
 
-    private func launch(socket: FramedSocket, childEnd: Int32, stderrWrite: Int32, stderrRead: Int32?) throws(SystemError)
+    private func launch(socket: FramedSocket, childEnd: Int32, stderrWrite: Int32, stderrRead: Int32?)
+        throws(SystemError)
         -> ChildMonitor
     {
         let name = self.name
@@ -137,7 +141,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             let pid = try Launcher.shared.spawnSelf(
                 keep: [childEnd], stderr: stderrFD, environment: Launcher.environment(with: overrides),
                 workingDirectory: workingDirectory)
-            return ChildMonitor(pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: true)
+            return ChildMonitor(
+                pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: true)
         case .forkserver:
             let server: ForkServer
             do {
@@ -146,7 +151,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 throw SystemError("fork server: \(error)", code: EAGAIN)
             }
             return try server.fork(
-                channelFD: childEnd, stderrFD: stderrFD, environment: environment, workingDirectory: workingDirectory
+                channelFD: childEnd, stderrFD: stderrFD, environment: environment,
+                workingDirectory: workingDirectory
             ) { pid in
                 ChildMonitor(pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: false)
             }
@@ -170,7 +176,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 ChildRuntime.serve(controlFD: childEnd, mainThread: false)
             }
             if pid < 0 { throw SystemError("fork") }
-            return ChildMonitor(pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: true)
+            return ChildMonitor(
+                pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: true)
         }
     }
 
@@ -223,7 +230,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         guard let frame = child.frames.first(where: { $0.kind == .outcome }) else {
             if Task.isCancelled { throw ProcessError.cancelled }
             throw ProcessError.crashed(
-                ChildCrash(processName: name, pid: child.pid, status: status, standardErrorTail: child.standardErrorTail))
+                ChildCrash(
+                    processName: name, pid: child.pid, status: status,
+                    standardErrorTail: child.standardErrorTail))
         }
         let outcome: TaskOutcome
         do {

@@ -58,7 +58,8 @@ final class ForkServer: Sendable {
         if rc != 0 { throw .launchFailed(SystemError("socketpair", code: rc)) }
         let environment = Launcher.environment(with: [ChildEntry.variable: "forkserver:\(getpid())"])
         do {
-            serverPID = try Launcher.shared.spawnSelf(keep: [fds[1]], stderr: -1, environment: environment, workingDirectory: nil)
+            serverPID = try Launcher.shared.spawnSelf(
+                keep: [fds[1]], stderr: -1, environment: environment, workingDirectory: nil)
         } catch {
             systemClose(fds[0])
             systemClose(fds[1])
@@ -103,7 +104,9 @@ final class ForkServer: Sendable {
             }
             if dead { return EPIPE }
             let n = request.withUnsafeBytes { raw in
-                fds.withUnsafeBufferPointer { mp_send_with_fds(controlFD, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count)) }
+                fds.withUnsafeBufferPointer {
+                    mp_send_with_fds(controlFD, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count))
+                }
             }
             if n < 0 {
                 let code = errno
@@ -133,7 +136,8 @@ final class ForkServer: Sendable {
             }
             let (kind, pid, status, err) = reply
             if kind == 1 {
-                guard let pending = state.withLock({ $0.pending.isEmpty ? nil : $0.pending.removeFirst() }) else { continue }
+                guard let pending = state.withLock({ $0.pending.isEmpty ? nil : $0.pending.removeFirst() })
+                else { continue }
                 if pid > 0 {
                     let monitor = pending.monitor(pid)
                     state.withLock { $0.children[pid] = monitor }

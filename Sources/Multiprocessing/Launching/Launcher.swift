@@ -101,7 +101,9 @@ final class Launcher: Sendable {
 
     /// `posix_spawn`s the running binary. `keep` become fds 3, 4, ... in the child; `stderr`
     /// (if not -1) becomes its fd 2; every other descriptor is closed.
-    func spawnSelf(keep: [Int32], stderr: Int32, environment: [String], workingDirectory: String?) throws(SystemError) -> Int32 {
+    func spawnSelf(keep: [Int32], stderr: Int32, environment: [String], workingDirectory: String?)
+        throws(SystemError) -> Int32
+    {
         let argv0 = CommandLine.arguments.first ?? "swift-multiprocessing-child"
         let outcome: (Int32, Int32) = run {
             var pid: Int32 = 0
@@ -114,10 +116,14 @@ final class Launcher: Sendable {
             let rc = keep.withUnsafeBufferPointer { keepFDs in
                 if let workingDirectory {
                     return workingDirectory.withCString {
-                        mp_spawn(Self.executablePath, argv, envp, keepFDs.baseAddress, Int32(keep.count), stderr, $0, &pid)
+                        mp_spawn(
+                            Self.executablePath, argv, envp, keepFDs.baseAddress, Int32(keep.count), stderr,
+                            $0, &pid)
                     }
                 }
-                return mp_spawn(Self.executablePath, argv, envp, keepFDs.baseAddress, Int32(keep.count), stderr, nil, &pid)
+                return mp_spawn(
+                    Self.executablePath, argv, envp, keepFDs.baseAddress, Int32(keep.count), stderr, nil, &pid
+                )
             }
             return (rc, pid)
         }

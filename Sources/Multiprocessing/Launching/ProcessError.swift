@@ -19,7 +19,8 @@ public enum ProcessError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unsupportedTaskType(let name, let reason): "cannot run \(name) in a child process: \(reason)"
-        case .unsupportedOutputType(let name): "the output type \(name) is neither Void nor Codable, so it cannot come back from a child process"
+        case .unsupportedOutputType(let name):
+            "the output type \(name) is neither Void nor Codable, so it cannot come back from a child process"
         case .invalidState(let why): why
         case .codec(let error): "encoding or decoding failed: \(error)"
         case .launchFailed(let error): "could not start the child process: \(error)"

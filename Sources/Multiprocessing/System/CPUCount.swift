@@ -59,7 +59,9 @@ enum CPUCount {
         while true {
             if let text = FileSystem.readText("/sys/fs/cgroup\(current == "/" ? "" : current)/cpu.max") {
                 let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
-                if fields.count >= 2, let quota = Double(fields[0]), let period = Double(fields[1]), period > 0 {
+                if fields.count >= 2, let quota = Double(fields[0]), let period = Double(fields[1]),
+                    period > 0
+                {
                     let cpus = Int((quota / period).rounded(.up))
                     best = min(best ?? cpus, cpus)
                 }

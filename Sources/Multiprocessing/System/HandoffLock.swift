@@ -25,7 +25,9 @@ final class HandoffLock: Sendable {
             if s.locked { return false }
             s.locked = true
             return true
-        }) { return }
+        }) {
+            return
+        }
         await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
             let acquired = state.withLock { s in
                 if s.locked {

@@ -87,14 +87,17 @@ final class IOReactor: Sendable {
     /// Suspends until `fd` is ready for `interest` (or has hung up / failed, which the caller
     /// then sees from its next system call). Throws `WaitError.cancelled` when the task is
     /// cancelled and `.closed` when the descriptor is forgotten.
-    func wait(_ fd: Int32, for interest: Interest, unless stop: @Sendable () -> Bool = { false }) async throws(WaitError) {
+    func wait(_ fd: Int32, for interest: Interest, unless stop: @Sendable () -> Bool = { false })
+        async throws(WaitError)
+    {
         let id = state.withLock { s -> UInt64 in
             defer { s.nextID += 1 }
             return s.nextID
         }
         do {
             try await withTaskCancellationHandler {
-                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
+                try await withUnsafeThrowingContinuation {
+                    (continuation: UnsafeContinuation<Void, any Error>) in
                     let waiter = Waiter(id: id, continuation: continuation)
                     state.withLock { s in
                         var entry = s.entries[fd] ?? Entry()
@@ -124,9 +127,11 @@ final class IOReactor: Sendable {
 
     /// Waits like ``wait(_:for:)`` but gives up after `timeout`; returns `false` on time-out.
     func wait(
-        _ fd: Int32, for interest: Interest, timeout: Duration, unless stop: @escaping @Sendable () -> Bool = { false }
+        _ fd: Int32, for interest: Interest, timeout: Duration,
+        unless stop: @escaping @Sendable () -> Bool = { false }
     ) async throws(WaitError) -> Bool {
-        let outcome: Result<Bool, WaitError> = await withTaskGroup(of: Result<Bool, WaitError>?.self) { group in
+        let outcome: Result<Bool, WaitError> = await withTaskGroup(of: Result<Bool, WaitError>?.self) {
+            group in
             group.addTask {
                 do throws(WaitError) {
                     try await self.wait(fd, for: interest, unless: stop)

@@ -41,7 +41,9 @@ enum OSThread {
                 box.run()
                 return nil
             }, context)
-        precondition(rc == 0, "swift-multiprocessing: cannot start thread \(name): \(SystemError("pthread_create", code: rc))")
+        precondition(
+            rc == 0,
+            "swift-multiprocessing: cannot start thread \(name): \(SystemError("pthread_create", code: rc))")
         #if os(Linux)
             pthread_detach(thread)
         #else

@@ -61,18 +61,22 @@ struct ErrorReport: Codable, Sendable, Error {
     /// The error to throw in this process: the original value if it can be re-created, else a
     /// ``RemoteError`` with its description.
     var rethrowable: any Error {
-        if let mangledName, let payload, let type = TypeIdentity.resolve(mangledName) as? any (Error & Decodable).Type,
+        if let mangledName, let payload,
+            let type = TypeIdentity.resolve(mangledName) as? any (Error & Decodable).Type,
             let error = Self.decode(type, payload)
         {
             return error
         }
-        return RemoteError(typeName: typeName, errorDescription: description, processName: processName, pid: pid)
+        return RemoteError(
+            typeName: typeName, errorDescription: description, processName: processName, pid: pid)
     }
 }
 
 /// Encoding and decoding of task values and outputs, with descriptors travelling beside them.
 enum TaskCoding {
-    static func encode<T: Encodable>(_ value: T, attachments: DescriptorTransfer.Outgoing? = nil) throws(CodecError) -> [UInt8] {
+    static func encode<T: Encodable>(_ value: T, attachments: DescriptorTransfer.Outgoing? = nil)
+        throws(CodecError) -> [UInt8]
+    {
         var encoder = BinaryEncoder()
         if let attachments { encoder.userInfo[DescriptorTransfer.key] = attachments }
         return try encoder.encode(value)

@@ -7,7 +7,8 @@ enum TypeIdentity {
     /// The name that resolves back to `type`, or an explanation of why there is none.
     static func name(of type: Any.Type) -> Result<String, ProcessError> {
         guard let name = _mangledTypeName(type) else {
-            return .failure(.unsupportedTaskType(typeName: String(reflecting: type), reason: "it has no mangled name"))
+            return .failure(
+                .unsupportedTaskType(typeName: String(reflecting: type), reason: "it has no mangled name"))
         }
         guard let resolved = _typeByName(name), resolved == type else {
             return .failure(

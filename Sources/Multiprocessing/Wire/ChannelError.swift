@@ -28,7 +28,8 @@ public enum ChannelError: Error, Sendable, Equatable, CustomStringConvertible {
         case .timedOut: "the channel operation timed out"
         case .cancelled: "the channel operation was cancelled"
         case .corruptFrame(let why): "corrupt frame: \(why)"
-        case .frameTooLarge(let length, let limit): "frame of \(length) bytes exceeds the limit of \(limit) bytes"
+        case .frameTooLarge(let length, let limit):
+            "frame of \(length) bytes exceeds the limit of \(limit) bytes"
         case .codec(let error): "message codec: \(error)"
         case .unexpectedFrameKind(let expected, let received): "expected \(expected), received \(received)"
         case .system(let error): error.description

@@ -76,6 +76,8 @@ enum DescriptorTransfer {
 
     static func missing(_ what: String, _ codingPath: [any CodingKey]) -> DecodingError {
         DecodingError.dataCorrupted(
-            .init(codingPath: codingPath, debugDescription: "\(what): its file descriptor did not arrive with the message"))
+            .init(
+                codingPath: codingPath,
+                debugDescription: "\(what): its file descriptor did not arrive with the message"))
     }
 }

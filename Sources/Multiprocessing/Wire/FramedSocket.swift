@@ -179,7 +179,9 @@ final class FramedSocket: @unchecked Sendable {
         }
         while step.payloadSent < count {
             let offset = step.payloadSent
-            let sent = step.payload.withUnsafeBytes { systemSend(fd, $0.baseAddress! + offset, count - offset) }
+            let sent = step.payload.withUnsafeBytes {
+                systemSend(fd, $0.baseAddress! + offset, count - offset)
+            }
             if sent < 0 { return try sendFailure() }
             step.payloadSent += sent
         }
@@ -204,20 +206,14 @@ final class FramedSocket: @unchecked Sendable {
         while true {
             if let frame = try nextFrame() { return frame }
             if try fill() { continue }
-            // Nothing yet. A peer on the other core often answers within microseconds: a few
-            // cheap retries save two thread wake-ups per message.
-            var spins = 0
-            while spins < 20 {
-                sched_yield()
-                if try fill() { break }
-                spins += 1
-            }
-            if spins < 20 { continue }
+            if try spinForData() { continue }
             do {
                 if let deadline {
                     let remaining = deadline - .now
                     if remaining <= .zero { throw ChannelError.timedOut }
-                    if try await !IOReactor.shared.wait(fd, for: .read, timeout: remaining, unless: { self.isClosed }) {
+                    if try await !IOReactor.shared.wait(
+                        fd, for: .read, timeout: remaining, unless: { self.isClosed })
+                    {
                         throw ChannelError.timedOut
                     }
                 } else {
@@ -241,8 +237,19 @@ final class FramedSocket: @unchecked Sendable {
         while true {
             if let frame = try nextFrame() { return frame }
             if try fill() { continue }
+            if try spinForData() { continue }
             try blockingWait(for: .read, deadline: deadline)
         }
+    }
+
+    /// A peer on another core often answers within microseconds: a few cheap retries before
+    /// sleeping save two thread wake-ups per message. `true` when data (or EOF) arrived.
+    private func spinForData() throws(ChannelError) -> Bool {
+        for _ in 0..<20 {
+            sched_yield()
+            if try fill() { return true }
+        }
+        return false
     }
 
     /// `true` when a frame (or EOF) can be received without waiting, waiting up to `timeout`.
@@ -292,7 +299,9 @@ final class FramedSocket: @unchecked Sendable {
     private func parseHeader() throws(ChannelError) -> (FrameKind, Int, Int) {
         let base = storage.baseAddress! + readIndex
         var raw: UInt64 = 0
-        withUnsafeMutableBytes(of: &raw) { $0.copyMemory(from: UnsafeRawBufferPointer(start: base, count: 8)) }
+        withUnsafeMutableBytes(of: &raw) {
+            $0.copyMemory(from: UnsafeRawBufferPointer(start: base, count: 8))
+        }
         raw = UInt64(littleEndian: raw)
         guard UInt8(truncatingIfNeeded: raw) == Self.magic else {
             throw .corruptFrame("bad magic byte 0x\(String(UInt8(truncatingIfNeeded: raw), radix: 16))")
@@ -326,7 +335,9 @@ final class FramedSocket: @unchecked Sendable {
         }
         let available = writeIndex - readIndex
         guard available >= Self.headerSize else {
-            if sawEOF { throw available == 0 ? .peerClosed : .corruptFrame("connection closed inside a frame header") }
+            if sawEOF {
+                throw available == 0 ? .peerClosed : .corruptFrame("connection closed inside a frame header")
+            }
             return nil
         }
         let (kind, length, fdCount) = try parseHeader()
@@ -337,14 +348,19 @@ final class FramedSocket: @unchecked Sendable {
             if readIndex == writeIndex { (readIndex, writeIndex) = (0, 0) }
             return Frame(kind: kind, payload: payload, descriptors: try takeDescriptors(fdCount))
         }
-        if sawEOF { throw .corruptFrame("connection closed inside a frame (\(available - Self.headerSize) of \(length) bytes)") }
+        if sawEOF {
+            throw .corruptFrame(
+                "connection closed inside a frame (\(available - Self.headerSize) of \(length) bytes)")
+        }
         if Self.headerSize + length > Self.bufferCapacity {
             // Too large for the buffer: receive the rest straight into the payload's own storage.
             let descriptors = try takeDescriptors(fdCount)
             let buffered = available - Self.headerSize
             var payload = [UInt8](repeating: 0, count: length)
             payload.withUnsafeMutableBytes { dst in
-                dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: storage[(readIndex + Self.headerSize)..<writeIndex]))
+                dst.copyMemory(
+                    from: UnsafeRawBufferPointer(
+                        rebasing: storage[(readIndex + Self.headerSize)..<writeIndex]))
             }
             (readIndex, writeIndex) = (0, 0)
             partial = (kind, descriptors, payload, buffered)
@@ -392,14 +408,18 @@ final class FramedSocket: @unchecked Sendable {
     }
 
     /// Waits with `poll` in short slices, so that a `close` from another thread is noticed.
-    private func blockingWait(for interest: IOReactor.Interest, deadline: ContinuousClock.Instant?) throws(ChannelError) {
+    private func blockingWait(for interest: IOReactor.Interest, deadline: ContinuousClock.Instant?)
+        throws(ChannelError)
+    {
         while true {
             if isClosed { throw .closed }
             var sliceMS: Int32 = 100
             if let deadline {
                 let remaining = deadline - .now
                 if remaining <= .zero { throw .timedOut }
-                let ms = remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000
+                let ms =
+                    remaining.components.seconds * 1000 + remaining.components.attoseconds
+                    / 1_000_000_000_000_000
                 sliceMS = Int32(min(100, max(1, ms)))
             }
             let r = systemPoll(fd, events: Int16(interest == .read ? POLLIN : POLLOUT), milliseconds: sliceMS)

@@ -222,6 +222,22 @@ void mp_serve_main_queue_forever(void) {
     for (;;) pause();
 }
 
+void mp_close_from(int lowfd) {
+#if defined(__linux__) && defined(SYS_close_range)
+    if (syscall(SYS_close_range, (unsigned)lowfd, ~0U, 0) == 0) return;
+#endif
+    long max = sysconf(_SC_OPEN_MAX);
+    if (max < 0 || max > 65536) max = 65536;
+    for (int fd = lowfd; fd < max; fd++) close(fd);
+}
+
+void mp_block_sigpipe(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
 void mp_name_current_thread(const char *name) {
     char short_name[16];
     strncpy(short_name, name, 15);

@@ -55,6 +55,13 @@ char **mp_environ(void);
 /// is called from a constructor.
 void mp_serve_main_queue_forever(void) __attribute__((noreturn));
 
+/// Closes every descriptor >= `lowfd` (close_range where the kernel has it).
+void mp_close_from(int lowfd);
+
+/// Blocks SIGPIPE in the calling thread, so a write to a closed pipe fails with EPIPE instead of
+/// killing the process.
+void mp_block_sigpipe(void);
+
 /// Names the calling thread (truncated to 15 bytes on Linux).
 void mp_name_current_thread(const char *name);
 

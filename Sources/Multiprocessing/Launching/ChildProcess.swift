@@ -157,23 +157,25 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 ChildMonitor(pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: false)
             }
         case .fork:
-            let parentEnd = socket.fd
             let environment = self.environment
             let workingDirectory = self.workingDirectory
             let pid: Int32 = Launcher.shared.run {
                 let pid = mp_fork()
                 guard pid == 0 else { return pid }
                 // The child: only this thread exists now. See `StartMethod.fork` for the risks.
-                IOReactor.resetAfterFork()
-                systemClose(parentEnd)
-                if let stderrRead { systemClose(stderrRead) }
+                // Keep only stdio and the channel (as fd 3): a copy of another child's socket
+                // here would keep that child from ever seeing end-of-file.
                 if stderrFD >= 0 { _ = dup2(stderrFD, 2) }
+                _ = dup2(childEnd, 3)
+                mp_close_from(4)
+                IOReactor.resetAfterFork()
                 _ = setpgid(0, 0)
                 for (key, value) in Launcher.childDefaults.merging(environment, uniquingKeysWith: { $1 }) {
                     setenv(key, value, 1)
                 }
                 if let workingDirectory, chdir(workingDirectory) != 0 { _exit(72) }
-                ChildRuntime.serve(controlFD: childEnd, mainThread: false)
+                _ = fcntl(3, F_SETFD, FD_CLOEXEC)
+                ChildRuntime.serve(controlFD: 3, mainThread: false)
             }
             if pid < 0 { throw SystemError("fork") }
             return ChildMonitor(

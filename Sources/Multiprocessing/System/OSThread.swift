@@ -19,6 +19,9 @@ enum OSThread {
         }
         func run() {
             mp_name_current_thread(name)  // Shows in `ps -L` and debuggers.
+            // The reactor copies children's stderr to ours: if ours is a closed pipe, that must
+            // fail the write, not kill the program.
+            mp_block_sigpipe()
             body()
         }
     }

@@ -79,6 +79,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// How the child ended, or `nil` while it runs (or before it starts).
     public var exitStatus: ExitStatus? { monitor.withLock { $0?.status } }
 
+    /// The last lines the child wrote to stderr (empty when it is not captured).
+    var standardErrorTail: [String] { monitor.withLock { $0?.standardErrorTail ?? [] } }
+
     /// Starts the child: spawns or forks it and sends it the task. Returns at once.
     public func start() throws(ProcessError) {
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else {

@@ -1,0 +1,73 @@
+/// Why pool work failed, other than an error thrown by the function itself (which comes back
+/// as itself, or as a ``RemoteError``).
+public enum PoolError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The worker running this task died: a trap, a signal (an OOM kill is `SIGKILL`), an exit.
+    case workerLost(WorkerLoss)
+    /// The task ran past the pool's per-task time-out; its worker was stopped and replaced.
+    case timedOut(task: String, after: Duration, pid: Int32)
+    /// The task's worker grew past the pool's memory limit while running it; the worker was
+    /// stopped and replaced.
+    case memoryLimitExceeded(task: String, residentBytes: Int, limit: Int, pid: Int32)
+    /// The pool is closed (or terminated): it takes no new work.
+    case closed
+    /// The pool's initializer failed in a worker, so no worker can run tasks.
+    case initializerFailed(String)
+    /// Waiting for the result timed out (the task itself goes on; cancel it to stop it).
+    case resultTimedOut
+    /// The task was cancelled.
+    case cancelled
+    /// A worker sent something the pool cannot read.
+    case protocolError(String)
+
+    /// A sentence that says what happened.
+    public var description: String {
+        switch self {
+        case .workerLost(let loss): loss.description
+        case .timedOut(let task, let after, let pid): "task \(task) timed out after \(after); worker \(pid) was stopped and replaced"
+        case .memoryLimitExceeded(let task, let resident, let limit, let pid):
+            "task \(task) made worker \(pid) grow to \(resident) bytes, past the limit of \(limit); the worker was stopped and replaced"
+        case .closed: "the pool is closed"
+        case .initializerFailed(let why): "the pool's initializer failed: \(why)"
+        case .resultTimedOut: "the result did not arrive in time"
+        case .cancelled: "the task was cancelled"
+        case .protocolError(let why): "pool protocol error: \(why)"
+        }
+    }
+}
+
+/// What is known about a worker that died while running a task.
+public struct WorkerLoss: Sendable, Hashable, CustomStringConvertible {
+    /// The task: `"#index"` for a map item, or the input's description.
+    public var task: String
+    /// The worker's pid.
+    public var pid: Int32
+    /// How the worker ended.
+    public var status: ExitStatus
+    /// The last lines the worker wrote to stderr.
+    public var standardErrorTail: [String]
+    /// How many workers this task has killed so far (more than 1 with retries).
+    public var workersKilled: Int
+
+    /// Creates a record.
+    public init(task: String, pid: Int32, status: ExitStatus, standardErrorTail: [String], workersKilled: Int) {
+        self.task = task
+        self.pid = pid
+        self.status = status
+        self.standardErrorTail = standardErrorTail
+        self.workersKilled = workersKilled
+    }
+
+    /// `"worker 42 running task #3 was killed by SIGKILL (Killed)"` and the stderr lines.
+    public var description: String {
+        var text = "worker \(pid) running task \(task) \(status)"
+        if workersKilled > 1 { text += " (this task has now killed \(workersKilled) workers)" }
+        if !standardErrorTail.isEmpty { text += "; last stderr lines:\n  " + standardErrorTail.joined(separator: "\n  ") }
+        return text
+    }
+
+    /// The signal that killed the worker, if one did.
+    public var signal: Signal? {
+        if case .signaled(let signal) = status { return signal }
+        return nil
+    }
+}

@@ -1,0 +1,153 @@
+import Synchronization
+
+/// The results of a streaming map (``ProcessPool/orderedMap(_:over:chunkSize:)`` and
+/// ``ProcessPool/unorderedMap(_:over:chunkSize:)``): an `AsyncSequence` that pulls inputs only as
+/// results are consumed, keeping a few chunks per worker in flight.
+///
+/// An item whose function threw (or whose worker died) throws from `next()` and ends the
+/// iteration; chunks still in flight are cancelled.
+public struct PoolMapSequence<F: ProcessFunction, Inputs: Sequence>: AsyncSequence where Inputs.Element == F.Input {
+    /// One result.
+    public typealias Element = F.Output
+
+    let pool: ProcessPool
+    let function: F
+    let inputs: Inputs
+    let chunkSize: Int
+    let ordered: Bool
+
+    /// Makes the iterator; nothing is submitted before the first `next()`.
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(
+            pool: pool, function: function, source: inputs.makeIterator(), chunkSize: Swift.max(1, chunkSize), ordered: ordered,
+            window: Swift.max(2, pool.workerCount * 4))
+    }
+
+    /// Pulls results, submitting chunks as room frees up.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let pool: ProcessPool
+        let function: F
+        var source: Inputs.Iterator
+        let chunkSize: Int
+        let ordered: Bool
+        let window: Int
+        var exhausted = false
+        var submitted = 0
+        var nextToYield = 0
+        var waiting: [Int: ChunkFuture<F.Output>] = [:]
+        let arrivals = Arrivals<F.Output>()
+        var buffer: [Result<F.Output, any Error>] = []
+        var bufferIndex = 0
+
+        init(pool: ProcessPool, function: F, source: Inputs.Iterator, chunkSize: Int, ordered: Bool, window: Int) {
+            self.pool = pool
+            self.function = function
+            self.source = source
+            self.chunkSize = chunkSize
+            self.ordered = ordered
+            self.window = window
+        }
+
+        /// The next result, or `nil` when every input has been mapped.
+        public mutating func next() async throws -> F.Output? {
+            while true {
+                if bufferIndex < buffer.count {
+                    defer { bufferIndex += 1 }
+                    do {
+                        return try buffer[bufferIndex].get()
+                    } catch {
+                        cancelAll()
+                        throw error
+                    }
+                }
+                try topUp()
+                if waiting.isEmpty { return nil }
+                let chunk: Result<[Result<F.Output, any Error>], any Error>
+                if ordered {
+                    let future = waiting.removeValue(forKey: nextToYield)!
+                    nextToYield += 1
+                    do {
+                        chunk = .success(try await future.value)
+                    } catch {
+                        chunk = .failure(error)
+                    }
+                } else {
+                    let (index, result) = await arrivals.next()
+                    waiting.removeValue(forKey: index)
+                    chunk = result
+                }
+                switch chunk {
+                case .success(let items):
+                    buffer = items
+                    bufferIndex = 0
+                case .failure(let error):
+                    cancelAll()
+                    throw error
+                }
+            }
+        }
+
+        private mutating func topUp() throws {
+            while !exhausted && waiting.count < window {
+                var items: [F.Input] = []
+                while items.count < chunkSize, let item = source.next() { items.append(item) }
+                if items.isEmpty {
+                    exhausted = true
+                    break
+                }
+                let index = submitted
+                let future = ChunkFuture<F.Output>(itemCount: items.count)
+                let arrivals = self.arrivals
+                let label = items.count == 1 ? "#\(index * chunkSize)" : "#\(index * chunkSize)..<#\(index * chunkSize + items.count)"
+                let job = try pool.makeJob(function, inputs: items, label: label) { result in
+                    future.complete(result)
+                    arrivals.add(index, result)
+                }
+                let registry = pool.registry
+                let grace = pool.options.terminationGrace
+                future.setCanceller {
+                    if let pid = job.cancel() { registry.worker(pid)?.stop(.cancelled, grace: grace) }
+                }
+                try pool.core.enqueue([job])
+                waiting[index] = future
+                submitted += 1
+            }
+        }
+
+        private mutating func cancelAll() {
+            for (_, future) in waiting { future.cancel() }
+            waiting.removeAll()
+            exhausted = true
+            buffer = []
+        }
+    }
+}
+
+/// Chunk results in the order they arrive, for the unordered map.
+final class Arrivals<Output: Sendable>: Sendable {
+    typealias Item = (Int, Result<[Result<Output, any Error>], any Error>)
+    private let state = Mutex<(items: [Item], waiter: UnsafeContinuation<Item, Never>?)>(([], nil))
+
+    func add(_ index: Int, _ result: Result<[Result<Output, any Error>], any Error>) {
+        let waiter = state.withLock { s -> UnsafeContinuation<Item, Never>? in
+            if let waiter = s.waiter {
+                s.waiter = nil
+                return waiter
+            }
+            s.items.append((index, result))
+            return nil
+        }
+        waiter?.resume(returning: (index, result))
+    }
+
+    func next() async -> Item {
+        await withUnsafeContinuation { continuation in
+            let ready = state.withLock { s -> Item? in
+                if !s.items.isEmpty { return s.items.removeFirst() }
+                s.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+}

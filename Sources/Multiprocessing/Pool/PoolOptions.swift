@@ -1,0 +1,67 @@
+/// How many worker processes a pool runs.
+public struct WorkerCount: Sendable, Hashable, ExpressibleByIntegerLiteral {
+    /// The number of workers.
+    public let value: Int
+
+    /// Exactly `count` workers (at least 1).
+    public init(_ count: Int) { value = max(1, count) }
+
+    /// `workers: 4`.
+    public init(integerLiteral count: Int) { self.init(count) }
+
+    /// One worker per CPU this process may use (``CurrentProcess/cpuCount``).
+    public static var cpuCount: WorkerCount { WorkerCount(CurrentProcess.cpuCount) }
+}
+
+/// A task run once in each worker before its first job: CPython's `initializer`/`initargs`.
+public struct PoolInitializer: Sendable {
+    let typeName: String
+    let payload: [UInt8]
+    let label: String
+
+    /// Runs `task` in every worker as it starts. Its output is ignored; an error it throws
+    /// fails the pool with ``PoolError/initializerFailed(_:)``.
+    public init<T: ProcessTask>(_ task: T) throws(ProcessError) {
+        typeName = try TypeIdentity.name(of: T.self).get()
+        do {
+            payload = try TaskCoding.encode(task)
+        } catch {
+            throw .codec(error)
+        }
+        label = String(describing: T.self)
+    }
+}
+
+/// What a pool's workers do and what they may not do.
+public struct PoolOptions: Sendable {
+    /// How workers are started. Default `.spawn`.
+    public var startMethod: StartMethod = .spawn
+    /// Run once in each worker before its first job.
+    public var initializer: PoolInitializer?
+    /// Replace a worker after it has run this many jobs (CPython's `maxtasksperchild`; a map
+    /// chunk is one job). `nil`: never.
+    public var maxTasksPerWorker: Int?
+    /// Stop a job that runs longer than this: `SIGTERM` to its worker's process group, `SIGKILL`
+    /// after ``terminationGrace``, a fresh worker, and ``PoolError/timedOut(task:after:pid:)``
+    /// for the job. With a time-out each worker holds one job at a time.
+    public var taskTimeout: Duration?
+    /// How long a worker gets between `SIGTERM` and `SIGKILL`.
+    public var terminationGrace: Duration = .seconds(1)
+    /// Resident memory, in bytes, a worker may reach. A worker found above it between jobs is
+    /// replaced; one that passes it while running a job is stopped and the job fails with
+    /// ``PoolError/memoryLimitExceeded(task:residentBytes:limit:pid:)``.
+    public var memoryLimit: Int?
+    /// How often a busy worker's memory is checked when ``memoryLimit`` is set.
+    public var memoryCheckInterval: Duration = .milliseconds(20)
+    /// How many times a job whose worker died is tried again on a fresh worker. Default 0:
+    /// the job fails with ``PoolError/workerLost(_:)`` at once.
+    public var retries: Int = 0
+    /// The poison-task rule: a job that has killed this many workers fails, whatever
+    /// ``retries`` says, instead of killing more.
+    public var maxWorkersKilledPerTask: Int = 3
+    /// Variables set in each worker's environment.
+    public var environment: [String: String] = [:]
+
+    /// Default options.
+    public init() {}
+}

@@ -1,0 +1,310 @@
+import Synchronization
+
+/// Long-lived worker processes that run ``ProcessFunction`` calls: CPython's `Pool` and
+/// `ProcessPoolExecutor`, minus their hangs.
+///
+/// ```swift
+/// try await withProcessPool(workers: .cpuCount) { pool in
+///     let y = try await pool.apply(Square(), 5)                  // apply
+///     let future = try pool.submit(Square(), 10)                 // apply_async
+///     let ys = try await pool.map(Square(), over: 0..<1_000)     // map, chunked automatically
+///     for try await y in pool.unorderedMap(Square(), over: inputs) { ... }   // imap_unordered
+/// }
+/// ```
+///
+/// A worker that dies — a trap, a segfault, `SIGKILL` from the OOM killer — fails only the task
+/// it was running, with ``PoolError/workerLost(_:)`` naming the task, the pid, the signal and
+/// the worker's last stderr lines; the worker is replaced and every other task carries on.
+/// An error thrown by the function comes back as itself when its type is `Codable`, otherwise as
+/// a ``RemoteError``. Cancelling the Swift task that awaits a result cancels that work.
+public final class ProcessPool: Sendable {
+    /// How many workers the pool runs.
+    public let workerCount: Int
+    /// The options it was created with.
+    public var options: PoolOptions { core.options }
+
+    let core: PoolCore
+    let registry = WorkerRegistry()
+    private let drivers: Mutex<[Task<Void, Never>]>
+    private let typeNames = Mutex<[ObjectIdentifier: String]>([:])
+
+    /// Starts `workers` worker processes.
+    public init(workers: WorkerCount = .cpuCount, options: PoolOptions = PoolOptions()) {
+        workerCount = workers.value
+        let core = PoolCore(workers: workers.value, options: options)
+        self.core = core
+        let registry = self.registry
+        drivers = Mutex(
+            (1...workers.value).map { number in
+                Task.detached { await WorkerDriver(core: core, number: number, registry: registry).run() }
+            })
+    }
+
+    deinit { core.close() }
+
+    /// The pids of the workers now running (they change as workers are replaced).
+    public var workerPIDs: [Int32] { registry.pids.sorted() }
+
+    // MARK: One task
+
+    /// Runs `function(input)` in a worker and returns its result: CPython's `apply`.
+    public func apply<F: ProcessFunction>(_ function: F, _ input: F.Input) async throws -> F.Output {
+        try await submit(function, input).value
+    }
+
+    /// Submits `function(input)` and returns at once with a handle to its result: CPython's
+    /// `apply_async` and `ProcessPoolExecutor.submit`.
+    ///
+    /// - Throws: ``PoolError/closed`` after ``close()``; ``ProcessError`` when `F` cannot be
+    ///   sent to a worker.
+    public func submit<F: ProcessFunction>(_ function: F, _ input: F.Input) throws -> PoolFuture<F.Output> {
+        let future = PoolFuture<F.Output>()
+        let job = try makeJob(function, inputs: [input], label: Self.describe(input)) { results in
+            future.complete(results.flatMap { $0.first ?? .failure(PoolError.protocolError("empty result")) })
+        }
+        future.setCanceller { [registry, core] in
+            if let pid = job.cancel() { registry.worker(pid)?.stop(.cancelled, grace: core.options.terminationGrace) }
+        }
+        try core.enqueue([job])
+        return future
+    }
+
+    // MARK: Many tasks
+
+    /// `function` over every input, results in input order: CPython's `map`.
+    ///
+    /// Inputs go to workers in chunks: `chunkSize`, or CPython's rule (about four chunks per
+    /// worker) when `nil`. The first failing item's error is thrown (the rest is cancelled);
+    /// use ``mapResults(_:over:chunkSize:progress:)`` to keep going past failures.
+    public func map<F: ProcessFunction, Inputs: Sequence>(
+        _ function: F, over inputs: Inputs, chunkSize: Int? = nil, progress: (@Sendable (PoolProgress) -> Void)? = nil
+    ) async throws -> [F.Output] where Inputs.Element == F.Input {
+        let futures = try submitChunks(function, Array(inputs), chunkSize: chunkSize, progress: progress)
+        var outputs: [F.Output] = []
+        do {
+            for future in futures {
+                for item in try await future.value { outputs.append(try item.get()) }
+            }
+        } catch {
+            for future in futures { future.cancel() }
+            throw error
+        }
+        return outputs
+    }
+
+    /// Like ``map(_:over:chunkSize:progress:)`` but every item gets its own result, so one
+    /// failure (a thrown error, a crashed worker) never stops the batch.
+    public func mapResults<F: ProcessFunction, Inputs: Sequence>(
+        _ function: F, over inputs: Inputs, chunkSize: Int? = nil, progress: (@Sendable (PoolProgress) -> Void)? = nil
+    ) async throws -> [Result<F.Output, any Error>] where Inputs.Element == F.Input {
+        let futures = try submitChunks(function, Array(inputs), chunkSize: chunkSize, progress: progress)
+        var results: [Result<F.Output, any Error>] = []
+        for future in futures {
+            do {
+                results += try await future.value
+            } catch {
+                // The whole chunk failed (cancelled, or its worker died): each item says so.
+                let count = future.itemCount
+                results += Array(repeating: .failure(error), count: count)
+            }
+        }
+        return results
+    }
+
+    /// Results in input order as they become available, consuming `inputs` lazily with at most
+    /// a few chunks per worker in flight, so an endless input runs in bounded memory:
+    /// CPython's `imap`.
+    public func orderedMap<F: ProcessFunction, Inputs: Sequence>(
+        _ function: F, over inputs: Inputs, chunkSize: Int = 1
+    ) -> PoolMapSequence<F, Inputs> where Inputs.Element == F.Input {
+        PoolMapSequence(pool: self, function: function, inputs: inputs, chunkSize: chunkSize, ordered: true)
+    }
+
+    /// Results in completion order, consuming `inputs` lazily: CPython's `imap_unordered`.
+    public func unorderedMap<F: ProcessFunction, Inputs: Sequence>(
+        _ function: F, over inputs: Inputs, chunkSize: Int = 1
+    ) -> PoolMapSequence<F, Inputs> where Inputs.Element == F.Input {
+        PoolMapSequence(pool: self, function: function, inputs: inputs, chunkSize: chunkSize, ordered: false)
+    }
+
+    // MARK: Life
+
+    /// Takes no new work; what was submitted still runs. CPython's `close()`.
+    public func close() { core.close() }
+
+    /// Waits for every submitted task to finish and the workers to exit (after ``close()``).
+    public func join() async {
+        let tasks = drivers.withLock { $0 }
+        for task in tasks { await task.value }
+    }
+
+    /// Waits until every submitted task has finished, without closing the pool.
+    public func waitUntilIdle() async { await core.drain() }
+
+    /// Stops at once: queued work is cancelled, running work is killed with its workers.
+    /// CPython's `terminate()`.
+    public func terminate() async {
+        core.terminate()
+        for worker in registry.all { worker.stop(.cancelled, grace: .zero) }
+        await join()
+    }
+
+    // MARK: Internals
+
+    static func describe<T>(_ input: T) -> String {
+        let text = String(describing: input)
+        return text.count <= 60 ? text : String(text.prefix(57)) + "..."
+    }
+
+    /// CPython's rule: `ceil(n / (4 * workers))`.
+    func automaticChunkSize(_ count: Int) -> Int {
+        let (size, extra) = count.quotientAndRemainder(dividingBy: max(1, workerCount * 4))
+        return max(1, size + (extra > 0 ? 1 : 0))
+    }
+
+    private func installed<F: ProcessFunction>(_ function: F) throws -> InstalledFunction {
+        let key = ObjectIdentifier(F.self)
+        let name: String
+        if let cached = typeNames.withLock({ $0[key] }) {
+            name = cached
+        } else {
+            name = try TypeIdentity.name(of: F.self).get()
+            typeNames.withLock { $0[key] = name }
+        }
+        let payload: [UInt8]
+        do {
+            payload = try TaskCoding.encode(function)
+        } catch {
+            throw ProcessError.codec(error)
+        }
+        return core.install(typeName: name, payload: payload)
+    }
+
+    /// A job for a chunk; `deliver` gets one result per input.
+    func makeJob<F: ProcessFunction>(
+        _ function: F, inputs: [F.Input], label: String, installed: InstalledFunction? = nil,
+        deliver: @escaping @Sendable (Result<[Result<F.Output, any Error>], any Error>) -> Void
+    ) throws -> PoolJob {
+        let installed = try installed ?? self.installed(function)
+        let input: [UInt8]
+        do {
+            input = try TaskCoding.encode(inputs)
+        } catch {
+            throw ProcessError.codec(error)
+        }
+        let count = inputs.count
+        return core.makeJob(function: installed, input: input, label: label) { result in
+            deliver(Self.decode(result, count: count, as: F.Output.self))
+        }
+    }
+
+    static func decode<Output: Codable>(_ result: JobResult, count: Int, as: Output.Type) -> Result<
+        [Result<Output, any Error>], any Error
+    > {
+        switch result {
+        case .failed(let error):
+            return .failure(error)
+        case .answered(let status, let bytes):
+            do {
+                switch status {
+                case .values:
+                    let values = try TaskCoding.decode([Output].self, from: bytes)
+                    guard values.count == count else { throw PoolError.protocolError("\(values.count) results for \(count) inputs") }
+                    return .success(values.map { .success($0) })
+                case .mixed:
+                    let outcomes = try TaskCoding.decode([ItemOutcome<Output>].self, from: bytes)
+                    return .success(
+                        outcomes.map { outcome in
+                            switch outcome {
+                            case .value(let value): .success(value)
+                            case .error(let report): .failure(report.rethrowable)
+                            }
+                        })
+                case .failed:
+                    return .failure(try TaskCoding.decode(ErrorReport.self, from: bytes).rethrowable)
+                }
+            } catch let error as CodecError {
+                return .failure(ProcessError.codec(error))
+            } catch {
+                return .failure(error)
+            }
+        }
+    }
+
+    /// Submits `items` in chunks; one future per chunk, in order.
+    func submitChunks<F: ProcessFunction>(
+        _ function: F, _ items: [F.Input], chunkSize: Int?, progress: (@Sendable (PoolProgress) -> Void)?
+    ) throws -> [ChunkFuture<F.Output>] {
+        let size = max(1, chunkSize ?? automaticChunkSize(items.count))
+        let installed = try self.installed(function)
+        let total = items.count
+        let completed = Atomic<Int>(0)
+        var futures: [ChunkFuture<F.Output>] = []
+        var jobs: [PoolJob] = []
+        futures.reserveCapacity(total / size + 1)
+        jobs.reserveCapacity(total / size + 1)
+        var start = 0
+        while start < total {
+            let end = min(start + size, total)
+            let future = ChunkFuture<F.Output>(itemCount: end - start)
+            let label = end - start == 1 ? "#\(start)" : "#\(start)..<#\(end)"
+            let job = try makeJob(function, inputs: Array(items[start..<end]), label: label, installed: installed) { result in
+                future.complete(result)
+                if let progress {
+                    let done = completed.add(future.itemCount, ordering: .relaxed).newValue
+                    progress(PoolProgress(completed: done, total: total))
+                }
+            }
+            future.setCanceller { [registry, core] in
+                if let pid = job.cancel() { registry.worker(pid)?.stop(.cancelled, grace: core.options.terminationGrace) }
+            }
+            futures.append(future)
+            jobs.append(job)
+            start = end
+        }
+        try core.enqueue(jobs)
+        return futures
+    }
+}
+
+/// The results of one chunk of a map.
+final class ChunkFuture<Output: Sendable>: Sendable {
+    let itemCount: Int
+    let future = PoolFuture<[Result<Output, any Error>]>()
+
+    init(itemCount: Int) { self.itemCount = itemCount }
+
+    func complete(_ result: Result<[Result<Output, any Error>], any Error>) { future.complete(result) }
+    func setCanceller(_ cancel: @escaping @Sendable () -> Void) { future.setCanceller(cancel) }
+    func cancel() { future.cancel() }
+    var value: [Result<Output, any Error>] { get async throws { try await future.value } }
+}
+
+/// How far a map has come.
+public struct PoolProgress: Sendable, Hashable {
+    /// Items finished (successfully or not).
+    public var completed: Int
+    /// Items in the map.
+    public var total: Int
+
+    /// The finished fraction, 0...1.
+    public var fraction: Double { total == 0 ? 1 : Double(completed) / Double(total) }
+}
+
+/// Runs `body` with a pool of `workers` processes, then waits for outstanding work and stops the
+/// workers. If `body` throws, the pool is terminated (queued work cancelled, workers killed).
+public func withProcessPool<Result>(
+    workers: WorkerCount = .cpuCount, options: PoolOptions = PoolOptions(),
+    _ body: (ProcessPool) async throws -> Result
+) async throws -> Result {
+    let pool = ProcessPool(workers: workers, options: options)
+    do {
+        let result = try await body(pool)
+        pool.close()
+        await pool.join()
+        return result
+    } catch {
+        await pool.terminate()
+        throw error
+    }
+}

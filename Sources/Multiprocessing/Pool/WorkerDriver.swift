@@ -1,0 +1,337 @@
+import CMultiprocessing
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Why the pool itself stopped a worker; decides what its in-flight jobs become.
+enum StopReason: Sendable {
+    case cancelled, timedOut(Duration), memory(Int), recycle
+}
+
+/// One running worker process as its driver sees it.
+final class WorkerHandle: Sendable {
+    let child: ChildProcess<PoolWorker>
+    let socket: FramedSocket
+    let pid: Int32
+    /// Set before the pool signals the worker, so its death is not blamed on a job.
+    let stopReason = Mutex<StopReason?>(nil)
+
+    init(child: ChildProcess<PoolWorker>, socket: FramedSocket, pid: Int32) {
+        self.child = child
+        self.socket = socket
+        self.pid = pid
+    }
+
+    /// Stops the worker for `reason` (only the first reason counts).
+    func stop(_ reason: StopReason, grace: Duration) {
+        let first = stopReason.withLock { current -> Bool in
+            guard current == nil else { return false }
+            current = reason
+            return true
+        }
+        guard first else { return }
+        switch reason {
+        case .cancelled, .memory: child.kill()
+        case .timedOut, .recycle:
+            child.terminate()
+            let child = self.child
+            Task.detached {
+                if try await child.join(timeout: grace) == nil { child.kill() }
+            }
+        }
+    }
+
+    /// Resident set size, from `/proc/<pid>/statm`.
+    var residentBytes: Int? {
+        guard let text = FileSystem.readText("/proc/\(pid)/statm", limit: 256) else { return nil }
+        let fields = text.split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+    }
+}
+
+/// Feeds one worker: takes jobs from the shared queue, sends them in batches, matches the
+/// results, and replaces the worker when it dies, times out, grows too large or has done its
+/// share. Runs in its own task; nothing else touches it.
+final class WorkerDriver {
+    let core: PoolCore
+    let number: Int
+    private var worker: WorkerHandle?
+    private var installed: Set<UInt64> = []
+    private var inFlight: [PoolJob] = []
+    private var inFlightHead = 0
+    private var jobsDone = 0
+    /// How many jobs may wait in the worker's socket: grows while jobs are quick, so trivial
+    /// tasks stream; shrinks for slow ones, so the last jobs spread over every worker.
+    private var window = 2
+    private var sentAt = ContinuousClock.now
+    private var ready = false
+    private let registry: WorkerRegistry
+
+    init(core: PoolCore, number: Int, registry: WorkerRegistry) {
+        self.core = core
+        self.number = number
+        self.registry = registry
+    }
+
+    private var pending: Int { inFlight.count - inFlightHead }
+
+    func run() async {
+        while true {
+            if core.isTerminated {
+                if let worker {
+                    worker.stop(.cancelled, grace: .zero)
+                    _ = try? await worker.child.join()
+                    registry.remove(worker)
+                }
+                for job in inFlight[inFlightHead...] { _ = job.cancel() }
+                return
+            }
+            if worker == nil {
+                do {
+                    worker = try startWorker()
+                } catch {
+                    core.breakPool("cannot start a worker: \(error)")
+                    return
+                }
+            }
+            guard let worker else { return }
+            if core.options.maxTasksPerWorker.map({ jobsDone >= $0 }) ?? false, pending == 0 {
+                await retire(worker, reason: .recycle)
+                continue
+            }
+            fill(worker)
+            if pending == 0 {
+                if await core.waitForWork() { continue }
+                // Closed and drained: let the worker finish and go.
+                try? await worker.socket.send(.message, [PoolWire.shutdown])
+                _ = try? await worker.child.join()
+                registry.remove(worker)
+                return
+            }
+            await awaitResults(worker)
+        }
+    }
+
+    private func startWorker() throws -> WorkerHandle {
+        let (mine, theirs) = try FramedSocket.pair()
+        let options = core.options
+        let task = PoolWorker(
+            channel: WorkerChannel(socket: theirs), initializerType: options.initializer?.typeName,
+            initializerPayload: options.initializer?.payload)
+        let child = try ChildProcess(
+            task, name: "PoolWorker-\(number)", startMethod: options.startMethod, environment: options.environment)
+        try child.start()
+        let handle = WorkerHandle(child: child, socket: mine, pid: child.pid ?? 0)
+        registry.add(handle)
+        installed = []
+        jobsDone = 0
+        window = 2
+        ready = false
+        return handle
+    }
+
+    /// Sends as many jobs as the window allows, with any function installs they need.
+    private func fill(_ worker: WorkerHandle) {
+        var room = (core.options.taskTimeout == nil ? window : 1) - pending
+        if let limit = core.options.maxTasksPerWorker { room = min(room, limit - jobsDone - pending) }
+        guard room > 0 else { return }
+        let jobs = core.take(max: room)
+        guard !jobs.isEmpty else { return }
+        var frame: [UInt8] = [PoolWire.jobs]
+        WireWriter.appendVarint(UInt64(jobs.count), to: &frame)
+        var sent: [PoolJob] = []
+        for job in jobs where job.markRunning(on: worker.pid) {
+            if !installed.contains(job.function.id) {
+                var install: [UInt8] = [PoolWire.install]
+                WireWriter.appendVarint(job.function.id, to: &install)
+                WireWriter.appendString(job.function.typeName, to: &install)
+                PoolWire.appendBytes(job.function.payload, to: &install)
+                guard (try? worker.socket.sendBlocking(.message, install)) != nil else { break }
+                installed.insert(job.function.id)
+            }
+            WireWriter.appendVarint(job.id, to: &frame)
+            WireWriter.appendVarint(job.function.id, to: &frame)
+            PoolWire.appendBytes(job.input, to: &frame)
+            sent.append(job)
+        }
+        if sent.count != jobs.count {
+            // Cancelled meanwhile (or an install failed): rewrite the count.
+            frame = [PoolWire.jobs]
+            WireWriter.appendVarint(UInt64(sent.count), to: &frame)
+            var body: [UInt8] = []
+            for job in sent {
+                WireWriter.appendVarint(job.id, to: &body)
+                WireWriter.appendVarint(job.function.id, to: &body)
+                PoolWire.appendBytes(job.input, to: &body)
+            }
+            frame += body
+            let unsent = jobs.filter { job in !sent.contains { $0 === job } && !job.isCancelled }
+            core.requeue(unsent)
+        }
+        guard !sent.isEmpty else { return }
+        if pending == 0 { sentAt = .now }
+        inFlight.append(contentsOf: sent)
+        // The worker's socket buffer is large and it reads continuously: this rarely waits.
+        if (try? worker.socket.sendBlocking(.message, frame)) == nil {
+            // The worker is dying; its death is handled when the results do not come.
+        }
+    }
+
+    private func awaitResults(_ worker: WorkerHandle) async {
+        let options = core.options
+        var wait: Duration? = nil
+        if let timeout = options.taskTimeout { wait = timeout - (ContinuousClock.now - sentAt) }
+        if options.memoryLimit != nil { wait = min(wait ?? options.memoryCheckInterval, options.memoryCheckInterval) }
+        if worker.stopReason.withLock({ $0 != nil }) { wait = nil }  // Stopping: wait for it to go.
+        let frame: Frame
+        do {
+            frame = try await worker.socket.receive(timeout: wait.map { max($0, .milliseconds(1)) })
+        } catch .timedOut {
+            if let timeout = options.taskTimeout, ContinuousClock.now - sentAt >= timeout {
+                worker.stop(.timedOut(timeout), grace: options.terminationGrace)
+            } else if let limit = options.memoryLimit, let resident = worker.residentBytes, resident > limit {
+                worker.stop(.memory(resident), grace: options.terminationGrace)
+            }
+            return
+        } catch {
+            await workerDied(worker)
+            return
+        }
+        do {
+            try handle(frame, from: worker)
+        } catch {
+            worker.child.kill()
+            await workerDied(worker)
+            return
+        }
+        if let limit = options.memoryLimit, let resident = worker.residentBytes, resident > limit {
+            if pending == 0 {
+                await retire(worker, reason: .memory(resident))
+            } else {
+                worker.stop(.memory(resident), grace: options.terminationGrace)
+            }
+        }
+    }
+
+    private func handle(_ frame: Frame, from worker: WorkerHandle) throws {
+        var reader = PoolReader(frame.payload)
+        switch try reader.byte() {
+        case PoolWire.ready:
+            ready = true
+        case PoolWire.results:
+            let count = Int(try reader.fixed32())
+            let started = sentAt
+            for _ in 0..<count {
+                let jobID = try reader.varint()
+                guard let status = PoolWire.Status(rawValue: try reader.byte()) else {
+                    throw PoolError.protocolError("bad result status")
+                }
+                let bytes = try reader.data()
+                guard pending > 0, inFlight[inFlightHead].id == jobID else {
+                    throw PoolError.protocolError("result for job \(jobID) out of order")
+                }
+                let job = inFlight[inFlightHead]
+                inFlightHead += 1
+                jobsDone += 1
+                job.runningOn.store(0, ordering: .releasing)
+                job.finish(.answered(status, bytes))
+            }
+            if inFlightHead == inFlight.count {
+                inFlight.removeAll(keepingCapacity: true)
+                inFlightHead = 0
+            }
+            sentAt = .now
+            let elapsed = ContinuousClock.now - started
+            if elapsed < .milliseconds(2) {
+                window = min(window * 2, 256)
+            } else if elapsed > .milliseconds(20) {
+                window = 2
+            }
+        case let other:
+            throw PoolError.protocolError("unknown message \(other) from a worker")
+        }
+    }
+
+    /// The worker is gone (or going): learn how it ended, settle its jobs, forget it.
+    private func workerDied(_ worker: WorkerHandle) async {
+        let status = (try? await worker.child.join()) ?? .signaled(.kill)
+        self.worker = nil
+        registry.remove(worker)
+        let jobs = Array(inFlight[inFlightHead...])
+        inFlight.removeAll()
+        inFlightHead = 0
+        let reason = worker.stopReason.withLock { $0 }
+        if !ready && reason == nil {
+            // It died before its initializer finished: no worker can work.
+            var why = "\(status)"
+            do {
+                try await worker.child.value
+            } catch {
+                why = "\(error)"
+            }
+            core.requeue(jobs)
+            core.breakPool(why)
+            return
+        }
+        guard let culprit = jobs.first(where: { !$0.isCancelled }) else {
+            core.requeue(jobs.filter { !$0.isCancelled })
+            return
+        }
+        let others = jobs.filter { $0 !== culprit && !$0.isCancelled }
+        switch reason {
+        case .cancelled?, .recycle?:
+            core.requeue([culprit] + others)
+        case .timedOut(let after)?:
+            culprit.finish(.failed(PoolError.timedOut(task: culprit.label, after: after, pid: worker.pid)))
+            core.requeue(others)
+        case .memory(let resident)?:
+            culprit.finish(
+                .failed(
+                    PoolError.memoryLimitExceeded(
+                        task: culprit.label, residentBytes: resident, limit: core.options.memoryLimit ?? 0, pid: worker.pid)))
+            core.requeue(others)
+        case nil:
+            let killed = culprit.workersKilled.add(1, ordering: .relaxed).newValue
+            let options = core.options
+            if killed <= options.retries && killed < options.maxWorkersKilledPerTask {
+                core.requeue([culprit] + others)
+            } else {
+                let loss = WorkerLoss(
+                    task: culprit.label, pid: worker.pid, status: status,
+                    standardErrorTail: worker.child.standardErrorTail, workersKilled: killed)
+                culprit.finish(.failed(PoolError.workerLost(loss)))
+                core.requeue(others)
+            }
+        }
+    }
+
+    /// Ends a worker between jobs (recycling), waiting for it to go.
+    private func retire(_ worker: WorkerHandle, reason: StopReason) async {
+        worker.stopReason.withLock { $0 = reason }
+        try? await worker.socket.send(.message, [PoolWire.shutdown])
+        let status = try? await worker.child.join(timeout: core.options.terminationGrace)
+        if status == nil {
+            worker.child.kill()
+            _ = try? await worker.child.join()
+        }
+        registry.remove(worker)
+        self.worker = nil
+    }
+}
+
+/// The pool's live workers, so that cancelling a job can find the process running it and
+/// `terminate` can stop them all.
+final class WorkerRegistry: Sendable {
+    private let workers = Mutex<[Int32: WorkerHandle]>([:])
+
+    func add(_ worker: WorkerHandle) { workers.withLock { $0[worker.pid] = worker } }
+    func remove(_ worker: WorkerHandle) { workers.withLock { _ = $0.removeValue(forKey: worker.pid) } }
+    func worker(_ pid: Int32) -> WorkerHandle? { workers.withLock { $0[pid] } }
+    var all: [WorkerHandle] { workers.withLock { Array($0.values) } }
+    var pids: [Int32] { workers.withLock { Array($0.keys) } }
+}

@@ -1,0 +1,102 @@
+import Multiprocessing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+struct Square: ProcessFunction {
+    func callAsFunction(_ x: Int) async throws -> Int { x * x }
+}
+
+struct Offset: ProcessFunction {
+    var by: Int
+    func callAsFunction(_ x: Int) async throws -> Int { x + by }
+}
+
+/// SIGKILLs its own worker on `victim` (a stand-in for the OOM killer), after a short pause on
+/// every other input so that work is spread over the workers.
+struct KillOn: ProcessFunction {
+    var victim: Int
+    func callAsFunction(_ x: Int) async throws -> Int {
+        if x == victim { kill(getpid(), SIGKILL) }
+        usleep(20_000)
+        return x * 10
+    }
+}
+
+struct TrapOn: ProcessFunction {
+    var victim: Int
+    func callAsFunction(_ x: Int) async throws -> Int {
+        if x == victim { fatalError("refusing input \(x)") }
+        return x
+    }
+}
+
+struct Nap: ProcessFunction {
+    func callAsFunction(_ seconds: Double) async throws -> Int32 {
+        usleep(UInt32(seconds * 1_000_000))
+        return getpid()
+    }
+}
+
+struct WorkerPID: ProcessFunction {
+    func callAsFunction(_ x: Int) async throws -> Int32 { getpid() }
+}
+
+/// Allocates and touches `megabytes`, holds them a moment, returns.
+struct Hog: ProcessFunction {
+    func callAsFunction(_ megabytes: Int) async throws -> Int {
+        var blocks: [[UInt8]] = []
+        for _ in 0..<megabytes {
+            blocks.append([UInt8](repeating: 1, count: 1 << 20))
+            usleep(1_000)
+        }
+        usleep(100_000)
+        return blocks.count
+    }
+}
+
+struct OddThrower: ProcessFunction {
+    func callAsFunction(_ x: Int) async throws -> Int {
+        if x % 2 == 1 { throw FixtureError.badInput("odd \(x)", line: x) }
+        return x
+    }
+}
+
+struct PlainFailure: ProcessFunction {
+    func callAsFunction(_ x: Int) async throws -> Int { throw PlainError() }
+}
+
+/// Appends this worker's pid to a file: the initializer.
+struct RecordStart: ProcessTask {
+    var path: String
+    func run() async throws {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        guard fd >= 0 else { throw FixtureError.badInput(path, line: 0) }
+        let line = Array("\(getpid())\n".utf8)
+        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+    }
+}
+
+struct FailingInitializer: ProcessTask {
+    func run() async throws { throw FixtureError.badInput("no database", line: 1) }
+}
+
+/// Counts how many inputs were pulled from it.
+final class CountingInputs: Sequence, @unchecked Sendable {
+    private(set) var pulled = 0
+    let limit: Int
+    init(limit: Int) { self.limit = limit }
+
+    struct Iterator: IteratorProtocol {
+        let owner: CountingInputs
+        mutating func next() -> Int? {
+            guard owner.pulled < owner.limit else { return nil }
+            owner.pulled += 1
+            return owner.pulled - 1
+        }
+    }
+
+    func makeIterator() -> Iterator { Iterator(owner: self) }
+}

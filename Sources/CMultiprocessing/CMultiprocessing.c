@@ -99,13 +99,17 @@ ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
     struct msghdr msg = {0};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    char control[CMSG_SPACE(sizeof(int) * 64)];
+    union {
+        struct cmsghdr align;
+        char bytes[CMSG_SPACE(sizeof(int) * 64)];
+    } control_storage;
+    char *control = control_storage.bytes;
     if (fd_count > 64) {
         errno = EINVAL;
         return -1;
     }
     if (fd_count > 0) {
-        memset(control, 0, sizeof control);
+        memset(control, 0, sizeof control_storage);
         msg.msg_control = control;
         msg.msg_controllen = CMSG_SPACE(sizeof(int) * fd_count);
         struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
@@ -124,11 +128,14 @@ ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
 ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count) {
     struct iovec iov = {.iov_base = buf, .iov_len = len};
     struct msghdr msg = {0};
-    char control[CMSG_SPACE(sizeof(int) * 64)];
+    union {
+        struct cmsghdr align;
+        char bytes[CMSG_SPACE(sizeof(int) * 64)];
+    } control;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    msg.msg_control = control.bytes;
+    msg.msg_controllen = sizeof control.bytes;
     *fd_count = 0;
     ssize_t n;
     do {
@@ -236,6 +243,12 @@ void mp_block_sigpipe(void) {
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+void mp_unblock_all_signals(void) {
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
 }
 
 void mp_name_current_thread(const char *name) {

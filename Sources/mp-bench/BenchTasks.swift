@@ -1,5 +1,9 @@
 import Multiprocessing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Does nothing: measures the cost of a process's life.
 struct EmptyTask: ProcessTask {
     func run() async throws {}
@@ -37,5 +41,27 @@ struct MebibyteSender: ProcessTask {
         try sender.sendBytesBlocking([1])
         for _ in 0..<count { try sender.sendBytesBlocking(buffer) }
         sender.close()
+    }
+}
+
+/// The trivial function of the pool benchmarks.
+struct Identity: ProcessFunction {
+    func callAsFunction(_ x: Int) async throws -> Int { x }
+}
+
+/// About 10 ms of integer arithmetic.
+struct Churn: ProcessFunction {
+    func callAsFunction(_ seed: Int) async throws -> Int {
+        var x = UInt64(truncatingIfNeeded: seed) | 1
+        for _ in 0..<12_000_000 { x = x &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407 }
+        return Int(truncatingIfNeeded: x >> 1)
+    }
+}
+
+/// Kills its own worker, like the OOM killer would.
+struct SelfKill: ProcessFunction {
+    func callAsFunction(_ x: Int) async throws -> Int {
+        kill(getpid(), SIGKILL)
+        return x
     }
 }

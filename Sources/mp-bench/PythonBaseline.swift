@@ -50,6 +50,55 @@ enum PythonBaseline {
             dt = time.perf_counter() - t; p.join()
             return n * (1 << 20) / dt / 1e6
 
+        def ident(x): return x
+
+        def churn(seed):
+            x = seed | 1
+            for _ in range(200_000): x = (x * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+            return x >> 1
+
+        def die(x):
+            import os, signal
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        def pool_map(chunksize):
+            with mp.Pool(2) as p:
+                p.map(ident, range(1000))
+                runs = []
+                for _ in range(3):
+                    t = time.perf_counter(); p.map(ident, range(100_000), chunksize=chunksize)
+                    runs.append(100_000 / (time.perf_counter() - t))
+                return statistics.median(runs)
+
+        def pool_apply(n):
+            with mp.Pool(2) as p:
+                for i in range(200): p.apply_async(ident, (i,)).get()
+                rounds = []
+                for _ in range(5):
+                    t = time.perf_counter()
+                    for i in range(n): p.apply_async(ident, (i,)).get()
+                    rounds.append((time.perf_counter() - t) / n * 1e6)
+                return statistics.median(rounds)
+
+        def pool_speedup():
+            def timed(workers):
+                with mp.Pool(workers) as p:
+                    p.map(ident, range(workers), chunksize=1)
+                    t = time.perf_counter(); p.map(churn, range(40), chunksize=1)
+                    return time.perf_counter() - t
+            return statistics.median(timed(1) / timed(2) for _ in range(3))
+
+        def pool_crash():
+            import concurrent.futures as cf
+            samples = []
+            for _ in range(10):
+                with cf.ProcessPoolExecutor(2) as ex:
+                    list(ex.map(ident, range(2)))
+                    t = time.perf_counter()
+                    try: ex.submit(die, 0).result()
+                    except cf.process.BrokenProcessPool: samples.append((time.perf_counter() - t) * 1e3)
+            return statistics.median(samples)
+
         if __name__ == "__main__":
             which = set(sys.argv[1:])
             if "process_start_spawn" in which: print("process_start_spawn", start_ms("spawn", 20), flush=True)
@@ -57,6 +106,11 @@ enum PythonBaseline {
             if "channel_roundtrip" in which: print("channel_roundtrip", roundtrip_us(5000), flush=True)
             if "channel_throughput_1mib" in which:
                 print("channel_throughput_1mib", statistics.median(throughput_mbs(500) for _ in range(3)), flush=True)
+            if "pool_map_chunk1" in which: print("pool_map_chunk1", pool_map(1), flush=True)
+            if "pool_map_auto" in which: print("pool_map_auto", pool_map(None), flush=True)
+            if "pool_apply_roundtrip" in which: print("pool_apply_roundtrip", pool_apply(5000), flush=True)
+            if "pool_cpu_speedup" in which: print("pool_cpu_speedup", pool_speedup(), flush=True)
+            if "pool_crash_detect" in which: print("pool_crash_detect", pool_crash(), flush=True)
         """#
 
     /// Runs the script with `python3` for `names`; `nil` values when python3 is missing.
@@ -75,7 +129,16 @@ enum PythonBaseline {
         posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
         let argv: [UnsafeMutablePointer<CChar>?] = (["python3", path] + names).map { strdup($0) } + [nil]
         var pid: pid_t = 0
-        let rc = posix_spawnp(&pid, "python3", &actions, nil, argv, environ)
+        // Swift's worker threads block most signals and a spawned program inherits the mask:
+        // CPython's Pool.terminate() relies on SIGTERM reaching its workers.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        let rc = posix_spawnp(&pid, "python3", &actions, &attributes, argv, environ)
+        posix_spawnattr_destroy(&attributes)
         posix_spawn_file_actions_destroy(&actions)
         close(pipeFDs[1])
         for p in argv { free(p) }

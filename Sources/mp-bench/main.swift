@@ -98,6 +98,63 @@ func throughput(count: Int) async throws -> Double {
     return median(runs)
 }
 
+func poolMap(chunkSize: Int?) async throws -> Double {
+    try await withProcessPool(workers: 2) { pool in
+        _ = try await pool.map(Identity(), over: 0..<1000)
+        var runs: [Double] = []
+        for _ in 0..<3 {
+            let start = ContinuousClock.now
+            let out = try await pool.map(Identity(), over: 0..<100_000, chunkSize: chunkSize)
+            runs.append(100_000 / seconds(ContinuousClock.now - start))
+            precondition(out.count == 100_000)
+        }
+        return median(runs)
+    }
+}
+
+func poolApply(count: Int) async throws -> Double {
+    try await withProcessPool(workers: 2) { pool in
+        for i in 0..<200 { _ = try await pool.apply(Identity(), i) }
+        var rounds: [Double] = []
+        for _ in 0..<5 {
+            let start = ContinuousClock.now
+            for i in 0..<count { _ = try await pool.apply(Identity(), i) }
+            rounds.append(seconds(ContinuousClock.now - start) / Double(count) * 1e6)
+        }
+        return median(rounds)
+    }
+}
+
+func poolSpeedup() async throws -> Double {
+    func timed(_ workers: Int) async throws -> Double {
+        try await withProcessPool(workers: WorkerCount(workers)) { pool in
+            _ = try await pool.map(Identity(), over: 0..<workers, chunkSize: 1)
+            let start = ContinuousClock.now
+            _ = try await pool.map(Churn(), over: 0..<40, chunkSize: 1)
+            return seconds(ContinuousClock.now - start)
+        }
+    }
+    var ratios: [Double] = []
+    for _ in 0..<3 { ratios.append(try await timed(1) / timed(2)) }
+    return median(ratios)
+}
+
+func poolCrashDetect() async throws -> Double {
+    try await withProcessPool(workers: 2) { pool in
+        var samples: [Double] = []
+        for _ in 0..<15 {
+            _ = try await pool.map(Identity(), over: 0..<2, chunkSize: 1)  // both workers up
+            let start = ContinuousClock.now
+            do {
+                _ = try await pool.apply(SelfKill(), 0)
+            } catch PoolError.workerLost {
+                samples.append(seconds(ContinuousClock.now - start) * 1e3)
+            }
+        }
+        return median(samples)
+    }
+}
+
 let arguments = CommandLine.arguments.dropFirst()
 let json = arguments.contains("--json")
 let withPython = !arguments.contains("--no-python")
@@ -113,6 +170,11 @@ let catalogue: [(String, String, String, Measure)] = [
     ("channel_roundtrip", "us", "lower", { try await roundTrip(count: 5000, async: false) }),
     ("channel_roundtrip_async", "us", "lower", { try await roundTrip(count: 5000, async: true) }),
     ("channel_throughput_1mib", "MB/s", "higher", { try await throughput(count: 500) }),
+    ("pool_map_chunk1", "tasks/s", "higher", { try await poolMap(chunkSize: 1) }),
+    ("pool_map_auto", "tasks/s", "higher", { try await poolMap(chunkSize: nil) }),
+    ("pool_apply_roundtrip", "us", "lower", { try await poolApply(count: 5000) }),
+    ("pool_cpu_speedup", "x", "higher", { try await poolSpeedup() }),
+    ("pool_crash_detect", "ms", "lower", { try await poolCrashDetect() }),
 ]
 // CPython has one Connection API; the async Swift entry is compared with the same figure.
 let pythonName = ["channel_roundtrip_async": "channel_roundtrip"]

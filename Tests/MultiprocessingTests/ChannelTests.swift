@@ -178,6 +178,20 @@ struct FrameTests {
         }
     }
 
+    @Test("a peer that dies inside a large frame gives corruptFrame, not a spin or a time-out")
+    func peerDiesInLargeFrame() async throws {
+        let (raw, socket) = try rawPair()
+        write(raw, [0xB5, 1, 0, 0] + withUnsafeBytes(of: UInt32(100_000).littleEndian, Array.init))
+        write(raw, [UInt8](repeating: 1, count: 1000))
+        close(raw)
+        await #expect {
+            _ = try await socket.receive(timeout: .seconds(5))
+        } throws: { error in
+            if case ChannelError.corruptFrame = error { return true }
+            return false
+        }
+    }
+
     @Test("a huge length prefix is refused before allocating")
     func hugeLength() throws {
         let (raw, socket) = try rawPair(maximumFrameSize: 1 << 20)

@@ -184,6 +184,15 @@ struct ChildProcessTests {
         #expect(try await child.value == 2)
     }
 
+    @Test("a task holding more descriptors than a frame carries is refused before spawning")
+    func tooManyDescriptors() throws {
+        var ends: [ChannelSender<Int32>] = []
+        for _ in 0..<65 { ends.append(try ProcessChannel<Int32>.oneWay().sender) }
+        let child = try ChildProcess(ManyEnds(ends: ends))
+        #expect(throws: ProcessError.self) { try child.start() }
+        #expect(child.pid == nil)
+    }
+
     @Test("cancelling the task awaiting value kills the child")
     func cancellation() async throws {
         let child = try ChildProcess(Sleeper(seconds: 30))

@@ -214,3 +214,8 @@ enum ProcessProbe {
         return (live, zombies)
     }
 }
+
+struct ManyEnds: ProcessTask {
+    var ends: [ChannelSender<Int32>]
+    func run() async throws {}
+}

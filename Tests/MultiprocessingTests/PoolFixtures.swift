@@ -100,3 +100,7 @@ final class CountingInputs: Sequence, @unchecked Sendable {
 
     func makeIterator() -> Iterator { Iterator(owner: self) }
 }
+
+struct Multiply: ProcessFunction2 {
+    func callAsFunction(_ a: Int, _ b: String) async throws -> String { String(repeating: b, count: a) }
+}

@@ -231,6 +231,15 @@ struct PoolTests {
         }
     }
 
+    @Test("functions of two arguments: apply and a map over pairs (starmap)")
+    func twoArguments() async throws {
+        try await withProcessPool(workers: 2) { (pool: ProcessPool) async throws in
+            #expect(try await pool.apply(Multiply(), 3, "ab") == "ababab")
+            let out = try await pool.map(Multiply(), over: zip([1, 2, 0], ["x", "y", "z"]))
+            #expect(out == ["x", "yy", ""])
+        }
+    }
+
     @Test("progress is reported while a map runs")
     func progress() async throws {
         let seen = ProgressLog()

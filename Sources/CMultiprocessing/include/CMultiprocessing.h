@@ -62,6 +62,9 @@ void mp_close_from(int lowfd);
 /// killing the process.
 void mp_block_sigpipe(void);
 
+/// Unblocks every signal in the calling thread.
+void mp_unblock_all_signals(void);
+
 /// Names the calling thread (truncated to 15 bytes on Linux).
 void mp_name_current_thread(const char *name);
 

@@ -17,6 +17,8 @@ final class ChildMonitor: Sendable {
 
     private struct State {
         var status: ExitStatus?
+        /// Set the moment the pid is reaped: from then on it may belong to another process.
+        var reaped = false
         var frames: [Frame] = []
         var waiters: [UInt64: UnsafeContinuation<Void, Never>] = [:]
         var nextWaiter: UInt64 = 0
@@ -46,30 +48,42 @@ final class ChildMonitor: Sendable {
             IOReactor.shared.watch(pidfd) { [self] in
                 var status: Int32 = 0
                 let r = waitpid(pid, &status, WNOHANG)
-                guard r == pid else { return r == 0 }  // spurious wake-up: keep watching
+                if r == 0 || (r < 0 && errno == EINTR) { return true }  // Not yet: keep watching.
+                state.withLock { $0.reaped = true }
                 IOReactor.shared.forget(pidfd)
                 systemClose(pidfd)
-                recordExit(waitStatus: status)
+                // r < 0: something else in the program reaped it (SIGCHLD ignored, waitpid(-1)).
+                recordExit(waitStatus: r == pid ? status : nil)
                 return false
             }
         } else {
             // No pidfd (old kernel, other systems): one thread per child, blocked in waitpid.
             OSThread.detach(name: "mp-reaper") { [self] in
                 var status: Int32 = 0
-                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-                recordExit(waitStatus: status)
+                var r: Int32
+                repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
+                state.withLock { $0.reaped = true }
+                recordExit(waitStatus: r == pid ? status : nil)
             }
         }
     }
 
     /// Records the end of the child. Reads what it wrote before dying first, so that a result
     /// or the last stderr lines are never lost to a race with the exit notice.
-    func recordExit(waitStatus: Int32) {
+    ///
+    /// A `nil` status means it could not be read (another part of the program reaped the
+    /// child): it is reported as exit code 0 if the child sent its outcome, 255 otherwise.
+    func recordExit(waitStatus: Int32?) {
         let (frames, _) = socket.drainAvailable()
         stderrTail?.drain()
         let waiters = state.withLock { s in
             s.frames += frames
-            s.status = ExitStatus(waitStatus: waitStatus)
+            s.reaped = true
+            if let waitStatus {
+                s.status = ExitStatus(waitStatus: waitStatus)
+            } else {
+                s.status = .exited(s.frames.contains { $0.kind == .outcome } ? 0 : 255)
+            }
             defer { s.waiters.removeAll() }
             return Array(s.waiters.values)
         }
@@ -123,7 +137,7 @@ final class ChildMonitor: Sendable {
     /// already been reaped: a reaped pid may belong to someone else by now.
     func signal(_ signal: Signal) {
         state.withLock { s in
-            guard s.status == nil else { return }
+            guard !s.reaped else { return }
             if systemKill(-pid, signal.rawValue) != 0 { _ = systemKill(pid, signal.rawValue) }
         }
     }
@@ -154,7 +168,9 @@ final class StderrTee: Sendable {
                 if n > 0 {
                     chunk.withUnsafeBytes { raw in
                         var offset = 0
-                        while offset < n {
+                        // Never block the reactor on our own stderr: if nobody reads it, the
+                        // child's output is dropped here (its tail is still kept).
+                        while offset < n, systemPoll(2, events: Int16(POLLOUT), milliseconds: 0) > 0 {
                             let w = write(2, raw.baseAddress! + offset, n - offset)
                             if w <= 0 { break }
                             offset += w

@@ -98,6 +98,14 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             throw .codec(error)
         }
 
+        // Refuse what the frame could not carry before anything is spawned.
+        if attachments.descriptors.count > 64 {
+            throw .invalidState(
+                "the task for '\(name)' holds \(attachments.descriptors.count) descriptors (channel ends, shared memory); at most 64 can travel with it")
+        }
+        if launchBytes.count > Int(UInt32.max) >> 2 {
+            throw .codec(.lengthTooLarge(launchBytes.count))
+        }
         var channel: [Int32] = [-1, -1]
         var rc = mp_socketpair(&channel)
         if rc != 0 { throw .launchFailed(SystemError("socketpair", code: rc)) }
@@ -125,10 +133,15 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             throw .launchFailed(error)
         }
         monitor.withLock { $0 = child }
-        // A child that dies before reading this is reported by `join`/`value`, not here.
-        let sent =
-            (try? socket.sendBlocking(.launch, launchBytes, descriptors: attachments.descriptors)) != nil
-        if sent { attachments.completeSend() }
+        do {
+            try socket.sendBlocking(.launch, launchBytes, descriptors: attachments.descriptors)
+            attachments.completeSend()
+        } catch .peerClosed {
+            // The child died before reading its task: `join`/`value` report how.
+        } catch {
+            child.signal(.kill)
+            throw .launchFailed(SystemError("sending the task to the child: \(error)", code: EIO))
+        }
     }
 
     private func launch(socket: FramedSocket, childEnd: Int32, stderrWrite: Int32, stderrRead: Int32?)
@@ -162,15 +175,22 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         case .fork:
             let environment = self.environment
             let workingDirectory = self.workingDirectory
+            let parent = getpid()
             let pid: Int32 = Launcher.shared.run {
                 let pid = mp_fork()
                 guard pid == 0 else { return pid }
+                _ = mp_set_parent_death_signal(SIGKILL)
+                if getppid() != parent { _exit(1) }
+                mp_unblock_all_signals()  // The launcher thread's mask is not the task's business.
                 // The child: only this thread exists now. See `StartMethod.fork` for the risks.
                 // Keep only stdio and the channel (as fd 3): a copy of another child's socket
                 // here would keep that child from ever seeing end-of-file.
                 if stderrFD >= 0 { _ = dup2(stderrFD, 2) }
                 _ = dup2(childEnd, 3)
                 mp_close_from(4)
+                DeadSocket.recreateAfterFork()
+                Launcher.inForkedChild = true
+                ForkServer.forgetAfterFork()
                 IOReactor.resetAfterFork()
                 _ = setpgid(0, 0)
                 for (key, value) in Launcher.childDefaults.merging(environment, uniquingKeysWith: { $1 }) {
@@ -226,6 +246,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// Cancelling the awaiting task kills the child.
     func outcome() async throws -> [UInt8] {
         let child = try running("await the result of")
+        defer { for frame in child.frames { for fd in frame.descriptors { systemClose(fd) } } }
         await withTaskCancellationHandler {
             await child.waitForExit()
         } onCancel: {

@@ -18,6 +18,9 @@ import Synchronization
 final class ForkServer: Sendable {
     private static let instance = Mutex<ForkServer?>(nil)
 
+    /// In a child made by `fork`: the parent's server is not ours to use.
+    static func forgetAfterFork() { instance.withLock { $0 = nil } }
+
     /// The running server, started on first use.
     static func shared() throws(ProcessError) -> ForkServer {
         let result: Result<ForkServer, ProcessError> = instance.withLock { server in
@@ -169,5 +172,6 @@ final class ForkServer: Sendable {
         for (_, monitor) in children { monitor.recordExit(waitStatus: SIGKILL) }
         Self.instance.withLock { if $0 === self { $0 = nil } }
         IOReactor.shared.forget(controlFD)
+        systemClose(controlFD)
     }
 }

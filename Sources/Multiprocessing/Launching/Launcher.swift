@@ -39,9 +39,13 @@ final class Launcher: Sendable {
         }
     }
 
+    /// Set in a child made by `fork`, whose launcher thread did not survive: run inline.
+    nonisolated(unsafe) static var inForkedChild = false
+
     /// Runs `body` on the launcher thread and waits for it.
     func run<T>(_ body: () -> T) -> T {
-        withoutActuallyEscaping(body) { body in
+        if Self.inForkedChild { return body() }
+        return withoutActuallyEscaping(body) { body in
             nonisolated(unsafe) var result: T?
             nonisolated(unsafe) let unsafeBody = body
             let job = Job { result = unsafeBody() }

@@ -92,6 +92,8 @@ final class WorkerDriver {
                 return
             }
             if worker == nil {
+                // A closed (or broken) pool with nothing left needs no new worker.
+                if core.isClosed, !(await core.waitForWork()) { return }
                 do {
                     worker = try startWorker()
                 } catch {
@@ -104,7 +106,11 @@ final class WorkerDriver {
                 await retire(worker, reason: .recycle)
                 continue
             }
-            fill(worker)
+            guard await fill(worker) else {
+                worker.child.kill()
+                await workerDied(worker)
+                continue
+            }
             if pending == 0 {
                 if await core.waitForWork() { continue }
                 // Closed and drained: let the worker finish and go.
@@ -136,50 +142,45 @@ final class WorkerDriver {
     }
 
     /// Sends as many jobs as the window allows, with any function installs they need.
-    private func fill(_ worker: WorkerHandle) {
+    /// Returns `false` when the worker cannot be written to (it is dying): the caller learns
+    /// how it ended and settles the jobs it had.
+    private func fill(_ worker: WorkerHandle) async -> Bool {
         var room = (core.options.taskTimeout == nil ? window : 1) - pending
         if let limit = core.options.maxTasksPerWorker { room = min(room, limit - jobsDone - pending) }
-        guard room > 0 else { return }
-        let jobs = core.take(max: room)
-        guard !jobs.isEmpty else { return }
-        var frame: [UInt8] = [PoolWire.jobs]
-        WireWriter.appendVarint(UInt64(jobs.count), to: &frame)
-        var sent: [PoolJob] = []
-        for job in jobs where job.markRunning(on: worker.pid) {
-            if !installed.contains(job.function.id) {
-                var install: [UInt8] = [PoolWire.install]
-                WireWriter.appendVarint(job.function.id, to: &install)
-                WireWriter.appendString(job.function.typeName, to: &install)
-                PoolWire.appendBytes(job.function.payload, to: &install)
-                guard (try? worker.socket.sendBlocking(.message, install)) != nil else { break }
-                installed.insert(job.function.id)
+        guard room > 0 else { return true }
+        let jobs = core.take(max: room).filter { $0.markRunning(on: worker.pid) }
+        guard !jobs.isEmpty else { return true }
+        var frame: [UInt8] = []
+        for job in jobs where !installed.contains(job.function.id) {
+            // Installs travel in their own frames, ahead of the jobs that need them.
+            var install: [UInt8] = [PoolWire.install]
+            WireWriter.appendVarint(job.function.id, to: &install)
+            WireWriter.appendString(job.function.typeName, to: &install)
+            PoolWire.appendBytes(job.function.payload, to: &install)
+            installed.insert(job.function.id)
+            frame = install
+            do {
+                try await worker.socket.send(.message, frame)
+            } catch {
+                core.requeue(jobs)
+                return false
             }
+        }
+        frame = [PoolWire.jobs]
+        WireWriter.appendVarint(UInt64(jobs.count), to: &frame)
+        for job in jobs {
             WireWriter.appendVarint(job.id, to: &frame)
             WireWriter.appendVarint(job.function.id, to: &frame)
             PoolWire.appendBytes(job.input, to: &frame)
-            sent.append(job)
         }
-        if sent.count != jobs.count {
-            // Cancelled meanwhile (or an install failed): rewrite the count.
-            frame = [PoolWire.jobs]
-            WireWriter.appendVarint(UInt64(sent.count), to: &frame)
-            var body: [UInt8] = []
-            for job in sent {
-                WireWriter.appendVarint(job.id, to: &body)
-                WireWriter.appendVarint(job.function.id, to: &body)
-                PoolWire.appendBytes(job.input, to: &body)
-            }
-            frame += body
-            let unsent = jobs.filter { job in !sent.contains { $0 === job } && !job.isCancelled }
-            core.requeue(unsent)
-        }
-        guard !sent.isEmpty else { return }
         if pending == 0 { sentAt = .now }
-        inFlight.append(contentsOf: sent)
-        // The worker's socket buffer is large and it reads continuously: this rarely waits.
-        if (try? worker.socket.sendBlocking(.message, frame)) == nil {
-            // The worker is dying; its death is handled when the results do not come.
+        inFlight.append(contentsOf: jobs)
+        do {
+            try await worker.socket.send(.message, frame)
+        } catch {
+            return false  // In flight: settled by `workerDied`.
         }
+        return true
     }
 
     private func awaitResults(_ worker: WorkerHandle) async {

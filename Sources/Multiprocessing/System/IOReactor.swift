@@ -42,6 +42,9 @@ final class IOReactor: Sendable {
         /// Events the kernel will currently report (one-shot: cleared when an event fires).
         var armed: UInt32 = 0
         var registered = false
+        /// Bumped by each `watch`, so a handler that ended (and closed its descriptor) never
+        /// clears the handler of a new descriptor that reused the number.
+        var generation: UInt64 = 0
 
         var wanted: UInt32 {
             var mask: UInt32 = 0
@@ -163,6 +166,7 @@ final class IOReactor: Sendable {
         state.withLock { s in
             var entry = s.entries[fd] ?? Entry()
             entry.handler = handler
+            entry.generation &+= 1
             arm(fd, &entry)
             s.entries[fd] = entry
         }
@@ -190,7 +194,15 @@ final class IOReactor: Sendable {
             } else if let i = entry.writers.firstIndex(where: { $0.id == id }) {
                 found = entry.writers.remove(at: i)
             }
-            s.entries[fd] = entry
+            if entry.readers.isEmpty && entry.writers.isEmpty && entry.handler == nil {
+                // Nothing left: drop the entry, so a closed and reused number starts afresh.
+                #if os(Linux)
+                    if entry.registered { _ = mp_epoll_ctl(epollFD, Int32(MP_EPOLL_CTL_DEL), fd, 0) }
+                #endif
+                s.entries.removeValue(forKey: fd)
+            } else {
+                s.entries[fd] = entry
+            }
             return found
         }
         waiter?.continuation.resume(throwing: error)
@@ -204,8 +216,8 @@ final class IOReactor: Sendable {
             let events = wanted | UInt32(MP_EPOLLONESHOT)
             let add = Int32(MP_EPOLL_CTL_ADD)
             let mod = Int32(MP_EPOLL_CTL_MOD)
-            if entry.registered {
-                _ = mp_epoll_ctl(epollFD, mod, fd, events)
+            if entry.registered && mp_epoll_ctl(epollFD, mod, fd, events) == 0 {
+                // Re-armed.
             } else if mp_epoll_ctl(epollFD, add, fd, events) == 0 {
                 entry.registered = true
             } else if errno == EEXIST {
@@ -229,8 +241,8 @@ final class IOReactor: Sendable {
         #endif
         let readable = events & (Self.readMask | errorMask) != 0
         let writable = events & (Self.writeMask | errorMask) != 0
-        let (ready, handler) = state.withLock { s -> ([Waiter], (@Sendable () -> Bool)?) in
-            guard var entry = s.entries[fd] else { return ([], nil) }
+        let (ready, handler, generation) = state.withLock { s -> ([Waiter], (@Sendable () -> Bool)?, UInt64) in
+            guard var entry = s.entries[fd] else { return ([], nil, 0) }
             entry.armed = 0
             var ready: [Waiter] = []
             if readable {
@@ -242,14 +254,14 @@ final class IOReactor: Sendable {
                 entry.writers.removeAll()
             }
             s.entries[fd] = entry
-            return (ready, readable ? entry.handler : nil)
+            return (ready, readable ? entry.handler : nil, entry.generation)
         }
         for waiter in ready { waiter.continuation.resume() }
         if let handler {
             let keep = handler()
             state.withLock { s in
                 guard var entry = s.entries[fd] else { return }
-                if !keep { entry.handler = nil }
+                if !keep && entry.generation == generation { entry.handler = nil }
                 s.entries[fd] = entry
             }
         }

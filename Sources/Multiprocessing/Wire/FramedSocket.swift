@@ -329,7 +329,14 @@ final class FramedSocket: @unchecked Sendable {
     private func nextFrame() throws(ChannelError) -> Frame? {
         if isClosed { throw .closed }
         if let p = partial {
-            guard p.filled == p.payload.count else { return nil }
+            guard p.filled == p.payload.count else {
+                if sawEOF {
+                    partial = nil
+                    for fd in p.descriptors { systemClose(fd) }
+                    throw .corruptFrame("connection closed inside a frame (\(p.filled) of \(p.payload.count) bytes)")
+                }
+                return nil
+            }
             partial = nil
             return Frame(kind: p.kind, payload: p.payload, descriptors: p.descriptors)
         }
@@ -345,8 +352,15 @@ final class FramedSocket: @unchecked Sendable {
             let start = readIndex + Self.headerSize
             let payload = [UInt8](UnsafeRawBufferPointer(rebasing: storage[start..<(start + length)]))
             readIndex += Self.headerSize + length
-            if readIndex == writeIndex { (readIndex, writeIndex) = (0, 0) }
-            return Frame(kind: kind, payload: payload, descriptors: try takeDescriptors(fdCount))
+            let descriptors = try takeDescriptors(fdCount)
+            if readIndex == writeIndex {
+                (readIndex, writeIndex) = (0, 0)
+                // Descriptors arrive with their own frame's header: any left now belong to no
+                // frame (a hostile peer's), and must not pile up.
+                for fd in pendingDescriptors { systemClose(fd) }
+                pendingDescriptors.removeAll()
+            }
+            return Frame(kind: kind, payload: payload, descriptors: descriptors)
         }
         if sawEOF {
             throw .corruptFrame(
@@ -437,4 +451,14 @@ enum DeadSocket {
         systemClose(fds[1])
         return fds[0]
     }()
+
+    /// In a forked child whose descriptors above stdio were closed: a new dead socket under the
+    /// same number.
+    static func recreateAfterFork() {
+        var fds: [Int32] = [-1, -1]
+        guard mp_socketpair(&fds) == 0 else { return }
+        _ = dup2(fds[0], fd)
+        systemClose(fds[0])
+        systemClose(fds[1])
+    }
 }

@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "Multiprocessing", targets: ["Multiprocessing"]),
         .executable(name: "mp-demo", targets: ["mp-demo"]),
         .executable(name: "mp-bench", targets: ["mp-bench"]),
+        .executable(name: "mp-examples", targets: ["mp-examples"]),
     ],
     targets: [
         // The few things Swift cannot reach: a constructor that runs before `main`,
@@ -25,6 +26,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "mp-bench",
+            dependencies: ["Multiprocessing"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .executableTarget(
+            name: "mp-examples",
             dependencies: ["Multiprocessing"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

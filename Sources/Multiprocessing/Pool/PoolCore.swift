@@ -34,7 +34,7 @@ final class PoolCore: Sendable {
 
     /// A job whose end (answer, failure or cancellation) is counted for ``drain()``.
     func makeJob(
-        function: InstalledFunction, input: [UInt8], label: String, completion: @escaping @Sendable (JobResult) -> Void
+        function: InstalledFunction, input: [UInt8], label: JobLabel, completion: @escaping @Sendable (JobResult) -> Void
     ) -> PoolJob {
         PoolJob(id: nextJobID.add(1, ordering: .relaxed).oldValue, function: function, input: input, label: label) {
             [self] result in

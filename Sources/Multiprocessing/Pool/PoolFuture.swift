@@ -39,6 +39,7 @@ public final class PoolFuture<Output: Sendable>: Sendable {
     /// Waits for the result. Cancelling the awaiting task cancels the work.
     public var value: Output {
         get async throws {
+            if let result = state.withLock({ $0.result }) { return try result.get() }  // No suspension.
             await withTaskCancellationHandler {
                 await waitForResult()
             } onCancel: {

@@ -7,6 +7,22 @@ struct InstalledFunction: Sendable {
     let payload: [UInt8]
 }
 
+/// What a job is called in errors: built only when an error needs it.
+enum JobLabel: Sendable, CustomStringConvertible {
+    /// Map items `start ..< start + count`.
+    case items(start: Int, count: Int)
+    /// A single submitted input, described on demand.
+    case input(@Sendable () -> String)
+
+    var description: String {
+        switch self {
+        case .items(let start, 1): "#\(start)"
+        case .items(let start, let count): "#\(start)..<#\(start + count)"
+        case .input(let describe): describe()
+        }
+    }
+}
+
 /// How a job ended, as the parent sees it.
 enum JobResult: Sendable {
     /// The worker answered with `status` and `bytes` (see ``PoolWire/Status``).
@@ -27,7 +43,7 @@ final class PoolJob: Sendable {
     let id: UInt64
     let function: InstalledFunction
     let input: [UInt8]
-    let label: String
+    let label: JobLabel
     private let completion: @Sendable (JobResult) -> Void
     private let phase = Atomic<UInt8>(Phase.queued.rawValue)
     /// Workers this job was running on when they died.
@@ -36,7 +52,7 @@ final class PoolJob: Sendable {
     let runningOn = Atomic<Int32>(0)
 
     init(
-        id: UInt64, function: InstalledFunction, input: [UInt8], label: String,
+        id: UInt64, function: InstalledFunction, input: [UInt8], label: JobLabel,
         completion: @escaping @Sendable (JobResult) -> Void
     ) {
         self.id = id

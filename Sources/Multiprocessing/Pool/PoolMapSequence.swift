@@ -36,7 +36,7 @@ public struct PoolMapSequence<F: ProcessFunction, Inputs: Sequence>: AsyncSequen
         var nextToYield = 0
         var waiting: [Int: ChunkFuture<F.Output>] = [:]
         let arrivals = Arrivals<F.Output>()
-        var buffer: [Result<F.Output, any Error>] = []
+        var buffer: ChunkValues<F.Output> = .values([])
         var bufferIndex = 0
 
         init(pool: ProcessPool, function: F, source: Inputs.Iterator, chunkSize: Int, ordered: Bool, window: Int) {
@@ -54,7 +54,7 @@ public struct PoolMapSequence<F: ProcessFunction, Inputs: Sequence>: AsyncSequen
                 if bufferIndex < buffer.count {
                     defer { bufferIndex += 1 }
                     do {
-                        return try buffer[bufferIndex].get()
+                        return try buffer.result(at: bufferIndex).get()
                     } catch {
                         cancelAll()
                         throw error
@@ -62,7 +62,7 @@ public struct PoolMapSequence<F: ProcessFunction, Inputs: Sequence>: AsyncSequen
                 }
                 try topUp()
                 if waiting.isEmpty { return nil }
-                let chunk: Result<[Result<F.Output, any Error>], any Error>
+                let chunk: Result<ChunkValues<F.Output>, any Error>
                 if ordered {
                     let future = waiting.removeValue(forKey: nextToYield)!
                     nextToYield += 1
@@ -98,7 +98,7 @@ public struct PoolMapSequence<F: ProcessFunction, Inputs: Sequence>: AsyncSequen
                 let index = submitted
                 let future = ChunkFuture<F.Output>(itemCount: items.count)
                 let arrivals = self.arrivals
-                let label = items.count == 1 ? "#\(index * chunkSize)" : "#\(index * chunkSize)..<#\(index * chunkSize + items.count)"
+                let label = JobLabel.items(start: index * chunkSize, count: items.count)
                 let job = try pool.makeJob(function, inputs: items, label: label) { result in
                     future.complete(result)
                     arrivals.add(index, result)
@@ -118,17 +118,17 @@ public struct PoolMapSequence<F: ProcessFunction, Inputs: Sequence>: AsyncSequen
             for (_, future) in waiting { future.cancel() }
             waiting.removeAll()
             exhausted = true
-            buffer = []
+            buffer = .values([])
         }
     }
 }
 
 /// Chunk results in the order they arrive, for the unordered map.
 final class Arrivals<Output: Sendable>: Sendable {
-    typealias Item = (Int, Result<[Result<Output, any Error>], any Error>)
+    typealias Item = (Int, Result<ChunkValues<Output>, any Error>)
     private let state = Mutex<(items: [Item], waiter: UnsafeContinuation<Item, Never>?)>(([], nil))
 
-    func add(_ index: Int, _ result: Result<[Result<Output, any Error>], any Error>) {
+    func add(_ index: Int, _ result: Result<ChunkValues<Output>, any Error>) {
         let waiter = state.withLock { s -> UnsafeContinuation<Item, Never>? in
             if let waiter = s.waiter {
                 s.waiter = nil

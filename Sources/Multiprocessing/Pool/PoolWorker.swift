@@ -136,19 +136,36 @@ struct PoolWorker: ProcessTask {
         }
         var outputs: [F.Output] = []
         outputs.reserveCapacity(inputs.count)
-        var outcomes: [ItemOutcome<F.Output>]?
-        for input in inputs {
+        var failures: [(index: Int, report: ErrorReport)] = []
+        var next = 0
+        while next < inputs.count {
+            let before = outputs.count
             do {
-                let output = try await function(input)
-                if outcomes == nil { outputs.append(output) } else { outcomes!.append(.value(output)) }
+                try await function._callEach(inputs[next...], into: &outputs)
+                next = inputs.count
             } catch {
-                if outcomes == nil { outcomes = outputs.map { .value($0) } }
-                outcomes!.append(.error(ErrorReport(error)))
+                // The item after the last appended one threw; carry on after it.
+                let failed = next + (outputs.count - before)
+                failures.append((failed, ErrorReport(error)))
+                next = failed + 1
             }
         }
         do {
-            if let outcomes { return (.mixed, try TaskCoding.encode(outcomes)) }
-            return (.values, try TaskCoding.encode(outputs))
+            if failures.isEmpty { return (.values, try TaskCoding.encode(outputs)) }
+            var outcomes: [ItemOutcome<F.Output>] = []
+            outcomes.reserveCapacity(inputs.count)
+            var values = outputs.makeIterator()
+            var pending = failures.makeIterator()
+            var failure = pending.next()
+            for index in inputs.indices {
+                if let current = failure, current.index == index {
+                    outcomes.append(.error(current.report))
+                    failure = pending.next()
+                } else if let value = values.next() {
+                    outcomes.append(.value(value))
+                }
+            }
+            return (.mixed, try TaskCoding.encode(outcomes))
         } catch {
             return (.failed, (try? TaskCoding.encode(ErrorReport(ProcessError.codec(error)))) ?? [])
         }

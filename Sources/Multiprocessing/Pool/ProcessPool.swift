@@ -59,8 +59,8 @@ public final class ProcessPool: Sendable {
     ///   sent to a worker.
     public func submit<F: ProcessFunction>(_ function: F, _ input: F.Input) throws -> PoolFuture<F.Output> {
         let future = PoolFuture<F.Output>()
-        let job = try makeJob(function, inputs: [input], label: Self.describe(input)) { results in
-            future.complete(results.flatMap { $0.first ?? .failure(PoolError.protocolError("empty result")) })
+        let job = try makeJob(function, inputs: [input], label: .input({ Self.describe(input) })) { results in
+            future.complete(results.flatMap { $0.count > 0 ? $0.result(at: 0) : .failure(PoolError.protocolError("empty result")) })
         }
         future.setCanceller { [registry, core] in
             if let pid = job.cancel() { registry.worker(pid)?.stop(.cancelled, grace: core.options.terminationGrace) }
@@ -83,7 +83,10 @@ public final class ProcessPool: Sendable {
         var outputs: [F.Output] = []
         do {
             for future in futures {
-                for item in try await future.value { outputs.append(try item.get()) }
+                switch try await future.value {
+                case .values(let values): outputs += values
+                case .mixed(let results): for result in results { outputs.append(try result.get()) }
+                }
             }
         } catch {
             for future in futures { future.cancel() }
@@ -101,7 +104,7 @@ public final class ProcessPool: Sendable {
         var results: [Result<F.Output, any Error>] = []
         for future in futures {
             do {
-                results += try await future.value
+                results += try await future.value.results
             } catch {
                 // The whole chunk failed (cancelled, or its worker died): each item says so.
                 let count = future.itemCount
@@ -182,8 +185,8 @@ public final class ProcessPool: Sendable {
 
     /// A job for a chunk; `deliver` gets one result per input.
     func makeJob<F: ProcessFunction>(
-        _ function: F, inputs: [F.Input], label: String, installed: InstalledFunction? = nil,
-        deliver: @escaping @Sendable (Result<[Result<F.Output, any Error>], any Error>) -> Void
+        _ function: F, inputs: [F.Input], label: JobLabel, installed: InstalledFunction? = nil,
+        deliver: @escaping @Sendable (Result<ChunkValues<F.Output>, any Error>) -> Void
     ) throws -> PoolJob {
         let installed = try installed ?? self.installed(function)
         let input: [UInt8]
@@ -199,7 +202,7 @@ public final class ProcessPool: Sendable {
     }
 
     static func decode<Output: Codable>(_ result: JobResult, count: Int, as: Output.Type) -> Result<
-        [Result<Output, any Error>], any Error
+        ChunkValues<Output>, any Error
     > {
         switch result {
         case .failed(let error):
@@ -210,16 +213,16 @@ public final class ProcessPool: Sendable {
                 case .values:
                     let values = try TaskCoding.decode([Output].self, from: bytes)
                     guard values.count == count else { throw PoolError.protocolError("\(values.count) results for \(count) inputs") }
-                    return .success(values.map { .success($0) })
+                    return .success(.values(values))
                 case .mixed:
                     let outcomes = try TaskCoding.decode([ItemOutcome<Output>].self, from: bytes)
                     return .success(
-                        outcomes.map { outcome in
+                        .mixed(outcomes.map { outcome in
                             switch outcome {
                             case .value(let value): .success(value)
                             case .error(let report): .failure(report.rethrowable)
                             }
-                        })
+                        }))
                 case .failed:
                     return .failure(try TaskCoding.decode(ErrorReport.self, from: bytes).rethrowable)
                 }
@@ -247,7 +250,7 @@ public final class ProcessPool: Sendable {
         while start < total {
             let end = min(start + size, total)
             let future = ChunkFuture<F.Output>(itemCount: end - start)
-            let label = end - start == 1 ? "#\(start)" : "#\(start)..<#\(end)"
+            let label = JobLabel.items(start: start, count: end - start)
             let job = try makeJob(function, inputs: Array(items[start..<end]), label: label, installed: installed) { result in
                 future.complete(result)
                 if let progress {
@@ -270,14 +273,14 @@ public final class ProcessPool: Sendable {
 /// The results of one chunk of a map.
 final class ChunkFuture<Output: Sendable>: Sendable {
     let itemCount: Int
-    let future = PoolFuture<[Result<Output, any Error>]>()
+    let future = PoolFuture<ChunkValues<Output>>()
 
     init(itemCount: Int) { self.itemCount = itemCount }
 
-    func complete(_ result: Result<[Result<Output, any Error>], any Error>) { future.complete(result) }
+    func complete(_ result: Result<ChunkValues<Output>, any Error>) { future.complete(result) }
     func setCanceller(_ cancel: @escaping @Sendable () -> Void) { future.setCanceller(cancel) }
     func cancel() { future.cancel() }
-    var value: [Result<Output, any Error>] { get async throws { try await future.value } }
+    var value: ChunkValues<Output> { get async throws { try await future.value } }
 }
 
 /// How far a map has come.
@@ -295,6 +298,7 @@ public struct PoolProgress: Sendable, Hashable {
 /// workers. If `body` throws, the pool is terminated (queued work cancelled, workers killed).
 public func withProcessPool<Result>(
     workers: WorkerCount = .cpuCount, options: PoolOptions = PoolOptions(),
+    isolation: isolated (any Actor)? = #isolation,
     _ body: (ProcessPool) async throws -> Result
 ) async throws -> Result {
     let pool = ProcessPool(workers: workers, options: options)

@@ -145,7 +145,9 @@ final class WorkerDriver {
     /// Returns `false` when the worker cannot be written to (it is dying): the caller learns
     /// how it ended and settles the jobs it had.
     private func fill(_ worker: WorkerHandle) async -> Bool {
-        var room = (core.options.taskTimeout == nil ? window : 1) - pending
+        // At most 256 jobs a frame; with a wider window a second frame waits in the worker's
+        // socket while the first one's results are handled here.
+        var room = min(256, (core.options.taskTimeout == nil ? window : 1) - pending)
         if let limit = core.options.maxTasksPerWorker { room = min(room, limit - jobsDone - pending) }
         guard room > 0 else { return true }
         let jobs = core.take(max: room).filter { $0.markRunning(on: worker.pid) }
@@ -249,7 +251,7 @@ final class WorkerDriver {
             sentAt = .now
             let elapsed = ContinuousClock.now - started
             if elapsed < .milliseconds(2) {
-                window = min(window * 2, 256)
+                window = min(window * 2, 1024)
             } else if elapsed > .milliseconds(20) {
                 window = 2
             }
@@ -288,13 +290,13 @@ final class WorkerDriver {
         case .cancelled?, .recycle?:
             core.requeue([culprit] + others)
         case .timedOut(let after)?:
-            culprit.finish(.failed(PoolError.timedOut(task: culprit.label, after: after, pid: worker.pid)))
+            culprit.finish(.failed(PoolError.timedOut(task: culprit.label.description, after: after, pid: worker.pid)))
             core.requeue(others)
         case .memory(let resident)?:
             culprit.finish(
                 .failed(
                     PoolError.memoryLimitExceeded(
-                        task: culprit.label, residentBytes: resident, limit: core.options.memoryLimit ?? 0, pid: worker.pid)))
+                        task: culprit.label.description, residentBytes: resident, limit: core.options.memoryLimit ?? 0, pid: worker.pid)))
             core.requeue(others)
         case nil:
             let killed = culprit.workersKilled.add(1, ordering: .relaxed).newValue
@@ -303,7 +305,7 @@ final class WorkerDriver {
                 core.requeue([culprit] + others)
             } else {
                 let loss = WorkerLoss(
-                    task: culprit.label, pid: worker.pid, status: status,
+                    task: culprit.label.description, pid: worker.pid, status: status,
                     standardErrorTail: worker.child.standardErrorTail, workersKilled: killed)
                 culprit.finish(.failed(PoolError.workerLost(loss)))
                 core.requeue(others)

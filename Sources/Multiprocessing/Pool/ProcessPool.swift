@@ -76,10 +76,19 @@ public final class ProcessPool: Sendable {
     /// Inputs go to workers in chunks: `chunkSize`, or CPython's rule (about four chunks per
     /// worker) when `nil`. The first failing item's error is thrown (the rest is cancelled);
     /// use ``mapResults(_:over:chunkSize:progress:)`` to keep going past failures.
+    @inlinable
     public func map<F: ProcessFunction, Inputs: Sequence>(
         _ function: F, over inputs: Inputs, chunkSize: Int? = nil, progress: (@Sendable (PoolProgress) -> Void)? = nil
     ) async throws -> [F.Output] where Inputs.Element == F.Input {
-        let futures = try submitChunks(function, Array(inputs), chunkSize: chunkSize, progress: progress)
+        // Gathering the inputs here, in the caller's module, is compiled for their concrete type.
+        try await map(function, items: Array(inputs), chunkSize: chunkSize, progress: progress)
+    }
+
+    @usableFromInline
+    func map<F: ProcessFunction>(
+        _ function: F, items: [F.Input], chunkSize: Int?, progress: (@Sendable (PoolProgress) -> Void)?
+    ) async throws -> [F.Output] {
+        let futures = try submitChunks(function, items, chunkSize: chunkSize, progress: progress)
         var outputs: [F.Output] = []
         do {
             for future in futures {
@@ -97,10 +106,18 @@ public final class ProcessPool: Sendable {
 
     /// Like ``map(_:over:chunkSize:progress:)`` but every item gets its own result, so one
     /// failure (a thrown error, a crashed worker) never stops the batch.
+    @inlinable
     public func mapResults<F: ProcessFunction, Inputs: Sequence>(
         _ function: F, over inputs: Inputs, chunkSize: Int? = nil, progress: (@Sendable (PoolProgress) -> Void)? = nil
     ) async throws -> [Result<F.Output, any Error>] where Inputs.Element == F.Input {
-        let futures = try submitChunks(function, Array(inputs), chunkSize: chunkSize, progress: progress)
+        try await mapResults(function, items: Array(inputs), chunkSize: chunkSize, progress: progress)
+    }
+
+    @usableFromInline
+    func mapResults<F: ProcessFunction>(
+        _ function: F, items: [F.Input], chunkSize: Int?, progress: (@Sendable (PoolProgress) -> Void)?
+    ) async throws -> [Result<F.Output, any Error>] {
+        let futures = try submitChunks(function, items, chunkSize: chunkSize, progress: progress)
         var results: [Result<F.Output, any Error>] = []
         for future in futures {
             do {

@@ -166,7 +166,9 @@ final class IOReactor: Sendable {
         state.withLock { s in
             var entry = s.entries[fd] ?? Entry()
             entry.handler = handler
-            entry.generation &+= 1
+            // Unique across entries: a fresh entry for a reused number must not match an old one.
+            entry.generation = s.nextID
+            s.nextID += 1
             arm(fd, &entry)
             s.entries[fd] = entry
         }

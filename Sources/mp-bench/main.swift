@@ -135,7 +135,12 @@ func poolSpeedup() async throws -> Double {
         }
     }
     var ratios: [Double] = []
-    for _ in 0..<3 { ratios.append(try await timed(1) / timed(2)) }
+    for _ in 0..<3 {
+        let one = try await timed(1)
+        let two = try await timed(2)
+        if getenv("MP_BENCH_VERBOSE") != nil { print("  1 worker \(one) s, 2 workers \(two) s") }
+        ratios.append(one / two)
+    }
     return median(ratios)
 }
 

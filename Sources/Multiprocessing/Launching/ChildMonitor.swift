@@ -20,11 +20,10 @@ final class ChildMonitor: Sendable {
         /// Set the moment the pid is reaped: from then on it may belong to another process.
         var reaped = false
         var frames: [Frame] = []
-        var waiters: [UInt64: UnsafeContinuation<Void, Never>] = [:]
-        var nextWaiter: UInt64 = 0
     }
 
     private let state = Mutex(State())
+    private let exited = OneShotEvent()
     private let stderrTail: StderrTee?
 
     /// Starts watching. `reaper` says who reports the exit: this process (`waitpid`) or the fork
@@ -76,7 +75,7 @@ final class ChildMonitor: Sendable {
     func recordExit(waitStatus: Int32?) {
         let (frames, _) = socket.drainAvailable()
         stderrTail?.drain()
-        let waiters = state.withLock { s in
+        state.withLock { s in
             s.frames += frames
             s.reaped = true
             if let waitStatus {
@@ -84,10 +83,8 @@ final class ChildMonitor: Sendable {
             } else {
                 s.status = .exited(s.frames.contains { $0.kind == .outcome } ? 0 : 255)
             }
-            defer { s.waiters.removeAll() }
-            return Array(s.waiters.values)
         }
-        for waiter in waiters { waiter.resume() }
+        exited.fire()
     }
 
     var status: ExitStatus? { state.withLock { $0.status } }
@@ -98,39 +95,12 @@ final class ChildMonitor: Sendable {
     var standardErrorTail: [String] { stderrTail?.lastLines ?? [] }
 
     /// Waits for the exit. Returns early (with `nil` status) if the task is cancelled.
-    func waitForExit() async {
-        let id = state.withLock { s in
-            defer { s.nextWaiter += 1 }
-            return s.nextWaiter
-        }
-        await withTaskCancellationHandler {
-            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-                let done = state.withLock { s in
-                    if s.status != nil { return true }
-                    s.waiters[id] = continuation
-                    return false
-                }
-                if done { continuation.resume() }
-                if Task.isCancelled { resumeWaiter(id) }
-            }
-        } onCancel: {
-            resumeWaiter(id)
-        }
-    }
+    func waitForExit() async { await exited.wait() }
 
     /// Waits for the exit at most `timeout`; returns the status, or `nil` if it is still running.
     func waitForExit(timeout: Duration) async -> ExitStatus? {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.waitForExit() }
-            group.addTask { try? await Task.sleep(for: timeout) }
-            await group.next()
-            group.cancelAll()
-        }
+        await exited.wait(timeout: timeout)
         return status
-    }
-
-    private func resumeWaiter(_ id: UInt64) {
-        state.withLock { $0.waiters.removeValue(forKey: id) }?.resume()
     }
 
     /// Signals the child's whole process group (it and the processes it started), unless it has

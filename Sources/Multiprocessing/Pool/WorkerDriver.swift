@@ -67,7 +67,7 @@ final class WorkerDriver {
     private var jobsDone = 0
     /// How many jobs may wait in the worker's socket: grows while jobs are quick, so trivial
     /// tasks stream; shrinks for slow ones, so the last jobs spread over every worker.
-    private var window = 2
+    private var window = 1
     private var sentAt = ContinuousClock.now
     private var ready = false
     private let registry: WorkerRegistry
@@ -136,7 +136,7 @@ final class WorkerDriver {
         registry.add(handle)
         installed = []
         jobsDone = 0
-        window = 2
+        window = 1
         ready = false
         return handle
     }
@@ -249,11 +249,13 @@ final class WorkerDriver {
                 inFlightHead = 0
             }
             sentAt = .now
-            let elapsed = ContinuousClock.now - started
-            if elapsed < .milliseconds(2) {
+            // Judge by time per job: only jobs much shorter than a wake-up are worth queueing
+            // ahead; longer ones are handed out one by one so that the last spread evenly.
+            let perJob = (ContinuousClock.now - started) / max(1, count)
+            if perJob < .microseconds(100) {
                 window = min(window * 2, 1024)
-            } else if elapsed > .milliseconds(20) {
-                window = 2
+            } else if perJob > .milliseconds(1) {
+                window = 1
             }
         case let other:
             throw PoolError.protocolError("unknown message \(other) from a worker")

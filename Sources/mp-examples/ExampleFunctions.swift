@@ -1,7 +1,8 @@
+import Multiprocessing
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import Multiprocessing
 
 /// The seeds' `task(x)`: square a number after a moment's work.
 struct SquareSlowly: ProcessFunction {
@@ -25,8 +26,12 @@ struct FetchPage: ProcessFunction {
     func callAsFunction(_ path: String) async throws -> Page {
         let (status, body) = try LoopbackSite.get(port: port, path: path)
         guard status == 200 else { throw CrawlError.notFound(path) }
-        let title = body.components(separatedBy: "<title>").dropFirst().first?.components(separatedBy: "</title>").first ?? "?"
-        let links = body.components(separatedBy: "href=\"").dropFirst().compactMap { $0.components(separatedBy: "\"").first }
+        let title =
+            body.components(separatedBy: "<title>").dropFirst().first?.components(separatedBy: "</title>")
+            .first ?? "?"
+        let links = body.components(separatedBy: "href=\"").dropFirst().compactMap {
+            $0.components(separatedBy: "\"").first
+        }
         return Page(path: path, title: title, links: links, worker: getpid())
     }
 }
@@ -34,7 +39,10 @@ struct FetchPage: ProcessFunction {
 /// The seeds' "wrap the work in try/except and return a marker" example: here the function
 /// simply throws, and each failure comes back as a typed value in the results.
 struct ParseRecord: ProcessFunction {
-    enum Failure: Error, Codable, Equatable { case notANumber(String), negative(Int) }
+    enum Failure: Error, Codable, Equatable {
+        case notANumber(String)
+        case negative(Int)
+    }
     func callAsFunction(_ record: String) async throws -> Int {
         guard let value = Int(record) else { throw Failure.notANumber(record) }
         guard value >= 0 else { throw Failure.negative(value) }

@@ -26,7 +26,9 @@ enum LoopbackSite {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = 0
         _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(server, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         listen(server, 64)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -61,7 +63,8 @@ enum LoopbackSite {
         if let (title, links) = pages[path] {
             let anchors = links.map { "<a href=\"\($0)\">\($0)</a>" }.joined(separator: " ")
             let body = "<html><head><title>\(title)</title></head><body>\(anchors)</body></html>"
-            response = "HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            response =
+                "HTTP/1.0 200 OK\r\nContent-Type: text/html\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
         } else {
             response = "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"
         }
@@ -79,7 +82,9 @@ enum LoopbackSite {
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         address.sin_port = port.bigEndian
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard connected == 0 else { throw CrawlError.network("connect") }
         let request = Array("GET \(path) HTTP/1.0\r\nHost: localhost\r\n\r\n".utf8)

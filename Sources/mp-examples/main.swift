@@ -13,77 +13,99 @@ func say(_ line: String) {
 }
 
 let examples: [(String, String, () async throws -> Void)] = [
-    ("pool-apply", "apply and submit (apply_async)", {
-        try await withProcessPool(workers: 2) { pool in
-            say("apply(square, 5) = \(try await pool.apply(SquareSlowly(), 5))")
-            let futures = try (0..<4).map { try pool.submit(SquareSlowly(), $0) }
-            say("submitted 4 tasks; done yet? \(futures.map(\.isDone))")
-            var results: [Int] = []
-            for future in futures { results.append(try await future.value) }
-            say("results \(results)")
+    (
+        "pool-apply", "apply and submit (apply_async)",
+        {
+            try await withProcessPool(workers: 2) { pool in
+                say("apply(square, 5) = \(try await pool.apply(SquareSlowly(), 5))")
+                let futures = try (0..<4).map { try pool.submit(SquareSlowly(), $0) }
+                say("submitted 4 tasks; done yet? \(futures.map(\.isDone))")
+                var results: [Int] = []
+                for future in futures { results.append(try await future.value) }
+                say("results \(results)")
+            }
         }
-    }),
-    ("pool-map", "map over a range, on every CPU", {
-        try await withProcessPool(workers: .cpuCount) { pool in
-            let squares = try await pool.map(SquareSlowly(delay: .milliseconds(10)), over: 0..<20)
-            say("map: \(squares)")
+    ),
+    (
+        "pool-map", "map over a range, on every CPU",
+        {
+            try await withProcessPool(workers: .cpuCount) { pool in
+                let squares = try await pool.map(SquareSlowly(delay: .milliseconds(10)), over: 0..<20)
+                say("map: \(squares)")
+            }
         }
-    }),
-    ("pool-map-timeout", "map_async with a timeout", {
-        try await withProcessPool(workers: 2) { pool in
-            let slow = Task { try await pool.map(SquareSlowly(delay: .seconds(1)), over: 0..<8, chunkSize: 1) }
-            let fast = Task { try await pool.map(SquareSlowly(delay: .milliseconds(10)), over: 0..<8) }
-            // CPython: map_async(...).get(timeout=...). Here: a child task with a deadline.
-            async let slowResult: [Int]? = withDeadline(.milliseconds(500)) { try await slow.value }
-            say("slow map within 500 ms: \(try await slowResult.map { "\($0)" } ?? "timed out (cancelled)")")
-            say("fast map: \(try await fast.value)")
+    ),
+    (
+        "pool-map-timeout", "map_async with a timeout",
+        {
+            try await withProcessPool(workers: 2) { pool in
+                let slow = Task {
+                    try await pool.map(SquareSlowly(delay: .seconds(1)), over: 0..<8, chunkSize: 1)
+                }
+                let fast = Task { try await pool.map(SquareSlowly(delay: .milliseconds(10)), over: 0..<8) }
+                // CPython: map_async(...).get(timeout=...). Here: a child task with a deadline.
+                async let slowResult: [Int]? = withDeadline(.milliseconds(500)) { try await slow.value }
+                say(
+                    "slow map within 500 ms: \(try await slowResult.map { "\($0)" } ?? "timed out (cancelled)")"
+                )
+                say("fast map: \(try await fast.value)")
+            }
         }
-    }),
-    ("crawler", "a crawler on a pool, against a server on 127.0.0.1", {
-        let port = LoopbackSite.start()
-        say("serving a small site on 127.0.0.1:\(port)")
-        try await withProcessPool(workers: 4) { pool in
-            var seen: Set<String> = ["/"]
-            var frontier = ["/"]
-            var depth = 0
-            while !frontier.isEmpty {
-                let results = try await pool.mapResults(FetchPage(port: port), over: frontier, chunkSize: 1)
-                var next: [String] = []
-                for (path, result) in zip(frontier, results) {
-                    switch result {
-                    case .success(let page):
-                        say("  [depth \(depth)] \(path) — \"\(page.title)\" (worker \(page.worker))")
-                        for link in page.links where !seen.contains(link) {
-                            seen.insert(link)
-                            next.append(link)
+    ),
+    (
+        "crawler", "a crawler on a pool, against a server on 127.0.0.1",
+        {
+            let port = LoopbackSite.start()
+            say("serving a small site on 127.0.0.1:\(port)")
+            try await withProcessPool(workers: 4) { pool in
+                var seen: Set<String> = ["/"]
+                var frontier = ["/"]
+                var depth = 0
+                while !frontier.isEmpty {
+                    let results = try await pool.mapResults(
+                        FetchPage(port: port), over: frontier, chunkSize: 1)
+                    var next: [String] = []
+                    for (path, result) in zip(frontier, results) {
+                        switch result {
+                        case .success(let page):
+                            say("  [depth \(depth)] \(path) — \"\(page.title)\" (worker \(page.worker))")
+                            for link in page.links where !seen.contains(link) {
+                                seen.insert(link)
+                                next.append(link)
+                            }
+                        case .failure(let error):
+                            say("  [depth \(depth)] \(path) — failed: \(error)")
                         }
-                    case .failure(let error):
-                        say("  [depth \(depth)] \(path) — failed: \(error)")
+                    }
+                    frontier = next
+                    depth += 1
+                }
+                say("crawled \(seen.count) pages")
+            }
+        }
+    ),
+    (
+        "typed-errors", "failures as typed values instead of try/except markers",
+        {
+            try await withProcessPool(workers: 2) { pool in
+                let records = ["10", "x", "7", "-3", "5"]
+                let results = try await pool.mapResults(ParseRecord(), over: records)
+                for (record, result) in zip(records, results) {
+                    switch result {
+                    case .success(let value): say("  \(record) -> \(value)")
+                    case .failure(let error as ParseRecord.Failure): say("  \(record) -> rejected: \(error)")
+                    case .failure(let error): say("  \(record) -> failed: \(error)")
                     }
                 }
-                frontier = next
-                depth += 1
-            }
-            say("crawled \(seen.count) pages")
-        }
-    }),
-    ("typed-errors", "failures as typed values instead of try/except markers", {
-        try await withProcessPool(workers: 2) { pool in
-            let records = ["10", "x", "7", "-3", "5"]
-            let results = try await pool.mapResults(ParseRecord(), over: records)
-            for (record, result) in zip(records, results) {
-                switch result {
-                case .success(let value): say("  \(record) -> \(value)")
-                case .failure(let error as ParseRecord.Failure): say("  \(record) -> rejected: \(error)")
-                case .failure(let error): say("  \(record) -> failed: \(error)")
-                }
             }
         }
-    }),
+    ),
 ]
 
 /// Runs `body`, giving up (and cancelling it) after `limit`: `nil` then.
-func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T? {
+func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T)
+    async throws -> T?
+{
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await body() }
         group.addTask {

@@ -25,7 +25,9 @@ struct PoolTests {
         }
     }
 
-    @Test("a worker SIGKILLed mid-map fails only its item; the pool goes on", arguments: [StartMethod.spawn, .forkserver])
+    @Test(
+        "a worker SIGKILLed mid-map fails only its item; the pool goes on",
+        arguments: [StartMethod.spawn, .forkserver])
     func workerKilled(method: StartMethod) async throws {
         var options = PoolOptions()
         options.startMethod = method
@@ -49,7 +51,9 @@ struct PoolTests {
     @Test("map throws the failing item's error")
     func mapThrows() async throws {
         try await withProcessPool(workers: 2) { (pool: ProcessPool) async throws in
-            await #expect(throws: PoolError.self) { try await pool.map(KillOn(victim: 2), over: 0..<5, chunkSize: 1) }
+            await #expect(throws: PoolError.self) {
+                try await pool.map(KillOn(victim: 2), over: 0..<5, chunkSize: 1)
+            }
             #expect(try await pool.apply(Square(), 3) == 9)
         }
     }
@@ -131,7 +135,9 @@ struct PoolTests {
             await #expect {
                 _ = try await pool.apply(Hog(), 400)
             } throws: { error in
-                guard case PoolError.memoryLimitExceeded(_, let resident, let limit, _) = error else { return false }
+                guard case PoolError.memoryLimitExceeded(_, let resident, let limit, _) = error else {
+                    return false
+                }
                 return resident > limit && limit == 150 << 20
             }
             #expect(try await pool.apply(Hog(), 10) == 10)
@@ -144,7 +150,8 @@ struct PoolTests {
         defer { unlink(path) }
         var options = PoolOptions()
         options.initializer = try PoolInitializer(RecordStart(path: path))
-        let pids = try await withProcessPool(workers: 2, options: options) { (pool: ProcessPool) async throws in
+        let pids = try await withProcessPool(workers: 2, options: options) {
+            (pool: ProcessPool) async throws in
             try await pool.map(Nap(), over: Array(repeating: 0.05, count: 8), chunkSize: 1)
         }
         let lines = (FileSystem.readText(path) ?? "").split(separator: "\n").compactMap { Int32($0) }
@@ -180,7 +187,9 @@ struct PoolTests {
     @Test("errors come back typed: the same Codable value, or a RemoteError")
     func errors() async throws {
         try await withProcessPool(workers: 2) { (pool: ProcessPool) async throws in
-            await #expect(throws: FixtureError.badInput("odd 3", line: 3)) { try await pool.apply(OddThrower(), 3) }
+            await #expect(throws: FixtureError.badInput("odd 3", line: 3)) {
+                try await pool.apply(OddThrower(), 3)
+            }
             let results = try await pool.mapResults(OddThrower(), over: 0..<6, chunkSize: 3)
             for (i, result) in results.enumerated() {
                 if i % 2 == 0 {
@@ -226,7 +235,9 @@ struct PoolTests {
             // At most the window (4 chunks per worker) beyond what was consumed.
             #expect(inputs.pulled <= 2000 + 8 * 10 + 10)
             var unordered: Set<Int> = []
-            for try await value in pool.unorderedMap(Offset(by: 1), over: 0..<500, chunkSize: 7) { unordered.insert(value) }
+            for try await value in pool.unorderedMap(Offset(by: 1), over: 0..<500, chunkSize: 7) {
+                unordered.insert(value)
+            }
             #expect(unordered == Set(1...500))
         }
     }

@@ -101,7 +101,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         // Refuse what the frame could not carry before anything is spawned.
         if attachments.descriptors.count > 64 {
             throw .invalidState(
-                "the task for '\(name)' holds \(attachments.descriptors.count) descriptors (channel ends, shared memory); at most 64 can travel with it")
+                "the task for '\(name)' holds \(attachments.descriptors.count) descriptors (channel ends, shared memory); at most 64 can travel with it"
+            )
         }
         if launchBytes.count > Int(UInt32.max) >> 2 {
             throw .codec(.lengthTooLarge(launchBytes.count))

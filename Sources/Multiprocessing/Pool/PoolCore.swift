@@ -34,9 +34,12 @@ final class PoolCore: Sendable {
 
     /// A job whose end (answer, failure or cancellation) is counted for ``drain()``.
     func makeJob(
-        function: InstalledFunction, input: [UInt8], label: JobLabel, completion: @escaping @Sendable (JobResult) -> Void
+        function: InstalledFunction, input: [UInt8], label: JobLabel,
+        completion: @escaping @Sendable (JobResult) -> Void
     ) -> PoolJob {
-        PoolJob(id: nextJobID.add(1, ordering: .relaxed).oldValue, function: function, input: input, label: label) {
+        PoolJob(
+            id: nextJobID.add(1, ordering: .relaxed).oldValue, function: function, input: input, label: label
+        ) {
             [self] result in
             completion(result)
             finished(1)

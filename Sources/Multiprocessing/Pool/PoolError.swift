@@ -23,7 +23,8 @@ public enum PoolError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .workerLost(let loss): loss.description
-        case .timedOut(let task, let after, let pid): "task \(task) timed out after \(after); worker \(pid) was stopped and replaced"
+        case .timedOut(let task, let after, let pid):
+            "task \(task) timed out after \(after); worker \(pid) was stopped and replaced"
         case .memoryLimitExceeded(let task, let resident, let limit, let pid):
             "task \(task) made worker \(pid) grow to \(resident) bytes, past the limit of \(limit); the worker was stopped and replaced"
         case .closed: "the pool is closed"
@@ -49,7 +50,8 @@ public struct WorkerLoss: Sendable, Hashable, CustomStringConvertible {
     public var workersKilled: Int
 
     /// Creates a record.
-    public init(task: String, pid: Int32, status: ExitStatus, standardErrorTail: [String], workersKilled: Int) {
+    public init(task: String, pid: Int32, status: ExitStatus, standardErrorTail: [String], workersKilled: Int)
+    {
         self.task = task
         self.pid = pid
         self.status = status
@@ -61,7 +63,9 @@ public struct WorkerLoss: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         var text = "worker \(pid) running task \(task) \(status)"
         if workersKilled > 1 { text += " (this task has now killed \(workersKilled) workers)" }
-        if !standardErrorTail.isEmpty { text += "; last stderr lines:\n  " + standardErrorTail.joined(separator: "\n  ") }
+        if !standardErrorTail.isEmpty {
+            text += "; last stderr lines:\n  " + standardErrorTail.joined(separator: "\n  ")
+        }
         return text
     }
 

@@ -76,7 +76,8 @@ final class PoolJob: Sendable {
     func markQueued() {
         runningOn.store(0, ordering: .releasing)
         _ = phase.compareExchange(
-            expected: Phase.running.rawValue, desired: Phase.queued.rawValue, ordering: .acquiringAndReleasing)
+            expected: Phase.running.rawValue, desired: Phase.queued.rawValue, ordering: .acquiringAndReleasing
+        )
     }
 
     /// Delivers the result unless the job already finished or was cancelled.

@@ -6,7 +6,8 @@ import Synchronization
 ///
 /// An item whose function threw (or whose worker died) throws from `next()` and ends the
 /// iteration; chunks still in flight are cancelled.
-public struct PoolMapSequence<F: ProcessFunction, Inputs: Sequence>: AsyncSequence where Inputs.Element == F.Input {
+public struct PoolMapSequence<F: ProcessFunction, Inputs: Sequence>: AsyncSequence
+where Inputs.Element == F.Input {
     /// One result.
     public typealias Element = F.Output
 
@@ -19,7 +20,8 @@ public struct PoolMapSequence<F: ProcessFunction, Inputs: Sequence>: AsyncSequen
     /// Makes the iterator; nothing is submitted before the first `next()`.
     public func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(
-            pool: pool, function: function, source: inputs.makeIterator(), chunkSize: Swift.max(1, chunkSize), ordered: ordered,
+            pool: pool, function: function, source: inputs.makeIterator(), chunkSize: Swift.max(1, chunkSize),
+            ordered: ordered,
             window: Swift.max(2, pool.workerCount * 4))
     }
 
@@ -39,7 +41,10 @@ public struct PoolMapSequence<F: ProcessFunction, Inputs: Sequence>: AsyncSequen
         var buffer: ChunkValues<F.Output> = .values([])
         var bufferIndex = 0
 
-        init(pool: ProcessPool, function: F, source: Inputs.Iterator, chunkSize: Int, ordered: Bool, window: Int) {
+        init(
+            pool: ProcessPool, function: F, source: Inputs.Iterator, chunkSize: Int, ordered: Bool,
+            window: Int
+        ) {
             self.pool = pool
             self.function = function
             self.source = source

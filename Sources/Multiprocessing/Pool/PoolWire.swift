@@ -63,7 +63,9 @@ struct PoolReader {
     }
 
     mutating func fixed32() throws(CodecError) -> UInt32 {
-        guard bytes.count - position >= 4 else { throw .truncated(needed: 4, available: bytes.count - position) }
+        guard bytes.count - position >= 4 else {
+            throw .truncated(needed: 4, available: bytes.count - position)
+        }
         var value: UInt32 = 0
         for i in 0..<4 { value |= UInt32(bytes[position + i]) << (8 * i) }
         position += 4

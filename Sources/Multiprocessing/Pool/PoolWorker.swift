@@ -10,9 +10,13 @@ struct WorkerChannel: Codable, Sendable {
 
     init(socket: FramedSocket) { self.socket = socket }
 
-    func encode(to encoder: any Encoder) throws { try MessageIO.encodeHandle(socket, "WorkerChannel", to: encoder) }
+    func encode(to encoder: any Encoder) throws {
+        try MessageIO.encodeHandle(socket, "WorkerChannel", to: encoder)
+    }
 
-    init(from decoder: any Decoder) throws { socket = try MessageIO.decodeHandle("WorkerChannel", from: decoder) }
+    init(from decoder: any Decoder) throws {
+        socket = try MessageIO.decodeHandle("WorkerChannel", from: decoder)
+    }
 }
 
 /// The worker side of a pool: an ordinary ``ProcessTask`` whose `run` is the job loop, so a
@@ -28,7 +32,8 @@ struct PoolWorker: ProcessTask {
         let socket = channel.socket
         if let initializerType, let initializerPayload {
             guard let type = TypeIdentity.resolve(initializerType) as? any ProcessTask.Type else {
-                throw ProcessError.unsupportedTaskType(typeName: initializerType, reason: "no such ProcessTask in this binary")
+                throw ProcessError.unsupportedTaskType(
+                    typeName: initializerType, reason: "no such ProcessTask in this binary")
             }
             try await Self.runInitializer(type, initializerPayload)
         }
@@ -67,9 +72,11 @@ struct PoolWorker: ProcessTask {
                     let (status, bytes): (PoolWire.Status, [UInt8])
                     switch runners[functionID] {
                     case .success(let runner): (status, bytes) = await runner(input)
-                    case .failure(let report): (status, bytes) = (.failed, (try? TaskCoding.encode(report)) ?? [])
+                    case .failure(let report):
+                        (status, bytes) = (.failed, (try? TaskCoding.encode(report)) ?? [])
                     case nil:
-                        let report = ErrorReport(PoolError.protocolError("function \(functionID) was never installed"))
+                        let report = ErrorReport(
+                            PoolError.protocolError("function \(functionID) was never installed"))
                         (status, bytes) = (.failed, (try? TaskCoding.encode(report)) ?? [])
                     }
                     WireWriter.appendVarint(jobID, to: &out)
@@ -84,7 +91,9 @@ struct PoolWorker: ProcessTask {
                         lastFlush = ContinuousClock.now
                     }
                 }
-                if answered > 0 { try await Self.send(&out, answered: answered, countAt: countAt, on: socket) }
+                if answered > 0 {
+                    try await Self.send(&out, answered: answered, countAt: countAt, on: socket)
+                }
             case PoolWire.shutdown:
                 return
             case let other:
@@ -93,7 +102,9 @@ struct PoolWorker: ProcessTask {
         }
     }
 
-    private static func send(_ out: inout [UInt8], answered: Int, countAt: Int, on socket: FramedSocket) async throws {
+    private static func send(_ out: inout [UInt8], answered: Int, countAt: Int, on socket: FramedSocket)
+        async throws
+    {
         withUnsafeBytes(of: UInt32(answered).littleEndian) { raw in
             for i in 0..<4 { out[countAt + i] = raw[i] }
         }
@@ -110,12 +121,15 @@ struct PoolWorker: ProcessTask {
         guard let type = TypeIdentity.resolve(typeName) as? any ProcessFunction.Type else {
             return .failure(
                 ErrorReport(
-                    ProcessError.unsupportedTaskType(typeName: typeName, reason: "this binary has no ProcessFunction of that name")))
+                    ProcessError.unsupportedTaskType(
+                        typeName: typeName, reason: "this binary has no ProcessFunction of that name")))
         }
         return runner(for: type, payload)
     }
 
-    private static func runner<F: ProcessFunction>(for type: F.Type, _ payload: [UInt8]) -> Result<Runner, ErrorReport> {
+    private static func runner<F: ProcessFunction>(for type: F.Type, _ payload: [UInt8]) -> Result<
+        Runner, ErrorReport
+    > {
         let function: F
         do {
             function = try TaskCoding.decode(F.self, from: payload)
@@ -127,7 +141,9 @@ struct PoolWorker: ProcessTask {
 
     /// Runs `function` over a chunk of inputs. Every item gets a result: a thrown error stops
     /// only its own item.
-    static func runChunk<F: ProcessFunction>(_ function: F, _ bytes: [UInt8]) async -> (PoolWire.Status, [UInt8]) {
+    static func runChunk<F: ProcessFunction>(_ function: F, _ bytes: [UInt8]) async -> (
+        PoolWire.Status, [UInt8]
+    ) {
         let inputs: [F.Input]
         do {
             inputs = try TaskCoding.decode([F.Input].self, from: bytes)

@@ -60,10 +60,15 @@ public final class ProcessPool: Sendable {
     public func submit<F: ProcessFunction>(_ function: F, _ input: F.Input) throws -> PoolFuture<F.Output> {
         let future = PoolFuture<F.Output>()
         let job = try makeJob(function, inputs: [input], label: .input({ Self.describe(input) })) { results in
-            future.complete(results.flatMap { $0.count > 0 ? $0.result(at: 0) : .failure(PoolError.protocolError("empty result")) })
+            future.complete(
+                results.flatMap {
+                    $0.count > 0 ? $0.result(at: 0) : .failure(PoolError.protocolError("empty result"))
+                })
         }
         future.setCanceller { [registry, core] in
-            if let pid = job.cancel() { registry.worker(pid)?.stop(.cancelled, grace: core.options.terminationGrace) }
+            if let pid = job.cancel() {
+                registry.worker(pid)?.stop(.cancelled, grace: core.options.terminationGrace)
+            }
         }
         try core.enqueue([job])
         return future
@@ -78,7 +83,8 @@ public final class ProcessPool: Sendable {
     /// use ``mapResults(_:over:chunkSize:progress:)`` to keep going past failures.
     @inlinable
     public func map<F: ProcessFunction, Inputs: Sequence>(
-        _ function: F, over inputs: Inputs, chunkSize: Int? = nil, progress: (@Sendable (PoolProgress) -> Void)? = nil
+        _ function: F, over inputs: Inputs, chunkSize: Int? = nil,
+        progress: (@Sendable (PoolProgress) -> Void)? = nil
     ) async throws -> [F.Output] where Inputs.Element == F.Input {
         // Gathering the inputs here, in the caller's module, is compiled for their concrete type.
         try await map(function, items: Array(inputs), chunkSize: chunkSize, progress: progress)
@@ -108,7 +114,8 @@ public final class ProcessPool: Sendable {
     /// failure (a thrown error, a crashed worker) never stops the batch.
     @inlinable
     public func mapResults<F: ProcessFunction, Inputs: Sequence>(
-        _ function: F, over inputs: Inputs, chunkSize: Int? = nil, progress: (@Sendable (PoolProgress) -> Void)? = nil
+        _ function: F, over inputs: Inputs, chunkSize: Int? = nil,
+        progress: (@Sendable (PoolProgress) -> Void)? = nil
     ) async throws -> [Result<F.Output, any Error>] where Inputs.Element == F.Input {
         try await mapResults(function, items: Array(inputs), chunkSize: chunkSize, progress: progress)
     }
@@ -229,17 +236,20 @@ public final class ProcessPool: Sendable {
                 switch status {
                 case .values:
                     let values = try TaskCoding.decode([Output].self, from: bytes)
-                    guard values.count == count else { throw PoolError.protocolError("\(values.count) results for \(count) inputs") }
+                    guard values.count == count else {
+                        throw PoolError.protocolError("\(values.count) results for \(count) inputs")
+                    }
                     return .success(.values(values))
                 case .mixed:
                     let outcomes = try TaskCoding.decode([ItemOutcome<Output>].self, from: bytes)
                     return .success(
-                        .mixed(outcomes.map { outcome in
-                            switch outcome {
-                            case .value(let value): .success(value)
-                            case .error(let report): .failure(report.rethrowable)
-                            }
-                        }))
+                        .mixed(
+                            outcomes.map { outcome in
+                                switch outcome {
+                                case .value(let value): .success(value)
+                                case .error(let report): .failure(report.rethrowable)
+                                }
+                            }))
                 case .failed:
                     return .failure(try TaskCoding.decode(ErrorReport.self, from: bytes).rethrowable)
                 }
@@ -268,7 +278,9 @@ public final class ProcessPool: Sendable {
             let end = min(start + size, total)
             let future = ChunkFuture<F.Output>(itemCount: end - start)
             let label = JobLabel.items(start: start, count: end - start)
-            let job = try makeJob(function, inputs: Array(items[start..<end]), label: label, installed: installed) { result in
+            let job = try makeJob(
+                function, inputs: Array(items[start..<end]), label: label, installed: installed
+            ) { result in
                 future.complete(result)
                 if let progress {
                     let done = completed.add(future.itemCount, ordering: .relaxed).newValue
@@ -276,7 +288,9 @@ public final class ProcessPool: Sendable {
                 }
             }
             future.setCanceller { [registry, core] in
-                if let pid = job.cancel() { registry.worker(pid)?.stop(.cancelled, grace: core.options.terminationGrace) }
+                if let pid = job.cancel() {
+                    registry.worker(pid)?.stop(.cancelled, grace: core.options.terminationGrace)
+                }
             }
             futures.append(future)
             jobs.append(job)

@@ -9,7 +9,10 @@ import Synchronization
 
 /// Why the pool itself stopped a worker; decides what its in-flight jobs become.
 enum StopReason: Sendable {
-    case cancelled, timedOut(Duration), memory(Int), recycle
+    case cancelled
+    case timedOut(Duration)
+    case memory(Int)
+    case recycle
 }
 
 /// One running worker process as its driver sees it.
@@ -130,7 +133,8 @@ final class WorkerDriver {
             channel: WorkerChannel(socket: theirs), initializerType: options.initializer?.typeName,
             initializerPayload: options.initializer?.payload)
         let child = try ChildProcess(
-            task, name: "PoolWorker-\(number)", startMethod: options.startMethod, environment: options.environment)
+            task, name: "PoolWorker-\(number)", startMethod: options.startMethod,
+            environment: options.environment)
         try child.start()
         let handle = WorkerHandle(child: child, socket: mine, pid: child.pid ?? 0)
         registry.add(handle)
@@ -189,7 +193,9 @@ final class WorkerDriver {
         let options = core.options
         var wait: Duration? = nil
         if let timeout = options.taskTimeout { wait = timeout - (ContinuousClock.now - sentAt) }
-        if options.memoryLimit != nil { wait = min(wait ?? options.memoryCheckInterval, options.memoryCheckInterval) }
+        if options.memoryLimit != nil {
+            wait = min(wait ?? options.memoryCheckInterval, options.memoryCheckInterval)
+        }
         if worker.stopReason.withLock({ $0 != nil }) { wait = nil }  // Stopping: wait for it to go.
         let frame: Frame
         do {
@@ -292,13 +298,15 @@ final class WorkerDriver {
         case .cancelled?, .recycle?:
             core.requeue([culprit] + others)
         case .timedOut(let after)?:
-            culprit.finish(.failed(PoolError.timedOut(task: culprit.label.description, after: after, pid: worker.pid)))
+            culprit.finish(
+                .failed(PoolError.timedOut(task: culprit.label.description, after: after, pid: worker.pid)))
             core.requeue(others)
         case .memory(let resident)?:
             culprit.finish(
                 .failed(
                     PoolError.memoryLimitExceeded(
-                        task: culprit.label.description, residentBytes: resident, limit: core.options.memoryLimit ?? 0, pid: worker.pid)))
+                        task: culprit.label.description, residentBytes: resident,
+                        limit: core.options.memoryLimit ?? 0, pid: worker.pid)))
             core.requeue(others)
         case nil:
             let killed = culprit.workersKilled.add(1, ordering: .relaxed).newValue

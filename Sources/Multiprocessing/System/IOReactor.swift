@@ -243,7 +243,8 @@ final class IOReactor: Sendable {
         #endif
         let readable = events & (Self.readMask | errorMask) != 0
         let writable = events & (Self.writeMask | errorMask) != 0
-        let (ready, handler, generation) = state.withLock { s -> ([Waiter], (@Sendable () -> Bool)?, UInt64) in
+        let (ready, handler, generation) = state.withLock {
+            s -> ([Waiter], (@Sendable () -> Bool)?, UInt64) in
             guard var entry = s.entries[fd] else { return ([], nil, 0) }
             entry.armed = 0
             var ready: [Waiter] = []

@@ -39,21 +39,27 @@ public struct ArgumentPair<First: Codable & Sendable, Second: Codable & Sendable
 struct Spread2<Function: ProcessFunction2>: ProcessFunction {
     var function: Function
 
-    func callAsFunction(_ pair: ArgumentPair<Function.First, Function.Second>) async throws -> Function.Output {
+    func callAsFunction(_ pair: ArgumentPair<Function.First, Function.Second>) async throws -> Function.Output
+    {
         try await function(pair.first, pair.second)
     }
 }
 
 extension ProcessPool {
     /// Runs `function(first, second)` in a worker.
-    public func apply<F: ProcessFunction2>(_ function: F, _ first: F.First, _ second: F.Second) async throws -> F.Output {
+    public func apply<F: ProcessFunction2>(_ function: F, _ first: F.First, _ second: F.Second) async throws
+        -> F.Output
+    {
         try await apply(Spread2(function: function), ArgumentPair(first, second))
     }
 
     /// `function` over pairs of arguments, results in order: CPython's `starmap`.
     public func map<F: ProcessFunction2, Pairs: Sequence>(
-        _ function: F, over pairs: Pairs, chunkSize: Int? = nil, progress: (@Sendable (PoolProgress) -> Void)? = nil
+        _ function: F, over pairs: Pairs, chunkSize: Int? = nil,
+        progress: (@Sendable (PoolProgress) -> Void)? = nil
     ) async throws -> [F.Output] where Pairs.Element == (F.First, F.Second) {
-        try await map(Spread2(function: function), over: pairs.map { ArgumentPair($0.0, $0.1) }, chunkSize: chunkSize, progress: progress)
+        try await map(
+            Spread2(function: function), over: pairs.map { ArgumentPair($0.0, $0.1) }, chunkSize: chunkSize,
+            progress: progress)
     }
 }

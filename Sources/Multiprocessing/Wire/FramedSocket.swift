@@ -333,7 +333,8 @@ final class FramedSocket: @unchecked Sendable {
                 if sawEOF {
                     partial = nil
                     for fd in p.descriptors { systemClose(fd) }
-                    throw .corruptFrame("connection closed inside a frame (\(p.filled) of \(p.payload.count) bytes)")
+                    throw .corruptFrame(
+                        "connection closed inside a frame (\(p.filled) of \(p.payload.count) bytes)")
                 }
                 return nil
             }

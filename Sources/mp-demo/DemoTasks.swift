@@ -100,3 +100,13 @@ struct ProgressReporter: ProcessTask {
         return "finished \(steps) steps in \(CurrentProcess.name)"
     }
 }
+
+/// The prime count as a pool function: one block of `blockSize` numbers per call.
+struct PrimesInBlock: ProcessFunction {
+    var blockSize: Int
+    func callAsFunction(_ block: Int) async throws -> Int {
+        var count = 0
+        for n in (block * blockSize)..<((block + 1) * blockSize) where PrimeCounter.isPrime(n) { count += 1 }
+        return count
+    }
+}

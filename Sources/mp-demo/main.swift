@@ -105,4 +105,23 @@ if try await runaway.join(timeout: .milliseconds(300)) == nil {
     runaway.kill()
     say("  runaway child stopped after 300 ms: \(try await runaway.join())")
 }
+// 5. The same count on a process pool, with a progress bar.
+say("\n5. The prime count again, on a pool of \(workers) workers, with a progress bar")
+start = ContinuousClock.now
+let pooledCount = try await withProcessPool(workers: .cpuCount) { pool in
+    let counts = try await pool.map(
+        PrimesInBlock(blockSize: blockSize), over: 0..<(limit / blockSize), chunkSize: 1
+    ) {
+        progress in
+        let filled = Int(progress.fraction * 30)
+        print(
+            "\r  [" + String(repeating: "#", count: filled) + String(repeating: ".", count: 30 - filled)
+                + "] \(progress.completed)/\(progress.total)", terminator: "")
+        fflush(nil)
+    }
+    return counts.reduce(0, +)
+}
+say("\n  \(pooledCount) primes in \(format(elapsed(since: start))) s")
+precondition(pooledCount == serialCount, "the pool must agree with the serial count")
+
 say("\nAll done; every child was reaped.")

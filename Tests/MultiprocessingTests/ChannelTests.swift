@@ -192,6 +192,37 @@ struct FrameTests {
         }
     }
 
+    @Test("a large frame announced but not sent costs no more than its first storage")
+    func announcedButNotSent() async throws {
+        let (raw, socket) = try rawPair()
+        defer { close(raw) }
+        write(raw, [0xB5, 1, 0, 0] + withUnsafeBytes(of: UInt32(900 << 20).littleEndian, Array.init))
+        await #expect(throws: ChannelError.timedOut) {
+            _ = try await socket.receive(timeout: .milliseconds(200))
+        }
+        // Then a frame of 9 MiB does arrive whole: the storage grows as bytes come.
+        let (raw2, socket2) = try rawPair()
+        let payload = [UInt8](repeating: 3, count: 9 << 20)
+        let sender = Task.detached {
+            let header: [UInt8] =
+                [0xB5, 1, 0, 0] + withUnsafeBytes(of: UInt32(payload.count).littleEndian, Array.init)
+            var all = header + payload
+            var offset = 0
+            while offset < all.count {
+                let n = all.withUnsafeMutableBytes {
+                    Glibc.write(raw2, $0.baseAddress! + offset, $0.count - offset)
+                }
+                if n <= 0 { break }
+                offset += n
+            }
+            close(raw2)
+        }
+        let frame = try await socket2.receive(timeout: .seconds(20))
+        #expect(frame.payload.count == 9 << 20)
+        #expect(frame.payload.allSatisfy { $0 == 3 })
+        await sender.value
+    }
+
     @Test("a huge length prefix is refused before allocating")
     func hugeLength() throws {
         let (raw, socket) = try rawPair(maximumFrameSize: 1 << 20)

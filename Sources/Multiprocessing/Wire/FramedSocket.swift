@@ -55,7 +55,10 @@ final class FramedSocket: @unchecked Sendable {
     private var readIndex = 0
     private var writeIndex = 0
     private var pendingDescriptors: [Int32] = []
-    private var partial: (kind: FrameKind, descriptors: [Int32], payload: [UInt8], filled: Int)?
+    private var partial: (kind: FrameKind, descriptors: [Int32], payload: [UInt8], filled: Int, length: Int)?
+    /// A large frame's storage starts at most this big and doubles as bytes arrive, so a peer
+    /// that announces a huge frame and sends nothing costs nothing.
+    static let initialLargeFrameStorage = 4 << 20
     private var sawEOF = false
     // Send state: only touched while `sendLock` is held.
     private var scratch: [UInt8] = []
@@ -329,12 +332,12 @@ final class FramedSocket: @unchecked Sendable {
     private func nextFrame() throws(ChannelError) -> Frame? {
         if isClosed { throw .closed }
         if let p = partial {
-            guard p.filled == p.payload.count else {
+            guard p.filled == p.length else {
                 if sawEOF {
                     partial = nil
                     for fd in p.descriptors { systemClose(fd) }
                     throw .corruptFrame(
-                        "connection closed inside a frame (\(p.filled) of \(p.payload.count) bytes)")
+                        "connection closed inside a frame (\(p.filled) of \(p.length) bytes)")
                 }
                 return nil
             }
@@ -371,14 +374,14 @@ final class FramedSocket: @unchecked Sendable {
             // Too large for the buffer: receive the rest straight into the payload's own storage.
             let descriptors = try takeDescriptors(fdCount)
             let buffered = available - Self.headerSize
-            var payload = [UInt8](repeating: 0, count: length)
+            var payload = [UInt8](repeating: 0, count: min(length, Self.initialLargeFrameStorage))
             payload.withUnsafeMutableBytes { dst in
                 dst.copyMemory(
                     from: UnsafeRawBufferPointer(
                         rebasing: storage[(readIndex + Self.headerSize)..<writeIndex]))
             }
             (readIndex, writeIndex) = (0, 0)
-            partial = (kind, descriptors, payload, buffered)
+            partial = (kind, descriptors, payload, buffered, length)
         }
         return nil
     }
@@ -392,6 +395,9 @@ final class FramedSocket: @unchecked Sendable {
         let n: Int
         if var p = partial {
             partial = nil
+            if p.filled == p.payload.count {
+                p.payload += repeatElement(0, count: min(p.payload.count, p.length - p.payload.count))
+            }
             n = p.payload.withUnsafeMutableBytes { dst in
                 mp_recv_with_fds(fd, dst.baseAddress! + p.filled, dst.count - p.filled, &fds, 64, &fdCount)
             }

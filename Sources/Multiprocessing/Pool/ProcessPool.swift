@@ -94,20 +94,15 @@ public final class ProcessPool: Sendable {
     func map<F: ProcessFunction>(
         _ function: F, items: [F.Input], chunkSize: Int?, progress: (@Sendable (PoolProgress) -> Void)?
     ) async throws -> [F.Output] {
-        let futures = try submitChunks(function, items, chunkSize: chunkSize, progress: progress)
-        var outputs: [F.Output] = []
+        let collector = try submitChunks(
+            function, items, chunkSize: chunkSize, failFast: true, progress: progress)
+        await awaitSettled(collector)
         do {
-            for future in futures {
-                switch try await future.value {
-                case .values(let values): outputs += values
-                case .mixed(let results): for result in results { outputs.append(try result.get()) }
-                }
-            }
+            return try collector.values()
         } catch {
-            for future in futures { future.cancel() }
+            collector.cancelAll(registry, grace: core.options.terminationGrace)
             throw error
         }
-        return outputs
     }
 
     /// Like ``map(_:over:chunkSize:progress:)`` but every item gets its own result, so one
@@ -124,18 +119,22 @@ public final class ProcessPool: Sendable {
     func mapResults<F: ProcessFunction>(
         _ function: F, items: [F.Input], chunkSize: Int?, progress: (@Sendable (PoolProgress) -> Void)?
     ) async throws -> [Result<F.Output, any Error>] {
-        let futures = try submitChunks(function, items, chunkSize: chunkSize, progress: progress)
-        var results: [Result<F.Output, any Error>] = []
-        for future in futures {
-            do {
-                results += try await future.value.results
-            } catch {
-                // The whole chunk failed (cancelled, or its worker died): each item says so.
-                let count = future.itemCount
-                results += Array(repeating: .failure(error), count: count)
-            }
+        let collector = try submitChunks(
+            function, items, chunkSize: chunkSize, failFast: false, progress: progress)
+        await awaitSettled(collector)
+        return collector.results()
+    }
+
+    /// Waits for a map's chunks; cancelling the waiting task cancels the map's work.
+    private func awaitSettled<Output>(_ collector: MapCollector<Output>) async {
+        let registry = self.registry
+        let grace = core.options.terminationGrace
+        await withTaskCancellationHandler {
+            await collector.settled.wait()
+        } onCancel: {
+            collector.cancelAll(registry, grace: grace)
         }
-        return results
+        if Task.isCancelled { collector.cancelAll(registry, grace: grace) }
     }
 
     /// Results in input order as they become available, consuming `inputs` lazily with at most
@@ -261,43 +260,36 @@ public final class ProcessPool: Sendable {
         }
     }
 
-    /// Submits `items` in chunks; one future per chunk, in order.
+    /// Submits `items` in chunks, gathered by one collector.
     func submitChunks<F: ProcessFunction>(
-        _ function: F, _ items: [F.Input], chunkSize: Int?, progress: (@Sendable (PoolProgress) -> Void)?
-    ) throws -> [ChunkFuture<F.Output>] {
+        _ function: F, _ items: [F.Input], chunkSize: Int?, failFast: Bool,
+        progress: (@Sendable (PoolProgress) -> Void)?
+    ) throws -> MapCollector<F.Output> {
         let size = max(1, chunkSize ?? automaticChunkSize(items.count))
         let installed = try self.installed(function)
         let total = items.count
+        let counts = stride(from: 0, to: total, by: size).map { min(size, total - $0) }
+        let collector = MapCollector<F.Output>(itemCounts: counts, failFast: failFast)
         let completed = Atomic<Int>(0)
-        var futures: [ChunkFuture<F.Output>] = []
         var jobs: [PoolJob] = []
-        futures.reserveCapacity(total / size + 1)
-        jobs.reserveCapacity(total / size + 1)
-        var start = 0
-        while start < total {
-            let end = min(start + size, total)
-            let future = ChunkFuture<F.Output>(itemCount: end - start)
-            let label = JobLabel.items(start: start, count: end - start)
+        jobs.reserveCapacity(counts.count)
+        for (index, count) in counts.enumerated() {
+            let start = index * size
             let job = try makeJob(
-                function, inputs: Array(items[start..<end]), label: label, installed: installed
+                function, inputs: Array(items[start..<(start + count)]),
+                label: .items(start: start, count: count), installed: installed
             ) { result in
-                future.complete(result)
+                collector.store(index, result)
                 if let progress {
-                    let done = completed.add(future.itemCount, ordering: .relaxed).newValue
+                    let done = completed.add(count, ordering: .relaxed).newValue
                     progress(PoolProgress(completed: done, total: total))
                 }
             }
-            future.setCanceller { [registry, core] in
-                if let pid = job.cancel() {
-                    registry.worker(pid)?.stop(.cancelled, grace: core.options.terminationGrace)
-                }
-            }
-            futures.append(future)
             jobs.append(job)
-            start = end
         }
+        collector.track(jobs)
         try core.enqueue(jobs)
-        return futures
+        return collector
     }
 }
 

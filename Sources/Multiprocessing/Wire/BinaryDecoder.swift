@@ -37,6 +37,15 @@ public struct BinaryDecoder: Sendable {
     public func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws(CodecError)
         -> T
     {
+        // Plain-number arrays at the top level (a pool's inputs and outputs): one copy, no
+        // decoder object.
+        if T.self == [Int].self { return unsafeBitCast(try rawArray(Int.self, bytes), to: T.self) }
+        if T.self == [Double].self { return unsafeBitCast(try rawArray(Double.self, bytes), to: T.self) }
+        if T.self == [UInt8].self { return unsafeBitCast(try rawArray(UInt8.self, bytes), to: T.self) }
+        if T.self == [Int64].self { return unsafeBitCast(try rawArray(Int64.self, bytes), to: T.self) }
+        if T.self == [Int32].self { return unsafeBitCast(try rawArray(Int32.self, bytes), to: T.self) }
+        if T.self == [UInt64].self { return unsafeBitCast(try rawArray(UInt64.self, bytes), to: T.self) }
+        if T.self == [Float].self { return unsafeBitCast(try rawArray(Float.self, bytes), to: T.self) }
         let core = BinaryDecodingCore(
             bytes: bytes, userInfo: userInfo,
             maximumCollectionCount: maximumCollectionCount, maximumDepth: maximumDepth)
@@ -52,6 +61,39 @@ public struct BinaryDecoder: Sendable {
             throw .trailingBytes(bytes.count - core.pos)
         }
         return value
+    }
+
+    /// The same bytes `[E]` has through the decoder: a varint count, then the elements' memory.
+    private func rawArray<E>(_: E.Type, _ bytes: UnsafeRawBufferPointer) throws(CodecError) -> [E] {
+        var count: UInt64 = 0
+        var shift: UInt64 = 0
+        var position = 0
+        while true {
+            guard position < bytes.count else { throw .truncated(needed: 1, available: 0) }
+            let byte = bytes[position]
+            position += 1
+            if shift == 63 && byte > 1 { throw .invalidValue("varint overflows 64 bits") }
+            count |= UInt64(byte & 0x7f) << shift
+            if byte & 0x80 == 0 { break }
+            shift += 7
+            if shift > 63 { throw .invalidValue("varint longer than 10 bytes") }
+        }
+        let remaining = bytes.count - position
+        let stride = MemoryLayout<E>.stride
+        guard count <= UInt64(maximumCollectionCount) else { throw .lengthTooLarge(Int(clamping: count)) }
+        guard count <= UInt64(remaining / stride) else {
+            let (needed, overflow) = Int(clamping: count).multipliedReportingOverflow(by: stride)
+            throw .truncated(needed: overflow ? Int.max : needed, available: remaining)
+        }
+        let length = Int(count) * stride
+        if remaining != length { throw .trailingBytes(remaining - length) }
+        return [E](unsafeUninitializedCapacity: Int(count)) { buffer, initialized in
+            if length > 0 {
+                UnsafeMutableRawBufferPointer(buffer).copyMemory(
+                    from: UnsafeRawBufferPointer(rebasing: bytes[position..<(position + length)]))
+            }
+            initialized = Int(count)
+        }
     }
 
     /// Decodes a value of `type` that must span all of `bytes`.

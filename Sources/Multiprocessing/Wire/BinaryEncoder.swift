@@ -63,6 +63,17 @@ public struct BinaryEncoder: Sendable {
     public func encode<T: Encodable>(_ value: T, appendingTo buffer: inout [UInt8]) throws(CodecError) {
         // Plain values need no encoder object at all.
         if WireWriter.appendPrimitive(value, to: &buffer) { return }
+        // Plain-number arrays: a varint count and the memory, exactly as the encoder writes them.
+        if T.self == [Int].self { return Self.appendRaw(unsafeBitCast(value, to: [Int].self), to: &buffer) }
+        if T.self == [Double].self {
+            return Self.appendRaw(unsafeBitCast(value, to: [Double].self), to: &buffer)
+        }
+        if T.self == [Int64].self {
+            return Self.appendRaw(unsafeBitCast(value, to: [Int64].self), to: &buffer)
+        }
+        if T.self == [Int32].self {
+            return Self.appendRaw(unsafeBitCast(value, to: [Int32].self), to: &buffer)
+        }
         let start = buffer.count
         let core = BinaryEncodingCore(userInfo: userInfo, maximumDepth: maximumDepth)
         swap(&core.bytes, &buffer)
@@ -75,6 +86,11 @@ public struct BinaryEncoder: Sendable {
             throw Self.codecError(from: error)
         }
         swap(&core.bytes, &buffer)
+    }
+
+    private static func appendRaw<E>(_ values: [E], to buffer: inout [UInt8]) {
+        WireWriter.appendVarint(UInt64(values.count), to: &buffer)
+        values.withUnsafeBytes { buffer.append(contentsOf: $0) }
     }
 
     private static func codecError(from error: any Error) -> CodecError {

@@ -39,13 +39,14 @@ public struct BinaryDecoder: Sendable {
     {
         // Plain-number arrays at the top level (a pool's inputs and outputs): one copy, no
         // decoder object.
-        if T.self == [Int].self { return unsafeBitCast(try rawArray(Int.self, bytes), to: T.self) }
-        if T.self == [Double].self { return unsafeBitCast(try rawArray(Double.self, bytes), to: T.self) }
-        if T.self == [UInt8].self { return unsafeBitCast(try rawArray(UInt8.self, bytes), to: T.self) }
-        if T.self == [Int64].self { return unsafeBitCast(try rawArray(Int64.self, bytes), to: T.self) }
-        if T.self == [Int32].self { return unsafeBitCast(try rawArray(Int32.self, bytes), to: T.self) }
-        if T.self == [UInt64].self { return unsafeBitCast(try rawArray(UInt64.self, bytes), to: T.self) }
-        if T.self == [Float].self { return unsafeBitCast(try rawArray(Float.self, bytes), to: T.self) }
+        let id = ObjectIdentifier(T.self)
+        if id == PlainArrays.int { return unsafeBitCast(try rawArray(Int.self, bytes), to: T.self) }
+        if id == PlainArrays.double { return unsafeBitCast(try rawArray(Double.self, bytes), to: T.self) }
+        if id == PlainArrays.uint8 { return unsafeBitCast(try rawArray(UInt8.self, bytes), to: T.self) }
+        if id == PlainArrays.int64 { return unsafeBitCast(try rawArray(Int64.self, bytes), to: T.self) }
+        if id == PlainArrays.int32 { return unsafeBitCast(try rawArray(Int32.self, bytes), to: T.self) }
+        if id == PlainArrays.uint64 { return unsafeBitCast(try rawArray(UInt64.self, bytes), to: T.self) }
+        if id == PlainArrays.float { return unsafeBitCast(try rawArray(Float.self, bytes), to: T.self) }
         let core = BinaryDecodingCore(
             bytes: bytes, userInfo: userInfo,
             maximumCollectionCount: maximumCollectionCount, maximumDepth: maximumDepth)
@@ -1265,4 +1266,16 @@ struct BinarySingleValueDecodingContainer: SingleValueDecodingContainer {
         try seat()
         return try core.decodeValue(T.self)
     }
+}
+
+/// The array types with a top-level fast path, looked up once: naming `[Int].self` in a hot
+/// generic function costs a runtime metadata lookup on every call.
+enum PlainArrays {
+    static let int = ObjectIdentifier([Int].self)
+    static let double = ObjectIdentifier([Double].self)
+    static let uint8 = ObjectIdentifier([UInt8].self)
+    static let int64 = ObjectIdentifier([Int64].self)
+    static let int32 = ObjectIdentifier([Int32].self)
+    static let uint64 = ObjectIdentifier([UInt64].self)
+    static let float = ObjectIdentifier([Float].self)
 }

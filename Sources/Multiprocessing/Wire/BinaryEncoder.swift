@@ -64,14 +64,15 @@ public struct BinaryEncoder: Sendable {
         // Plain values need no encoder object at all.
         if WireWriter.appendPrimitive(value, to: &buffer) { return }
         // Plain-number arrays: a varint count and the memory, exactly as the encoder writes them.
-        if T.self == [Int].self { return Self.appendRaw(unsafeBitCast(value, to: [Int].self), to: &buffer) }
-        if T.self == [Double].self {
+        let id = ObjectIdentifier(T.self)
+        if id == PlainArrays.int { return Self.appendRaw(unsafeBitCast(value, to: [Int].self), to: &buffer) }
+        if id == PlainArrays.double {
             return Self.appendRaw(unsafeBitCast(value, to: [Double].self), to: &buffer)
         }
-        if T.self == [Int64].self {
+        if id == PlainArrays.int64 {
             return Self.appendRaw(unsafeBitCast(value, to: [Int64].self), to: &buffer)
         }
-        if T.self == [Int32].self {
+        if id == PlainArrays.int32 {
             return Self.appendRaw(unsafeBitCast(value, to: [Int32].self), to: &buffer)
         }
         let start = buffer.count

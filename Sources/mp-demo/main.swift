@@ -1,4 +1,5 @@
 import Multiprocessing
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -108,16 +109,12 @@ if try await runaway.join(timeout: .milliseconds(300)) == nil {
 // 5. The same count on a process pool, with a progress bar.
 say("\n5. The prime count again, on a pool of \(workers) workers, with a progress bar")
 start = ContinuousClock.now
+let bar = ProgressBar(width: 30, interactive: isatty(1) != 0)
 let pooledCount = try await withProcessPool(workers: .cpuCount) { pool in
     let counts = try await pool.map(
         PrimesInBlock(blockSize: blockSize), over: 0..<(limit / blockSize), chunkSize: 1
     ) {
-        progress in
-        let filled = Int(progress.fraction * 30)
-        print(
-            "\r  [" + String(repeating: "#", count: filled) + String(repeating: ".", count: 30 - filled)
-                + "] \(progress.completed)/\(progress.total)", terminator: "")
-        fflush(nil)
+        bar.draw($0)
     }
     return counts.reduce(0, +)
 }
@@ -125,3 +122,36 @@ say("\n  \(pooledCount) primes in \(format(elapsed(since: start))) s")
 precondition(pooledCount == serialCount, "the pool must agree with the serial count")
 
 say("\nAll done; every child was reaped.")
+
+/// A terminal progress bar: redrawn in place on a terminal, a line per quarter otherwise.
+/// Updates may arrive from several workers' drivers at once, and out of order.
+final class ProgressBar: Sendable {
+    let width: Int
+    let interactive: Bool
+    private let shown = Mutex(0)
+
+    init(width: Int, interactive: Bool) {
+        self.width = width
+        self.interactive = interactive
+    }
+
+    func draw(_ progress: PoolProgress) {
+        shown.withLock { shown in
+            guard progress.completed > shown else { return }
+            let quarter = { (n: Int) in n * 4 / max(1, progress.total) }
+            if !interactive && quarter(progress.completed) == quarter(shown)
+                && progress.completed != progress.total
+            {
+                shown = progress.completed
+                return
+            }
+            shown = progress.completed
+            let filled = Int(progress.fraction * Double(width))
+            let line =
+                "  [" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                + "] \(progress.completed)/\(progress.total)"
+            print(interactive ? "\r" + line : line, terminator: interactive ? "" : "\n")
+            fflush(nil)
+        }
+    }
+}

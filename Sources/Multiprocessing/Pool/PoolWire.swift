@@ -50,16 +50,16 @@ struct PoolReader {
     }
 
     mutating func varint() throws(CodecError) -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            let b = try byte()
-            if shift == 63 && b > 1 { throw .invalidValue("varint overflows 64 bits") }
-            result |= UInt64(b & 0x7f) << shift
-            if b & 0x80 == 0 { return result }
-            shift += 7
-            if shift > 63 { throw .invalidValue("varint longer than 10 bytes") }
+        var p = position
+        let result = bytes.withUnsafeBytes { raw -> Result<UInt64, CodecError> in
+            do throws(CodecError) {
+                return .success(try WireReader.varint(in: raw, at: &p))
+            } catch {
+                return .failure(error)
+            }
         }
+        position = p
+        return try result.get()
     }
 
     mutating func fixed32() throws(CodecError) -> UInt32 {

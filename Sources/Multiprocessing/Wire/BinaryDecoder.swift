@@ -66,19 +66,8 @@ public struct BinaryDecoder: Sendable {
 
     /// The same bytes `[E]` has through the decoder: a varint count, then the elements' memory.
     private func rawArray<E>(_: E.Type, _ bytes: UnsafeRawBufferPointer) throws(CodecError) -> [E] {
-        var count: UInt64 = 0
-        var shift: UInt64 = 0
         var position = 0
-        while true {
-            guard position < bytes.count else { throw .truncated(needed: 1, available: 0) }
-            let byte = bytes[position]
-            position += 1
-            if shift == 63 && byte > 1 { throw .invalidValue("varint overflows 64 bits") }
-            count |= UInt64(byte & 0x7f) << shift
-            if byte & 0x80 == 0 { break }
-            shift += 7
-            if shift > 63 { throw .invalidValue("varint longer than 10 bytes") }
-        }
+        let count = try WireReader.varint(in: bytes, at: &position)
         let remaining = bytes.count - position
         let stride = MemoryLayout<E>.stride
         guard count <= UInt64(maximumCollectionCount) else { throw .lengthTooLarge(Int(clamping: count)) }
@@ -1278,4 +1267,29 @@ enum PlainArrays {
     static let int32 = ObjectIdentifier([Int32].self)
     static let uint64 = ObjectIdentifier([UInt64].self)
     static let float = ObjectIdentifier([Float].self)
+}
+
+/// Reading the wire's LEB128 varints outside a decoder (top-level fast paths, the pool protocol).
+enum WireReader {
+    /// The varint at `position`, which moves past it.
+    static func varint(in bytes: UnsafeRawBufferPointer, at position: inout Int) throws(CodecError) -> UInt64
+    {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        var p = position
+        while true {
+            guard p < bytes.count else {
+                throw .truncated(needed: p - position + 1, available: bytes.count - position)
+            }
+            let byte = bytes[p]
+            p += 1
+            if shift == 63 && byte > 1 { throw .invalidValue("varint overflows 64 bits") }
+            result |= UInt64(byte & 0x7f) << shift
+            if byte < 0x80 {
+                position = p
+                return result
+            }
+            shift += 7
+        }
+    }
 }

@@ -228,11 +228,7 @@ final class BinaryDecodingCore: Decoder {
     @exclusivity(unchecked) private var index: [[UInt8]: Int] = [:]
 
     // Types known to have no special wire form, so the protocol cast is skipped.
-    @exclusivity(unchecked) private var plain0: ObjectIdentifier?
-    @exclusivity(unchecked) private var plain1: ObjectIdentifier?
-    @exclusivity(unchecked) private var plain2: ObjectIdentifier?
-    @exclusivity(unchecked) private var plain3: ObjectIdentifier?
-    @exclusivity(unchecked) private var plainNext = 0
+    @exclusivity(unchecked) private var plainTypes = PlainTypeCache()
 
     private let sendableUserInfo: [CodingUserInfoKey: any Sendable]
     lazy var userInfo: [CodingUserInfoKey: Any] = sendableUserInfo
@@ -488,11 +484,11 @@ final class BinaryDecodingCore: Decoder {
     func decodeValue<T: Decodable>(_: T.Type) throws -> T {
         if let value = try decodePrimitive(T.self) { return value }
         let id = ObjectIdentifier(T.self)
-        if !isKnownPlain(id) {
+        if !plainTypes.contains(id) {
             if let special = T.self as? any BinaryDecodingSpecial.Type {
                 return try special.decodeSpecial(from: self, as: T.self)
             }
-            rememberPlain(id)
+            plainTypes.insert(id)
         }
         guard depth < maximumDepth else {
             throw fail(.invalidValue("values nest deeper than \(maximumDepth) levels"))
@@ -559,21 +555,6 @@ final class BinaryDecodingCore: Decoder {
             }
         }
         return elements
-    }
-
-    @inline(__always)
-    private func isKnownPlain(_ id: ObjectIdentifier) -> Bool {
-        plain0 == id || plain1 == id || plain2 == id || plain3 == id
-    }
-
-    private func rememberPlain(_ id: ObjectIdentifier) {
-        switch plainNext & 3 {
-        case 0: plain0 = id
-        case 1: plain1 = id
-        case 2: plain2 = id
-        default: plain3 = id
-        }
-        plainNext &+= 1
     }
 
     // MARK: Keyed containers

@@ -415,11 +415,7 @@ final class BinaryEncodingCore: Encoder {
     @exclusivity(unchecked) private var frameKeyedID = 0
 
     // Types known to have no special wire form, so the protocol cast is skipped.
-    @exclusivity(unchecked) private var plain0: ObjectIdentifier?
-    @exclusivity(unchecked) private var plain1: ObjectIdentifier?
-    @exclusivity(unchecked) private var plain2: ObjectIdentifier?
-    @exclusivity(unchecked) private var plain3: ObjectIdentifier?
-    @exclusivity(unchecked) private var plainNext = 0
+    @exclusivity(unchecked) private var plainTypes = PlainTypeCache()
 
     private let sendableUserInfo: [CodingUserInfoKey: any Sendable]
     lazy var userInfo: [CodingUserInfoKey: Any] = sendableUserInfo
@@ -435,12 +431,12 @@ final class BinaryEncodingCore: Encoder {
     func encodeValue<T: Encodable>(_ value: T) throws {
         if WireWriter.appendPrimitive(value, to: &bytes) { return }
         let id = ObjectIdentifier(T.self)
-        if !isKnownPlain(id) {
+        if !plainTypes.contains(id) {
             if let special = T.self as? any BinaryEncodingSpecial.Type {
                 try special.encodeSpecial(value, into: self)
                 return
             }
-            rememberPlain(id)
+            plainTypes.insert(id)
         }
         guard depth < maximumDepth else {
             throw CodecError.encodingFailed(
@@ -476,21 +472,6 @@ final class BinaryEncodingCore: Encoder {
         for element in elements {
             try encodeValue(element)
         }
-    }
-
-    @inline(__always)
-    private func isKnownPlain(_ id: ObjectIdentifier) -> Bool {
-        plain0 == id || plain1 == id || plain2 == id || plain3 == id
-    }
-
-    private func rememberPlain(_ id: ObjectIdentifier) {
-        switch plainNext & 3 {
-        case 0: plain0 = id
-        case 1: plain1 = id
-        case 2: plain2 = id
-        default: plain3 = id
-        }
-        plainNext &+= 1
     }
 
     // MARK: Container bookkeeping
@@ -946,5 +927,29 @@ struct BinarySingleValueEncodingContainer: SingleValueEncodingContainer {
     private func encodeValue<T: Encodable>(_ value: T) throws {
         try activate()
         try core.encodeValue(value)
+    }
+}
+
+/// The last four types seen to have no special wire form: a tiny cache that lets the encoder and
+/// decoder skip a protocol cast for the types a message repeats.
+struct PlainTypeCache {
+    private var slots: (ObjectIdentifier?, ObjectIdentifier?, ObjectIdentifier?, ObjectIdentifier?) = (
+        nil, nil, nil, nil
+    )
+    private var next = 0
+
+    @inline(__always)
+    func contains(_ id: ObjectIdentifier) -> Bool {
+        slots.0 == id || slots.1 == id || slots.2 == id || slots.3 == id
+    }
+
+    mutating func insert(_ id: ObjectIdentifier) {
+        switch next & 3 {
+        case 0: slots.0 = id
+        case 1: slots.1 = id
+        case 2: slots.2 = id
+        default: slots.3 = id
+        }
+        next &+= 1
     }
 }

@@ -73,6 +73,9 @@ final class WorkerDriver {
     private var window = 1
     private var sentAt = ContinuousClock.now
     private var ready = false
+    /// The job that was running when the worker was found over its memory limit: it fails with
+    /// that verdict even if its answer arrives before the kill takes effect.
+    private var memoryCulprit: (id: UInt64, resident: Int)?
     private let registry: WorkerRegistry
 
     init(core: PoolCore, number: Int, registry: WorkerRegistry) {
@@ -142,6 +145,7 @@ final class WorkerDriver {
         jobsDone = 0
         window = 1
         ready = false
+        memoryCulprit = nil
         return handle
     }
 
@@ -204,6 +208,7 @@ final class WorkerDriver {
             if let timeout = options.taskTimeout, ContinuousClock.now - sentAt >= timeout {
                 worker.stop(.timedOut(timeout), grace: options.terminationGrace)
             } else if let limit = options.memoryLimit, let resident = worker.residentBytes, resident > limit {
+                if pending > 0 { memoryCulprit = (inFlight[inFlightHead].id, resident) }
                 worker.stop(.memory(resident), grace: options.terminationGrace)
             }
             return
@@ -248,7 +253,11 @@ final class WorkerDriver {
                 inFlightHead += 1
                 jobsDone += 1
                 job.runningOn.store(0, ordering: .releasing)
-                job.finish(.answered(status, bytes))
+                if let culprit = memoryCulprit, culprit.id == job.id {
+                    job.finish(.failed(memoryError(job, culprit.resident, worker)))
+                } else {
+                    job.finish(.answered(status, bytes))
+                }
             }
             if inFlightHead == inFlight.count {
                 inFlight.removeAll(keepingCapacity: true)
@@ -302,12 +311,15 @@ final class WorkerDriver {
                 .failed(PoolError.timedOut(task: culprit.label.description, after: after, pid: worker.pid)))
             core.requeue(others)
         case .memory(let resident)?:
-            culprit.finish(
-                .failed(
-                    PoolError.memoryLimitExceeded(
-                        task: culprit.label.description, residentBytes: resident,
-                        limit: core.options.memoryLimit ?? 0, pid: worker.pid)))
-            core.requeue(others)
+            if let answered = memoryCulprit, answered.id != culprit.id,
+                !jobs.contains(where: { $0.id == answered.id })
+            {
+                // The over-limit job already got its verdict when its answer came in.
+                core.requeue([culprit] + others)
+            } else {
+                culprit.finish(.failed(memoryError(culprit, resident, worker)))
+                core.requeue(others)
+            }
         case nil:
             let killed = culprit.workersKilled.add(1, ordering: .relaxed).newValue
             let options = core.options
@@ -321,6 +333,12 @@ final class WorkerDriver {
                 core.requeue(others)
             }
         }
+    }
+
+    private func memoryError(_ job: PoolJob, _ resident: Int, _ worker: WorkerHandle) -> PoolError {
+        .memoryLimitExceeded(
+            task: job.label.description, residentBytes: resident, limit: core.options.memoryLimit ?? 0,
+            pid: worker.pid)
     }
 
     /// Ends a worker between jobs (recycling), waiting for it to go.

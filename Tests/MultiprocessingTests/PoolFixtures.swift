@@ -43,7 +43,7 @@ struct WorkerPID: ProcessFunction {
     func callAsFunction(_ x: Int) async throws -> Int32 { getpid() }
 }
 
-/// Allocates and touches `megabytes`, holds them a moment, returns.
+/// Allocates and touches `megabytes`, holds them, returns.
 struct Hog: ProcessFunction {
     func callAsFunction(_ megabytes: Int) async throws -> Int {
         var blocks: [[UInt8]] = []
@@ -51,7 +51,9 @@ struct Hog: ProcessFunction {
             blocks.append([UInt8](repeating: 1, count: 1 << 20))
             usleep(1_000)
         }
-        usleep(100_000)
+        // Hold the peak long enough for a memory check on a busy machine (checks are periodic,
+        // and a parent starved of CPU may run them late).
+        usleep(600_000)
         return blocks.count
     }
 }

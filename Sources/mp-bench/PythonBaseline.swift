@@ -4,7 +4,19 @@
 
 /// CPython's `multiprocessing` measured by the same run: the script prints `name value` lines.
 enum PythonBaseline {
-    static let script = #"""
+    /// Every area's functions, then the runner. Each area's snippet adds `BENCH[name] = fn`.
+    static var script: String {
+        ([core] + areaSnippets).joined(separator: "\n") + runner
+    }
+
+    static let runner = #"""
+
+        if __name__ == "__main__":
+            for name in sys.argv[1:]:
+                if name in BENCH: print(name, BENCH[name](), flush=True)
+        """#
+
+    static let core = #"""
         import multiprocessing as mp, time, statistics, sys
 
         def noop(): pass
@@ -99,18 +111,17 @@ enum PythonBaseline {
                     except cf.process.BrokenProcessPool: samples.append((time.perf_counter() - t) * 1e3)
             return statistics.median(samples)
 
-        if __name__ == "__main__":
-            which = set(sys.argv[1:])
-            if "process_start_spawn" in which: print("process_start_spawn", start_ms("spawn", 20), flush=True)
-            if "process_start_fast" in which: print("process_start_fast", start_ms("fork", 100), flush=True)
-            if "channel_roundtrip" in which: print("channel_roundtrip", roundtrip_us(5000), flush=True)
-            if "channel_throughput_1mib" in which:
-                print("channel_throughput_1mib", statistics.median(throughput_mbs(500) for _ in range(3)), flush=True)
-            if "pool_map_chunk1" in which: print("pool_map_chunk1", pool_map(1), flush=True)
-            if "pool_map_auto" in which: print("pool_map_auto", pool_map(None), flush=True)
-            if "pool_apply_roundtrip" in which: print("pool_apply_roundtrip", pool_apply(5000), flush=True)
-            if "pool_cpu_speedup" in which: print("pool_cpu_speedup", pool_speedup(), flush=True)
-            if "pool_crash_detect" in which: print("pool_crash_detect", pool_crash(), flush=True)
+        BENCH = {
+            "process_start_spawn": lambda: start_ms("spawn", 20),
+            "process_start_fast": lambda: start_ms("fork", 100),
+            "channel_roundtrip": lambda: roundtrip_us(5000),
+            "channel_throughput_1mib": lambda: statistics.median(throughput_mbs(500) for _ in range(3)),
+            "pool_map_chunk1": lambda: pool_map(1),
+            "pool_map_auto": lambda: pool_map(None),
+            "pool_apply_roundtrip": lambda: pool_apply(5000),
+            "pool_cpu_speedup": pool_speedup,
+            "pool_crash_detect": pool_crash,
+        }
         """#
 
     /// Runs the script with `python3` for `names`; `nil` values when python3 is missing.

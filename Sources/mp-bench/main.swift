@@ -169,8 +169,9 @@ if let i = arguments.firstIndex(of: "--only"), arguments.index(after: i) < argum
     only = Set(arguments[arguments.index(after: i)].split(separator: ",").map(String.init))
 }
 
-typealias Measure = () async throws -> Double
-let catalogue: [(String, String, String, Measure)] = [
+typealias Measure = @Sendable () async throws -> Double
+typealias CatalogueEntry = (String, String, String, Measure)
+let coreCatalogue: [CatalogueEntry] = [
     ("process_start_spawn", "ms", "lower", { try await processStart(.spawn, count: 30) }),
     ("process_start_fast", "ms", "lower", { try await processStart(.forkserver, count: 200) }),
     ("channel_roundtrip", "us", "lower", { try await roundTrip(count: 5000, async: false) }),
@@ -182,6 +183,7 @@ let catalogue: [(String, String, String, Measure)] = [
     ("pool_cpu_speedup", "x", "higher", { try await poolSpeedup() }),
     ("pool_crash_detect", "ms", "lower", { try await poolCrashDetect() }),
 ]
+let catalogue = coreCatalogue + sharedCatalogue + queueCatalogue + managerCatalogue
 // CPython has one Connection API; the async Swift entry is compared with the same figure.
 let pythonName = ["channel_roundtrip_async": "channel_roundtrip"]
 

@@ -87,4 +87,49 @@ int mp_epoll_create(void);
 int mp_epoll_ctl(int epfd, int op, int fd, uint32_t events);
 int mp_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout_ms);
 
+
+/// Shared memory and futexes (SharedMemory.c).
+
+/// An anonymous shared-memory file (memfd, close-on-exec), `size` bytes. Returns the fd or -1.
+int mp_memfd_create(const char *debug_name, uint64_t size);
+
+/// Opens a named POSIX shared-memory object: `create` makes it (failing if it exists) with
+/// `size` bytes, otherwise it must exist. Close-on-exec. Returns the fd or -1 with errno.
+int mp_shm_open(const char *name, int create, uint64_t size);
+
+/// Removes a named shared-memory object. 0 or -1 with errno.
+int mp_shm_unlink(const char *name);
+
+/// The size in bytes of the file behind `fd`, or -1.
+int64_t mp_fd_size(int fd);
+
+/// Maps `size` bytes of `fd` shared and read-write. NULL on failure (errno set).
+void *mp_map_shared(int fd, uint64_t size);
+
+/// Unmaps a mapping made by `mp_map_shared`.
+void mp_unmap(void *address, uint64_t size);
+
+/// Sleeps while `*address == expected` (a process-shared futex) until woken, or until the
+/// CLOCK_MONOTONIC instant `deadline_ns` (< 0: no deadline). Returns 0 when woken (possibly
+/// spuriously), EAGAIN when the value differed, ETIMEDOUT, or EINTR.
+int mp_futex_wait(uint32_t *address, uint32_t expected, int64_t deadline_ns);
+
+/// Wakes up to `count` sleepers on `address`. Returns how many woke.
+int mp_futex_wake(uint32_t *address, int count);
+
+/// CLOCK_MONOTONIC now, in nanoseconds.
+int64_t mp_monotonic_ns(void);
+
+/// The calling thread's id (cached per thread, refreshed in a forked child).
+int32_t mp_current_tid(void);
+
+/// The calling process's id (cached, refreshed in a forked child).
+int32_t mp_current_pid(void);
+
+/// 1 when `pid` names no live process (gone, or a zombie waiting to be reaped), else 0.
+int mp_process_is_dead(int32_t pid);
+
+/// A CPU pause hint for spin loops.
+void mp_spin_pause(void);
+
 #endif

@@ -1,0 +1,189 @@
+import CMultiprocessing
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A block of memory mapped into every process that holds its handle (CPython's
+/// `shared_memory.SharedMemory`).
+///
+/// Segments are **anonymous** by default: a `memfd` with no name anywhere, which the kernel frees
+/// when the last process holding it unmaps it or dies, so there is nothing to leak and nothing
+/// to clean up after a crash. To reach a child, make the segment a stored property of its task
+/// or send it over a ``ProcessChannel``: the descriptor itself travels (SCM_RIGHTS).
+///
+/// **Named** segments (``create(name:size:lifetime:)`` / ``attach(name:)``) are for unrelated
+/// processes that can only share a string. Only the creator unlinks a name: explicitly with
+/// ``unlink()``, or when its handle is released if created with ``NameLifetime/untilReleased``.
+/// An attached process never removes the name, so one process finishing cannot pull a segment
+/// from under the others (CPython's gh-82300). Unlinking only removes the name: processes that
+/// have the segment mapped keep using it.
+///
+/// ```swift
+/// let memory = try SharedMemory(size: 4096)
+/// memory.bytes.storeBytes(of: 42, toByteOffset: 0, as: Int.self)
+/// ```
+public final class SharedMemory: @unchecked Sendable, Codable {
+    /// How long the name of a segment made by ``create(name:size:lifetime:)`` lasts.
+    public enum NameLifetime: Sendable, Hashable {
+        /// The creator's handle unlinks the name when it is released (the default).
+        case untilReleased
+        /// The name stays until the creator calls ``unlink()`` (or the machine restarts).
+        case untilUnlinked
+    }
+
+    /// The number of usable bytes.
+    public let size: Int
+    /// The segment's name (with its leading `/`), or `nil` for an anonymous segment.
+    public let name: String?
+    /// Whether this process created the named segment (and so may unlink it).
+    public let isCreator: Bool
+    /// The first byte of the mapping in this process (each process maps it at its own address).
+    public let baseAddress: UnsafeMutableRawPointer
+
+    let fd: Int32
+    private let lifetime: NameLifetime
+    private let nameUnlinked = Atomic<Bool>(false)
+
+    /// Creates an anonymous segment of `size` zeroed bytes.
+    public convenience init(size: Int) throws(SharedMemoryError) {
+        guard size > 0 else { throw .invalidSize(size) }
+        let fd = mp_memfd_create("swift-multiprocessing", UInt64(size))
+        guard fd >= 0 else { throw .system(SystemError("memfd_create")) }
+        try self.init(fd: fd, size: size, name: nil, isCreator: false, lifetime: .untilUnlinked)
+    }
+
+    /// Creates a named segment of `size` zeroed bytes; fails if the name is taken.
+    public static func create(
+        name: String, size: Int, lifetime: NameLifetime = .untilReleased
+    ) throws(SharedMemoryError) -> SharedMemory {
+        let name = try validated(name)
+        guard size > 0 else { throw .invalidSize(size) }
+        let fd = mp_shm_open(name, 1, UInt64(size))
+        guard fd >= 0 else {
+            let code = errno
+            if code == EEXIST { throw .alreadyExists(name: name) }
+            throw .system(SystemError("shm_open", code: code))
+        }
+        do {
+            return try SharedMemory(fd: fd, size: size, name: name, isCreator: true, lifetime: lifetime)
+        } catch {
+            _ = mp_shm_unlink(name)
+            throw error
+        }
+    }
+
+    /// Maps the existing named segment `name`, at its full size.
+    public static func attach(name: String) throws(SharedMemoryError) -> SharedMemory {
+        let name = try validated(name)
+        let fd = mp_shm_open(name, 0, 0)
+        guard fd >= 0 else {
+            let code = errno
+            if code == ENOENT { throw .notFound(name: name) }
+            throw .system(SystemError("shm_open", code: code))
+        }
+        let size = Int(mp_fd_size(fd))
+        guard size > 0 else {
+            close(fd)
+            throw .invalidSize(size)
+        }
+        return try SharedMemory(fd: fd, size: size, name: name, isCreator: false, lifetime: .untilUnlinked)
+    }
+
+    /// Removes the segment's name so no other process can attach it; mappings stay valid.
+    /// Only the creator may do this (``SharedMemoryError/notCreator(name:)`` otherwise); a second
+    /// call does nothing. Anonymous segments have no name: nothing to do.
+    public func unlink() throws(SharedMemoryError) {
+        guard let name else { return }
+        guard isCreator else { throw .notCreator(name: name) }
+        guard !nameUnlinked.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        if mp_shm_unlink(name) != 0 && errno != ENOENT {
+            throw .system(SystemError("shm_unlink"))
+        }
+    }
+
+    /// The whole segment as raw bytes (valid while this handle lives).
+    public var bytes: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(start: baseAddress, count: size)
+    }
+
+    /// Calls `body` with the segment's bytes, keeping the mapping alive for the call.
+    public func withUnsafeMutableBytes<Result, Failure: Error>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        try withExtendedLifetime(self) { () throws(Failure) -> Result in try body(bytes) }
+    }
+
+    init(fd: Int32, size: Int, name: String?, isCreator: Bool, lifetime: NameLifetime)
+        throws(SharedMemoryError)
+    {
+        guard let base = mp_map_shared(fd, UInt64(size)) else {
+            let error = SystemError("mmap")
+            close(fd)
+            throw .system(error)
+        }
+        self.fd = fd
+        self.size = size
+        self.name = name
+        self.isCreator = isCreator
+        self.lifetime = lifetime
+        self.baseAddress = base
+    }
+
+    deinit {
+        mp_unmap(baseAddress, UInt64(size))
+        close(fd)
+        if isCreator, lifetime == .untilReleased, let name,
+            !nameUnlinked.exchange(true, ordering: .acquiringAndReleasing)
+        {
+            _ = mp_shm_unlink(name)
+        }
+    }
+
+    private static func validated(_ name: String) throws(SharedMemoryError) -> String {
+        let bare = name.hasPrefix("/") ? String(name.dropFirst()) : name
+        guard !bare.isEmpty, bare.utf8.count <= 250, !bare.contains("/"), !bare.contains("\0") else {
+            throw .invalidName(name)
+        }
+        return "/" + bare
+    }
+
+    private enum CodingKeys: String, CodingKey { case descriptor, size, name }
+
+    /// Encodes the segment's descriptor (it travels beside the message) and its size. Works only
+    /// inside a task given to a child or a message sent over a ``ProcessChannel``.
+    public func encode(to encoder: any Encoder) throws {
+        guard let attachments = encoder.userInfo[DescriptorTransfer.key] as? DescriptorTransfer.Outgoing
+        else {
+            throw DescriptorTransfer.notTransferable("SharedMemory", encoder.codingPath)
+        }
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        // The receiver gets its own copy of the descriptor; ours stays open until sent.
+        try container.encode(
+            attachments.attach(fd, afterSend: { withExtendedLifetime(self) {} }), forKey: .descriptor)
+        try container.encode(size, forKey: .size)
+        try container.encodeIfPresent(name, forKey: .name)
+    }
+
+    /// Maps the descriptor that arrived with the message. The receiver never owns the name.
+    public convenience init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let index = try container.decode(Int.self, forKey: .descriptor)
+        let size = try container.decode(Int.self, forKey: .size)
+        let name = try container.decodeIfPresent(String.self, forKey: .name)
+        guard let incoming = decoder.userInfo[DescriptorTransfer.key] as? DescriptorTransfer.Incoming,
+            let fd = incoming.take(index)
+        else {
+            throw DescriptorTransfer.missing("SharedMemory", decoder.codingPath)
+        }
+        let actual = Int(mp_fd_size(fd))
+        guard size > 0, actual >= size else {
+            close(fd)
+            throw SharedMemoryError.invalidSize(size)
+        }
+        try self.init(fd: fd, size: size, name: name, isCreator: false, lifetime: .untilUnlinked)
+    }
+}

@@ -1,0 +1,104 @@
+import CMultiprocessing
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A 32-bit atomic word in shared memory that processes can sleep on (a futex).
+///
+/// The pointer stays valid because every primitive keeps its ``SharedMemory`` alive.
+struct FutexWord: @unchecked Sendable {
+    let atomic: UnsafeMutablePointer<Atomic<UInt32>>
+
+    init(_ address: UnsafeMutableRawPointer) {
+        atomic = address.assumingMemoryBound(to: Atomic<UInt32>.self)
+    }
+
+    private var raw: UnsafeMutablePointer<UInt32> {
+        UnsafeMutableRawPointer(atomic).assumingMemoryBound(to: UInt32.self)
+    }
+
+    @inline(__always) func load() -> UInt32 { atomic.pointee.load(ordering: .acquiring) }
+
+    @inline(__always) func store(_ value: UInt32) { atomic.pointee.store(value, ordering: .releasing) }
+
+    @inline(__always) func exchange(_ value: UInt32) -> UInt32 {
+        atomic.pointee.exchange(value, ordering: .acquiringAndReleasing)
+    }
+
+    @inline(__always) func compareExchange(_ expected: UInt32, _ desired: UInt32) -> (
+        exchanged: Bool, original: UInt32
+    ) {
+        atomic.pointee.compareExchange(
+            expected: expected, desired: desired, successOrdering: .acquiringAndReleasing,
+            failureOrdering: .acquiring)
+    }
+
+    @inline(__always) func add(_ delta: UInt32) -> UInt32 {
+        atomic.pointee.wrappingAdd(delta, ordering: .acquiringAndReleasing).oldValue
+    }
+
+    @inline(__always) func subtract(_ delta: UInt32) -> UInt32 {
+        atomic.pointee.wrappingSubtract(delta, ordering: .acquiringAndReleasing).oldValue
+    }
+
+    /// Sleeps while the word equals `expected`, until woken or `deadline`. Spurious wake-ups
+    /// happen: callers re-check their condition.
+    func wait(ifEqualTo expected: UInt32, until deadline: WaitDeadline) -> FutexWaitResult {
+        mp_futex_wait(raw, expected, deadline.nanoseconds) == ETIMEDOUT ? .timedOut : .woken
+    }
+
+    /// Wakes up to `count` sleepers.
+    @discardableResult func wake(_ count: Int32 = 1) -> Int32 { Int32(mp_futex_wake(raw, count)) }
+
+    /// Wakes every sleeper.
+    @discardableResult func wakeAll() -> Int32 { wake(Int32.max) }
+}
+
+enum FutexWaitResult { case woken, timedOut }
+
+/// An instant on the monotonic clock, or none (wait forever).
+struct WaitDeadline: Sendable, Comparable {
+    /// Nanoseconds on CLOCK_MONOTONIC; negative means no deadline.
+    let nanoseconds: Int64
+
+    static let never = WaitDeadline(nanoseconds: -1)
+
+    init(nanoseconds: Int64) { self.nanoseconds = nanoseconds }
+
+    /// `timeout` from now; `nil` is no deadline. A negative timeout is already past.
+    init(after timeout: Duration?) {
+        guard let timeout else {
+            self = .never
+            return
+        }
+        let (seconds, attoseconds) = timeout.components
+        let ns = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        guard !ns.overflow else {
+            self = seconds < 0 ? WaitDeadline(nanoseconds: 0) : .never
+            return
+        }
+        let total = ns.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
+        self.nanoseconds = max(0, mp_monotonic_ns() + max(total, 0))
+    }
+
+    static var now: Int64 { mp_monotonic_ns() }
+
+    var isNever: Bool { nanoseconds < 0 }
+    var hasPassed: Bool { !isNever && mp_monotonic_ns() >= nanoseconds }
+
+    /// The earlier of this deadline and `ns` nanoseconds from now.
+    func capped(atMost ns: Int64) -> WaitDeadline {
+        let cap = mp_monotonic_ns() + ns
+        return isNever || cap < nanoseconds ? WaitDeadline(nanoseconds: cap) : self
+    }
+
+    static func < (a: WaitDeadline, b: WaitDeadline) -> Bool {
+        if a.isNever { return false }
+        if b.isNever { return true }
+        return a.nanoseconds < b.nanoseconds
+    }
+}

@@ -1,0 +1,72 @@
+import Dispatch
+import Synchronization
+
+/// Set when the task behind an async wait is cancelled; the blocking loop checks it each time
+/// it wakes.
+final class WaitCancellation: Sendable {
+    private let flag = Atomic<Bool>(false)
+    init() {}
+    var isCancelled: Bool { flag.load(ordering: .acquiring) }
+    func cancel() { flag.store(true, ordering: .releasing) }
+}
+
+/// Runs blocking futex waits for async callers on threads of their own, so a task waiting for a
+/// process-shared lock never pins one of Swift's few cooperative threads. Threads are reused
+/// while work keeps coming and leave after a quiet spell.
+enum WaitThreads {
+    /// Waits on another thread with `body`; cancelling the calling task sets the cancellation
+    /// flag and calls `wake` (which wakes the futex `body` sleeps on).
+    static func run<T: Sendable>(
+        _ body: @escaping @Sendable (WaitCancellation) -> T, wake: @escaping @Sendable () -> Void
+    ) async -> T {
+        let cancellation = WaitCancellation()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
+                submit { continuation.resume(returning: body(cancellation)) }
+            }
+        } onCancel: {
+            cancellation.cancel()
+            wake()
+        }
+    }
+
+    private final class Worker: Sendable {
+        let signal = DispatchSemaphore(value: 0)
+        let job = Mutex<(@Sendable () -> Void)?>(nil)
+    }
+
+    private static let idle = Mutex<[Worker]>([])
+
+    private static func submit(_ job: @escaping @Sendable () -> Void) {
+        if let worker = idle.withLock({ $0.popLast() }) {
+            worker.job.withLock { $0 = job }
+            worker.signal.signal()
+            return
+        }
+        let worker = Worker()
+        worker.job.withLock { $0 = job }
+        OSThread.detach(name: "mp-wait") { serve(worker) }
+    }
+
+    private static func serve(_ worker: Worker) {
+        while true {
+            if let job = worker.job.withLock({ job in
+                defer { job = nil }
+                return job
+            }) {
+                job()
+            }
+            idle.withLock { $0.append(worker) }
+            if worker.signal.wait(timeout: .now() + .seconds(10)) == .timedOut {
+                // Leave unless a job was handed over between the timeout and this check.
+                let left = idle.withLock { workers -> Bool in
+                    guard let index = workers.firstIndex(where: { $0 === worker }) else { return false }
+                    workers.remove(at: index)
+                    return true
+                }
+                if left { return }
+                worker.signal.wait()
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import Multiprocessing
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+@Suite("ProcessLock")
+struct ProcessLockTests {
+    @Test("exact total under contention from three processes and the parent")
+    func exactTotals() async throws {
+        let lock = try ProcessLock()
+        let memory = try SharedMemory(size: 8)
+        let perProcess = 20_000
+        let children = try [
+            ChildProcess(LockedIncrementer(lock: lock, memory: memory, count: perProcess)),
+            ChildProcess(LockedIncrementer(lock: lock, memory: memory, count: perProcess)),
+        ]
+        let asyncChild = try ChildProcess(
+            AsyncLockedIncrementer(lock: lock, memory: memory, count: perProcess / 4),
+            startMethod: .forkserver)
+        for child in children { try child.start() }
+        try asyncChild.start()
+        let counter = memory.baseAddress.assumingMemoryBound(to: Int.self)
+        for _ in 0..<perProcess { lock.withLockBlocking { counter.pointee += 1 } }
+        for child in children { try await child.value }
+        try await asyncChild.value
+        #expect(counter.pointee == perProcess * 3 + perProcess / 4)
+        #expect(lock.isLocked == false)
+    }
+
+    @Test("timeouts, try, release errors")
+    func timeoutsAndMisuse() async throws {
+        let lock = try ProcessLock()
+        #expect(lock.tryAcquire() == .acquired)
+        #expect(lock.tryAcquire() == nil)
+        #expect(lock.holder == getpid())
+        #expect(throws: SyncError.timedOut) { try lock.acquireBlocking(timeout: .milliseconds(20)) }
+        await #expect(throws: SyncError.timedOut) { try await lock.acquire(timeout: .milliseconds(20)) }
+        try lock.release()
+        #expect(throws: SyncError.notLocked) { try lock.release() }
+        #expect(try lock.acquireBlocking(timeout: .zero) == .acquired)
+        try lock.release()
+    }
+
+    @Test("an async waiter is woken by a release and cancelling it acquires nothing")
+    func asyncWaitAndCancel() async throws {
+        let lock = try ProcessLock()
+        try lock.acquireBlocking()
+        let waiter = Task { try await lock.acquire() }
+        try await Task.sleep(for: .milliseconds(30))
+        try lock.release()
+        #expect(try await waiter.value == .acquired)
+        // Still held by the waiter's acquisition: a second waiter blocks until cancelled.
+        let cancelled = Task { try await lock.acquire() }
+        try await Task.sleep(for: .milliseconds(30))
+        cancelled.cancel()
+        await #expect(throws: SyncError.cancelled) { try await cancelled.value }
+        try lock.release()
+        #expect(lock.isLocked == false)
+    }
+
+    @Test("a holder SIGKILLed holding the lock: the next acquirer recovers it", arguments: [false, true])
+    func ownerDeath(asyncWaiter: Bool) async throws {
+        let lock = try ProcessLock()
+        let flag = try SharedMemory(size: 8)
+        let holder = try ChildProcess(LockHolder(lock: lock, flag: flag))
+        try holder.start()
+        try await waitForFlag(flag)
+        #expect(lock.holder == holder.pid)
+        let waiter = Task {
+            asyncWaiter
+                ? try await lock.acquire(timeout: .seconds(20))
+                : try lock.acquireBlocking(timeout: .seconds(20))
+        }
+        try await Task.sleep(for: .milliseconds(20))
+        holder.kill()
+        _ = try await holder.join()
+        let acquisition = try await waiter.value
+        #expect(acquisition == .ownerDied(pid: holder.pid!))
+        #expect(lock.ownerDeaths == 1)
+        try lock.release()
+        #expect(try lock.acquireBlocking(timeout: .seconds(1)) == .acquired)
+        try lock.release()
+    }
+
+    @Test("tryAcquire takes over a dead holder's lock")
+    func tryAfterDeath() async throws {
+        let lock = try ProcessLock()
+        let flag = try SharedMemory(size: 8)
+        let holder = try ChildProcess(LockHolder(lock: lock, flag: flag))
+        try holder.start()
+        try await waitForFlag(flag)
+        #expect(lock.tryAcquire() == nil)
+        holder.kill()
+        _ = try await holder.join()
+        #expect(lock.tryAcquire() == .ownerDied(pid: holder.pid!))
+        try lock.release()
+    }
+}

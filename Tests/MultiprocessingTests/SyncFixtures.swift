@@ -1,0 +1,56 @@
+import Multiprocessing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+// Tasks for the shared-memory and synchronization tests (internal, at file scope, so a child can
+// find them by name).
+
+/// Increments a plain counter in shared memory `count` times, each under the lock.
+struct LockedIncrementer: ProcessTask {
+    var lock: ProcessLock
+    var memory: SharedMemory
+    var count: Int
+    func run() async throws {
+        let counter = memory.baseAddress.assumingMemoryBound(to: Int.self)
+        for _ in 0..<count {
+            lock.withLockBlocking { counter.pointee += 1 }
+        }
+    }
+}
+
+/// Same, through the async acquire.
+struct AsyncLockedIncrementer: ProcessTask {
+    var lock: ProcessLock
+    var memory: SharedMemory
+    var count: Int
+    func run() async throws {
+        let counter = memory.baseAddress.assumingMemoryBound(to: Int.self)
+        for _ in 0..<count {
+            try await lock.withLock { counter.pointee += 1 }
+        }
+    }
+}
+
+/// Takes the lock, says so through a flag in shared memory, and sleeps holding it (to be killed).
+struct LockHolder: ProcessTask {
+    var lock: ProcessLock
+    var flag: SharedMemory
+    func run() async throws {
+        try lock.acquireBlocking()
+        flag.baseAddress.storeBytes(of: 1, as: Int.self)
+        while true { sleep(10) }
+    }
+}
+
+/// Waits until a shared Int at offset 0 becomes `value` (polling; tests only).
+func waitForFlag(_ memory: SharedMemory, _ value: Int = 1, seconds: Double = 10) async throws {
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while memory.baseAddress.load(as: Int.self) != value {
+        if ContinuousClock.now > deadline { throw FlagTimeout() }
+        try await Task.sleep(for: .milliseconds(2))
+    }
+}
+
+struct FlagTimeout: Error {}

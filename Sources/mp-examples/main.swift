@@ -12,7 +12,9 @@ func say(_ line: String) {
     fflush(nil)
 }
 
-let examples: [(String, String, () async throws -> Void)] = [
+typealias Example = (name: String, title: String, run: @Sendable () async throws -> Void)
+
+let poolExamples: [Example] = [
     (
         "pool-apply", "apply and submit (apply_async)",
         {
@@ -101,6 +103,9 @@ let examples: [(String, String, () async throws -> Void)] = [
         }
     ),
 ]
+
+// Each area adds its examples in a file of its own.
+let examples = poolExamples + sharedExamples + queueExamples + managerExamples
 
 /// Runs `body`, giving up (and cancelling it) after `limit`: `nil` then.
 func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T)

@@ -1,0 +1,3 @@
+// The seeds' manager programs (filled in with the area).
+
+let managerExamples: [Example] = []

@@ -1,0 +1,3 @@
+// The seeds' queue programs (filled in with the area).
+
+let queueExamples: [Example] = []

@@ -1,0 +1,3 @@
+// The seeds' shared programs (filled in with the area).
+
+let sharedExamples: [Example] = []

@@ -208,9 +208,9 @@ if json {
     print("{\"results\": [\n  " + items.joined(separator: ",\n  ") + "\n]}")
 } else {
     func pad(_ s: String, _ n: Int) -> String {
-        s.count >= n ? s : s + String(repeating: " ", count: n - s.count)
+        s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count)
     }
-    print(pad("benchmark", 26) + pad("unit", 7) + pad("swift", 12) + pad("python", 12) + "swift advantage")
+    print(pad("benchmark", 26) + pad("unit", 8) + pad("swift", 14) + pad("python", 14) + "swift advantage")
     for e in entries {
         var ratio = "-"
         if let p = e.python, p > 0, e.swift > 0 {
@@ -218,7 +218,7 @@ if json {
             ratio = "\(format(r))x"
         }
         print(
-            pad(e.name, 26) + pad(e.unit, 7) + pad(format(e.swift), 12)
-                + pad(e.python.map(format) ?? "n/a", 12) + ratio)
+            pad(e.name, 26) + pad(e.unit, 8) + pad(format(e.swift), 14)
+                + pad(e.python.map(format) ?? "n/a", 14) + ratio)
     }
 }

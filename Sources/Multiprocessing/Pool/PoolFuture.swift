@@ -13,7 +13,9 @@ public final class PoolFuture<Output: Sendable>: Sendable {
         self.canceller = Mutex(canceller)
     }
 
-    func setCanceller(_ cancel: @escaping @Sendable () -> Void) { canceller.withLock { $0 = cancel } }
+    func setCanceller(_ cancel: @escaping @Sendable () -> Void) {
+        canceller.withLock { if !isDone { $0 = cancel } }
+    }
 
     func complete(_ result: Result<Output, any Error>) {
         let first = state.withLock { current -> Bool in
@@ -21,7 +23,9 @@ public final class PoolFuture<Output: Sendable>: Sendable {
             current = result
             return true
         }
-        if first { arrived.fire() }
+        guard first else { return }
+        canceller.withLock { $0 = nil }  // It refers to the job, which refers to this future.
+        arrived.fire()
     }
 
     /// `true` once the result (or an error) is in.

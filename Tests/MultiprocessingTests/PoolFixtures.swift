@@ -106,3 +106,31 @@ final class CountingInputs: Sequence, @unchecked Sendable {
 struct Multiply: ProcessFunction2 {
     func callAsFunction(_ a: Int, _ b: String) async throws -> String { String(repeating: b, count: a) }
 }
+
+/// An input whose encoding fails when `refuse` is set: the parent cannot send it.
+struct Picky: Codable, Sendable {
+    var value: Int
+    var refuse = false
+
+    init(_ value: Int, refuse: Bool = false) {
+        self.value = value
+        self.refuse = refuse
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        if refuse {
+            throw EncodingError.invalidValue(
+                value, EncodingError.Context(codingPath: [], debugDescription: "refused"))
+        }
+        var container = encoder.singleValueContainer()
+        try container.encode(value)
+    }
+
+    init(from decoder: any Decoder) throws {
+        value = try decoder.singleValueContainer().decode(Int.self)
+    }
+}
+
+struct PickyDouble: ProcessFunction {
+    func callAsFunction(_ x: Picky) async throws -> Int { x.value * 2 }
+}

@@ -206,6 +206,53 @@ struct PoolTests {
         }
     }
 
+    @Test("maps running at once with the same function keep their results apart")
+    func concurrentMaps() async throws {
+        try await withProcessPool(workers: 2) { (pool: ProcessPool) async throws in
+            async let a = pool.map(Square(), over: 0..<3000, chunkSize: 1)
+            async let b = pool.map(Square(), over: 3000..<6000, chunkSize: 1)
+            async let c = pool.map(Offset(by: 7), over: 0..<3000, chunkSize: 2)
+            async let d = pool.apply(Square(), 12)
+            let (ra, rb, rc, rd) = try await (a, b, c, d)
+            #expect(ra == (0..<3000).map { $0 * $0 })
+            #expect(rb == (3000..<6000).map { $0 * $0 })
+            #expect(rc == (0..<3000).map { $0 + 7 })
+            #expect(rd == 144)
+        }
+    }
+
+    @Test("errors thrown by some items of many small chunks stay with their items")
+    func scatteredErrors() async throws {
+        try await withProcessPool(workers: 2) { (pool: ProcessPool) async throws in
+            for chunkSize in [1, 7] {
+                let results = try await pool.mapResults(OddThrower(), over: 0..<500, chunkSize: chunkSize)
+                #expect(results.count == 500)
+                for (i, result) in results.enumerated() {
+                    if i % 2 == 0 {
+                        #expect(try result.get() == i)
+                    } else {
+                        #expect(throws: FixtureError.badInput("odd \(i)", line: i)) { try result.get() }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("an input that cannot be encoded fails its own chunk only")
+    func unencodableInput() async throws {
+        try await withProcessPool(workers: 1) { (pool: ProcessPool) async throws in
+            let inputs = (0..<20).map { Picky($0, refuse: $0 == 5) }
+            let results = try await pool.mapResults(PickyDouble(), over: inputs, chunkSize: 1)
+            for (i, result) in results.enumerated() where i != 5 { #expect(try result.get() == i * 2) }
+            #expect(throws: ProcessError.self) { try results[5].get() }
+            await #expect(throws: ProcessError.self) {
+                try await pool.map(PickyDouble(), over: inputs, chunkSize: 4)
+            }
+            #expect(throws: ProcessError.self) { _ = try pool.submit(PickyDouble(), Picky(1, refuse: true)) }
+            #expect(try await pool.map(PickyDouble(), over: [Picky(4)]) == [8])
+        }
+    }
+
     @Test("a task that kills every worker it touches is stopped by the poison rule")
     func poison() async throws {
         var options = PoolOptions()

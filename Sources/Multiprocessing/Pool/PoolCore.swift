@@ -32,18 +32,9 @@ final class PoolCore: Sendable {
         self.options = options
     }
 
-    /// A job whose end (answer, failure or cancellation) is counted for ``drain()``.
-    func makeJob(
-        function: InstalledFunction, input: [UInt8], label: JobLabel,
-        completion: @escaping @Sendable (JobResult) -> Void
-    ) -> PoolJob {
-        PoolJob(
-            id: nextJobID.add(1, ordering: .relaxed).oldValue, function: function, input: input, label: label
-        ) {
-            [self] result in
-            completion(result)
-            finished(1)
-        }
+    /// The first of `count` fresh job ids.
+    func newJobIDs(_ count: Int) -> UInt64 {
+        nextJobID.add(UInt64(count), ordering: .relaxed).oldValue
     }
 
     /// The id under which workers know this function value.
@@ -146,7 +137,7 @@ final class PoolCore: Sendable {
             defer { s.idleDrivers.removeAll() }
             return (s.queue.removeAll(), s.idleDrivers)
         }
-        for job in jobs { job.finish(.failed(PoolError.initializerFailed(reason))) }
+        for job in jobs { job.fail(PoolError.initializerFailed(reason)) }
         for driver in woken { driver.resume(returning: false) }
     }
 

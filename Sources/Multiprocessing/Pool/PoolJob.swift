@@ -23,15 +23,66 @@ enum JobLabel: Sendable, CustomStringConvertible {
     }
 }
 
-/// How a job ended, as the parent sees it.
-enum JobResult: Sendable {
-    /// The worker answered with `status` and `bytes` (see ``PoolWire/Status``).
-    case answered(PoolWire.Status, [UInt8])
-    /// It did not run to an answer.
-    case failed(any Error)
+/// Jobs that share a function and a destination for their results: one `map`, one chunk of a
+/// streaming map, one submitted call. Drivers see only this type-erased face; the generic
+/// subclasses encode the inputs and decode the outputs of a whole run of jobs at a time, so the
+/// parent's generic work is per frame, not per job.
+class JobBatch: @unchecked Sendable {
+    let core: PoolCore
+    let function: InstalledFunction
+
+    init(core: PoolCore, function: InstalledFunction) {
+        self.core = core
+        self.function = function
+    }
+
+    /// How many inputs job `index` holds.
+    func itemCount(_ index: Int) -> Int { 1 }
+
+    /// What job `index` is called in errors.
+    func label(_ index: Int) -> String { "#\(index)" }
+
+    /// Appends the inputs of `jobs` (all of this batch) as one encoded `[Input]`; on failure
+    /// `frame` is left as it was.
+    func appendInputs(of jobs: ArraySlice<PoolJob>, to frame: inout [UInt8]) throws(CodecError) {
+        fatalError("JobBatch.appendInputs is abstract")
+    }
+
+    /// Delivers a worker's answers for a run of this batch's jobs. Entries not `claimed` ended
+    /// otherwise meanwhile: their answers are skipped.
+    func deliver(_ run: ResultRun) {
+        fatalError("JobBatch.deliver is abstract")
+    }
+
+    /// Delivers the failure of job `index` (already claimed).
+    func fail(_ index: Int, _ error: any Error) {
+        fatalError("JobBatch.fail is abstract")
+    }
 }
 
-/// One unit of work: a chunk of inputs for one function. Completed exactly once.
+/// One run of answers from a worker, as the driver hands it to the jobs' batch.
+struct ResultRun {
+    struct Entry {
+        let job: PoolJob
+        let status: PoolWire.Status
+        /// The job's own bytes in `payload` (for statuses other than `values`).
+        let blob: Range<Int>
+        /// `false` when the job already ended (it was cancelled): its answer is dropped.
+        var claimed: Bool
+        /// Delivered instead of the answer (its worker went over the memory limit meanwhile).
+        var override: (any Error)?
+    }
+
+    let payload: [UInt8]
+    var entries: [Entry]
+    /// The outputs of every `values` entry, in order, as one encoded `[Output]`.
+    let values: Range<Int>?
+
+    var claimedCount: Int { entries.reduce(0) { $0 + ($1.claimed ? 1 : 0) } }
+}
+
+/// One unit of work: job `index` of its batch (a chunk of a map, or one call). Ends exactly
+/// once: answered, failed or cancelled.
 final class PoolJob: Sendable {
     enum Phase: UInt8 {
         case queued = 0
@@ -41,26 +92,23 @@ final class PoolJob: Sendable {
     }
 
     let id: UInt64
-    let function: InstalledFunction
-    let input: [UInt8]
-    let label: JobLabel
-    private let completion: @Sendable (JobResult) -> Void
+    let batch: JobBatch
+    let index: Int
     private let phase = Atomic<UInt8>(Phase.queued.rawValue)
     /// Workers this job was running on when they died.
     let workersKilled = Atomic<Int>(0)
     /// The pid of the worker currently running it (0 when none), so that cancelling can stop it.
     let runningOn = Atomic<Int32>(0)
 
-    init(
-        id: UInt64, function: InstalledFunction, input: [UInt8], label: JobLabel,
-        completion: @escaping @Sendable (JobResult) -> Void
-    ) {
+    init(id: UInt64, batch: JobBatch, index: Int) {
         self.id = id
-        self.function = function
-        self.input = input
-        self.label = label
-        self.completion = completion
+        self.batch = batch
+        self.index = index
     }
+
+    var function: InstalledFunction { batch.function }
+    var label: String { batch.label(index) }
+    var itemCount: Int { batch.itemCount(index) }
 
     var isCancelled: Bool { phase.load(ordering: .acquiring) == Phase.cancelled.rawValue }
 
@@ -80,14 +128,22 @@ final class PoolJob: Sendable {
         )
     }
 
-    /// Delivers the result unless the job already finished or was cancelled.
-    func finish(_ result: JobResult) {
+    /// Takes the right to deliver the job's end: `false` if it already finished or was
+    /// cancelled. Whoever claims it must deliver through the batch and count it as finished.
+    func claim() -> Bool {
         let old = phase.exchange(Phase.finished.rawValue, ordering: .acquiringAndReleasing)
         guard old == Phase.queued.rawValue || old == Phase.running.rawValue else {
             if old == Phase.cancelled.rawValue { phase.store(Phase.cancelled.rawValue, ordering: .releasing) }
-            return
+            return false
         }
-        completion(result)
+        return true
+    }
+
+    /// Fails the job unless it already finished or was cancelled.
+    func fail(_ error: any Error) {
+        guard claim() else { return }
+        batch.fail(index, error)
+        batch.core.finished(1)
     }
 
     /// Cancels the job: delivers ``PoolError/cancelled`` now. Returns the pid of the worker that
@@ -98,7 +154,8 @@ final class PoolJob: Sendable {
             if old == Phase.finished.rawValue { phase.store(Phase.finished.rawValue, ordering: .releasing) }
             return nil
         }
-        completion(.failed(PoolError.cancelled))
+        batch.fail(index, PoolError.cancelled)
+        batch.core.finished(1)
         let pid = runningOn.load(ordering: .acquiring)
         return old == Phase.running.rawValue && pid > 0 ? pid : nil
     }

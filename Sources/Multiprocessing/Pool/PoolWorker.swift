@@ -26,8 +26,6 @@ struct PoolWorker: ProcessTask {
     var initializerType: String?
     var initializerPayload: [UInt8]?
 
-    typealias Runner = @Sendable ([UInt8]) async -> (PoolWire.Status, [UInt8])
-
     func run() async throws {
         let socket = channel.socket
         if let initializerType, let initializerPayload {
@@ -38,8 +36,8 @@ struct PoolWorker: ProcessTask {
             try await Self.runInitializer(type, initializerPayload)
         }
         try await socket.send(.message, [PoolWire.ready])
-        var runners: [UInt64: Result<Runner, ErrorReport>] = [:]
-        var out: [UInt8] = []
+        var runners: [UInt64: Result<any JobRunner, ErrorReport>] = [:]
+        var writer = ResultWriter(socket: socket)
         while true {
             let received: Result<Frame, ChannelError>
             do {
@@ -58,42 +56,33 @@ struct PoolWorker: ProcessTask {
                 let payload = try reader.data()
                 runners[id] = Self.makeRunner(typeName: typeName, payload: payload)
             case PoolWire.jobs:
-                let count = try reader.count()
-                out.removeAll(keepingCapacity: true)
-                out.append(PoolWire.results)
-                var answered = 0
-                let countAt = out.count
-                out.append(contentsOf: [0, 0, 0, 0])  // Patched with the number of results.
-                var lastFlush = ContinuousClock.now
-                for _ in 0..<count {
-                    let jobID = try reader.varint()
+                writer.begin()
+                while !reader.isAtEnd {
                     let functionID = try reader.varint()
-                    let input = try reader.data()
-                    let (status, bytes): (PoolWire.Status, [UInt8])
+                    let count = try reader.count()
+                    var run = JobRun(payload: frame.payload)
+                    run.ids.reserveCapacity(count)
+                    run.itemEnds.reserveCapacity(count)
+                    var items = 0
+                    for _ in 0..<count {
+                        run.ids.append(try reader.varint())
+                        items += try reader.count()
+                        run.itemEnds.append(items)
+                    }
+                    run.inputs = try reader.blob()
                     switch runners[functionID] {
-                    case .success(let runner): (status, bytes) = await runner(input)
-                    case .failure(let report):
-                        (status, bytes) = (.failed, (try? TaskCoding.encode(report)) ?? [])
+                    case .success(let runner)?:
+                        try await runner.run(run, &writer)
+                    case .failure(let report)?:
+                        writer.fail(run.ids[...], report)
                     case nil:
-                        let report = ErrorReport(
-                            PoolError.protocolError("function \(functionID) was never installed"))
-                        (status, bytes) = (.failed, (try? TaskCoding.encode(report)) ?? [])
-                    }
-                    WireWriter.appendVarint(jobID, to: &out)
-                    out.append(status.rawValue)
-                    PoolWire.appendBytes(bytes, to: &out)
-                    answered += 1
-                    // A slow job's result goes out at once, so that a crash in the next one is
-                    // blamed on the right job and finished work is never redone.
-                    if ContinuousClock.now - lastFlush > .milliseconds(1) {
-                        try await Self.send(&out, answered: answered, countAt: countAt, on: socket)
-                        answered = 0
-                        lastFlush = ContinuousClock.now
+                        writer.fail(
+                            run.ids[...],
+                            ErrorReport(PoolError.protocolError("function \(functionID) was never installed"))
+                        )
                     }
                 }
-                if answered > 0 {
-                    try await Self.send(&out, answered: answered, countAt: countAt, on: socket)
-                }
+                try await writer.flush()
             case PoolWire.shutdown:
                 return
             case let other:
@@ -102,22 +91,12 @@ struct PoolWorker: ProcessTask {
         }
     }
 
-    private static func send(_ out: inout [UInt8], answered: Int, countAt: Int, on socket: FramedSocket)
-        async throws
-    {
-        withUnsafeBytes(of: UInt32(answered).littleEndian) { raw in
-            for i in 0..<4 { out[countAt + i] = raw[i] }
-        }
-        try await socket.send(.message, out)
-        out.removeSubrange((countAt + 4)...)
-    }
-
     private static func runInitializer<T: ProcessTask>(_ type: T.Type, _ payload: [UInt8]) async throws {
         let task = try TaskCoding.decode(T.self, from: payload)
         _ = try await task.run()
     }
 
-    private static func makeRunner(typeName: String, payload: [UInt8]) -> Result<Runner, ErrorReport> {
+    private static func makeRunner(typeName: String, payload: [UInt8]) -> Result<any JobRunner, ErrorReport> {
         guard let type = TypeIdentity.resolve(typeName) as? any ProcessFunction.Type else {
             return .failure(
                 ErrorReport(
@@ -128,62 +107,171 @@ struct PoolWorker: ProcessTask {
     }
 
     private static func runner<F: ProcessFunction>(for type: F.Type, _ payload: [UInt8]) -> Result<
-        Runner, ErrorReport
+        any JobRunner, ErrorReport
     > {
-        let function: F
         do {
-            function = try TaskCoding.decode(F.self, from: payload)
+            return .success(FunctionRunner(function: try TaskCoding.decode(F.self, from: payload)))
         } catch {
             return .failure(ErrorReport(ProcessError.codec(error)))
         }
-        return .success({ bytes in await runChunk(function, bytes) })
+    }
+}
+
+/// One run of a `jobs` frame (see ``PoolWire``): job `k` is items `itemEnds[k - 1] ..< itemEnds[k]`
+/// of the `[Input]` encoded at `inputs` in `payload`.
+struct JobRun {
+    let payload: [UInt8]
+    var ids: [UInt64] = []
+    var itemEnds: [Int] = []
+    var inputs: Range<Int> = 0..<0
+}
+
+/// Runs the jobs of one installed function.
+protocol JobRunner: Sendable {
+    func run(_ run: JobRun, _ writer: inout ResultWriter) async throws
+}
+
+/// Builds `results` frames and sends them; a slow job's answer goes out as soon as it is in,
+/// so that a crash in the next one is blamed on the right job and finished work is never redone.
+struct ResultWriter {
+    let socket: FramedSocket
+    private(set) var out: [UInt8] = []
+    /// When results last went out (or the current `jobs` frame arrived).
+    private(set) var lastFlush = ContinuousClock.now
+
+    init(socket: FramedSocket) { self.socket = socket }
+
+    /// Starts on a `jobs` frame.
+    mutating func begin() {
+        out.removeAll(keepingCapacity: true)
+        out.append(PoolWire.results)
+        lastFlush = .now
     }
 
-    /// Runs `function` over a chunk of inputs. Every item gets a result: a thrown error stops
-    /// only its own item.
-    static func runChunk<F: ProcessFunction>(_ function: F, _ bytes: [UInt8]) async -> (
-        PoolWire.Status, [UInt8]
+    /// Sends what has been written, if anything.
+    mutating func flush() async throws {
+        if out.count > 1 { try await socket.send(.message, out) }
+        out.removeSubrange(1...)
+        lastFlush = .now
+    }
+
+    /// Answers every job of `ids` with the same failure.
+    mutating func fail(_ ids: ArraySlice<UInt64>, _ report: ErrorReport) {
+        let bytes = (try? TaskCoding.encode(report)) ?? []
+        WireWriter.appendVarint(UInt64(ids.count), to: &out)
+        for id in ids {
+            WireWriter.appendVarint(id, to: &out)
+            out.append(PoolWire.Status.failed.rawValue)
+            PoolWire.appendBlob(bytes, to: &out)
+        }
+    }
+
+    /// Answers jobs `first ..< first + ids.count` of `run`, whose items produced `outputs`
+    /// (in order, skipping the items in `failures`).
+    mutating func answer<Output: Codable>(
+        _ run: JobRun, jobs: Range<Int>, outputs: [Output], failures: [(item: Int, error: any Error)]
     ) {
+        let mark = out.count
+        WireWriter.appendVarint(UInt64(jobs.count), to: &out)
+        if failures.isEmpty {
+            for k in jobs {
+                WireWriter.appendVarint(run.ids[k], to: &out)
+                out.append(PoolWire.Status.values.rawValue)
+            }
+            let blob = PoolWire.beginBlob(&out)
+            do {
+                try BinaryEncoder().encode(outputs, appendingTo: &out)
+                PoolWire.endBlob(&out, at: blob)
+            } catch {
+                out.removeSubrange(mark...)
+                fail(run.ids[jobs], ErrorReport(ProcessError.codec(error)))
+            }
+            return
+        }
+        // Some items threw: the jobs that hold them answer item by item.
+        var values: [Output] = []
+        var anyValues = false
+        var nextOutput = 0
+        var nextFailure = 0
+        for k in jobs {
+            let lower = k == 0 ? 0 : run.itemEnds[k - 1]
+            let upper = run.itemEnds[k]
+            WireWriter.appendVarint(run.ids[k], to: &out)
+            guard nextFailure < failures.count, failures[nextFailure].item < upper else {
+                values += outputs[nextOutput..<(nextOutput + upper - lower)]
+                nextOutput += upper - lower
+                anyValues = true
+                out.append(PoolWire.Status.values.rawValue)
+                continue
+            }
+            var outcomes: [ItemOutcome<Output>] = []
+            outcomes.reserveCapacity(upper - lower)
+            for item in lower..<upper {
+                if nextFailure < failures.count, failures[nextFailure].item == item {
+                    outcomes.append(.error(ErrorReport(failures[nextFailure].error)))
+                    nextFailure += 1
+                } else {
+                    outcomes.append(.value(outputs[nextOutput]))
+                    nextOutput += 1
+                }
+            }
+            do {
+                let bytes = try TaskCoding.encode(outcomes)
+                out.append(PoolWire.Status.mixed.rawValue)
+                PoolWire.appendBlob(bytes, to: &out)
+            } catch {
+                out.append(PoolWire.Status.failed.rawValue)
+                PoolWire.appendBlob(
+                    (try? TaskCoding.encode(ErrorReport(ProcessError.codec(error)))) ?? [], to: &out)
+            }
+        }
+        guard anyValues else { return }
+        do {
+            var encoded: [UInt8] = []
+            try BinaryEncoder().encode(values, appendingTo: &encoded)
+            PoolWire.appendBlob(encoded, to: &out)
+        } catch {
+            out.removeSubrange(mark...)
+            fail(run.ids[jobs], ErrorReport(ProcessError.codec(error)))
+        }
+    }
+}
+
+/// Runs one function's jobs: one generic decode per run, the per-item loop compiled for the
+/// function's type (``ProcessFunction/_callJobs(_:itemEnds:from:until:into:failures:)``), one
+/// generic encode per batch of answers.
+struct FunctionRunner<F: ProcessFunction>: JobRunner {
+    let function: F
+
+    func run(_ run: JobRun, _ writer: inout ResultWriter) async throws {
         let inputs: [F.Input]
         do {
-            inputs = try TaskCoding.decode([F.Input].self, from: bytes)
+            inputs = try JobDecoding.decode([F.Input].self, run.payload, run.inputs)
         } catch {
-            return (.failed, (try? TaskCoding.encode(ErrorReport(ProcessError.codec(error)))) ?? [])
+            writer.fail(run.ids[...], ErrorReport(error))
+            return
+        }
+        guard inputs.count == run.itemEnds.last ?? 0 else {
+            writer.fail(
+                run.ids[...],
+                ErrorReport(
+                    PoolError.protocolError("\(inputs.count) inputs for \(run.itemEnds.last ?? 0) items")))
+            return
         }
         var outputs: [F.Output] = []
         outputs.reserveCapacity(inputs.count)
-        var failures: [(index: Int, report: ErrorReport)] = []
-        var next = 0
-        while next < inputs.count {
-            let before = outputs.count
-            do {
-                try await function._callEach(inputs[next...], into: &outputs)
-                next = inputs.count
-            } catch {
-                // The item after the last appended one threw; carry on after it.
-                let failed = next + (outputs.count - before)
-                failures.append((failed, ErrorReport(error)))
-                next = failed + 1
-            }
-        }
-        do {
-            if failures.isEmpty { return (.values, try TaskCoding.encode(outputs)) }
-            var outcomes: [ItemOutcome<F.Output>] = []
-            outcomes.reserveCapacity(inputs.count)
-            var values = outputs.makeIterator()
-            var pending = failures.makeIterator()
-            var failure = pending.next()
-            for index in inputs.indices {
-                if let current = failure, current.index == index {
-                    outcomes.append(.error(current.report))
-                    failure = pending.next()
-                } else if let value = values.next() {
-                    outcomes.append(.value(value))
-                }
-            }
-            return (.mixed, try TaskCoding.encode(outcomes))
-        } catch {
-            return (.failed, (try? TaskCoding.encode(ErrorReport(ProcessError.codec(error)))) ?? [])
+        var failures: [(item: Int, error: any Error)] = []
+        var done = 0
+        while done < run.ids.count {
+            let deadline = writer.lastFlush + .milliseconds(1)
+            let next = await function._callJobs(
+                inputs, itemEnds: run.itemEnds, from: done, until: deadline, into: &outputs,
+                failures: &failures)
+            writer.answer(run, jobs: done..<next, outputs: outputs, failures: failures)
+            outputs.removeAll(keepingCapacity: true)
+            failures.removeAll()
+            done = next
+            if ContinuousClock.now > deadline { try await writer.flush() }
         }
     }
 }

@@ -94,13 +94,13 @@ public final class ProcessPool: Sendable {
     func map<F: ProcessFunction>(
         _ function: F, items: [F.Input], chunkSize: Int?, progress: (@Sendable (PoolProgress) -> Void)?
     ) async throws -> [F.Output] {
-        let collector = try submitChunks(
+        let batch = try submitChunks(
             function, items, chunkSize: chunkSize, failFast: true, progress: progress)
-        await awaitSettled(collector)
+        await awaitSettled(batch)
         do {
-            return try collector.values()
+            return try batch.values()
         } catch {
-            collector.cancelAll(registry, grace: core.options.terminationGrace)
+            batch.cancelAll(registry, grace: core.options.terminationGrace)
             throw error
         }
     }
@@ -119,22 +119,22 @@ public final class ProcessPool: Sendable {
     func mapResults<F: ProcessFunction>(
         _ function: F, items: [F.Input], chunkSize: Int?, progress: (@Sendable (PoolProgress) -> Void)?
     ) async throws -> [Result<F.Output, any Error>] {
-        let collector = try submitChunks(
+        let batch = try submitChunks(
             function, items, chunkSize: chunkSize, failFast: false, progress: progress)
-        await awaitSettled(collector)
-        return collector.results()
+        await awaitSettled(batch)
+        return batch.results()
     }
 
     /// Waits for a map's chunks; cancelling the waiting task cancels the map's work.
-    private func awaitSettled<Output>(_ collector: MapCollector<Output>) async {
+    private func awaitSettled<F>(_ batch: MapBatch<F>) async {
         let registry = self.registry
         let grace = core.options.terminationGrace
         await withTaskCancellationHandler {
-            await collector.settled.wait()
+            await batch.settled.wait()
         } onCancel: {
-            collector.cancelAll(registry, grace: grace)
+            batch.cancelAll(registry, grace: grace)
         }
-        if Task.isCancelled { collector.cancelAll(registry, grace: grace) }
+        if Task.isCancelled { batch.cancelAll(registry, grace: grace) }
     }
 
     /// Results in input order as they become available, consuming `inputs` lazily with at most
@@ -206,90 +206,40 @@ public final class ProcessPool: Sendable {
         return core.install(typeName: name, payload: payload)
     }
 
-    /// A job for a chunk; `deliver` gets one result per input.
+    /// A job for `inputs`, whose input is encoded now; `deliver` gets one result per input.
     func makeJob<F: ProcessFunction>(
-        _ function: F, inputs: [F.Input], label: JobLabel, installed: InstalledFunction? = nil,
+        _ function: F, inputs: [F.Input], label: JobLabel,
         deliver: @escaping @Sendable (Result<ChunkValues<F.Output>, any Error>) -> Void
     ) throws -> PoolJob {
-        let installed = try installed ?? self.installed(function)
+        let installed = try self.installed(function)
         let input: [UInt8]
         do {
-            input = try TaskCoding.encode(inputs)
+            input = try BinaryEncoder().encode(inputs)
         } catch {
             throw ProcessError.codec(error)
         }
-        let count = inputs.count
-        return core.makeJob(function: installed, input: input, label: label) { result in
-            deliver(Self.decode(result, count: count, as: F.Output.self))
-        }
+        let batch = SingleJobBatch<F.Output>(
+            core: core, function: installed, input: input, count: inputs.count, label: label,
+            completion: deliver)
+        return batch.makeJob()
     }
 
-    static func decode<Output: Codable>(_ result: JobResult, count: Int, as: Output.Type) -> Result<
-        ChunkValues<Output>, any Error
-    > {
-        switch result {
-        case .failed(let error):
-            return .failure(error)
-        case .answered(let status, let bytes):
-            do {
-                switch status {
-                case .values:
-                    let values = try TaskCoding.decode([Output].self, from: bytes)
-                    guard values.count == count else {
-                        throw PoolError.protocolError("\(values.count) results for \(count) inputs")
-                    }
-                    return .success(.values(values))
-                case .mixed:
-                    let outcomes = try TaskCoding.decode([ItemOutcome<Output>].self, from: bytes)
-                    return .success(
-                        .mixed(
-                            outcomes.map { outcome in
-                                switch outcome {
-                                case .value(let value): .success(value)
-                                case .error(let report): .failure(report.rethrowable)
-                                }
-                            }))
-                case .failed:
-                    return .failure(try TaskCoding.decode(ErrorReport.self, from: bytes).rethrowable)
-                }
-            } catch let error as CodecError {
-                return .failure(ProcessError.codec(error))
-            } catch {
-                return .failure(error)
-            }
-        }
-    }
-
-    /// Submits `items` in chunks, gathered by one collector.
+    /// Submits `items` in chunks: one batch, one job per chunk.
     func submitChunks<F: ProcessFunction>(
         _ function: F, _ items: [F.Input], chunkSize: Int?, failFast: Bool,
         progress: (@Sendable (PoolProgress) -> Void)?
-    ) throws -> MapCollector<F.Output> {
+    ) throws -> MapBatch<F> {
         let size = max(1, chunkSize ?? automaticChunkSize(items.count))
-        let installed = try self.installed(function)
-        let total = items.count
-        let counts = stride(from: 0, to: total, by: size).map { min(size, total - $0) }
-        let collector = MapCollector<F.Output>(itemCounts: counts, failFast: failFast)
-        let completed = Atomic<Int>(0)
-        var jobs: [PoolJob] = []
-        jobs.reserveCapacity(counts.count)
-        for (index, count) in counts.enumerated() {
-            let start = index * size
-            let job = try makeJob(
-                function, inputs: Array(items[start..<(start + count)]),
-                label: .items(start: start, count: count), installed: installed
-            ) { result in
-                collector.store(index, result)
-                if let progress {
-                    let done = completed.add(count, ordering: .relaxed).newValue
-                    progress(PoolProgress(completed: done, total: total))
-                }
-            }
-            jobs.append(job)
+        let batch = MapBatch<F>(
+            core: core, function: try installed(function), items: items, chunkSize: size, failFast: failFast,
+            progress: progress)
+        do {
+            try core.enqueue(batch.makeJobs())
+        } catch {
+            batch.dropJobs()
+            throw error
         }
-        collector.track(jobs)
-        try core.enqueue(jobs)
-        return collector
+        return batch
     }
 }
 

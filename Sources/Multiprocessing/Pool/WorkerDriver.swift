@@ -160,37 +160,84 @@ final class WorkerDriver {
         guard room > 0 else { return true }
         let jobs = core.take(max: room).filter { $0.markRunning(on: worker.pid) }
         guard !jobs.isEmpty else { return true }
-        var frame: [UInt8] = []
-        for job in jobs where !installed.contains(job.function.id) {
-            // Installs travel in their own frames, ahead of the jobs that need them.
-            var install: [UInt8] = [PoolWire.install]
-            WireWriter.appendVarint(job.function.id, to: &install)
-            WireWriter.appendString(job.function.typeName, to: &install)
-            PoolWire.appendBytes(job.function.payload, to: &install)
-            installed.insert(job.function.id)
-            frame = install
-            do {
-                try await worker.socket.send(.message, frame)
-            } catch {
-                core.requeue(jobs)
-                return false
+        // Runs: stretches of jobs of one batch, each with its inputs in one piece.
+        var frame: [UInt8] = [PoolWire.jobs]
+        var sent: [PoolJob] = []
+        sent.reserveCapacity(jobs.count)
+        var start = 0
+        while start < jobs.count {
+            let batch = jobs[start].batch
+            var end = start + 1
+            while end < jobs.count, jobs[end].batch === batch { end += 1 }
+            let run = jobs[start..<end]
+            start = end
+            if !installed.contains(batch.function.id) {
+                // Installs travel in their own frames, ahead of the jobs that need them.
+                let function = batch.function
+                var install: [UInt8] = [PoolWire.install]
+                WireWriter.appendVarint(function.id, to: &install)
+                WireWriter.appendString(function.typeName, to: &install)
+                PoolWire.appendBytes(function.payload, to: &install)
+                installed.insert(function.id)
+                do {
+                    try await worker.socket.send(.message, install)
+                } catch {
+                    core.requeue(sent + jobs[run.startIndex...])
+                    return false
+                }
+            }
+            if Self.append(run, to: &frame) == nil {
+                sent += run
+            } else {
+                // Some input cannot be encoded: those jobs fail, the others go.
+                var good: [PoolJob] = []
+                for job in run {
+                    var scratch: [UInt8] = []
+                    do throws(CodecError) {
+                        try batch.appendInputs(of: [job], to: &scratch)
+                        good.append(job)
+                    } catch {
+                        job.fail(ProcessError.codec(error))
+                    }
+                }
+                if let error = good.isEmpty ? nil : Self.append(good[...], to: &frame) {
+                    for job in good { job.fail(ProcessError.codec(error)) }
+                } else {
+                    sent += good
+                }
             }
         }
-        frame = [PoolWire.jobs]
-        WireWriter.appendVarint(UInt64(jobs.count), to: &frame)
-        for job in jobs {
-            WireWriter.appendVarint(job.id, to: &frame)
-            WireWriter.appendVarint(job.function.id, to: &frame)
-            PoolWire.appendBytes(job.input, to: &frame)
-        }
+        guard !sent.isEmpty else { return true }
         if pending == 0 { sentAt = .now }
-        inFlight.append(contentsOf: jobs)
+        inFlight.append(contentsOf: sent)
         do {
             try await worker.socket.send(.message, frame)
         } catch {
             return false  // In flight: settled by `workerDied`.
         }
         return true
+    }
+
+    /// Appends one run of a `jobs` frame (see ``PoolWire``). When the inputs cannot be encoded,
+    /// returns why and leaves `frame` as it was.
+    private static func append(_ run: ArraySlice<PoolJob>, to frame: inout [UInt8]) -> CodecError? {
+        let mark = frame.count
+        let batch = run[run.startIndex].batch
+        WireWriter.appendVarint(batch.function.id, to: &frame)
+        WireWriter.appendVarint(UInt64(run.count), to: &frame)
+        for job in run {
+            WireWriter.appendVarint(job.id, to: &frame)
+            WireWriter.appendVarint(UInt64(job.itemCount), to: &frame)
+        }
+        let blob = PoolWire.beginBlob(&frame)
+        do {
+            try batch.appendInputs(of: run, to: &frame)
+        } catch {
+            frame.removeSubrange(mark...)
+            return error
+        }
+        PoolWire.endBlob(&frame, at: blob)
+        return nil
     }
 
     private func awaitResults(_ worker: WorkerHandle) async {
@@ -238,26 +285,13 @@ final class WorkerDriver {
         case PoolWire.ready:
             ready = true
         case PoolWire.results:
-            let count = Int(try reader.fixed32())
             let started = sentAt
-            for _ in 0..<count {
-                let jobID = try reader.varint()
-                guard let status = PoolWire.Status(rawValue: try reader.byte()) else {
-                    throw PoolError.protocolError("bad result status")
-                }
-                let bytes = try reader.data()
-                guard pending > 0, inFlight[inFlightHead].id == jobID else {
-                    throw PoolError.protocolError("result for job \(jobID) out of order")
-                }
-                let job = inFlight[inFlightHead]
-                inFlightHead += 1
-                jobsDone += 1
-                job.runningOn.store(0, ordering: .releasing)
-                if let culprit = memoryCulprit, culprit.id == job.id {
-                    job.finish(.failed(memoryError(job, culprit.resident, worker)))
-                } else {
-                    job.finish(.answered(status, bytes))
-                }
+            var count = 0
+            while !reader.isAtEnd {
+                let run = try readRun(&reader, frame.payload, worker)
+                run.entries[0].job.batch.deliver(run)
+                core.finished(run.claimedCount)
+                count += run.entries.count
             }
             if inFlightHead == inFlight.count {
                 inFlight.removeAll(keepingCapacity: true)
@@ -275,6 +309,51 @@ final class WorkerDriver {
         case let other:
             throw PoolError.protocolError("unknown message \(other) from a worker")
         }
+    }
+
+    /// Reads one run of a `results` frame and claims its jobs. Nothing is claimed unless the
+    /// whole run is well-formed.
+    private func readRun(_ reader: inout PoolReader, _ payload: [UInt8], _ worker: WorkerHandle) throws
+        -> ResultRun
+    {
+        let n = try reader.count()
+        guard n > 0, n <= pending else { throw PoolError.protocolError("a run of \(n) results") }
+        var entries: [ResultRun.Entry] = []
+        entries.reserveCapacity(n)
+        var anyValues = false
+        for k in 0..<n {
+            let jobID = try reader.varint()
+            guard let status = PoolWire.Status(rawValue: try reader.byte()) else {
+                throw PoolError.protocolError("bad result status")
+            }
+            let job = inFlight[inFlightHead + k]
+            guard job.id == jobID else {
+                throw PoolError.protocolError("result for job \(jobID) out of order")
+            }
+            guard job.batch === inFlight[inFlightHead].batch else {
+                throw PoolError.protocolError("a run of results spans jobs of two batches")
+            }
+            var blob = 0..<0
+            if status == .values {
+                anyValues = true
+            } else {
+                blob = try reader.blob()
+            }
+            entries.append(
+                ResultRun.Entry(job: job, status: status, blob: blob, claimed: false, override: nil))
+        }
+        let values = anyValues ? try reader.blob() : nil
+        inFlightHead += n
+        jobsDone += n
+        for k in entries.indices {
+            let job = entries[k].job
+            job.runningOn.store(0, ordering: .releasing)
+            if let culprit = memoryCulprit, culprit.id == job.id {
+                entries[k].override = memoryError(job, culprit.resident, worker)
+            }
+            entries[k].claimed = job.claim()
+        }
+        return ResultRun(payload: payload, entries: entries, values: values)
     }
 
     /// The worker is gone (or going): learn how it ended, settle its jobs, forget it.
@@ -307,8 +386,7 @@ final class WorkerDriver {
         case .cancelled?, .recycle?:
             core.requeue([culprit] + others)
         case .timedOut(let after)?:
-            culprit.finish(
-                .failed(PoolError.timedOut(task: culprit.label.description, after: after, pid: worker.pid)))
+            culprit.fail(PoolError.timedOut(task: culprit.label, after: after, pid: worker.pid))
             core.requeue(others)
         case .memory(let resident)?:
             if let answered = memoryCulprit, answered.id != culprit.id,
@@ -317,7 +395,7 @@ final class WorkerDriver {
                 // The over-limit job already got its verdict when its answer came in.
                 core.requeue([culprit] + others)
             } else {
-                culprit.finish(.failed(memoryError(culprit, resident, worker)))
+                culprit.fail(memoryError(culprit, resident, worker))
                 core.requeue(others)
             }
         case nil:
@@ -327,9 +405,9 @@ final class WorkerDriver {
                 core.requeue([culprit] + others)
             } else {
                 let loss = WorkerLoss(
-                    task: culprit.label.description, pid: worker.pid, status: status,
+                    task: culprit.label, pid: worker.pid, status: status,
                     standardErrorTail: worker.child.standardErrorTail, workersKilled: killed)
-                culprit.finish(.failed(PoolError.workerLost(loss)))
+                culprit.fail(PoolError.workerLost(loss))
                 core.requeue(others)
             }
         }
@@ -337,7 +415,7 @@ final class WorkerDriver {
 
     private func memoryError(_ job: PoolJob, _ resident: Int, _ worker: WorkerHandle) -> PoolError {
         .memoryLimitExceeded(
-            task: job.label.description, residentBytes: resident, limit: core.options.memoryLimit ?? 0,
+            task: job.label, residentBytes: resident, limit: core.options.memoryLimit ?? 0,
             pid: worker.pid)
     }
 

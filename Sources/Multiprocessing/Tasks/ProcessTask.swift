@@ -49,18 +49,42 @@ public protocol ProcessFunction: Codable, Sendable {
     /// Computes one result, in a worker process.
     func callAsFunction(_ input: Input) async throws -> Output
 
-    /// Calls the function on each input in order, appending each result, until one throws.
+    /// Runs a worker's share of jobs: job `k` is `inputs[itemEnds[k - 1] ..< itemEnds[k]]`.
+    /// Starting at job `firstJob`, calls the function on each item in order, appending each
+    /// result to `outputs` or, when the call throws, the item's index and error to `failures`;
+    /// returns the index of the next job to run, after the first job that ends past `deadline`.
     ///
     /// Provided for you; do not implement it. The default implementation is `@inlinable`, so it
     /// is compiled for your type where it conforms, which keeps a worker's cost per item at one
     /// direct call instead of the runtime's generic dispatch.
-    func _callEach(_ inputs: ArraySlice<Input>, into outputs: inout [Output]) async throws
+    func _callJobs(
+        _ inputs: [Input], itemEnds: [Int], from firstJob: Int, until deadline: ContinuousClock.Instant,
+        into outputs: inout [Output], failures: inout [(item: Int, error: any Error)]
+    ) async -> Int
 }
 
 extension ProcessFunction {
-    /// Calls the function on each input in order until one throws (see the requirement).
+    /// Runs jobs item by item until one ends past `deadline` (see the requirement).
     @inlinable
-    public func _callEach(_ inputs: ArraySlice<Input>, into outputs: inout [Output]) async throws {
-        for input in inputs { outputs.append(try await self(input)) }
+    public func _callJobs(
+        _ inputs: [Input], itemEnds: [Int], from firstJob: Int, until deadline: ContinuousClock.Instant,
+        into outputs: inout [Output], failures: inout [(item: Int, error: any Error)]
+    ) async -> Int {
+        var job = firstJob
+        var item = job == 0 ? 0 : itemEnds[job - 1]
+        while job < itemEnds.count {
+            let end = itemEnds[job]
+            while item < end {
+                do {
+                    outputs.append(try await self(inputs[item]))
+                } catch {
+                    failures.append((item, error))
+                }
+                item += 1
+            }
+            job += 1
+            if ContinuousClock.now > deadline { break }
+        }
+        return job
     }
 }

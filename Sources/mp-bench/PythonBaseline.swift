@@ -98,7 +98,9 @@ enum PythonBaseline {
                     p.map(ident, range(workers), chunksize=1)
                     t = time.perf_counter(); p.map(churn, range(40), chunksize=1)
                     return time.perf_counter() - t
-            return statistics.median(timed(1) / timed(2) for _ in range(3))
+            ones, twos = [], []
+            for _ in range(5): ones.append(timed(1)); twos.append(timed(2))
+            return statistics.median(ones) / statistics.median(twos)
 
         def pool_crash():
             import concurrent.futures as cf

@@ -129,6 +129,7 @@ public final class SharedArray<Element: BitwiseCopyable & Sendable>: Sendable, C
         var container = encoder.unkeyedContainer()
         try container.encode(placement)
         try container.encode(MemoryLayout<Element>.stride)
+        try container.encode(String(reflecting: Element.self))
     }
 
     /// Maps the array in this process; checks the segment against the element type.
@@ -136,14 +137,16 @@ public final class SharedArray<Element: BitwiseCopyable & Sendable>: Sendable, C
         var container = try decoder.unkeyedContainer()
         let placement = try container.decode(SharedPlacement.self)
         let stride = try container.decode(Int.self)
+        let type = try container.decode(String.self)
         let base = placement.memory.baseAddress
         let count = placement.memory.size >= 20 ? Int(base.load(fromByteOffset: 8, as: Int64.self)) : -1
-        guard stride == MemoryLayout<Element>.stride, placement.offset == 0, count >= 0,
+        guard stride == MemoryLayout<Element>.stride, type == String(reflecting: Element.self),
+            placement.offset == 0, count >= 0,
             count <= placement.memory.size / Swift.max(stride, 1),
             placement.memory.size >= Self.layoutSize(count: count)
         else {
             throw SharedMemoryError.layoutMismatch(
-                "SharedArray<\(Element.self)> with elements of \(stride) bytes in a \(placement.memory.size)-byte segment"
+                "SharedArray<\(Element.self)> sent as a SharedArray<\(type)> (\(stride)-byte elements) in a \(placement.memory.size)-byte segment"
             )
         }
         let locked = base.load(fromByteOffset: 16, as: UInt32.self) != 0

@@ -77,6 +77,7 @@ public final class SharedValue<Value: BitwiseCopyable & Sendable>: Sendable, Cod
         var container = encoder.unkeyedContainer()
         try container.encode(placement)
         try container.encode(MemoryLayout<Value>.size)
+        try container.encode(String(reflecting: Value.self))
     }
 
     /// Maps the value in this process; checks that the segment holds a value of this size.
@@ -84,11 +85,13 @@ public final class SharedValue<Value: BitwiseCopyable & Sendable>: Sendable, Cod
         var container = try decoder.unkeyedContainer()
         let placement = try container.decode(SharedPlacement.self)
         let size = try container.decode(Int.self)
-        guard size == MemoryLayout<Value>.size, placement.offset == 0,
+        let type = try container.decode(String.self)
+        guard size == MemoryLayout<Value>.size, type == String(reflecting: Value.self), placement.offset == 0,
             placement.memory.size >= Self.layoutSize
         else {
             throw SharedMemoryError.layoutMismatch(
-                "SharedValue<\(Value.self)> sent as \(size) bytes in a \(placement.memory.size)-byte segment")
+                "SharedValue<\(Value.self)> sent as a SharedValue<\(type)> of \(size) bytes in a \(placement.memory.size)-byte segment"
+            )
         }
         self.init(placement: placement)
     }

@@ -12,6 +12,9 @@ final class PoolCore: Sendable {
         var terminated = false
         var broken: String?
         var functions: [FunctionKey: UInt64] = [:]
+        /// Function values whose handles own descriptors the table refers to: kept open for
+        /// the pool's life, so a descriptor number is never reused under an installed id.
+        var descriptorOwners: [any Sendable] = []
         var nextFunctionID: UInt64 = 1
         var liveDrivers = 0
         var drainWaiters: [UnsafeContinuation<Void, Never>] = []
@@ -22,6 +25,7 @@ final class PoolCore: Sendable {
     private struct FunctionKey: Hashable {
         let typeName: String
         let payload: [UInt8]
+        let descriptors: [Int32]
     }
 
     private let state = Mutex(State())
@@ -38,15 +42,18 @@ final class PoolCore: Sendable {
     }
 
     /// The id under which workers know this function value.
-    func install(typeName: String, payload: [UInt8]) -> InstalledFunction {
-        let key = FunctionKey(typeName: typeName, payload: payload)
+    func install(
+        typeName: String, payload: [UInt8], descriptors: [Int32] = [], owner: (any Sendable)? = nil
+    ) -> InstalledFunction {
+        let key = FunctionKey(typeName: typeName, payload: payload, descriptors: descriptors)
         let id = state.withLock { s in
             if let id = s.functions[key] { return id }
             defer { s.nextFunctionID += 1 }
             s.functions[key] = s.nextFunctionID
+            if !descriptors.isEmpty, let owner { s.descriptorOwners.append(owner) }
             return s.nextFunctionID
         }
-        return InstalledFunction(id: id, typeName: typeName, payload: payload)
+        return InstalledFunction(id: id, typeName: typeName, payload: payload, descriptors: descriptors)
     }
 
     /// Queues jobs and wakes idle drivers. Throws when the pool no longer takes work.

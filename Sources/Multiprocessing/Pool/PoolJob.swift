@@ -5,6 +5,9 @@ struct InstalledFunction: Sendable {
     let id: UInt64
     let typeName: String
     let payload: [UInt8]
+    /// Descriptors of handles among the function's properties (shared memory, locks, queues):
+    /// they travel with every install frame.
+    var descriptors: [Int32] = []
 }
 
 /// What a job is called in errors: built only when an error needs it.

@@ -18,16 +18,22 @@ public struct PoolInitializer: Sendable {
     let typeName: String
     let payload: [UInt8]
     let label: String
+    /// Descriptors of handles among the task's properties, and the task that keeps them open.
+    let descriptors: PassedDescriptors
+    let owner: any Sendable
 
     /// Runs `task` in every worker as it starts. Its output is ignored; an error it throws
     /// fails the pool with ``PoolError/initializerFailed(_:)``.
     public init<T: ProcessTask>(_ task: T) throws(ProcessError) {
         typeName = try TypeIdentity.name(of: T.self).get()
+        let attachments = DescriptorTransfer.Outgoing()
         do {
-            payload = try TaskCoding.encode(task)
+            payload = try TaskCoding.encode(task, attachments: attachments)
         } catch {
             throw .codec(error)
         }
+        descriptors = PassedDescriptors(attachments.descriptors)
+        owner = task
         label = String(describing: T.self)
     }
 }

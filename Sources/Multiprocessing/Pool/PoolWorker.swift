@@ -25,6 +25,7 @@ struct PoolWorker: ProcessTask {
     var channel: WorkerChannel
     var initializerType: String?
     var initializerPayload: [UInt8]?
+    var initializerDescriptors: PassedDescriptors
 
     func run() async throws {
         let socket = channel.socket
@@ -33,7 +34,9 @@ struct PoolWorker: ProcessTask {
                 throw ProcessError.unsupportedTaskType(
                     typeName: initializerType, reason: "no such ProcessTask in this binary")
             }
-            try await Self.runInitializer(type, initializerPayload)
+            let descriptors = DescriptorTransfer.Incoming(initializerDescriptors.fds)
+            defer { descriptors.closeUnclaimed() }
+            try await Self.runInitializer(type, initializerPayload, descriptors)
         }
         try await socket.send(.message, [PoolWire.ready])
         var runners: [UInt64: Result<any JobRunner, ErrorReport>] = [:]
@@ -54,7 +57,9 @@ struct PoolWorker: ProcessTask {
                 let id = try reader.varint()
                 let typeName = try reader.string()
                 let payload = try reader.data()
-                runners[id] = Self.makeRunner(typeName: typeName, payload: payload)
+                let descriptors = DescriptorTransfer.Incoming(frame.descriptors)
+                runners[id] = Self.makeRunner(typeName: typeName, payload: payload, descriptors: descriptors)
+                descriptors.closeUnclaimed()
             case PoolWire.jobs:
                 writer.begin()
                 while !reader.isAtEnd {
@@ -91,26 +96,33 @@ struct PoolWorker: ProcessTask {
         }
     }
 
-    private static func runInitializer<T: ProcessTask>(_ type: T.Type, _ payload: [UInt8]) async throws {
-        let task = try TaskCoding.decode(T.self, from: payload)
+    private static func runInitializer<T: ProcessTask>(
+        _ type: T.Type, _ payload: [UInt8], _ descriptors: DescriptorTransfer.Incoming
+    ) async throws {
+        let task = try TaskCoding.decode(T.self, from: payload, descriptors: descriptors)
         _ = try await task.run()
     }
 
-    private static func makeRunner(typeName: String, payload: [UInt8]) -> Result<any JobRunner, ErrorReport> {
+    private static func makeRunner(
+        typeName: String, payload: [UInt8], descriptors: DescriptorTransfer.Incoming
+    ) -> Result<any JobRunner, ErrorReport> {
         guard let type = TypeIdentity.resolve(typeName) as? any ProcessFunction.Type else {
             return .failure(
                 ErrorReport(
                     ProcessError.unsupportedTaskType(
                         typeName: typeName, reason: "this binary has no ProcessFunction of that name")))
         }
-        return runner(for: type, payload)
+        return runner(for: type, payload, descriptors)
     }
 
-    private static func runner<F: ProcessFunction>(for type: F.Type, _ payload: [UInt8]) -> Result<
+    private static func runner<F: ProcessFunction>(
+        for type: F.Type, _ payload: [UInt8], _ descriptors: DescriptorTransfer.Incoming
+    ) -> Result<
         any JobRunner, ErrorReport
     > {
         do {
-            return .success(FunctionRunner(function: try TaskCoding.decode(F.self, from: payload)))
+            let function = try TaskCoding.decode(F.self, from: payload, descriptors: descriptors)
+            return .success(FunctionRunner(function: function))
         } catch {
             return .failure(ErrorReport(ProcessError.codec(error)))
         }

@@ -198,12 +198,14 @@ public final class ProcessPool: Sendable {
             typeNames.withLock { $0[key] = name }
         }
         let payload: [UInt8]
+        let attachments = DescriptorTransfer.Outgoing()
         do {
-            payload = try TaskCoding.encode(function)
+            payload = try TaskCoding.encode(function, attachments: attachments)
         } catch {
             throw ProcessError.codec(error)
         }
-        return core.install(typeName: name, payload: payload)
+        return core.install(
+            typeName: name, payload: payload, descriptors: attachments.descriptors, owner: function)
     }
 
     /// A job for `inputs`, whose input is encoded now; `deliver` gets one result per input.

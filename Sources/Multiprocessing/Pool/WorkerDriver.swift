@@ -134,7 +134,8 @@ final class WorkerDriver {
         let options = core.options
         let task = PoolWorker(
             channel: WorkerChannel(socket: theirs), initializerType: options.initializer?.typeName,
-            initializerPayload: options.initializer?.payload)
+            initializerPayload: options.initializer?.payload,
+            initializerDescriptors: options.initializer?.descriptors ?? PassedDescriptors([]))
         let child = try ChildProcess(
             task, name: "PoolWorker-\(number)", startMethod: options.startMethod,
             environment: options.environment)
@@ -180,7 +181,7 @@ final class WorkerDriver {
                 PoolWire.appendBytes(function.payload, to: &install)
                 installed.insert(function.id)
                 do {
-                    try await worker.socket.send(.message, install)
+                    try await worker.socket.send(.message, install, descriptors: function.descriptors)
                 } catch {
                     core.requeue(sent + jobs[run.startIndex...])
                     return false

@@ -81,3 +81,37 @@ enum DescriptorTransfer {
                 debugDescription: "\(what): its file descriptor did not arrive with the message"))
     }
 }
+
+/// Descriptors carried as such inside a message: a payload encoded with its own attachments
+/// (a pool initializer's handles) rides inside a worker's task this way. The sender's copies stay
+/// open; the receiver owns what arrives.
+struct PassedDescriptors: Codable, Sendable {
+    let fds: [Int32]
+
+    init(_ fds: [Int32]) { self.fds = fds }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.unkeyedContainer()
+        guard !fds.isEmpty else { return }
+        guard let attachments = encoder.userInfo[DescriptorTransfer.key] as? DescriptorTransfer.Outgoing
+        else {
+            throw DescriptorTransfer.notTransferable("descriptors", encoder.codingPath)
+        }
+        for fd in fds { try container.encode(attachments.attach(fd)) }
+    }
+
+    init(from decoder: any Decoder) throws {
+        var container = try decoder.unkeyedContainer()
+        var fds: [Int32] = []
+        let incoming = decoder.userInfo[DescriptorTransfer.key] as? DescriptorTransfer.Incoming
+        while !container.isAtEnd {
+            let index = try container.decode(Int.self)
+            guard let fd = incoming?.take(index) else {
+                for fd in fds { close(fd) }
+                throw DescriptorTransfer.missing("descriptors", decoder.codingPath)
+            }
+            fds.append(fd)
+        }
+        self.fds = fds
+    }
+}

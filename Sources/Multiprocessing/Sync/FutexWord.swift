@@ -96,9 +96,55 @@ struct WaitDeadline: Sendable, Comparable {
         return isNever || cap < nanoseconds ? WaitDeadline(nanoseconds: cap) : self
     }
 
+    /// The time left until the deadline (zero once passed), or `nil` for no deadline.
+    var remaining: Duration? {
+        isNever ? nil : .nanoseconds(max(0, nanoseconds - mp_monotonic_ns()))
+    }
+
     static func < (a: WaitDeadline, b: WaitDeadline) -> Bool {
         if a.isNever { return false }
         if b.isNever { return true }
         return a.nanoseconds < b.nanoseconds
+    }
+}
+
+extension FutexWord {
+    /// How long an async waiter sleeps at most before it checks its cancellation flag again: a
+    /// cancellation that lands between the check and the sleep costs at most this.
+    static let cancellationSlice: Int64 = 50_000_000
+
+    /// Sleeps while the word equals `expected`, until woken, `deadline` or (with a
+    /// `cancellation`) the next cancellation check. `.timedOut` only once `deadline` has passed;
+    /// `.woken` means "look again" (a wake-up, a spurious return, a cancellation check).
+    func wait(
+        ifEqualTo expected: UInt32, until deadline: WaitDeadline, cancellation: WaitCancellation?
+    ) -> FutexWaitResult {
+        guard let cancellation else { return wait(ifEqualTo: expected, until: deadline) }
+        if cancellation.isCancelled { return .woken }
+        let result = wait(ifEqualTo: expected, until: deadline.capped(atMost: Self.cancellationSlice))
+        return result == .timedOut && !deadline.hasPassed ? .woken : result
+    }
+
+    /// Adds `delta` with sequential consistency (for a waiter count read against another word).
+    @inline(__always) func addSequentially(_ delta: UInt32) -> UInt32 {
+        atomic.pointee.wrappingAdd(delta, ordering: .sequentiallyConsistent).oldValue
+    }
+
+    /// Subtracts `delta` with sequential consistency.
+    @inline(__always) func subtractSequentially(_ delta: UInt32) -> UInt32 {
+        atomic.pointee.wrappingSubtract(delta, ordering: .sequentiallyConsistent).oldValue
+    }
+
+    /// Compare-and-exchange with sequential consistency.
+    @inline(__always) func compareExchangeSequentially(_ expected: UInt32, _ desired: UInt32) -> (
+        exchanged: Bool, original: UInt32
+    ) {
+        atomic.pointee.compareExchange(
+            expected: expected, desired: desired, ordering: .sequentiallyConsistent)
+    }
+
+    /// Loads with sequential consistency.
+    @inline(__always) func loadSequentially() -> UInt32 {
+        atomic.pointee.load(ordering: .sequentiallyConsistent)
     }
 }

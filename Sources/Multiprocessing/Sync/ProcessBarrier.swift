@@ -1,0 +1,285 @@
+/// A barrier shared between processes (CPython's `multiprocessing.Barrier`): a fixed number of
+/// parties each call ``wait(timeout:)``, and none returns until all have arrived. Then the
+/// barrier is ready for the next round (a new *generation*), as many times as needed.
+///
+/// Each party's wait returns its arrival index in the generation, `0..<parties` (the last to
+/// arrive gets `parties - 1`), handy for choosing one party to do some extra work.
+///
+/// **Breaking.** If a party's wait times out or its task is cancelled, if ``abort()`` or
+/// ``reset()`` is called, or if the action throws, the barrier *breaks*: every party waiting
+/// gets ``SyncError/brokenBarrier`` (the one whose task was cancelled gets
+/// ``SyncError/cancelled``, the one whose action threw gets that error), and so does any later
+/// wait until ``reset()``. A party that dies while waiting never arrives: the others wait until
+/// their timeout, which breaks the barrier.
+///
+/// **The action.** A closure cannot travel to another process, so the optional action belongs
+/// to a handle, not to the shared barrier. When the last party of a generation arrives, it runs
+/// *its own handle's* action, in its own process, before anyone is released; the other parties
+/// never run theirs. A handle decoded in another process has no action; give it one with
+/// ``init(sharing:action:)``. If every handle has an action, exactly one runs per generation.
+/// In the `async` form the action runs on a helper thread, not in the calling task.
+///
+/// Waiters sleep in the kernel and, in the `async` forms, never hold one of Swift's cooperative
+/// threads. Pass the barrier to a child as a stored property of the task, or in a message over
+/// a channel.
+///
+/// ```swift
+/// let barrier = try ProcessBarrier(parties: 3)
+/// // in each of three processes, once per step:
+/// let index = try await barrier.wait(timeout: .seconds(30))
+/// ```
+public final class ProcessBarrier: Sendable, Codable {
+    // Layout: [lock word: UInt32][unused: UInt32][condition sequence: 16 bytes][parties: UInt32]
+    //         [arrived and not yet left: UInt32][phase: UInt32][magic: UInt32].
+    static let layoutSize = 40
+    static let magic: UInt32 = 0x4241_5231  // "BAR1"
+
+    /// What the barrier is doing; `draining` and `resetting` hold back new arrivals until the
+    /// parties of the last generation have left.
+    private enum Phase: UInt32 {
+        case filling = 0
+        case draining = 1
+        case resetting = 2
+        case broken = 3
+    }
+
+    let placement: SharedPlacement
+    private let word: LockWord
+    private let sequence: ConditionSequence
+
+    /// How many parties must call ``wait(timeout:)`` to release a generation.
+    public let parties: Int
+
+    /// The timeout a ``wait(timeout:)`` without one uses (`nil`: none). It belongs to this
+    /// handle and travels with it.
+    public let timeout: Duration?
+
+    /// The closure the last party to arrive runs, if it arrives through this handle.
+    let action: (@Sendable () throws -> Void)?
+
+    /// A barrier for `parties` parties, in its own shared memory.
+    ///
+    /// - Parameters:
+    ///   - parties: how many waits release a generation, `1...Int32.max`.
+    ///   - timeout: the timeout of a ``wait(timeout:)`` that names none (`nil`: wait forever).
+    ///   - action: run once per generation, when the last party arrives through this handle,
+    ///     before the others are released; if it throws, the barrier breaks and that party's
+    ///     wait throws the error.
+    public convenience init(
+        parties: Int, timeout: Duration? = nil, action: (@Sendable () throws -> Void)? = nil
+    ) throws(SyncError) {
+        precondition(parties >= 1 && parties <= Int(Int32.max), "ProcessBarrier needs 1...Int32.max parties")
+        let placement = try SharedPlacement.fresh(size: Self.layoutSize)
+        FutexWord(placement.address + 24).store(UInt32(parties))
+        FutexWord(placement.address + 36).store(Self.magic)
+        self.init(
+            placement: placement, parties: parties, timeout: timeout, action: action,
+            sequence: .formatted(SharedPlacement(memory: placement.memory, offset: 8)))
+    }
+
+    /// Another handle to `barrier`'s shared barrier, with an action of its own: typically in a
+    /// child, where the handle it received has none.
+    public convenience init(sharing barrier: ProcessBarrier, action: (@Sendable () throws -> Void)?) {
+        self.init(
+            placement: barrier.placement, parties: barrier.parties, timeout: barrier.timeout,
+            action: action, sequence: barrier.sequence)
+    }
+
+    private init(
+        placement: SharedPlacement, parties: Int, timeout: Duration?, action: (@Sendable () throws -> Void)?,
+        sequence: ConditionSequence
+    ) {
+        self.placement = placement
+        self.word = LockWord(placement.address)
+        self.sequence = sequence
+        self.parties = parties
+        self.timeout = timeout
+        self.action = action
+    }
+
+    private var arrived: FutexWord { FutexWord(placement.address + 28) }
+    private var phaseWord: FutexWord { FutexWord(placement.address + 32) }
+
+    private var phase: Phase {
+        get { Phase(rawValue: phaseWord.load()) ?? .broken }
+        set { phaseWord.store(newValue.rawValue) }
+    }
+
+    /// Arrives and waits for the other parties, up to `timeout` (or the barrier's
+    /// ``timeout`` when `nil`), without blocking a cooperative thread.
+    ///
+    /// - Returns: this party's arrival index, `0..<parties`.
+    /// - Throws: ``SyncError/brokenBarrier`` if the barrier is or becomes broken, including by
+    ///   this wait timing out; ``SyncError/cancelled`` if the task was cancelled (which breaks
+    ///   the barrier if this party had arrived); ``SyncError/timedOut`` if the timeout passed
+    ///   before this party could even arrive (the previous generation was still leaving; the
+    ///   barrier is not broken then); the action's error if it ran here and threw.
+    @discardableResult
+    public func wait(timeout: Duration? = nil) async throws -> Int {
+        if Task.isCancelled { throw SyncError.cancelled }
+        let deadline = WaitDeadline(after: timeout ?? self.timeout)
+        let result = await WaitThreads.run(
+            { [self] cancellation in pass(until: deadline, cancellation: cancellation) },
+            wake: { [self] in
+                sequence.word.wakeAll()
+                word.word.wakeAll()
+            })
+        return try result.get()
+    }
+
+    /// Arrives and waits for the other parties, blocking the calling thread up to `timeout` (or
+    /// the barrier's ``timeout`` when `nil`).
+    ///
+    /// - Returns: this party's arrival index, `0..<parties`.
+    /// - Throws: as ``wait(timeout:)``.
+    @discardableResult
+    public func waitBlocking(timeout: Duration? = nil) throws -> Int {
+        try pass(until: WaitDeadline(after: timeout ?? self.timeout), cancellation: nil).get()
+    }
+
+    /// Breaks the barrier: every party waiting and every later wait get
+    /// ``SyncError/brokenBarrier`` until ``reset()``.
+    public func abort() {
+        lockBriefly()
+        defer { word.unlock() }
+        breakLocked()
+    }
+
+    /// Returns the barrier to its empty state for a new generation. Parties waiting now get
+    /// ``SyncError/brokenBarrier``; the barrier is usable again as soon as they have left.
+    /// Also mends a broken barrier.
+    public func reset() {
+        lockBriefly()
+        defer { word.unlock() }
+        if arrived.load() > 0 {
+            // Parties still inside: they leave broken, and the last one out reopens the barrier.
+            if phase == .filling || phase == .broken { phase = .resetting }
+        } else {
+            phase = .filling
+        }
+        sequence.notify(Int32.max)
+    }
+
+    /// Whether the barrier is broken (a snapshot).
+    public var isBroken: Bool { phase == .broken }
+
+    /// How many parties are waiting in the current generation (a snapshot).
+    public var waitingCount: Int {
+        lockBriefly()
+        defer { word.unlock() }
+        return phase == .filling ? Int(arrived.load()) : 0
+    }
+
+    // MARK: Internals
+
+    /// Takes the barrier's own lock, held only for a few instructions at a time (a dead
+    /// holder's lock is taken over).
+    private func lockBriefly() { _ = word.lock(until: .never) }
+
+    /// The whole of a wait, on whichever thread runs it.
+    private func pass(until deadline: WaitDeadline, cancellation: WaitCancellation?) -> Result<Int, any Error>
+    {
+        if word.lock(until: .never, cancellation: cancellation) == .cancelled {
+            return .failure(SyncError.cancelled)
+        }
+        defer { word.unlock() }
+        // Let the previous generation (or a reset) finish leaving.
+        while phase == .draining || phase == .resetting {
+            let outcome = sleepUnlocked(until: deadline, cancellation: cancellation)
+            if phase != .draining && phase != .resetting { break }
+            if outcome == .cancelled { return .failure(SyncError.cancelled) }
+            if outcome == .timedOut { return .failure(SyncError.timedOut) }
+        }
+        if phase == .broken { return .failure(SyncError.brokenBarrier) }
+
+        let index = Int(arrived.load())
+        arrived.store(UInt32(index + 1))
+        defer { leave() }
+        if index + 1 == parties {
+            if let action {
+                do {
+                    try action()
+                } catch {
+                    breakLocked()
+                    return .failure(error)
+                }
+            }
+            phase = .draining
+            sequence.notify(Int32.max)
+            return .success(index)
+        }
+        while phase == .filling {
+            let outcome = sleepUnlocked(until: deadline, cancellation: cancellation)
+            if phase != .filling { break }
+            if outcome == .cancelled {
+                breakLocked()
+                return .failure(SyncError.cancelled)
+            }
+            if outcome == .timedOut {
+                breakLocked()
+                return .failure(SyncError.brokenBarrier)
+            }
+        }
+        return phase == .draining ? .success(index) : .failure(SyncError.brokenBarrier)
+    }
+
+    /// Releases the lock, sleeps until notified, the deadline or cancellation, and takes the
+    /// lock back.
+    private func sleepUnlocked(until deadline: WaitDeadline, cancellation: WaitCancellation?) -> LockOutcome {
+        let start = sequence.enter()
+        word.unlock()
+        let outcome = sequence.sleep(from: start, until: deadline, cancellation: cancellation)
+        sequence.leave()
+        lockBriefly()
+        return outcome
+    }
+
+    /// A party leaves (lock held); the last one out of a released or reset generation opens the
+    /// barrier for the next.
+    private func leave() {
+        let remaining = arrived.load() - 1
+        arrived.store(remaining)
+        if remaining == 0, phase == .draining || phase == .resetting {
+            phase = .filling
+            sequence.notify(Int32.max)
+        }
+    }
+
+    private func breakLocked() {
+        phase = .broken
+        sequence.notify(Int32.max)
+    }
+
+    private enum CodingKeys: String, CodingKey { case placement, parties, timeout }
+
+    /// Encodes the shared memory (its descriptor travels with the message), the offset, the
+    /// number of parties and the default timeout. The action stays behind.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try placement.encode(to: container.superEncoder(forKey: .placement))
+        try container.encode(parties, forKey: .parties)
+        try container.encodeIfPresent(timeout, forKey: .timeout)
+    }
+
+    /// Maps the barrier's memory in this process. The handle has no action.
+    ///
+    /// - Throws: ``SharedMemoryError/layoutMismatch(_:)`` if the memory does not hold a
+    ///   barrier for this many parties.
+    public convenience init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let placement = try SharedPlacement.decode(
+            "ProcessBarrier", size: Self.layoutSize, from: container.superDecoder(forKey: .placement))
+        let parties = try container.decode(Int.self, forKey: .parties)
+        let timeout = try container.decodeIfPresent(Duration.self, forKey: .timeout)
+        guard FutexWord(placement.address + 36).load() == Self.magic, parties >= 1,
+            Int(FutexWord(placement.address + 24).load()) == parties,
+            FutexWord(placement.address + 16).load() == ConditionSequence.magic
+        else {
+            throw SharedMemoryError.layoutMismatch(
+                "no ProcessBarrier for \(parties) parties at offset \(placement.offset)")
+        }
+        self.init(
+            placement: placement, parties: parties, timeout: timeout, action: nil,
+            sequence: ConditionSequence(placement: SharedPlacement(memory: placement.memory, offset: 8)))
+    }
+}

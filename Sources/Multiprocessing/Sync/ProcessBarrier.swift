@@ -9,8 +9,13 @@
 /// ``reset()`` is called, or if the action throws, the barrier *breaks*: every party waiting
 /// gets ``SyncError/brokenBarrier`` (the one whose task was cancelled gets
 /// ``SyncError/cancelled``, the one whose action threw gets that error), and so does any later
-/// wait until ``reset()``. A party that dies while waiting never arrives: the others wait until
-/// their timeout, which breaks the barrier.
+/// wait until ``reset()``.
+///
+/// **Dead parties.** A party that dies before arriving simply never arrives: the others wait
+/// until their timeout, which breaks the barrier (so give waits a timeout when a party may
+/// die). A party that dies *inside* a wait stays counted: its generation can still be released,
+/// but it never leaves, so later waits end with ``SyncError/timedOut`` (or never, without a
+/// timeout), and ``reset()`` cannot mend that. Use a new barrier then.
 ///
 /// **The action.** A closure cannot travel to another process, so the optional action belongs
 /// to a handle, not to the shared barrier. When the last party of a generation arrives, it runs

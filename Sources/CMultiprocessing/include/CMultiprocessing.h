@@ -132,4 +132,18 @@ int mp_process_is_dead(int32_t pid);
 /// A CPU pause hint for spin loops.
 void mp_spin_pause(void);
 
+/// Queues (Queues.c): the side channel for items too large for a queue's ring.
+
+/// Sends `len` bytes and, if `fd` >= 0, that descriptor, without ever blocking (MSG_DONTWAIT).
+/// Returns bytes sent or -1 with errno (EAGAIN when the socket's buffer is full).
+ssize_t mp_queue_send(int sock, const void *buf, size_t len, int fd);
+
+/// Receives (or, with `peek`, copies without consuming) the next message, without blocking.
+/// `*fd` gets its descriptor (close-on-exec; a peek gets a duplicate) or -1. Returns the bytes
+/// received, or -1 with errno (EAGAIN when no message is waiting).
+ssize_t mp_queue_receive(int sock, void *buf, size_t len, int *fd, int peek);
+
+/// Maps `size` bytes of `fd` shared and read-only, faulting them in at once. NULL on failure.
+void *mp_queue_map_readonly(int fd, uint64_t size);
+
 #endif

@@ -1,0 +1,673 @@
+import CMultiprocessing
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// How long a queue operation may wait for an item or for room.
+struct QueueWait: Sendable {
+    /// `false`: report ``QueueError/full`` or ``QueueError/empty`` at once.
+    var mayWait: Bool
+    var deadline: WaitDeadline
+    var cancellation: WaitCancellation?
+
+    /// The non-waiting forms.
+    static let immediately = QueueWait(mayWait: false, deadline: .never, cancellation: nil)
+
+    /// Waits until `deadline`, checking `cancellation` as it goes.
+    static func until(_ deadline: WaitDeadline, _ cancellation: WaitCancellation? = nil) -> QueueWait {
+        QueueWait(mayWait: true, deadline: deadline, cancellation: cancellation)
+    }
+}
+
+/// An encoded item ready to go in: its bytes, or (for an item larger than the ring takes) the
+/// anonymous memory that holds them.
+struct OutgoingItem: Sendable {
+    /// The encoded item, when it goes in the ring.
+    let bytes: [UInt8]
+    /// The memfd holding the encoded item, or -1 for an item that goes in the ring.
+    let descriptor: Int32
+    /// The encoded item's byte count.
+    let length: Int
+
+    /// Closes the large item's memory (the consumer has its own descriptor by now).
+    func release() {
+        if descriptor >= 0 { systemClose(descriptor) }
+    }
+}
+
+/// The process-shared part of every queue type: a ring of encoded items in a shared segment,
+/// one owner-death-safe lock, futex words for sleepers, and a side channel for large items.
+/// It moves bytes; the generic queue types encode and decode.
+final class QueueCore: @unchecked Sendable {
+    let memory: SharedMemory
+    let sockets: QueueSockets
+    let ringBytes: Int
+    /// 0: no item limit.
+    let capacity: Int
+    /// Encoded items up to this size go in the ring; larger ones travel as a descriptor.
+    let maximumInline: Int
+
+    private let base: UnsafeMutableRawPointer
+    private let ring: UnsafeMutableRawPointer
+    private let lockWord: LockWord
+
+    /// How long a getter or putter spins, watching the counters, before it sleeps: long enough
+    /// that a steady stream between two processes never goes through the kernel.
+    static let spinNanoseconds: Int64 = 30_000
+    /// The longest sleep between checks of the queue when no cancellation can interrupt.
+    static let sleepSlice: Int64 = 200_000_000
+    /// The longest sleep between checks of a cancellation flag.
+    static let cancellationSlice: Int64 = 50_000_000
+    /// Wakes in a row that find no sleeper before a registration is presumed left by a process
+    /// that died asleep (and dropped, so puts stop paying for a wake-up call).
+    static let fruitlessLimit: UInt32 = 64
+
+    /// The ring size used when none is given: 4 MiB, so items up to 1 MiB go in the ring.
+    static let defaultRingBytes = 4 << 20
+
+    /// A new, empty queue in its own segment.
+    static func create(capacity: Int?, ringBytes: Int) throws(QueueError) -> QueueCore {
+        if let capacity, capacity < 1 {
+            throw .invalidConfiguration("capacity \(capacity): at least 1, or nil for no limit")
+        }
+        guard ringBytes >= 1024, ringBytes <= 1 << 40 else {
+            throw .invalidConfiguration("ring of \(ringBytes) bytes: between 1 KiB and 1 TiB")
+        }
+        let ring = (ringBytes + 63) & ~63
+        let memory: SharedMemory
+        do {
+            memory = try SharedMemory(size: QueueLayout.headerBytes + ring)
+        } catch {
+            throw .memory(error)
+        }
+        let base = memory.baseAddress
+        SharedWord64(base + QueueLayout.ringBytes).store(UInt64(ring))
+        SharedWord64(base + QueueLayout.capacity).store(UInt64(capacity ?? 0))
+        SharedWord64(base + QueueLayout.maximumInline).store(UInt64(ring / 4))
+        SharedWord64(base + QueueLayout.magic).store(QueueLayout.magicValue)
+        return try QueueCore(memory: memory, sockets: QueueSockets())
+    }
+
+    /// Attaches to the queue in `memory` (a handle that arrived from another process).
+    init(memory: SharedMemory, sockets: QueueSockets) throws(QueueError) {
+        let base = memory.baseAddress
+        guard memory.size > QueueLayout.headerBytes,
+            SharedWord64(base + QueueLayout.magic).load() == QueueLayout.magicValue
+        else {
+            throw .corrupted("the segment does not hold a queue")
+        }
+        let ring = Int(clamping: SharedWord64(base + QueueLayout.ringBytes).load())
+        let capacity = Int(clamping: SharedWord64(base + QueueLayout.capacity).load())
+        let inline = Int(clamping: SharedWord64(base + QueueLayout.maximumInline).load())
+        guard ring >= 1024, ring % 64 == 0, ring <= memory.size - QueueLayout.headerBytes,
+            inline > 0, inline <= ring / 4, capacity >= 0
+        else {
+            throw .corrupted("ring of \(ring) bytes in a segment of \(memory.size)")
+        }
+        self.memory = memory
+        self.sockets = sockets
+        self.ringBytes = ring
+        self.capacity = capacity
+        self.maximumInline = inline
+        self.base = base
+        self.ring = base + QueueLayout.headerBytes
+        self.lockWord = LockWord(base + QueueLayout.lock)
+    }
+
+    // MARK: - Fields
+
+    @inline(__always) private func word(_ offset: Int) -> FutexWord { FutexWord(base + offset) }
+
+    private var notEmptySequence: FutexWord { word(QueueLayout.notEmptySequence) }
+    private var notFullSequence: FutexWord { word(QueueLayout.notFullSequence) }
+    private var joinSequence: FutexWord { word(QueueLayout.joinSequence) }
+
+    /// The state as committed (read it under the lock for an exact value).
+    private var state: QueueState { QueueState(at: base + QueueLayout.state) }
+
+    private var putCountWord: SharedWord64 { SharedWord64(base + QueueLayout.state + 16) }
+    private var getCountWord: SharedWord64 { SharedWord64(base + QueueLayout.state + 24) }
+    private var unfinishedWord: SharedWord64 { SharedWord64(base + QueueLayout.state + 32) }
+
+    var isClosed: Bool { word(QueueLayout.closed).load() != 0 }
+
+    /// Items in the queue now (a snapshot, exact only when nothing else runs).
+    var approximateCount: Int {
+        let got = getCountWord.load()
+        return Int(clamping: putCountWord.load() &- got)
+    }
+
+    /// Items put and not yet marked done (a snapshot).
+    var unfinished: Int { Int(clamping: unfinishedWord.load()) }
+
+    /// Locks taken over from a process that died holding them.
+    var recoveries: Int { Int(word(QueueLayout.recoveries).load()) }
+
+    /// Large items dropped because their descriptor never arrived.
+    var skippedItems: Int { Int(clamping: SharedWord64(base + QueueLayout.skippedItems).load()) }
+
+    // MARK: - Lock and commit
+
+    @inline(__always) private func lock() {
+        if case .ownerDied = lockWord.lock(until: .never) { recover() }
+    }
+
+    @inline(__always) private func unlock() { lockWord.unlock() }
+
+    /// Finishes what a holder killed in the middle of a commit started.
+    private func recover() {
+        _ = word(QueueLayout.recoveries).add(1)
+        let valid = word(QueueLayout.journalValid)
+        if valid.load() != 0 {
+            QueueState(at: base + QueueLayout.journal).store(at: base + QueueLayout.state)
+            valid.store(0)
+        }
+    }
+
+    /// Replaces the state so that a process killed at any point leaves the old or the new one:
+    /// journal, mark, `between` (an effect outside the segment that belongs to this change),
+    /// apply, unmark.
+    @inline(__always) private func commit(_ new: QueueState, between: () -> Void = {}) {
+        let valid = word(QueueLayout.journalValid)
+        new.store(at: base + QueueLayout.journal)
+        valid.store(1)
+        between()
+        new.store(at: base + QueueLayout.state)
+        valid.store(0)
+    }
+
+    // MARK: - Put
+
+    /// Prepares encoded `bytes` for ``put(_:_:)``: an item too large for the ring moves into
+    /// anonymous memory of its own first (outside the lock).
+    func prepare(_ bytes: [UInt8]) throws(QueueError) -> OutgoingItem {
+        guard bytes.count > maximumInline else {
+            return OutgoingItem(bytes: bytes, descriptor: -1, length: bytes.count)
+        }
+        let fd = mp_memfd_create("swift-multiprocessing-queue-item", UInt64(bytes.count))
+        guard fd >= 0 else { throw .system(SystemError("memfd_create")) }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { buffer in
+                pwrite(fd, buffer.baseAddress! + written, buffer.count - written, off_t(written))
+            }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                let error = SystemError("pwrite")
+                systemClose(fd)
+                throw .system(error)
+            }
+            written += n
+        }
+        return OutgoingItem(bytes: [], descriptor: fd, length: bytes.count)
+    }
+
+    /// Puts an encoded item, waiting for room as `wait` allows: `bytes` go in the ring, or (with
+    /// a `descriptor` from ``prepare(_:)``) the descriptor of `length` bytes goes to the consumer.
+    func put(_ bytes: UnsafeRawBufferPointer, descriptor: Int32 = -1, length: Int, _ wait: QueueWait)
+        throws(QueueError)
+    {
+        var spun = false
+        var registered = false
+        let waiters = word(QueueLayout.notFullWaiters)
+        while true {
+            lock()
+            if registered {
+                Self.unregister(waiters)
+                registered = false
+            }
+            if isClosed {
+                unlock()
+                throw .closed
+            }
+            let current = state
+            let appended: Bool
+            do {
+                appended = try append(bytes, descriptor: descriptor, length: length, to: current)
+            } catch {
+                unlock()
+                throw error
+            }
+            if appended {
+                let wake = signal(
+                    QueueLayout.notEmptyWaiters, notEmptySequence, QueueLayout.fruitlessWakes)
+                unlock()
+                if wake { wakeSleepers(notEmptySequence, all: false, QueueLayout.fruitlessWakes) }
+                return
+            }
+            guard wait.mayWait else {
+                unlock()
+                throw .full
+            }
+            if let failure = Self.stop(wait) {
+                unlock()
+                throw failure
+            }
+            if !spun {
+                spun = true
+                unlock()
+                let seen = current.getCount
+                spin { getCountWord.load() != seen || isClosed }
+                continue
+            }
+            _ = waiters.add(1)
+            registered = true
+            let sequence = notFullSequence.load()
+            unlock()
+            sleep(on: notFullSequence, ifEqualTo: sequence, wait)
+        }
+    }
+
+    /// Puts a prepared item (see ``put(_:descriptor:length:_:)``).
+    func put(_ item: OutgoingItem, _ wait: QueueWait) throws(QueueError) {
+        let result = item.bytes.withUnsafeBytes { bytes in
+            Result { () throws(QueueError) in
+                try put(bytes, descriptor: item.descriptor, length: item.length, wait)
+            }
+        }
+        try result.get()
+    }
+
+    /// Writes the item's record after `current` and commits; `false` if it does not fit.
+    private func append(
+        _ bytes: UnsafeRawBufferPointer, descriptor: Int32, length: Int, to current: QueueState
+    ) throws(QueueError) -> Bool {
+        if capacity > 0 && current.count >= UInt64(capacity) { return false }
+        let large = descriptor >= 0
+        let payload = large ? QueueLayout.largePayload : bytes.count
+        let record = QueueLayout.recordSize(payload: payload)
+        var offset = Int(current.writePosition % UInt64(ringBytes))
+        let padding = offset + record > ringBytes ? ringBytes - offset : 0
+        if current.usedBytes + UInt64(padding + record) > UInt64(ringBytes) { return false }
+        if large {
+            // Number the item before sending it, so that a producer killed after the send never
+            // leaves two messages with one number.
+            let numberWord = SharedWord64(base + QueueLayout.nextLargeSequence)
+            let number = numberWord.load()
+            numberWord.store(number &+ 1)
+            let outcome = try sockets.send(sequence: number, length: UInt64(length), descriptor: descriptor)
+            if outcome == .full { return false }
+            if padding > 0 {
+                writeHeader(
+                    at: offset, length: padding - QueueLayout.recordHeader, kind: QueueLayout.wrapKind)
+                offset = 0
+            }
+            writeHeader(at: offset, length: payload, kind: QueueLayout.largeKind)
+            SharedWord64(ring + offset + 8).store(number)
+            SharedWord64(ring + offset + 16).store(UInt64(length))
+        } else {
+            if padding > 0 {
+                writeHeader(
+                    at: offset, length: padding - QueueLayout.recordHeader, kind: QueueLayout.wrapKind)
+                offset = 0
+            }
+            writeHeader(at: offset, length: payload, kind: QueueLayout.inlineKind)
+            if let source = bytes.baseAddress {
+                (ring + offset + QueueLayout.recordHeader).copyMemory(from: source, byteCount: bytes.count)
+            }
+        }
+        var next = current
+        next.writePosition &+= UInt64(padding + record)
+        next.putCount &+= 1
+        next.unfinished &+= 1
+        commit(next)
+        return true
+    }
+
+    @inline(__always) private func writeHeader(at offset: Int, length: Int, kind: UInt32) {
+        let header = (ring + offset).assumingMemoryBound(to: UInt32.self)
+        header[0] = UInt32(length)
+        header[1] = kind
+    }
+
+    // MARK: - Get
+
+    /// Items up to this size are copied out under the lock and decoded after it is released;
+    /// larger ones are decoded in place, under the lock, to save a copy.
+    static let copyOutLimit = 1024
+
+    /// Takes the oldest item and decodes it with `decode`. The take is committed only once the
+    /// item's bytes have been copied out (or decoded in place): a consumer killed at any point
+    /// before leaves the item in the queue.
+    func get<T>(_ wait: QueueWait, _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T)
+        throws(QueueError) -> T
+    {
+        try withUnsafeTemporaryAllocation(byteCount: Self.copyOutLimit, alignment: 16) {
+            scratch throws(QueueError) -> T in
+            try get(wait, decode, scratch: scratch)
+        }
+    }
+
+    private func get<T>(
+        _ wait: QueueWait, _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T,
+        scratch: UnsafeMutableRawBufferPointer
+    ) throws(QueueError) -> T {
+        var spun = false
+        var registered = false
+        let waiters = word(QueueLayout.notEmptyWaiters)
+        while true {
+            lock()
+            if registered {
+                Self.unregister(waiters)
+                registered = false
+            }
+            var current = state
+            if current.count > 0 {
+                let found: Found
+                do {
+                    found = try take(&current, scratch: scratch)
+                } catch {
+                    unlock()
+                    throw error
+                }
+                switch found {
+                case .copied(let count):
+                    finishTake()
+                    do {
+                        return try decode(UnsafeRawBufferPointer(rebasing: scratch[..<count]))
+                    } catch {
+                        forgetUndecodable()
+                        throw .codec(error)
+                    }
+                case .inRing(let bytes, var next):
+                    // Decoded in place, under the lock, then committed.
+                    let value: T
+                    do {
+                        value = try decode(bytes)
+                    } catch {
+                        next.unfinished = next.unfinished == 0 ? 0 : next.unfinished - 1
+                        commit(next)
+                        finishTake()
+                        throw .codec(error)
+                    }
+                    commit(next)
+                    finishTake()
+                    return value
+                case .mapped(let message, var next):
+                    let value: T
+                    do {
+                        value = try mapAndDecode(message.descriptor, size: message.length, decode)
+                    } catch {
+                        next.unfinished = next.unfinished == 0 ? 0 : next.unfinished - 1
+                        systemClose(message.descriptor)
+                        commit(next, between: { sockets.discard() })
+                        finishTake()
+                        throw error
+                    }
+                    systemClose(message.descriptor)
+                    commit(next, between: { sockets.discard() })
+                    finishTake()
+                    return value
+                case .skipped:
+                    unlock()
+                    continue
+                }
+            }
+            if isClosed {
+                unlock()
+                throw .closed
+            }
+            guard wait.mayWait else {
+                unlock()
+                throw .empty
+            }
+            if let failure = Self.stop(wait) {
+                unlock()
+                throw failure
+            }
+            if !spun {
+                spun = true
+                unlock()
+                let seen = current.putCount
+                spin { putCountWord.load() != seen || isClosed }
+                continue
+            }
+            _ = waiters.add(1)
+            registered = true
+            let sequence = notEmptySequence.load()
+            unlock()
+            sleep(on: notEmptySequence, ifEqualTo: sequence, wait)
+        }
+    }
+
+    /// Where the item a take found is, under the lock.
+    private enum Found {
+        /// Copied into the scratch buffer and committed: decode it after unlocking.
+        case copied(Int)
+        /// In the ring, not committed: decode it in place, then commit `next`.
+        case inRing(UnsafeRawBufferPointer, next: QueueState)
+        /// A large item's message (peeked, its descriptor a duplicate), not committed: decode
+        /// its memory, then commit `next` around removing the message.
+        case mapped(QueueSockets.Message, next: QueueState)
+        /// Only records whose descriptor never arrived, dropped and committed.
+        case skipped
+    }
+
+    /// After a take is committed: tells sleeping putters about the room and unlocks.
+    @inline(__always) private func finishTake() {
+        let wake = signal(QueueLayout.notFullWaiters, notFullSequence, QueueLayout.fruitlessFullWakes)
+        unlock()
+        if wake { wakeSleepers(notFullSequence, all: true, QueueLayout.fruitlessFullWakes) }
+    }
+
+    /// An item taken but found undecodable after the lock was released: count it done.
+    private func forgetUndecodable() {
+        lock()
+        let left = unfinishedWord.load()
+        if left > 0 { unfinishedWord.store(left - 1) }
+        unlock()
+    }
+
+    /// Finds the first item at the front, under the lock, passing over wrap records and
+    /// dropping large records whose descriptor never arrived.
+    private func take(_ current: inout QueueState, scratch: UnsafeMutableRawBufferPointer) throws(QueueError)
+        -> Found
+    {
+        while current.count > 0 {
+            let offset = Int(current.readPosition % UInt64(ringBytes))
+            let header = (ring + offset).assumingMemoryBound(to: UInt32.self)
+            let length = Int(header[0])
+            let kind = header[1]
+            if kind == QueueLayout.wrapKind {
+                guard offset + QueueLayout.recordHeader + length == ringBytes else {
+                    throw .corrupted("a wrap record at \(offset) of length \(length)")
+                }
+                current.readPosition &+= UInt64(ringBytes - offset)
+                continue
+            }
+            let record = QueueLayout.recordSize(payload: length)
+            guard offset + record <= ringBytes,
+                kind == QueueLayout.inlineKind
+                    || (kind == QueueLayout.largeKind && length == QueueLayout.largePayload)
+            else {
+                throw .corrupted("a record of kind \(kind) and length \(length) at \(offset)")
+            }
+            var next = current
+            next.readPosition &+= UInt64(record)
+            next.getCount &+= 1
+            if kind == QueueLayout.inlineKind {
+                let bytes = UnsafeRawBufferPointer(
+                    start: ring + offset + QueueLayout.recordHeader, count: length)
+                guard length <= scratch.count else { return .inRing(bytes, next: next) }
+                if length > 0 { scratch.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: length) }
+                commit(next)
+                current = next
+                return .copied(length)
+            }
+            let number = SharedWord64(ring + offset + 8).load()
+            let size = SharedWord64(ring + offset + 16).load()
+            if let message = try findMessage(number: number, size: size) {
+                return .mapped(message, next: next)
+            }
+            // The descriptor never arrived: drop the record (and count it done, since nobody can).
+            next.unfinished = next.unfinished == 0 ? 0 : next.unfinished - 1
+            commit(next)
+            let skipped = SharedWord64(base + QueueLayout.skippedItems)
+            skipped.store(skipped.load() &+ 1)
+            current = next
+        }
+        return .skipped
+    }
+
+    /// Peeks for large item `number`'s message, removing older ones left by killed consumers.
+    /// `nil` when it is missing.
+    private func findMessage(number: UInt64, size: UInt64) throws(QueueError) -> QueueSockets.Message? {
+        while let message = try sockets.peek() {
+            if message.sequence < number {
+                // Left by a consumer killed between its commit and its receive.
+                systemClose(message.descriptor)
+                sockets.discard()
+                continue
+            }
+            guard message.sequence == number, message.length == size else {
+                systemClose(message.descriptor)
+                return nil
+            }
+            return message
+        }
+        return nil
+    }
+
+    private func mapAndDecode<T>(
+        _ fd: Int32, size: UInt64, _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T
+    ) throws(QueueError) -> T {
+        guard size > 0, mp_fd_size(fd) >= Int64(clamping: size),
+            let address = mp_queue_map_readonly(fd, size)
+        else {
+            throw .system(SystemError("mmap"))
+        }
+        defer { mp_unmap(address, size) }
+        do {
+            return try decode(UnsafeRawBufferPointer(start: address, count: Int(size)))
+        } catch {
+            throw .codec(error)
+        }
+    }
+
+    // MARK: - Close, join
+
+    /// Marks the queue closed for every process and wakes every sleeper.
+    func close() {
+        lock()
+        word(QueueLayout.closed).store(1)
+        _ = notEmptySequence.add(1)
+        _ = notFullSequence.add(1)
+        unlock()
+        notEmptySequence.wakeAll()
+        notFullSequence.wakeAll()
+    }
+
+    /// Marks one item done; wakes joiners when none is left.
+    func taskDone() throws(QueueError) {
+        lock()
+        let left = unfinishedWord.load()
+        guard left > 0 else {
+            unlock()
+            throw .taskDoneTooManyTimes
+        }
+        unfinishedWord.store(left - 1)
+        var wake = false
+        if left == 1 && word(QueueLayout.joinWaiters).load() > 0 {
+            _ = joinSequence.add(1)
+            wake = true
+        }
+        unlock()
+        if wake { joinSequence.wakeAll() }
+    }
+
+    /// Waits until every item put has been marked done.
+    func join(_ wait: QueueWait) throws(QueueError) {
+        var registered = false
+        let waiters = word(QueueLayout.joinWaiters)
+        while true {
+            lock()
+            if registered {
+                Self.unregister(waiters)
+                registered = false
+            }
+            if unfinishedWord.load() == 0 {
+                unlock()
+                return
+            }
+            if let failure = Self.stop(wait) {
+                unlock()
+                throw failure
+            }
+            _ = waiters.add(1)
+            registered = true
+            let sequence = joinSequence.load()
+            unlock()
+            sleep(on: joinSequence, ifEqualTo: sequence, wait)
+        }
+    }
+
+    // MARK: - Waiting
+
+    /// Why a waiting operation must stop now, if it must.
+    private static func stop(_ wait: QueueWait) -> QueueError? {
+        if wait.cancellation?.isCancelled == true { return .cancelled }
+        if wait.deadline.hasPassed { return .timedOut }
+        return nil
+    }
+
+    private static func unregister(_ waiters: FutexWord) {
+        // Saturating: a registration presumed dead may already have been dropped.
+        let count = waiters.load()
+        if count > 0 { waiters.store(count - 1) }
+    }
+
+    /// Under the lock, after a change others may sleep on: bumps the futex word if anyone is
+    /// registered and says whether to wake them (after unlocking). A registration that wakes
+    /// have kept missing is dropped (its process died asleep).
+    @inline(__always) private func signal(_ waitersOffset: Int, _ sequence: FutexWord, _ fruitlessOffset: Int)
+        -> Bool
+    {
+        let waiters = word(waitersOffset)
+        guard waiters.load() > 0 else { return false }
+        let fruitless = word(fruitlessOffset)
+        if fruitless.load() >= Self.fruitlessLimit {
+            fruitless.store(0)
+            Self.unregister(waiters)
+        }
+        _ = sequence.add(1)
+        return true
+    }
+
+    private func wakeSleepers(_ sequence: FutexWord, all: Bool, _ fruitlessOffset: Int) {
+        let woken = all ? sequence.wakeAll() : sequence.wake(1)
+        let fruitless = word(fruitlessOffset)
+        if woken == 0 {
+            _ = fruitless.add(1)
+        } else if fruitless.load() != 0 {
+            fruitless.store(0)
+        }
+    }
+
+    /// Spins (a few microseconds at most) until `done`.
+    @inline(__always) private func spin(_ done: () -> Bool) {
+        let limit = WaitDeadline.now + Self.spinNanoseconds
+        var round = 0
+        while !done() {
+            mp_spin_pause()
+            round &+= 1
+            if round & 31 == 0 && WaitDeadline.now >= limit { return }
+        }
+    }
+
+    /// Sleeps while `sequence` holds `expected`, for one slice at most.
+    private func sleep(on sequence: FutexWord, ifEqualTo expected: UInt32, _ wait: QueueWait) {
+        if wait.cancellation?.isCancelled == true { return }
+        let slice = wait.cancellation == nil ? Self.sleepSlice : Self.cancellationSlice
+        _ = sequence.wait(ifEqualTo: expected, until: wait.deadline.capped(atMost: slice))
+    }
+
+    /// Wakes every sleeper of every kind (a cancelled waiter's task calls this).
+    func wakeAll() {
+        notEmptySequence.wakeAll()
+        notFullSequence.wakeAll()
+        joinSequence.wakeAll()
+    }
+}

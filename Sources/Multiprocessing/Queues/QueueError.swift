@@ -1,0 +1,48 @@
+/// Why a queue operation did not complete.
+///
+/// The non-waiting forms report CPython's `queue.Full` and `queue.Empty` as ``full`` and
+/// ``empty``; the waiting forms report ``timedOut`` when their timeout passes.
+public enum QueueError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The queue holds its capacity of items, or its ring has no room for this one
+    /// (`putNowait`; CPython's `queue.Full`).
+    case full
+    /// The queue holds no item (`getNowait`; CPython's `queue.Empty`).
+    case empty
+    /// The queue was closed: no more items may be put, and every item put before has been
+    /// taken.
+    case closed
+    /// The timeout passed before an item (or room for one) became available.
+    case timedOut
+    /// The waiting task was cancelled; nothing was put or taken.
+    case cancelled
+    /// ``JoinableQueue/taskDone()`` was called more times than items were put.
+    case taskDoneTooManyTimes
+    /// An item could not be encoded, or the item taken could not be decoded as `Element` (that
+    /// item is dropped; the queue carries on).
+    case codec(CodecError)
+    /// The queue's shared memory could not be made or mapped.
+    case memory(SharedMemoryError)
+    /// A system call failed (making a large item's memory, passing its descriptor).
+    case system(SystemError)
+    /// The capacity or ring size asked for is not usable.
+    case invalidConfiguration(String)
+    /// The queue's shared memory does not hold a well-formed queue (it was overwritten).
+    case corrupted(String)
+
+    /// A sentence for logs.
+    public var description: String {
+        switch self {
+        case .full: "the queue is full"
+        case .empty: "the queue is empty"
+        case .closed: "the queue is closed"
+        case .timedOut: "timed out"
+        case .cancelled: "cancelled"
+        case .taskDoneTooManyTimes: "taskDone() called more times than items were put"
+        case .codec(let error): "queue item: \(error)"
+        case .memory(let error): "\(error)"
+        case .system(let error): "queue: \(error)"
+        case .invalidConfiguration(let why): "invalid queue configuration: \(why)"
+        case .corrupted(let why): "corrupted queue: \(why)"
+        }
+    }
+}

@@ -146,6 +146,9 @@ final class QueueCore: @unchecked Sendable {
     /// Locks taken over from a process that died holding them.
     var recoveries: Int { Int(word(QueueLayout.recoveries).load()) }
 
+    /// Getters registered to sleep (a snapshot).
+    var sleepersRegistered: Int { Int(word(QueueLayout.notEmptyWaiters).load()) }
+
     /// Large items dropped because their descriptor never arrived.
     var skippedItems: Int { Int(clamping: SharedWord64(base + QueueLayout.skippedItems).load()) }
 

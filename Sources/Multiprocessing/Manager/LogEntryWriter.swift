@@ -4,20 +4,22 @@
 /// An entry is `[payload length: UInt32][operation: UInt32][payload][zero padding to 8 bytes]`,
 /// so every entry (and every log length) is a whole number of 8-byte words. Payloads are written
 /// with the ``BinaryEncoder``.
+@usableFromInline
 struct LogEntryWriter: Sendable {
-    static let headerSize = 8
+    @inlinable static var headerSize: Int { 8 }
 
-    private(set) var bytes: [UInt8] = []
-    private let encoder = BinaryEncoder()
+    @usableFromInline var bytes: [UInt8] = []
+    @usableFromInline let encoder = BinaryEncoder()
 
-    init() {}
+    @inlinable init() {}
 
-    var isEmpty: Bool { bytes.isEmpty }
-    var count: Int { bytes.count }
+    @inlinable var isEmpty: Bool { bytes.isEmpty }
+    @inlinable var count: Int { bytes.count }
 
-    mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
+    @inlinable mutating func removeAll() { bytes.removeAll(keepingCapacity: true) }
 
     /// Appends an entry whose payload `body` writes with the `append…` methods below.
+    @inlinable
     mutating func entry(
         _ operation: UInt32, _ body: (inout LogEntryWriter) throws(ManagerError) -> Void = { _ in }
     ) throws(ManagerError) {
@@ -41,11 +43,13 @@ struct LogEntryWriter: Sendable {
     }
 
     /// Appends an 8-byte little-endian integer (an index) to the payload.
+    @inlinable
     mutating func appendWord(_ value: Int) {
         withUnsafeBytes(of: UInt64(truncatingIfNeeded: value).littleEndian) { bytes.append(contentsOf: $0) }
     }
 
     /// Appends `value`, encoded, as the rest of the payload.
+    @inlinable
     mutating func append<T: Encodable>(_ value: T) throws(ManagerError) {
         do {
             try encoder.encode(value, appendingTo: &bytes)
@@ -55,6 +59,7 @@ struct LogEntryWriter: Sendable {
     }
 
     /// Appends `value`, encoded, after its byte length (so that something can follow it).
+    @inlinable
     mutating func appendPrefixed<T: Encodable>(_ value: T) throws(ManagerError) {
         let start = bytes.count
         bytes.append(contentsOf: repeatElement(0, count: 4))
@@ -66,7 +71,8 @@ struct LogEntryWriter: Sendable {
         store(UInt32(length), at: start)
     }
 
-    private mutating func store(_ value: UInt32, at offset: Int) {
+    @inlinable
+    mutating func store(_ value: UInt32, at offset: Int) {
         withUnsafeBytes(of: value.littleEndian) { source in
             for i in 0..<4 { bytes[offset + i] = source[i] }
         }

@@ -5,28 +5,29 @@
 /// The sequence counts compactions twice: it is odd while a compaction writes the next
 /// generation into the inactive region, even once that region is published. The active region
 /// is that of generation `sequence >> 1` (regions alternate).
+@usableFromInline
 struct LogPosition: Equatable, Sendable {
-    let raw: UInt64
+    @usableFromInline let raw: UInt64
 
-    init(raw: UInt64) { self.raw = raw }
+    @inlinable init(raw: UInt64) { self.raw = raw }
 
-    init(sequence: UInt32, words: UInt32) { raw = UInt64(sequence) << 32 | UInt64(words) }
+    @inlinable init(sequence: UInt32, words: UInt32) { raw = UInt64(sequence) << 32 | UInt64(words) }
 
     /// No position (a replica that has applied nothing).
-    static let none = LogPosition(raw: .max)
+    @inlinable static var none: LogPosition { LogPosition(raw: .max) }
 
-    var sequence: UInt32 { UInt32(truncatingIfNeeded: raw >> 32) }
-    var words: UInt32 { UInt32(truncatingIfNeeded: raw) }
-    var byteCount: Int { Int(words) * 8 }
-    var generation: UInt32 { sequence >> 1 }
-    var region: Int { Int(generation & 1) }
-    var isCompacting: Bool { sequence & 1 == 1 }
+    @inlinable var sequence: UInt32 { UInt32(truncatingIfNeeded: raw >> 32) }
+    @inlinable var words: UInt32 { UInt32(truncatingIfNeeded: raw) }
+    @inlinable var byteCount: Int { Int(words) * 8 }
+    @inlinable var generation: UInt32 { sequence >> 1 }
+    @inlinable var region: Int { Int(generation & 1) }
+    @inlinable var isCompacting: Bool { sequence & 1 == 1 }
 
     /// Whether bytes copied from this position's region are still valid once the word reads
     /// `later`: no compaction has started writing into that region since. Regions alternate, so
     /// the next write into it comes two sequence steps after an even sequence (the compaction
     /// after next) and one after an odd one.
-    func regionIntact(at later: LogPosition) -> Bool {
+    @inlinable func regionIntact(at later: LogPosition) -> Bool {
         later.sequence &- sequence <= (isCompacting ? 1 : 2)
     }
 }

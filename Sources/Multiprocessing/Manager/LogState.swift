@@ -5,6 +5,7 @@
 /// contents at the same log position. A writer computes its entries from its replica caught up
 /// under the container's lock, so what it writes (an index, a removal) is valid for every
 /// replica at that position.
+@usableFromInline
 protocol LogState: Sendable {
     /// Empty contents (the state before the first entry).
     init()

@@ -21,7 +21,7 @@
 public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: Codable & Sendable>: Sendable,
     Codable, Sequence
 {
-    let log: OperationLog<Contents>
+    @usableFromInline let log: OperationLog<Contents>
 
     /// A new dictionary holding `contents`, whose log has room for `capacity` bytes (see
     /// ``Manager/capacity``).
@@ -40,11 +40,13 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     // MARK: Reading
 
     /// The value for `key`, or `nil`.
+    @inlinable
     public func value(forKey key: Key) throws(ManagerError) -> Value? {
         try log.read { contents in contents.entries[key] }
     }
 
     /// The value for `key`, or `defaultValue` if there is none (CPython's `d.get(k, default)`).
+    @inlinable
     public func value(forKey key: Key, default defaultValue: @autoclosure () -> Value) throws(ManagerError)
         -> Value
     {
@@ -52,37 +54,44 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     }
 
     /// Whether the dictionary has a value for `key`.
+    @inlinable
     public func contains(_ key: Key) throws(ManagerError) -> Bool {
         try log.read { contents in contents.entries[key] != nil }
     }
 
     /// The number of entries.
+    @inlinable
     public var count: Int {
         get throws(ManagerError) { try log.read { contents in contents.entries.count } }
     }
 
     /// Whether the dictionary has no entries.
+    @inlinable
     public var isEmpty: Bool {
         get throws(ManagerError) { try log.read { contents in contents.entries.isEmpty } }
     }
 
     /// The keys, in no particular order.
+    @inlinable
     public var keys: [Key] {
         get throws(ManagerError) { try log.read { contents in Array(contents.entries.keys) } }
     }
 
     /// The values, in no particular order.
+    @inlinable
     public var values: [Value] {
         get throws(ManagerError) { try log.read { contents in Array(contents.entries.values) } }
     }
 
     /// All entries now, as a Swift dictionary (a copy: later changes do not show in it).
+    @inlinable
     public var snapshot: [Key: Value] {
         get throws(ManagerError) { try log.read { contents in contents.entries } }
     }
 
     /// Iterates over a snapshot of the entries. Stops the program if the snapshot cannot be read
     /// (see ``snapshot``).
+    @inlinable
     public func makeIterator() -> Dictionary<Key, Value>.Iterator {
         Self.unwrap { () throws(ManagerError) in try snapshot }.makeIterator()
     }
@@ -90,6 +99,7 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     /// The value for `key`, or `nil`; assigning `nil` removes it. Stops the program on a
     /// ``ManagerError``: use ``value(forKey:)``, ``updateValue(_:forKey:)`` and
     /// ``removeValue(forKey:)`` to handle one.
+    @inlinable
     public subscript(key: Key) -> Value? {
         get { Self.unwrap { () throws(ManagerError) in try value(forKey: key) } }
         set {
@@ -107,6 +117,7 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
 
     /// Sets the value for `key`; returns the value it replaced, if any.
     @discardableResult
+    @inlinable
     public func updateValue(_ value: Value, forKey key: Key) throws(ManagerError) -> Value? {
         try log.write { contents, writer throws(ManagerError) in
             try Contents.writeSet(key, value, to: &writer)
@@ -117,6 +128,7 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     /// Removes the value for `key`; returns it, or `nil` if there was none (and then writes
     /// nothing).
     @discardableResult
+    @inlinable
     public func removeValue(forKey key: Key) throws(ManagerError) -> Value? {
         try log.write { contents, writer throws(ManagerError) in
             guard let old = contents.entries[key] else { return nil }
@@ -126,6 +138,7 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     }
 
     /// Sets every entry of `other`, all at once (CPython's `d.update(other)`).
+    @inlinable
     public func update(with other: [Key: Value]) throws(ManagerError) {
         try log.write { _, writer throws(ManagerError) in
             for (key, value) in other { try Contents.writeSet(key, value, to: &writer) }
@@ -133,6 +146,7 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     }
 
     /// Removes every entry.
+    @inlinable
     public func removeAll() throws(ManagerError) {
         try log.write { contents, writer throws(ManagerError) in
             if !contents.entries.isEmpty { try writer.entry(Contents.removeAllOperation) }
@@ -149,6 +163,7 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     /// try stock.update("apples") { count in count = (count ?? 0) - 1 }
     /// ```
     @discardableResult
+    @inlinable
     public func update<Result: Sendable>(_ key: Key, _ body: (inout Value?) -> Result) throws(ManagerError)
         -> Result
     {
@@ -172,6 +187,7 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     /// try hits.update(page, default: 0) { $0 += 1 }
     /// ```
     @discardableResult
+    @inlinable
     public func update<Result: Sendable>(
         _ key: Key, default defaultValue: @autoclosure () -> Value, _ body: (inout Value) -> Result
     ) throws(ManagerError) -> Result {
@@ -190,6 +206,7 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     /// try accounts.update(keys: ["ann", "bob"]) { $0["ann"]! -= 10; $0["bob"]! += 10 }
     /// ```
     @discardableResult
+    @inlinable
     public func update<Result: Sendable>(keys: some Sequence<Key>, _ body: (inout [Key: Value]) -> Result)
         throws(ManagerError) -> Result
     {
@@ -223,6 +240,7 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     }
 
     @discardableResult
+    @inlinable
     static func unwrap<T>(_ body: () throws(ManagerError) -> T) -> T {
         do {
             return try body()
@@ -237,6 +255,7 @@ extension SharedDictionary where Value: Equatable {
     /// any way; only the entries that differ afterwards are written. `body` runs holding the
     /// dictionary's lock: keep it short.
     @discardableResult
+    @inlinable
     public func modify<Result: Sendable>(_ body: (inout [Key: Value]) -> Result) throws(ManagerError)
         -> Result
     {
@@ -260,16 +279,17 @@ extension SharedDictionary where Value: Equatable {
 
 extension SharedDictionary {
     /// The entries, as every process rebuilds them from the log.
+    @usableFromInline
     struct Contents: LogState {
-        static var setOperation: UInt32 { 1 }
-        static var removeOperation: UInt32 { 2 }
-        static var removeAllOperation: UInt32 { 3 }
+        @inlinable static var setOperation: UInt32 { 1 }
+        @inlinable static var removeOperation: UInt32 { 2 }
+        @inlinable static var removeAllOperation: UInt32 { 3 }
 
-        var entries: [Key: Value] = [:]
+        @usableFromInline var entries: [Key: Value] = [:]
 
-        init() {}
+        @inlinable init() {}
 
-        mutating func apply(_ entry: inout LogEntry) throws(ManagerError) {
+        @inlinable mutating func apply(_ entry: inout LogEntry) throws(ManagerError) {
             switch entry.operation {
             case Self.setOperation:
                 let key = try entry.prefixed(Key.self)
@@ -283,11 +303,12 @@ extension SharedDictionary {
             }
         }
 
-        func writeSnapshot(to writer: inout LogEntryWriter) throws(ManagerError) {
+        @inlinable func writeSnapshot(to writer: inout LogEntryWriter) throws(ManagerError) {
             for (key, value) in entries { try Self.writeSet(key, value, to: &writer) }
         }
 
-        static func writeSet(_ key: Key, _ value: Value, to writer: inout LogEntryWriter) throws(ManagerError)
+        @inlinable static func writeSet(_ key: Key, _ value: Value, to writer: inout LogEntryWriter)
+            throws(ManagerError)
         {
             try writer.entry(setOperation) { (writer) throws(ManagerError) in
                 try writer.appendPrefixed(key)
@@ -295,7 +316,7 @@ extension SharedDictionary {
             }
         }
 
-        static func writeRemove(_ key: Key, to writer: inout LogEntryWriter) throws(ManagerError) {
+        @inlinable static func writeRemove(_ key: Key, to writer: inout LogEntryWriter) throws(ManagerError) {
             try writer.entry(removeOperation) { (writer) throws(ManagerError) in try writer.append(key) }
         }
     }

@@ -21,7 +21,7 @@
 /// The throwing methods report ``ManagerError``s; the subscript and iteration are conveniences
 /// that stop the program on one (as an `Array` does on a bad index).
 public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, Sequence {
-    let log: OperationLog<Contents>
+    @usableFromInline let log: OperationLog<Contents>
 
     /// A new list holding `elements`, whose log has room for `capacity` bytes (see
     /// ``Manager/capacity``).
@@ -40,6 +40,7 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     // MARK: Reading
 
     /// The element at `index`.
+    @inlinable
     public func element(at index: Int) throws(ManagerError) -> Element {
         try log.read { contents throws(ManagerError) in
             try contents.check(index)
@@ -48,37 +49,44 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     }
 
     /// The number of elements.
+    @inlinable
     public var count: Int {
         get throws(ManagerError) { try log.read { contents in contents.elements.count } }
     }
 
     /// Whether the list is empty.
+    @inlinable
     public var isEmpty: Bool {
         get throws(ManagerError) { try log.read { contents in contents.elements.isEmpty } }
     }
 
     /// The first element, or `nil` if the list is empty.
+    @inlinable
     public var first: Element? {
         get throws(ManagerError) { try log.read { contents in contents.elements.first } }
     }
 
     /// The last element, or `nil` if the list is empty.
+    @inlinable
     public var last: Element? {
         get throws(ManagerError) { try log.read { contents in contents.elements.last } }
     }
 
     /// All elements now, as a Swift array (a copy: later changes do not show in it).
+    @inlinable
     public var snapshot: [Element] {
         get throws(ManagerError) { try log.read { contents in contents.elements } }
     }
 
     /// The position of the first element that satisfies `predicate`, or `nil`.
+    @inlinable
     public func firstIndex(where predicate: (Element) -> Bool) throws(ManagerError) -> Int? {
         try log.read { contents in contents.elements.firstIndex(where: predicate) }
     }
 
     /// Iterates over a snapshot of the elements. Stops the program if the snapshot cannot be read
     /// (see ``snapshot``).
+    @inlinable
     public func makeIterator() -> IndexingIterator<[Element]> {
         Self.unwrap { () throws(ManagerError) in try snapshot }.makeIterator()
     }
@@ -86,6 +94,7 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     /// The element at `index`. Stops the program on a ``ManagerError`` (a bad index, as an
     /// `Array` does): use ``element(at:)`` and ``replaceElement(at:with:)`` to handle one, or
     /// when other processes may shorten the list.
+    @inlinable
     public subscript(index: Int) -> Element {
         get { Self.unwrap { () throws(ManagerError) in try element(at: index) } }
         set { Self.unwrap { () throws(ManagerError) in try replaceElement(at: index, with: newValue) } }
@@ -94,17 +103,20 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     // MARK: Writing
 
     /// Adds `element` at the end.
+    @inlinable
     public func append(_ element: Element) throws(ManagerError) {
         try log.write { _, writer throws(ManagerError) in try Contents.writeAppend(element, to: &writer) }
     }
 
     /// Adds `elements` at the end, all at once (CPython's `l.extend(elements)`).
+    @inlinable
     public func append(contentsOf elements: some Sequence<Element>) throws(ManagerError) {
         let elements = Array(elements)
         try log.write { _, writer throws(ManagerError) in try Contents.writeAppend(elements, to: &writer) }
     }
 
     /// Inserts `element` at `index` (`0...count`); later elements move up one place.
+    @inlinable
     public func insert(_ element: Element, at index: Int) throws(ManagerError) {
         try log.write { contents, writer throws(ManagerError) in
             guard index >= 0, index <= contents.elements.count else {
@@ -119,6 +131,7 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
 
     /// Replaces the element at `index` with `element`; returns the element replaced.
     @discardableResult
+    @inlinable
     public func replaceElement(at index: Int, with element: Element) throws(ManagerError) -> Element {
         try update(at: index) { (current: inout Element) -> Element in
             defer { current = element }
@@ -129,6 +142,7 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     /// Removes and returns the element at `index`; later elements move down one place
     /// (CPython's `l.pop(index)`).
     @discardableResult
+    @inlinable
     public func remove(at index: Int) throws(ManagerError) -> Element {
         try log.write { contents, writer throws(ManagerError) in
             try contents.check(index)
@@ -140,6 +154,7 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     /// Removes and returns the first element that satisfies `predicate`, or returns `nil` (and
     /// changes nothing) if none does. Atomic: the element found is the one removed.
     @discardableResult
+    @inlinable
     public func removeFirst(where predicate: (Element) -> Bool) throws(ManagerError) -> Element? {
         try log.write { contents, writer throws(ManagerError) in
             guard let index = contents.elements.firstIndex(where: predicate) else { return nil }
@@ -151,6 +166,7 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     /// Removes and returns the last element, or `nil` if the list is empty (CPython's
     /// `l.pop()`).
     @discardableResult
+    @inlinable
     public func popLast() throws(ManagerError) -> Element? {
         try log.write { contents, writer throws(ManagerError) in
             guard let last = contents.elements.last else { return nil }
@@ -160,6 +176,7 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     }
 
     /// Removes every element.
+    @inlinable
     public func removeAll() throws(ManagerError) {
         try log.write { contents, writer throws(ManagerError) in
             if !contents.elements.isEmpty { try writer.entry(Contents.removeAllOperation) }
@@ -174,6 +191,7 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     /// try totals.update(at: 2) { $0 += 1 }
     /// ```
     @discardableResult
+    @inlinable
     public func update<Result: Sendable>(at index: Int, _ body: (inout Element) -> Result)
         throws(ManagerError)
         -> Result
@@ -198,6 +216,7 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     /// try list.modify { $0.sort() }
     /// ```
     @discardableResult
+    @inlinable
     public func modify<Result: Sendable>(_ body: (inout [Element]) -> Result) throws(ManagerError) -> Result {
         try log.write { contents, writer throws(ManagerError) in
             var elements = contents.elements
@@ -222,6 +241,7 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     }
 
     @discardableResult
+    @inlinable
     static func unwrap<T>(_ body: () throws(ManagerError) -> T) -> T {
         do {
             return try body()
@@ -233,11 +253,13 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
 
 extension SharedList where Element: Equatable {
     /// The position of the first element equal to `element`, or `nil` (CPython's `l.index(x)`).
+    @inlinable
     public func firstIndex(of element: Element) throws(ManagerError) -> Int? {
         try log.read { contents in contents.elements.firstIndex(of: element) }
     }
 
     /// Whether the list holds an element equal to `element`.
+    @inlinable
     public func contains(_ element: Element) throws(ManagerError) -> Bool {
         try log.read { contents in contents.elements.contains(element) }
     }
@@ -245,6 +267,7 @@ extension SharedList where Element: Equatable {
     /// Removes the first element equal to `element`; returns whether there was one (CPython's
     /// `l.remove(x)`).
     @discardableResult
+    @inlinable
     public func removeFirst(_ element: Element) throws(ManagerError) -> Bool {
         try removeFirst { $0 == element } != nil
     }
@@ -252,27 +275,28 @@ extension SharedList where Element: Equatable {
 
 extension SharedList {
     /// The elements, as every process rebuilds them from the log.
+    @usableFromInline
     struct Contents: LogState {
-        static var appendOperation: UInt32 { 1 }
-        static var appendManyOperation: UInt32 { 2 }
-        static var insertOperation: UInt32 { 3 }
-        static var replaceOperation: UInt32 { 4 }
-        static var removeOperation: UInt32 { 5 }
-        static var removeAllOperation: UInt32 { 6 }
+        @inlinable static var appendOperation: UInt32 { 1 }
+        @inlinable static var appendManyOperation: UInt32 { 2 }
+        @inlinable static var insertOperation: UInt32 { 3 }
+        @inlinable static var replaceOperation: UInt32 { 4 }
+        @inlinable static var removeOperation: UInt32 { 5 }
+        @inlinable static var removeAllOperation: UInt32 { 6 }
         /// Elements per entry when many are written at once.
-        static var chunk: Int { 1024 }
+        @inlinable static var chunk: Int { 1024 }
 
-        var elements: [Element] = []
+        @usableFromInline var elements: [Element] = []
 
-        init() {}
+        @inlinable init() {}
 
-        func check(_ index: Int) throws(ManagerError) {
+        @inlinable func check(_ index: Int) throws(ManagerError) {
             guard index >= 0, index < elements.count else {
                 throw .indexOutOfRange(index: index, count: elements.count)
             }
         }
 
-        mutating func apply(_ entry: inout LogEntry) throws(ManagerError) {
+        @inlinable mutating func apply(_ entry: inout LogEntry) throws(ManagerError) {
             switch entry.operation {
             case Self.appendOperation:
                 elements.append(try entry.rest(Element.self))
@@ -297,19 +321,23 @@ extension SharedList {
             }
         }
 
-        private func corruptIndex(_ index: Int) -> ManagerError {
+        @inlinable func corruptIndex(_ index: Int) -> ManagerError {
             .corrupted("list entry for index \(index) of \(elements.count) elements")
         }
 
-        func writeSnapshot(to writer: inout LogEntryWriter) throws(ManagerError) {
+        @inlinable func writeSnapshot(to writer: inout LogEntryWriter) throws(ManagerError) {
             try Self.writeAppend(elements, to: &writer)
         }
 
-        static func writeAppend(_ element: Element, to writer: inout LogEntryWriter) throws(ManagerError) {
+        @inlinable static func writeAppend(_ element: Element, to writer: inout LogEntryWriter)
+            throws(ManagerError)
+        {
             try writer.entry(appendOperation) { (writer) throws(ManagerError) in try writer.append(element) }
         }
 
-        static func writeAppend(_ elements: [Element], to writer: inout LogEntryWriter) throws(ManagerError) {
+        @inlinable static func writeAppend(_ elements: [Element], to writer: inout LogEntryWriter)
+            throws(ManagerError)
+        {
             var start = 0
             while start < elements.count {
                 let end = Swift.min(start + chunk, elements.count)
@@ -321,7 +349,9 @@ extension SharedList {
             }
         }
 
-        static func writeRemove(at index: Int, to writer: inout LogEntryWriter) throws(ManagerError) {
+        @inlinable static func writeRemove(at index: Int, to writer: inout LogEntryWriter)
+            throws(ManagerError)
+        {
             try writer.entry(removeOperation) { (writer) throws(ManagerError) in writer.appendWord(index) }
         }
     }

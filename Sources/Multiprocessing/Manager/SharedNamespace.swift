@@ -20,12 +20,13 @@
 @dynamicMemberLookup
 public final class SharedNamespace: Sendable, Codable {
     /// One attribute: the value's type and its encoded bytes.
+    @usableFromInline
     struct Attribute: Codable, Sendable, Equatable {
         var type: String
         var bytes: [UInt8]
     }
 
-    let storage: SharedDictionary<String, Attribute>
+    @usableFromInline let storage: SharedDictionary<String, Attribute>
 
     /// A new, empty namespace whose log has room for `capacity` bytes (see
     /// ``Manager/capacity``).
@@ -40,6 +41,7 @@ public final class SharedNamespace: Sendable, Codable {
 
     /// The value of attribute `name`, or `nil` if it has none. Throws
     /// ``ManagerError/typeMismatch(name:stored:requested:)`` if it holds another type.
+    @inlinable
     public func value<T: Codable & Sendable>(_ name: String, as type: T.Type = T.self) throws(ManagerError)
         -> T?
     {
@@ -48,14 +50,17 @@ public final class SharedNamespace: Sendable, Codable {
     }
 
     /// Whether attribute `name` has a value.
+    @inlinable
     public func contains(_ name: String) throws(ManagerError) -> Bool { try storage.contains(name) }
 
     /// The names of the attributes that have values, sorted.
+    @inlinable
     public var names: [String] {
         get throws(ManagerError) { try storage.keys.sorted() }
     }
 
     /// The number of attributes that have values.
+    @inlinable
     public var count: Int {
         get throws(ManagerError) { try storage.count }
     }
@@ -64,6 +69,7 @@ public final class SharedNamespace: Sendable, Codable {
     /// type could not be told): use ``removeValue(_:)``. Stops the program on a
     /// ``ManagerError``, a type mismatch included: use ``value(_:as:)`` and ``set(_:to:)`` to
     /// handle one.
+    @inlinable
     public subscript<T: Codable & Sendable>(name: String) -> T? {
         get { Self.unwrap { () throws(ManagerError) in try value(name, as: T.self) } }
         set {
@@ -75,6 +81,7 @@ public final class SharedNamespace: Sendable, Codable {
 
     /// Attribute `name` as a property: `ns.count = 3`, `let count: Int? = ns.count`. The same
     /// as ``subscript(_:)``.
+    @inlinable
     public subscript<T: Codable & Sendable>(dynamicMember name: String) -> T? {
         get { self[name] }
         set { self[name] = newValue }
@@ -83,12 +90,14 @@ public final class SharedNamespace: Sendable, Codable {
     // MARK: Writing
 
     /// Sets attribute `name` to `value` (of any type, whatever it held before).
+    @inlinable
     public func set<T: Codable & Sendable>(_ name: String, to value: T) throws(ManagerError) {
         try storage.updateValue(try Self.encode(value), forKey: name)
     }
 
     /// Removes attribute `name`; returns whether it had a value.
     @discardableResult
+    @inlinable
     public func removeValue(_ name: String) throws(ManagerError) -> Bool {
         try storage.removeValue(forKey: name) != nil
     }
@@ -98,6 +107,7 @@ public final class SharedNamespace: Sendable, Codable {
     /// ``ManagerError/typeMismatch(name:stored:requested:)`` (without calling `body`) if it holds
     /// another type. `body` runs holding the namespace's lock: keep it short.
     @discardableResult
+    @inlinable
     public func update<T: Codable & Sendable, Result: Sendable>(
         _ name: String, as type: T.Type = T.self, _ body: (inout T?) -> Result
     ) throws(ManagerError) -> Result {
@@ -124,6 +134,7 @@ public final class SharedNamespace: Sendable, Codable {
     /// try ns.update("finished", default: 0) { $0 += 1 }
     /// ```
     @discardableResult
+    @inlinable
     public func update<T: Codable & Sendable, Result: Sendable>(
         _ name: String, default defaultValue: @autoclosure () -> T, _ body: (inout T) -> Result
     ) throws(ManagerError) -> Result {
@@ -135,6 +146,7 @@ public final class SharedNamespace: Sendable, Codable {
     }
 
     /// Removes every attribute.
+    @inlinable
     public func removeAll() throws(ManagerError) { try storage.removeAll() }
 
     // MARK: Handles
@@ -148,7 +160,8 @@ public final class SharedNamespace: Sendable, Codable {
         storage = SharedDictionary(log: try OperationLog(from: decoder, kind: .namespace))
     }
 
-    private static func encode<T: Codable>(_ value: T) throws(ManagerError) -> Attribute {
+    @usableFromInline
+    static func encode<T: Codable>(_ value: T) throws(ManagerError) -> Attribute {
         do {
             return Attribute(type: String(reflecting: T.self), bytes: try BinaryEncoder().encode(value))
         } catch {
@@ -156,7 +169,8 @@ public final class SharedNamespace: Sendable, Codable {
         }
     }
 
-    private static func decode<T: Codable>(_ attribute: Attribute, _ name: String, as _: T.Type)
+    @usableFromInline
+    static func decode<T: Codable>(_ attribute: Attribute, _ name: String, as _: T.Type)
         throws(ManagerError) -> T
     {
         let requested = String(reflecting: T.self)
@@ -171,7 +185,8 @@ public final class SharedNamespace: Sendable, Codable {
     }
 
     @discardableResult
-    private static func unwrap<T>(_ body: () throws(ManagerError) -> T) -> T {
+    @usableFromInline
+    static func unwrap<T>(_ body: () throws(ManagerError) -> T) -> T {
         do {
             return try body()
         } catch {

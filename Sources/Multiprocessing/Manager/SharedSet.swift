@@ -13,7 +13,7 @@
 /// The throwing methods report ``ManagerError``s; iteration is a convenience that stops the
 /// program on one.
 public final class SharedSet<Element: Codable & Hashable & Sendable>: Sendable, Codable, Sequence {
-    let log: OperationLog<Contents>
+    @usableFromInline let log: OperationLog<Contents>
 
     /// A new set holding `elements`, whose log has room for `capacity` bytes (see
     /// ``Manager/capacity``).
@@ -32,27 +32,32 @@ public final class SharedSet<Element: Codable & Hashable & Sendable>: Sendable, 
     // MARK: Reading
 
     /// Whether the set holds `element`.
+    @inlinable
     public func contains(_ element: Element) throws(ManagerError) -> Bool {
         try log.read { contents in contents.elements.contains(element) }
     }
 
     /// The number of elements.
+    @inlinable
     public var count: Int {
         get throws(ManagerError) { try log.read { contents in contents.elements.count } }
     }
 
     /// Whether the set is empty.
+    @inlinable
     public var isEmpty: Bool {
         get throws(ManagerError) { try log.read { contents in contents.elements.isEmpty } }
     }
 
     /// All elements now, as a Swift set (a copy: later changes do not show in it).
+    @inlinable
     public var snapshot: Set<Element> {
         get throws(ManagerError) { try log.read { contents in contents.elements } }
     }
 
     /// Iterates over a snapshot of the elements. Stops the program if the snapshot cannot be read
     /// (see ``snapshot``).
+    @inlinable
     public func makeIterator() -> Set<Element>.Iterator {
         do {
             return try snapshot.makeIterator()
@@ -66,6 +71,7 @@ public final class SharedSet<Element: Codable & Hashable & Sendable>: Sendable, 
     /// Adds `element`; returns `true` if this call added it, `false` if it was there already
     /// (then nothing is written).
     @discardableResult
+    @inlinable
     public func insert(_ element: Element) throws(ManagerError) -> Bool {
         try log.write { contents, writer throws(ManagerError) in
             guard !contents.elements.contains(element) else { return false }
@@ -76,6 +82,7 @@ public final class SharedSet<Element: Codable & Hashable & Sendable>: Sendable, 
 
     /// Removes `element`; returns `true` if this call removed it, `false` if it was not there.
     @discardableResult
+    @inlinable
     public func remove(_ element: Element) throws(ManagerError) -> Bool {
         try log.write { contents, writer throws(ManagerError) in
             guard contents.elements.contains(element) else { return false }
@@ -85,6 +92,7 @@ public final class SharedSet<Element: Codable & Hashable & Sendable>: Sendable, 
     }
 
     /// Adds every element of `other`, all at once.
+    @inlinable
     public func formUnion(_ other: some Sequence<Element>) throws(ManagerError) {
         let other = Set(other)
         try log.write { contents, writer throws(ManagerError) in
@@ -95,6 +103,7 @@ public final class SharedSet<Element: Codable & Hashable & Sendable>: Sendable, 
     }
 
     /// Removes every element of `other`, all at once.
+    @inlinable
     public func subtract(_ other: some Sequence<Element>) throws(ManagerError) {
         let other = Set(other)
         try log.write { contents, writer throws(ManagerError) in
@@ -105,6 +114,7 @@ public final class SharedSet<Element: Codable & Hashable & Sendable>: Sendable, 
     }
 
     /// Removes every element.
+    @inlinable
     public func removeAll() throws(ManagerError) {
         try log.write { contents, writer throws(ManagerError) in
             if !contents.elements.isEmpty { try writer.entry(Contents.removeAllOperation) }
@@ -115,6 +125,7 @@ public final class SharedSet<Element: Codable & Hashable & Sendable>: Sendable, 
     /// way; only the differences are written. Returns what `body` returns. `body` runs holding
     /// the set's lock: keep it short.
     @discardableResult
+    @inlinable
     public func modify<Result: Sendable>(_ body: (inout Set<Element>) -> Result) throws(ManagerError)
         -> Result
     {
@@ -151,16 +162,17 @@ public final class SharedSet<Element: Codable & Hashable & Sendable>: Sendable, 
 
 extension SharedSet {
     /// The elements, as every process rebuilds them from the log.
+    @usableFromInline
     struct Contents: LogState {
-        static var insertOperation: UInt32 { 1 }
-        static var removeOperation: UInt32 { 2 }
-        static var removeAllOperation: UInt32 { 3 }
+        @inlinable static var insertOperation: UInt32 { 1 }
+        @inlinable static var removeOperation: UInt32 { 2 }
+        @inlinable static var removeAllOperation: UInt32 { 3 }
 
-        var elements: Set<Element> = []
+        @usableFromInline var elements: Set<Element> = []
 
-        init() {}
+        @inlinable init() {}
 
-        mutating func apply(_ entry: inout LogEntry) throws(ManagerError) {
+        @inlinable mutating func apply(_ entry: inout LogEntry) throws(ManagerError) {
             switch entry.operation {
             case Self.insertOperation: elements.insert(try entry.rest(Element.self))
             case Self.removeOperation: elements.remove(try entry.rest(Element.self))
@@ -169,11 +181,11 @@ extension SharedSet {
             }
         }
 
-        func writeSnapshot(to writer: inout LogEntryWriter) throws(ManagerError) {
+        @inlinable func writeSnapshot(to writer: inout LogEntryWriter) throws(ManagerError) {
             for element in elements { try Self.write(Self.insertOperation, element, to: &writer) }
         }
 
-        static func write(_ operation: UInt32, _ element: Element, to writer: inout LogEntryWriter)
+        @inlinable static func write(_ operation: UInt32, _ element: Element, to writer: inout LogEntryWriter)
             throws(ManagerError)
         {
             try writer.entry(operation) { (writer) throws(ManagerError) in try writer.append(element) }

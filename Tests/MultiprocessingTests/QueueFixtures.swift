@@ -196,3 +196,22 @@ struct QueueMemfdProbe: ProcessTask {
         return [before, during, openMemfdCount()]
     }
 }
+
+/// An item that refuses to decode when its value is negative.
+struct RefusingItem: Codable, Sendable, Equatable {
+    struct Refused: Error {}
+    var value: Int
+    var padding: [UInt8] = []
+
+    init(value: Int, padding: Int = 0) {
+        self.value = value
+        self.padding = [UInt8](repeating: 1, count: padding)
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        value = try container.decode(Int.self, forKey: .value)
+        padding = try container.decode([UInt8].self, forKey: .padding)
+        if value < 0 { throw Refused() }
+    }
+}

@@ -383,6 +383,31 @@ struct QueueTests {
         await #expect(throws: QueueError.cancelled) { try await cancelled.value }
     }
 
+    @Test(
+        "an item that does not decode is dropped with a codec error, counted done, and wakes join",
+        arguments: [0, 2000, 100_000])
+    func undecodable(padding: Int) async throws {
+        // 0: decoded after the lock; 2000: in place, under it; 100_000: from its own memory.
+        let queue = try JoinableQueue<RefusingItem>(ringBytes: 64 << 10)
+        try queue.putNowait(RefusingItem(value: 2, padding: padding))
+        try queue.putNowait(RefusingItem(value: -1, padding: padding))
+        let joiner = Task { try await queue.join(timeout: .seconds(20)) }
+        #expect(try queue.getNowait().value == 2)
+        try queue.taskDone()
+        #expect(queue.unfinishedCount == 1)
+        #expect {
+            try queue.getNowait()
+        } throws: { error in
+            if case .codec = error as? QueueError { true } else { false }
+        }
+        // Nobody will mark the dropped item done: it counts as done, and the joiner wakes.
+        #expect(queue.unfinishedCount == 0)
+        try await joiner.value
+        #expect(queue.isEmpty)
+        try queue.putNowait(RefusingItem(value: 3, padding: padding))
+        #expect(try queue.getNowait().value == 3)
+    }
+
     @Test("SimpleQueue: put, get, empty, close")
     func simple() async throws {
         let queue = try SimpleQueue<String>()

@@ -405,7 +405,7 @@ final class QueueCore: @unchecked Sendable {
                     finishTake()
                     return value
                 case .skipped:
-                    unlock()
+                    finishTake()
                     continue
                 }
             }
@@ -452,8 +452,18 @@ final class QueueCore: @unchecked Sendable {
     /// After a take is committed: tells sleeping putters about the room and unlocks.
     @inline(__always) private func finishTake() {
         let wake = signal(QueueLayout.notFullWaiters, notFullSequence, QueueLayout.fruitlessFullWakes)
+        let wakeJoiners = joinersToWake()
         unlock()
         if wake { wakeSleepers(notFullSequence, all: true, QueueLayout.fruitlessFullWakes) }
+        if wakeJoiners { joinSequence.wakeAll() }
+    }
+
+    /// Under the lock: whether a drop (an undecodable or lost item, counted done) has just
+    /// finished the last unfinished item while someone waits in `join`.
+    @inline(__always) private func joinersToWake() -> Bool {
+        guard unfinishedWord.load() == 0, word(QueueLayout.joinWaiters).load() > 0 else { return false }
+        _ = joinSequence.add(1)
+        return true
     }
 
     /// An item taken but found undecodable after the lock was released: count it done.
@@ -461,7 +471,9 @@ final class QueueCore: @unchecked Sendable {
         lock()
         let left = unfinishedWord.load()
         if left > 0 { unfinishedWord.store(left - 1) }
+        let wakeJoiners = joinersToWake()
         unlock()
+        if wakeJoiners { joinSequence.wakeAll() }
     }
 
     /// Finds the first item at the front, under the lock, passing over wrap records and

@@ -322,15 +322,24 @@ struct ManagerTests {
         let writer = try ChildProcess(StuckWriter(dictionary: dictionary, flag: flag))
         try writer.start()
         try await waitForFlag(flag)
-        // The lock is held: reads go on regardless.
-        let start = ContinuousClock.now
-        for _ in 0..<1000 { #expect(try dictionary.value(forKey: "a") == 1) }
-        #expect(ContinuousClock.now - start < .seconds(1))
-        let blocked = Task { try dictionary.updateValue(2, forKey: "b") }
+        // The lock is held, and a writer of this process waits for it: reads go on regardless.
+        let blocked = Task.detached { try dictionary.updateValue(2, forKey: "b") }
         try await Task.sleep(for: .milliseconds(20))
+        let readsDone = try SharedValue(0)
+        let reads = Task.detached {
+            for _ in 0..<1000 { #expect(try dictionary.value(forKey: "a") == 1) }
+            readsDone.store(1)
+            return try dictionary.snapshot
+        }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while readsDone.load() == 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        #expect(readsDone.load() == 1, "reads waited for a writer")
         writer.kill()
         _ = try await writer.join()
         #expect(try await blocked.value == nil)
+        #expect(try await reads.value == ["a": 1])
         #expect(dictionary.log.ownerDeaths == 1)
         try dictionary.update("a") { $0! += 1 }
         #expect(try dictionary.snapshot == ["a": 2, "b": 2])

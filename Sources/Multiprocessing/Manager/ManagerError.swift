@@ -1,6 +1,11 @@
 /// Why an operation on a ``SharedDictionary``, ``SharedList``, ``SharedSet`` or
-/// ``SharedNamespace`` did not complete. The shared contents are unchanged when one is thrown
-/// (except ``corrupted(_:)``, which says they cannot be trusted).
+/// ``SharedNamespace`` did not complete.
+///
+/// A change that throws ``capacityExceeded(needed:capacity:)``,
+/// ``indexOutOfRange(index:count:)``, ``typeMismatch(name:stored:requested:)`` or an encoding
+/// ``codec(_:)`` error has written nothing. A decoding ``codec(_:)`` error means a change made by
+/// some process (possibly this call's own) cannot be read back here; ``corrupted(_:)`` means the
+/// shared memory cannot be trusted.
 public enum ManagerError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The contents, written compactly, plus this change need `needed` bytes but the container
     /// was made with a log of `capacity` bytes. Make it with a larger capacity

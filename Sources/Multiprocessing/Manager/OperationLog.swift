@@ -55,6 +55,10 @@ final class OperationLog<State: LogState>: Sendable {
         replica = Mutex(Replica())
     }
 
+    /// Buffers larger than this (after a rebuild or a compaction) are freed after use rather
+    /// than kept for the next time.
+    @inlinable static var keptBufferSize: Int { 1 << 20 }
+
     /// The size of each log region in bytes.
     @usableFromInline var capacity: Int { segment.capacity }
 
@@ -107,6 +111,7 @@ final class OperationLog<State: LogState>: Sendable {
             }
             try applied.get()
             replica.seen = position
+            if scratch.capacity > Self.keptBufferSize { scratch = [] }
             return
         }
     }
@@ -116,13 +121,16 @@ final class OperationLog<State: LogState>: Sendable {
     /// Runs `body` holding the container's lock, on contents that no other process can change
     /// meanwhile; the entries it writes are then published together and applied. Nothing is
     /// published if `body` throws.
+    ///
+    /// The shared lock is taken before this process's replica, so that readers in this process
+    /// never wait while a writer here waits for another process.
     @inlinable
     func write<Result: Sendable>(
         _ body: (borrowing State, inout LogEntryWriter) throws(ManagerError) -> Result
     ) throws(ManagerError) -> Result {
-        try replica.withLock { (replica) throws(ManagerError) -> Result in
+        segment.lockForWriting()
+        return try replica.withLock { (replica) throws(ManagerError) -> Result in
             let result: Result
-            segment.lockForWriting()
             do throws(ManagerError) {
                 try catchUp(&replica)
                 replica.pending.removeAll()
@@ -139,6 +147,7 @@ final class OperationLog<State: LogState>: Sendable {
                 throw error
             }
             segment.unlock()
+            if replica.pending.bytes.capacity > Self.keptBufferSize { replica.pending = LogEntryWriter() }
             try catchUp(&replica)
             return result
         }
@@ -151,6 +160,7 @@ final class OperationLog<State: LogState>: Sendable {
         replica.snapshot.removeAll()
         try replica.state.writeSnapshot(to: &replica.snapshot)
         let end = try segment.compact(snapshot: replica.snapshot.bytes, then: replica.pending.bytes)
+        if replica.snapshot.bytes.capacity > Self.keptBufferSize { replica.snapshot = LogEntryWriter() }
         // The replica already holds the snapshot: only the pending entries remain to apply.
         replica.generation = end.generation
         replica.applied = end.byteCount

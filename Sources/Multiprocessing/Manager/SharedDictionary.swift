@@ -157,7 +157,8 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     /// none) and may change it, set it or remove it (`nil`); no other process changes the
     /// dictionary meanwhile. Returns what `body` returns.
     ///
-    /// `body` runs holding the dictionary's lock: keep it short.
+    /// `body` runs holding the dictionary's lock: keep it short, and do not use this container inside it
+    /// (that would wait for itself).
     ///
     /// ```swift
     /// try stock.update("apples") { count in count = (count ?? 0) - 1 }
@@ -201,6 +202,8 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     /// Reads and changes several entries together, atomically: `body` gets a dictionary holding
     /// the current entries for `keys` (those that exist), and whatever it leaves there for those
     /// keys is written back; keys it removes are removed. Entries for other keys are ignored.
+    /// `body` runs holding the dictionary's lock: keep it short, and do not use this container
+    /// inside it (that would wait for itself).
     ///
     /// ```swift
     /// try accounts.update(keys: ["ann", "bob"]) { $0["ann"]! -= 10; $0["bob"]! += 10 }
@@ -253,7 +256,8 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
 extension SharedDictionary where Value: Equatable {
     /// Changes the whole dictionary atomically: `body` gets all entries and may change them in
     /// any way; only the entries that differ afterwards are written. `body` runs holding the
-    /// dictionary's lock: keep it short.
+    /// dictionary's lock: keep it short, and do not use this container inside it (that would
+    /// wait for itself).
     @discardableResult
     @inlinable
     public func modify<Result: Sendable>(_ body: (inout [Key: Value]) -> Result) throws(ManagerError)

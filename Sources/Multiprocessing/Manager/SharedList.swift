@@ -185,7 +185,7 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
 
     /// Reads and changes the element at `index` atomically: no other process changes the list
     /// between your read and your write. Returns what `body` returns. `body` runs holding the
-    /// list's lock: keep it short.
+    /// list's lock: keep it short, and do not use this container inside it (that would wait for itself).
     ///
     /// ```swift
     /// try totals.update(at: 2) { $0 += 1 }
@@ -210,7 +210,8 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
 
     /// Changes the whole list atomically: `body` gets all elements and may change them in any
     /// way (sort, filter, rearrange); the result replaces the list. Returns what `body` returns.
-    /// `body` runs holding the list's lock: keep it short.
+    /// `body` runs holding the list's lock: keep it short, and do not use this container inside
+    /// it (that would wait for itself).
     ///
     /// ```swift
     /// try list.modify { $0.sort() }

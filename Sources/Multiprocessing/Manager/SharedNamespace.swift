@@ -105,7 +105,8 @@ public final class SharedNamespace: Sendable, Codable {
     /// Reads and changes attribute `name` atomically: `body` gets its value (`nil` if none) and
     /// may change, set or remove it; no other process changes the namespace meanwhile. Throws
     /// ``ManagerError/typeMismatch(name:stored:requested:)`` (without calling `body`) if it holds
-    /// another type. `body` runs holding the namespace's lock: keep it short.
+    /// another type. `body` runs holding the namespace's lock: keep it short, and do not use
+    /// this container inside it (that would wait for itself).
     @discardableResult
     @inlinable
     public func update<T: Codable & Sendable, Result: Sendable>(

@@ -123,7 +123,8 @@ public final class SharedSet<Element: Codable & Hashable & Sendable>: Sendable, 
 
     /// Changes the whole set atomically: `body` gets all elements and may change them in any
     /// way; only the differences are written. Returns what `body` returns. `body` runs holding
-    /// the set's lock: keep it short.
+    /// the set's lock: keep it short, and do not use this container inside it (that would wait
+    /// for itself).
     @discardableResult
     @inlinable
     public func modify<Result: Sendable>(_ body: (inout Set<Element>) -> Result) throws(ManagerError)

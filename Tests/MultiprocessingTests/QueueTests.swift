@@ -120,6 +120,37 @@ struct QueueTests {
         while !model.isEmpty { #expect(try queue.getNowait() == model.removeFirst()) }
     }
 
+    @Test("numbers travel as their memory, plain arrays in the codec's form, both read back exactly")
+    func plainForms() throws {
+        let ints = try ProcessQueue<Int>()
+        for value in [0, -1, .max, .min, 42] { try ints.putNowait(value) }
+        #expect(try (0..<5).map { _ in try ints.getNowait() } == [0, -1, .max, .min, 42])
+        let flags = try ProcessQueue<Bool>()
+        try flags.putNowait(true)
+        try flags.putNowait(false)
+        #expect(try flags.getNowait() && !(try flags.getNowait()))
+        let floats = try ProcessQueue<Float>()
+        try floats.putNowait(-0.0)
+        #expect(try floats.getNowait().bitPattern == Float(-0.0).bitPattern)
+
+        let doubles = try ProcessQueue<[Double]>(ringBytes: 64 << 10)
+        let small: [Double] = [1.5, -0.0, .nan, .infinity]
+        let large = (0..<100_000).map { Double($0) / 3 }  // 800 KB: its own memory.
+        for item in [small, [], large] { try doubles.putNowait(item) }
+        #expect(try doubles.getNowait().map(\.bitPattern) == small.map(\.bitPattern))
+        #expect(try doubles.getNowait() == [])
+        #expect(try doubles.getNowait() == large)
+        let words = try ProcessQueue<[Int32]>(ringBytes: 64 << 10)
+        try words.putNowait([1, -2, 3])
+        try words.putNowait(Array(repeating: -7, count: 50_000))
+        #expect(try words.getNowait() == [1, -2, 3])
+        #expect(try words.getNowait() == Array(repeating: -7, count: 50_000))
+        // An async put of a plain array that has to wait for room.
+        let full = try ProcessQueue<[Int]>(capacity: 1)
+        try full.putNowait([1])
+        #expect(throws: QueueError.full) { try full.putNowait([2]) }
+    }
+
     // MARK: - Capacity, timeouts, close, cancellation
 
     @Test("capacity: putNowait reports full, getNowait reports empty; a full ring is full too")

@@ -24,8 +24,8 @@
 /// carry on (the next one to take the queue's lock finishes or rolls back the dead one's change).
 public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable {
     let core: QueueCore
-    /// Whether items are plain numbers, which travel as their memory instead of through the codec.
-    let rawItems: Bool
+    /// How items become bytes.
+    let form: QueueItemForm
 
     /// The ring size used when none is given: 4 MiB (items up to 1 MiB encoded go in the ring).
     public static var defaultRingBytes: Int { QueueCore.defaultRingBytes }
@@ -41,22 +41,12 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     ///   ``QueueError/system(_:)``.
     public init(capacity: Int? = nil, ringBytes: Int = defaultRingBytes) throws(QueueError) {
         core = try QueueCore.create(capacity: capacity, ringBytes: ringBytes)
-        rawItems = Self.itemsAreRaw
+        form = .of(Element.self)
     }
 
     init(core: QueueCore) {
         self.core = core
-        rawItems = Self.itemsAreRaw
-    }
-
-    /// Plain numbers (and `Bool`) need no encoding: the same binary is at both ends, and the
-    /// handle carries the element type, so their memory is their wire form.
-    private static var itemsAreRaw: Bool {
-        let type: Any.Type = Element.self
-        return type == Int.self || type == Double.self || type == UInt.self || type == Int64.self
-            || type == UInt64.self || type == Int32.self || type == UInt32.self || type == Int16.self
-            || type == UInt16.self || type == Int8.self || type == UInt8.self || type == Float.self
-            || type == Bool.self
+        form = .of(Element.self)
     }
 
     /// The most items the queue holds, or `nil` for no limit.
@@ -112,31 +102,66 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     }
 
     private func put(_ item: Element, _ wait: QueueWait) throws(QueueError) {
-        if rawItems {
+        let none = UnsafeRawBufferPointer(start: nil, count: 0)
+        switch form {
+        case .raw:
             // No copy, no allocation: the value's memory goes straight into the ring.
             try withUnsafeBytes(of: item) { bytes throws(QueueError) in
-                try core.put(bytes, length: bytes.count, wait)
+                try core.put(none, bytes, length: bytes.count, wait)
             }
-            return
+        case .plainArray:
+            // The array's memory goes straight into the ring, or into its own segment.
+            var failure: QueueError? = nil
+            QueueItemForm.withPlainArrayParts(item) { head, body in
+                failure = putParts(head, body, wait)
+            }
+            if let failure { throw failure }
+        case .codec:
+            let outgoing = try prepare(item)
+            defer { outgoing.release() }
+            try core.put(outgoing, wait)
         }
-        let outgoing = try prepare(item)
-        defer { outgoing.release() }
-        try core.put(outgoing, wait)
+    }
+
+    private func putParts(_ head: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer, _ wait: QueueWait)
+        -> QueueError?
+    {
+        do {
+            let length = head.count + body.count
+            if length <= core.maximumInline {
+                try core.put(head, body, length: length, wait)
+            } else {
+                let outgoing = try core.prepare(head, body)
+                defer { outgoing.release() }
+                try core.put(outgoing, wait)
+            }
+            return nil
+        } catch {
+            return error
+        }
     }
 
     /// Encodes `item` into bytes that can wait on another thread.
     private func prepare(_ item: Element) throws(QueueError) -> OutgoingItem {
-        if rawItems {
+        switch form {
+        case .raw:
             let bytes = withUnsafeBytes(of: item) { Array($0) }
             return OutgoingItem(bytes: bytes, descriptor: -1, length: bytes.count)
+        case .plainArray:
+            var prepared: Result<OutgoingItem, QueueError> = .failure(.empty)
+            QueueItemForm.withPlainArrayParts(item) { head, body in
+                prepared = Result { () throws(QueueError) in try core.prepare(head, body) }
+            }
+            return try prepared.get()
+        case .codec:
+            let bytes: [UInt8]
+            do {
+                bytes = try BinaryEncoder().encode(item)
+            } catch {
+                throw .codec(error)
+            }
+            return try core.prepare(bytes)
         }
-        let bytes: [UInt8]
-        do {
-            bytes = try BinaryEncoder().encode(item)
-        } catch {
-            throw .codec(error)
-        }
-        return try core.prepare(bytes)
     }
 
     // MARK: - Get
@@ -182,7 +207,7 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     }
 
     private func decode(_ bytes: UnsafeRawBufferPointer) throws(CodecError) -> Element {
-        if rawItems {
+        if form == .raw {
             guard bytes.count == MemoryLayout<Element>.size else {
                 throw .truncated(needed: MemoryLayout<Element>.size, available: bytes.count)
             }

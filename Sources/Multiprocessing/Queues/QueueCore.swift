@@ -190,29 +190,53 @@ final class QueueCore: @unchecked Sendable {
         guard bytes.count > maximumInline else {
             return OutgoingItem(bytes: bytes, descriptor: -1, length: bytes.count)
         }
-        let fd = mp_memfd_create("swift-multiprocessing-queue-item", UInt64(bytes.count))
-        guard fd >= 0 else { throw .system(SystemError("memfd_create")) }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { buffer in
-                pwrite(fd, buffer.baseAddress! + written, buffer.count - written, off_t(written))
+        let prepared = bytes.withUnsafeBytes { bytes in
+            Result { () throws(QueueError) in try prepare(UnsafeRawBufferPointer(start: nil, count: 0), bytes)
             }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                let error = SystemError("pwrite")
-                systemClose(fd)
-                throw .system(error)
-            }
-            written += n
         }
-        return OutgoingItem(bytes: [], descriptor: fd, length: bytes.count)
+        return try prepared.get()
     }
 
-    /// Puts an encoded item, waiting for room as `wait` allows: `bytes` go in the ring, or (with
-    /// a `descriptor` from ``prepare(_:)``) the descriptor of `length` bytes goes to the consumer.
-    func put(_ bytes: UnsafeRawBufferPointer, descriptor: Int32 = -1, length: Int, _ wait: QueueWait)
+    /// Prepares an item encoded in two parts (a prefix and a body): in the ring's form if it is
+    /// small, otherwise in anonymous memory of its own, written with one copy.
+    func prepare(_ head: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer) throws(QueueError)
+        -> OutgoingItem
+    {
+        let length = head.count + body.count
+        guard length > maximumInline else {
+            return OutgoingItem(bytes: Array(head) + Array(body), descriptor: -1, length: length)
+        }
+        let fd = mp_memfd_create("swift-multiprocessing-queue-item", UInt64(length))
+        guard fd >= 0 else { throw .system(SystemError("memfd_create")) }
+        do {
+            try Self.write(head, to: fd, at: 0)
+            try Self.write(body, to: fd, at: head.count)
+        } catch {
+            systemClose(fd)
+            throw error
+        }
+        return OutgoingItem(bytes: [], descriptor: fd, length: length)
+    }
+
+    private static func write(_ bytes: UnsafeRawBufferPointer, to fd: Int32, at offset: Int)
         throws(QueueError)
     {
+        var written = 0
+        while written < bytes.count {
+            let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset + written))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw .system(SystemError("pwrite")) }
+            written += n
+        }
+    }
+
+    /// Puts an encoded item, waiting for room as `wait` allows: `head` then `body` go in the
+    /// ring, or (with a `descriptor` from ``prepare(_:_:)``) the descriptor of `length` bytes goes
+    /// to the consumer.
+    func put(
+        _ head: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer, descriptor: Int32 = -1,
+        length: Int, _ wait: QueueWait
+    ) throws(QueueError) {
         var spun = false
         var registered = false
         let waiters = word(QueueLayout.notFullWaiters)
@@ -229,7 +253,7 @@ final class QueueCore: @unchecked Sendable {
             let current = state
             let appended: Bool
             do {
-                appended = try append(bytes, descriptor: descriptor, length: length, to: current)
+                appended = try append(head, body, descriptor: descriptor, length: length, to: current)
             } catch {
                 unlock()
                 throw error
@@ -268,7 +292,9 @@ final class QueueCore: @unchecked Sendable {
     func put(_ item: OutgoingItem, _ wait: QueueWait) throws(QueueError) {
         let result = item.bytes.withUnsafeBytes { bytes in
             Result { () throws(QueueError) in
-                try put(bytes, descriptor: item.descriptor, length: item.length, wait)
+                try put(
+                    UnsafeRawBufferPointer(start: nil, count: 0), bytes, descriptor: item.descriptor,
+                    length: item.length, wait)
             }
         }
         try result.get()
@@ -276,11 +302,12 @@ final class QueueCore: @unchecked Sendable {
 
     /// Writes the item's record after `current` and commits; `false` if it does not fit.
     private func append(
-        _ bytes: UnsafeRawBufferPointer, descriptor: Int32, length: Int, to current: QueueState
+        _ head: UnsafeRawBufferPointer, _ body: UnsafeRawBufferPointer, descriptor: Int32, length: Int,
+        to current: QueueState
     ) throws(QueueError) -> Bool {
         if capacity > 0 && current.count >= UInt64(capacity) { return false }
         let large = descriptor >= 0
-        let payload = large ? QueueLayout.largePayload : bytes.count
+        let payload = large ? QueueLayout.largePayload : head.count + body.count
         let record = QueueLayout.recordSize(payload: payload)
         var offset = Int(current.writePosition % UInt64(ringBytes))
         let padding = offset + record > ringBytes ? ringBytes - offset : 0
@@ -308,8 +335,10 @@ final class QueueCore: @unchecked Sendable {
                 offset = 0
             }
             writeHeader(at: offset, length: payload, kind: QueueLayout.inlineKind)
-            if let source = bytes.baseAddress {
-                (ring + offset + QueueLayout.recordHeader).copyMemory(from: source, byteCount: bytes.count)
+            let destination = ring + offset + QueueLayout.recordHeader
+            if let source = head.baseAddress { destination.copyMemory(from: source, byteCount: head.count) }
+            if let source = body.baseAddress {
+                (destination + head.count).copyMemory(from: source, byteCount: body.count)
             }
         }
         var next = current

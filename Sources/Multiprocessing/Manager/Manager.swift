@@ -4,8 +4,9 @@
 ///
 /// Unlike CPython's manager there is no server process to start, shut down or lose: each
 /// container lives in its own shared memory, as a log of changes that every process replays
-/// into a copy of its own. A read that finds nothing new costs a few nanoseconds; a change costs
-/// about a microsecond. The memory goes away with the last handle, in whichever process that is.
+/// into a copy of its own. A read that finds nothing new costs tens of nanoseconds (no lock, no
+/// system call); a change, well under a microsecond. The memory goes away with the last handle,
+/// in whichever process that is.
 ///
 /// ```swift
 /// let manager = Manager()

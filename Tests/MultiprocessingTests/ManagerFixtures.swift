@@ -138,6 +138,12 @@ struct ManagerLeakProbe: ProcessTask {
     }
 }
 
+/// A key type of the tests' own.
+struct ManagerPoint: Codable, Hashable, Sendable {
+    var x: Int
+    var y: Int
+}
+
 /// Sends `value` through the codec as a child would receive it (its descriptors duplicated)
 /// and decodes it as `type`.
 func handleRoundTrip<T: Encodable, U: Decodable>(_ value: T, as type: U.Type) throws -> U {

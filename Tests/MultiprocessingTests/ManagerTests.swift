@@ -165,6 +165,21 @@ struct ManagerTests {
         #expect(try namespace.names == [])
     }
 
+    @Test("values of any Codable type and size, read back by another replica")
+    func codableValues() throws {
+        let dictionary = try SharedDictionary<ManagerPoint, [String: Double]>()
+        try dictionary.updateValue(["weight": 0.5], forKey: ManagerPoint(x: 1, y: -2))
+        let big = String(repeating: "é", count: 150_000)
+        let list = try SharedList<String>(["small", big], capacity: 1 << 20)
+        let otherDictionary = try handleRoundTrip(
+            dictionary, as: SharedDictionary<ManagerPoint, [String: Double]>.self)
+        let otherList = try handleRoundTrip(list, as: SharedList<String>.self)
+        #expect(try otherDictionary.snapshot == [ManagerPoint(x: 1, y: -2): ["weight": 0.5]])
+        #expect(try otherList.snapshot == ["small", big])
+        try otherList.modify { $0.reverse() }
+        #expect(try list.first == big)
+    }
+
     @Test("capacities: limits, a full log throws and changes nothing")
     func capacity() throws {
         #expect(throws: ManagerError.invalidCapacity(16)) { try Manager(capacity: 16).list([Int].self) }

@@ -288,7 +288,7 @@ final class QueueCore: @unchecked Sendable {
         }
     }
 
-    /// Puts a prepared item (see ``put(_:descriptor:length:_:)``).
+    /// Puts a prepared item (see ``put(_:_:descriptor:length:_:)``).
     func put(_ item: OutgoingItem, _ wait: QueueWait) throws(QueueError) {
         let result = item.bytes.withUnsafeBytes { bytes in
             Result { () throws(QueueError) in

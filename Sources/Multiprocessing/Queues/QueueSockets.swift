@@ -84,6 +84,8 @@ final class QueueSockets: Sendable {
             if code == EAGAIN || code == EWOULDBLOCK { return nil }
             throw .system(SystemError("recvmsg", code: code))
         }
+        // End of file: cannot happen while this handle holds the sending end too, but never loop.
+        if n == 0 && fd < 0 { return nil }
         guard n == QueueLayout.largePayload, fd >= 0 else {
             // Not one of ours: drop it so it cannot block the ones behind it.
             if fd >= 0 { systemClose(fd) }

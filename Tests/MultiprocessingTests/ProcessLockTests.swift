@@ -22,7 +22,10 @@ struct ProcessLockTests {
         for child in children { try child.start() }
         try asyncChild.start()
         let counter = memory.baseAddress.assumingMemoryBound(to: Int.self)
-        for _ in 0..<perProcess { lock.withLockBlocking { counter.pointee += 1 } }
+        try await onThread {
+            let counter = memory.baseAddress.assumingMemoryBound(to: Int.self)
+            for _ in 0..<perProcess { lock.withLockBlocking { counter.pointee += 1 } }
+        }
         for child in children { try await child.value }
         try await asyncChild.value
         #expect(counter.pointee == perProcess * 3 + perProcess / 4)
@@ -71,7 +74,7 @@ struct ProcessLockTests {
         let waiter = Task {
             asyncWaiter
                 ? try await lock.acquire(timeout: .seconds(20))
-                : try lock.acquireBlocking(timeout: .seconds(20))
+                : try await onThread { try lock.acquireBlocking(timeout: .seconds(20)) }
         }
         try await Task.sleep(for: .milliseconds(20))
         holder.kill()

@@ -212,7 +212,7 @@ struct QueueTests {
 
         let other = try ProcessQueue<Int>()
         let waiter = Task { try await other.get() }
-        let blockedWaiter = Task.detached { try other.getBlocking() }
+        let blockedWaiter = Task { try await onThread { try other.getBlocking() } }
         let closer = try ChildProcess(DelayedCloser(queue: other, delay: .milliseconds(100)))
         try closer.start()
         await #expect(throws: QueueError.closed) { try await waiter.value }

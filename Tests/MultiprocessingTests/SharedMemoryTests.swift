@@ -72,7 +72,9 @@ struct SharedMemoryTests {
         let children = try (0..<2).map { _ in try ChildProcess(LockedDoubleAdder(value: value, count: 20_000))
         }
         for child in children { try child.start() }
-        for _ in 0..<20_000 { value.withLockBlocking { $0 += 0.5 } }
+        try await onThread {
+            for _ in 0..<20_000 { value.withLockBlocking { $0 += 0.5 } }
+        }
         for child in children { try await child.value }
         #expect(value.get() == 30_000)
         try await value.withLock { $0 = -1 }

@@ -1,3 +1,4 @@
+import Dispatch
 import Multiprocessing
 
 #if canImport(Glibc)
@@ -54,3 +55,11 @@ func waitForFlag(_ memory: SharedMemory, _ value: Int = 1, seconds: Double = 10)
 }
 
 struct FlagTimeout: Error {}
+
+/// Runs a blocking call on a Dispatch thread, so it never holds one of the few cooperative
+/// threads that the other tests, running in parallel, need (two on a 2-core machine).
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+    }
+}

@@ -7,14 +7,6 @@ import Testing
     import Glibc
 #endif
 
-/// Runs a blocking call on a Dispatch thread, so it never holds one of the few cooperative
-/// threads that other tests need.
-private func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-    }
-}
-
 /// Polls `condition` until it holds (tests only).
 private func waitUntil(seconds: Double = 30, _ condition: () -> Bool) async throws {
     let deadline = ContinuousClock.now + .seconds(seconds)

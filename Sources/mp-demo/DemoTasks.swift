@@ -110,3 +110,28 @@ struct PrimesInBlock: ProcessFunction {
         return count
     }
 }
+
+/// Takes block numbers from a queue until it closes, counts their primes into a shared total,
+/// keeps its own tally in a shared dictionary, and marks each block done.
+struct BlockConsumer: ProcessTask {
+    var blocks: JoinableQueue<Int>
+    var total: SharedValue<Int>
+    var tallies: SharedDictionary<String, Int>
+    var console: ProcessLock
+    var blockSize: Int
+
+    func run() async throws {
+        var mine = 0
+        for try await block in blocks.items {
+            let count = try await PrimesInBlock(blockSize: blockSize)(block)
+            total.add(count)
+            try tallies.update(CurrentProcess.name, default: 0) { $0 += 1 }
+            try blocks.taskDone()
+            mine += 1
+        }
+        console.withLockBlocking {
+            print("  \(CurrentProcess.name) saw the queue close after \(mine) blocks")
+            fflush(nil)
+        }
+    }
+}

@@ -121,6 +121,30 @@ let pooledCount = try await withProcessPool(workers: .cpuCount) { pool in
 say("\n  \(pooledCount) primes in \(format(elapsed(since: start))) s")
 precondition(pooledCount == serialCount, "the pool must agree with the serial count")
 
+// 6. The same count as a pipeline: a queue of blocks, consumers, shared state.
+say("\n6. The prime count as a pipeline: a JoinableQueue feeds \(workers) consumer processes")
+start = ContinuousClock.now
+let blocks = try JoinableQueue<Int>(capacity: 16)
+let total = try SharedValue(0)
+let tallies = try Manager().dictionary([String: Int].self)
+let console = try ProcessLock()
+let consumers = try (0..<workers).map { i in
+    try ChildProcess(
+        BlockConsumer(blocks: blocks, total: total, tallies: tallies, console: console, blockSize: blockSize),
+        name: "consumer-\(i + 1)")
+}
+for consumer in consumers { try consumer.start() }
+for block in 0..<(limit / blockSize) { try await blocks.put(block) }  // Waits while 16 are queued.
+try await blocks.join()  // Every block taken and marked done.
+blocks.close()  // The consumers' loops end.
+for consumer in consumers { try await consumer.value }
+let pipelineCount = total.load()
+let perConsumer = try tallies.snapshot.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)" }
+say(
+    "  \(pipelineCount) primes in \(format(elapsed(since: start))) s; blocks per consumer: \(perConsumer.joined(separator: ", "))"
+)
+precondition(pipelineCount == serialCount, "the pipeline must agree with the serial count")
+
 say("\nAll done; every child was reaped.")
 
 /// A terminal progress bar: redrawn in place on a terminal, a line per quarter otherwise.

@@ -61,6 +61,27 @@ struct ChannelTests {
         #expect(ContinuousClock.now - start < .seconds(5))
     }
 
+    @Test("a timed or cancelled receive queued behind an untimed one ends on its own")
+    func queuedReceivers() async throws {
+        let (a, b) = try ProcessChannel<Int>.pair()
+        defer { b.close() }
+        let first = Task { try await a.receive() }  // Holds the end's receive side while it waits.
+        try await Task.sleep(for: .milliseconds(30))
+        await #expect(throws: ChannelError.timedOut) { try await a.receive(timeout: .milliseconds(50)) }
+        try await onThread {
+            #expect(throws: ChannelError.timedOut) { try a.receiveBlocking(timeout: .milliseconds(50)) }
+        }
+        await #expect(throws: ChannelError.timedOut) { try await a.receive(timeout: .zero) }
+        let queued = Task { try await a.receive() }
+        try await Task.sleep(for: .milliseconds(30))
+        queued.cancel()
+        await #expect(throws: ChannelError.cancelled) { try await queued.value }
+        try await b.send(7)
+        #expect(try await first.value == 7)
+        try await b.send(8)
+        #expect(try await a.receive(timeout: .seconds(5)) == 8)
+    }
+
     @Test("a dead peer gives peerClosed, never a hang")
     func deadPeer() async throws {
         let (mine, theirs) = try ProcessChannel<Int>.pair()

@@ -58,6 +58,7 @@ struct FlagTimeout: Error {}
 
 /// Runs a blocking call on a Dispatch thread, so it never holds one of the few cooperative
 /// threads that the other tests, running in parallel, need (two on a 2-core machine).
+@discardableResult
 func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
         DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }

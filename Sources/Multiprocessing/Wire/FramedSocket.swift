@@ -204,7 +204,9 @@ final class FramedSocket: @unchecked Sendable {
     /// Waits for the next frame. With a `timeout`, throws `.timedOut` when none arrives in time.
     func receive(timeout: Duration? = nil) async throws(ChannelError) -> Frame {
         let deadline = timeout.map { ContinuousClock.now + $0 }
-        await receiveLock.lock()
+        guard await receiveLock.lock(until: deadline) else {
+            throw Task.isCancelled ? .cancelled : .timedOut
+        }
         defer { receiveLock.unlock() }
         while true {
             if let frame = try nextFrame() { return frame }
@@ -235,7 +237,7 @@ final class FramedSocket: @unchecked Sendable {
     /// Blocks the calling thread until the next frame arrives or `timeout` passes.
     func receiveBlocking(timeout: Duration? = nil) throws(ChannelError) -> Frame {
         let deadline = timeout.map { ContinuousClock.now + $0 }
-        receiveLock.lockBlocking()
+        guard receiveLock.lockBlocking(until: deadline) else { throw .timedOut }
         defer { receiveLock.unlock() }
         while true {
             if let frame = try nextFrame() { return frame }

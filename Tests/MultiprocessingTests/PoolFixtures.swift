@@ -39,6 +39,16 @@ struct Nap: ProcessFunction {
     }
 }
 
+/// Says it has started (in shared memory), then sleeps.
+struct SignallingNap: ProcessFunction {
+    var started: SharedValue<Int>
+    func callAsFunction(_ seconds: Double) async throws -> Int32 {
+        started.store(1)
+        usleep(UInt32(seconds * 1_000_000))
+        return getpid()
+    }
+}
+
 struct WorkerPID: ProcessFunction {
     func callAsFunction(_ x: Int) async throws -> Int32 { getpid() }
 }

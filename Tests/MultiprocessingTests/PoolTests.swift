@@ -98,8 +98,10 @@ struct PoolTests {
     func cancellation() async throws {
         try await withProcessPool(workers: 1) { (pool: ProcessPool) async throws in
             let first = try await pool.apply(WorkerPID(), 0)
-            let waiter = Task { try await pool.apply(Nap(), 30) }
-            try await Task.sleep(for: .milliseconds(300))
+            let started = try SharedValue(0)
+            let waiter = Task { try await pool.apply(SignallingNap(started: started), 30) }
+            // Cancel once it runs (under load, dispatch can take a while).
+            while started.load() == 0 { try await Task.sleep(for: .milliseconds(5)) }
             waiter.cancel()
             await #expect(throws: PoolError.cancelled) { try await waiter.value }
             #expect(await ProcessProbe.waitGone(first))

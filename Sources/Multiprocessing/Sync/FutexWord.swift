@@ -77,12 +77,14 @@ struct WaitDeadline: Sendable, Comparable {
         }
         let (seconds, attoseconds) = timeout.components
         let ns = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        guard !ns.overflow else {
+        let total = ns.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000)
+        guard !ns.overflow, !total.overflow else {
             self = seconds < 0 ? WaitDeadline(nanoseconds: 0) : .never
             return
         }
-        let total = ns.partialValue.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
-        self.nanoseconds = max(0, mp_monotonic_ns() + max(total, 0))
+        // A timeout too long to add to the clock is no deadline (not a trap, not one in the past).
+        let instant = mp_monotonic_ns().addingReportingOverflow(max(total.partialValue, 0))
+        self = instant.overflow ? .never : WaitDeadline(nanoseconds: max(0, instant.partialValue))
     }
 
     static var now: Int64 { mp_monotonic_ns() }

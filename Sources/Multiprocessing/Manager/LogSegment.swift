@@ -200,7 +200,10 @@ final class LogSegment: @unchecked Sendable {
         let capacity = try container.decode(Int.self)
         let sentType = try container.decode(String.self)
         let base = memory.baseAddress
+        // The capacity is checked against the segment before any arithmetic on it: a forged one
+        // must be refused, not overflow.
         guard sentKind == kind.rawValue, sentType == type, capacity % 8 == 0, capacity >= 8,
+            capacity <= (memory.size - Self.headerSize) / 2,
             memory.size == Self.headerSize + 2 * capacity,
             base.load(fromByteOffset: 8, as: UInt32.self) == Self.magic,
             base.load(fromByteOffset: 12, as: UInt32.self) == kind.rawValue,

@@ -66,7 +66,8 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
         if Task.isCancelled { throw .cancelled }
         let outgoing = try prepare(item)
         do {
-            try core.put(outgoing, .immediately)
+            // Never waits on this cooperative thread, not even for the queue's lock.
+            try core.put(outgoing, .attempt)
             outgoing.release()
             return
         } catch .full {
@@ -175,7 +176,8 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     public func get(timeout: Duration? = nil) async throws(QueueError) -> Element {
         if Task.isCancelled { throw .cancelled }
         do {
-            return try core.get(.immediately, decode)
+            // Never waits on this cooperative thread, not even for the queue's lock.
+            return try core.get(.attempt, decode)
         } catch .empty {
         }
         let deadline = WaitDeadline(after: timeout)

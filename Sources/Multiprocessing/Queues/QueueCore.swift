@@ -12,9 +12,16 @@ struct QueueWait: Sendable {
     var mayWait: Bool
     var deadline: WaitDeadline
     var cancellation: WaitCancellation?
+    /// `false`: not even for the queue's own lock (held briefly, but by a process that may be
+    /// decoding a large item, or dead): report ``QueueError/full`` or ``QueueError/empty`` as if
+    /// the operation had to wait. For an `async` caller's first attempt, on a cooperative thread.
+    var mayWaitForLock = true
 
     /// The non-waiting forms.
     static let immediately = QueueWait(mayWait: false, deadline: .never, cancellation: nil)
+
+    /// An attempt that never sleeps, not even for the lock; the caller waits elsewhere if it fails.
+    static let attempt = QueueWait(mayWait: false, deadline: .never, cancellation: nil, mayWaitForLock: false)
 
     /// Waits until `deadline`, checking `cancellation` as it goes.
     static func until(_ deadline: WaitDeadline, _ cancellation: WaitCancellation? = nil) -> QueueWait {
@@ -158,6 +165,17 @@ final class QueueCore: @unchecked Sendable {
         if case .ownerDied = lockWord.lock(until: .never) { recover() }
     }
 
+    /// Takes the lock, or (for a wait that may not wait for it) only if that needs no sleep.
+    @inline(__always) private func lock(_ wait: QueueWait) -> Bool {
+        if wait.mayWaitForLock {
+            lock()
+            return true
+        }
+        guard let outcome = lockWord.tryLock() ?? lockWord.spin() else { return false }
+        if case .ownerDied = outcome { recover() }
+        return true
+    }
+
     @inline(__always) private func unlock() { lockWord.unlock() }
 
     /// Finishes what a holder killed in the middle of a commit started.
@@ -241,7 +259,7 @@ final class QueueCore: @unchecked Sendable {
         var registered = false
         let waiters = word(QueueLayout.notFullWaiters)
         while true {
-            lock()
+            guard lock(wait) else { throw .full }
             if registered {
                 Self.unregister(waiters)
                 registered = false
@@ -381,7 +399,7 @@ final class QueueCore: @unchecked Sendable {
         var registered = false
         let waiters = word(QueueLayout.notEmptyWaiters)
         while true {
-            lock()
+            guard lock(wait) else { throw .empty }
             if registered {
                 Self.unregister(waiters)
                 registered = false

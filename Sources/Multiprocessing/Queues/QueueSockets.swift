@@ -66,11 +66,14 @@ final class QueueSockets: Sendable {
         try receive(peek: true)
     }
 
-    /// Removes the next message and closes its descriptor.
+    /// Removes the next message, whatever it is, and closes its descriptor.
     func discard() {
-        if let message = try? receive(peek: false), message.descriptor >= 0 {
-            systemClose(message.descriptor)
-        }
+        // One message exactly: `receive(peek: false)` would go on past a malformed one and
+        // remove the good message behind it.
+        var words: [UInt64] = [0, 0]
+        var fd: Int32 = -1
+        let n = words.withUnsafeMutableBytes { mp_queue_receive(receiver, $0.baseAddress, $0.count, &fd, 0) }
+        if n >= 0 && fd >= 0 { systemClose(fd) }
     }
 
     private func receive(peek: Bool) throws(QueueError) -> Message? {

@@ -87,6 +87,20 @@ struct ProcessLockTests {
         try lock.release()
     }
 
+    @Test("withLockBlocking takes over a dead holder's lock and counts the death")
+    func withLockAfterDeath() async throws {
+        let lock = try ProcessLock()
+        let flag = try SharedMemory(size: 8)
+        let holder = try ChildProcess(LockHolder(lock: lock, flag: flag))
+        try holder.start()
+        try await waitForFlag(flag)
+        holder.kill()
+        _ = try await holder.join()
+        try await onThread { lock.withLockBlocking {} }
+        #expect(lock.ownerDeaths == 1)
+        #expect(lock.isLocked == false)
+    }
+
     @Test("tryAcquire takes over a dead holder's lock")
     func tryAfterDeath() async throws {
         let lock = try ProcessLock()

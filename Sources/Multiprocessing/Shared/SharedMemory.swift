@@ -99,10 +99,11 @@ public final class SharedMemory: @unchecked Sendable, Codable {
     public func unlink() throws(SharedMemoryError) {
         guard let name else { return }
         guard isCreator else { throw .notCreator(name: name) }
-        guard !nameUnlinked.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        guard !nameUnlinked.load(ordering: .acquiring) else { return }
         if mp_shm_unlink(name) != 0 && errno != ENOENT {
-            throw .system(SystemError("shm_unlink"))
+            throw .system(SystemError("shm_unlink"))  // Not marked: a later call may succeed.
         }
+        nameUnlinked.store(true, ordering: .releasing)
     }
 
     /// The whole segment as raw bytes (valid while this handle lives).

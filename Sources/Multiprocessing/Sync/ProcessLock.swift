@@ -82,7 +82,7 @@ public final class ProcessLock: Sendable, Codable {
     public func withLockBlocking<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure)
         -> Result
     {
-        _ = word.lock(until: .never)
+        if case .ownerDied = word.lock(until: .never) { _ = deaths.add(1) }
         defer { word.unlock() }
         return try body()
     }

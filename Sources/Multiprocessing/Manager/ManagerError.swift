@@ -43,3 +43,17 @@ public enum ManagerError: Error, Sendable, Equatable, CustomStringConvertible {
         }
     }
 }
+
+extension ManagerError {
+    /// Runs `body` for the non-throwing conveniences (subscripts, iteration), which stop the
+    /// program on an error the way `Array`'s subscript does.
+    @discardableResult
+    @inlinable
+    static func trapping<T>(_ container: Any.Type, _ body: () throws(ManagerError) -> T) -> T {
+        do {
+            return try body()
+        } catch {
+            fatalError("\(container): \(error)")
+        }
+    }
+}

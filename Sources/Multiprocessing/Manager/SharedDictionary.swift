@@ -93,7 +93,7 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     /// (see ``snapshot``).
     @inlinable
     public func makeIterator() -> Dictionary<Key, Value>.Iterator {
-        Self.unwrap { () throws(ManagerError) in try snapshot }.makeIterator()
+        ManagerError.trapping(Self.self) { () throws(ManagerError) in try snapshot }.makeIterator()
     }
 
     /// The value for `key`, or `nil`; assigning `nil` removes it. Stops the program on a
@@ -101,9 +101,9 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
     /// ``removeValue(forKey:)`` to handle one.
     @inlinable
     public subscript(key: Key) -> Value? {
-        get { Self.unwrap { () throws(ManagerError) in try value(forKey: key) } }
+        get { ManagerError.trapping(Self.self) { () throws(ManagerError) in try value(forKey: key) } }
         set {
-            Self.unwrap { () throws(ManagerError) in
+            ManagerError.trapping(Self.self) { () throws(ManagerError) in
                 if let newValue {
                     try updateValue(newValue, forKey: key)
                 } else {
@@ -242,15 +242,6 @@ public final class SharedDictionary<Key: Codable & Hashable & Sendable, Value: C
         self.init(log: try OperationLog(from: decoder, kind: .dictionary))
     }
 
-    @discardableResult
-    @inlinable
-    static func unwrap<T>(_ body: () throws(ManagerError) -> T) -> T {
-        do {
-            return try body()
-        } catch {
-            fatalError("\(SharedDictionary.self): \(error)")
-        }
-    }
 }
 
 extension SharedDictionary where Value: Equatable {

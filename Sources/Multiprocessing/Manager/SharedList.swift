@@ -88,7 +88,7 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     /// (see ``snapshot``).
     @inlinable
     public func makeIterator() -> IndexingIterator<[Element]> {
-        Self.unwrap { () throws(ManagerError) in try snapshot }.makeIterator()
+        ManagerError.trapping(Self.self) { () throws(ManagerError) in try snapshot }.makeIterator()
     }
 
     /// The element at `index`. Stops the program on a ``ManagerError`` (a bad index, as an
@@ -96,8 +96,12 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
     /// when other processes may shorten the list.
     @inlinable
     public subscript(index: Int) -> Element {
-        get { Self.unwrap { () throws(ManagerError) in try element(at: index) } }
-        set { Self.unwrap { () throws(ManagerError) in try replaceElement(at: index, with: newValue) } }
+        get { ManagerError.trapping(Self.self) { () throws(ManagerError) in try element(at: index) } }
+        set {
+            ManagerError.trapping(Self.self) { () throws(ManagerError) in
+                try replaceElement(at: index, with: newValue)
+            }
+        }
     }
 
     // MARK: Writing
@@ -241,15 +245,6 @@ public final class SharedList<Element: Codable & Sendable>: Sendable, Codable, S
         self.init(log: try OperationLog(from: decoder, kind: .list))
     }
 
-    @discardableResult
-    @inlinable
-    static func unwrap<T>(_ body: () throws(ManagerError) -> T) -> T {
-        do {
-            return try body()
-        } catch {
-            fatalError("\(SharedList.self): \(error)")
-        }
-    }
 }
 
 extension SharedList where Element: Equatable {

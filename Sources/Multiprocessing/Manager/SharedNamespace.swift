@@ -71,9 +71,9 @@ public final class SharedNamespace: Sendable, Codable {
     /// handle one.
     @inlinable
     public subscript<T: Codable & Sendable>(name: String) -> T? {
-        get { Self.unwrap { () throws(ManagerError) in try value(name, as: T.self) } }
+        get { ManagerError.trapping(Self.self) { () throws(ManagerError) in try value(name, as: T.self) } }
         set {
-            Self.unwrap { () throws(ManagerError) in
+            ManagerError.trapping(Self.self) { () throws(ManagerError) in
                 if let newValue { try set(name, to: newValue) } else { try removeValue(name) }
             }
         }
@@ -185,13 +185,4 @@ public final class SharedNamespace: Sendable, Codable {
         }
     }
 
-    @discardableResult
-    @usableFromInline
-    static func unwrap<T>(_ body: () throws(ManagerError) -> T) -> T {
-        do {
-            return try body()
-        } catch {
-            fatalError("SharedNamespace: \(error)")
-        }
-    }
 }

@@ -94,7 +94,8 @@ int mp_spawn(const char *path, char *const argv[], char *const envp[], const int
     return rc;
 }
 
-ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int fd_count) {
+ssize_t mp_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int fd_count,
+                       int flags) {
     struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
     struct msghdr msg = {0};
     msg.msg_iov = &iov;
@@ -118,14 +119,22 @@ ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
         cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fd_count);
         memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * fd_count);
     }
+#ifdef MSG_NOSIGNAL
+    flags |= MSG_NOSIGNAL;
+#endif
     ssize_t n;
     do {
-        n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+        n = sendmsg(sock, &msg, flags);
     } while (n < 0 && errno == EINTR);
     return n;
 }
 
-ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count) {
+ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int fd_count) {
+    return mp_sendmsg_fds(sock, buf, len, fds, fd_count, 0);
+}
+
+ssize_t mp_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count,
+                       int flags) {
     struct iovec iov = {.iov_base = buf, .iov_len = len};
     struct msghdr msg = {0};
     union {
@@ -137,9 +146,12 @@ ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds,
     msg.msg_control = control.bytes;
     msg.msg_controllen = sizeof control.bytes;
     *fd_count = 0;
+#ifdef MSG_CMSG_CLOEXEC
+    flags |= MSG_CMSG_CLOEXEC;
+#endif
     ssize_t n;
     do {
-        n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        n = recvmsg(sock, &msg, flags);
     } while (n < 0 && errno == EINTR);
     if (n < 0) return n;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
@@ -153,6 +165,10 @@ ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds,
         }
     }
     return n;
+}
+
+ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count) {
+    return mp_recvmsg_fds(sock, buf, len, fds, max_fds, fd_count, 0);
 }
 
 int mp_set_parent_death_signal(int sig) {

@@ -18,6 +18,14 @@ int mp_spawn(const char *path, char *const argv[], char *const envp[], const int
 /// Returns bytes sent or -1 with errno.
 ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int fd_count);
 
+/// `mp_send_with_fds` with extra `sendmsg` flags (MSG_DONTWAIT); MSG_NOSIGNAL is always added.
+ssize_t mp_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int fd_count,
+                       int flags);
+
+/// `mp_recv_with_fds` with extra `recvmsg` flags (MSG_DONTWAIT, MSG_PEEK).
+ssize_t mp_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count,
+                       int flags);
+
 /// Receives up to `len` bytes and up to `max_fds` descriptors (made close-on-exec).
 /// Returns bytes received (0 at EOF) or -1 with errno; `*fd_count` receives the count.
 ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count);

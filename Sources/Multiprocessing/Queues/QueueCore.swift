@@ -283,26 +283,9 @@ final class QueueCore: @unchecked Sendable {
                 if wake { wakeSleepers(notEmptySequence, all: false, QueueLayout.fruitlessWakes) }
                 return
             }
-            guard wait.mayWait else {
-                unlock()
-                throw .full
-            }
-            if let failure = Self.stop(wait) {
-                unlock()
-                throw failure
-            }
-            if !spun {
-                spun = true
-                unlock()
-                let seen = current.getCount
-                spin { getCountWord.load() != seen || isClosed }
-                continue
-            }
-            _ = waiters.add(1)
-            registered = true
-            let sequence = notFullSequence.load()
-            unlock()
-            sleep(on: notFullSequence, ifEqualTo: sequence, wait)
+            try waitForOtherSide(
+                wait, unavailable: .full, progress: getCountWord, seen: current.getCount,
+                sequence: notFullSequence, waiters: waiters, spun: &spun, registered: &registered)
         }
     }
 
@@ -460,27 +443,39 @@ final class QueueCore: @unchecked Sendable {
                 unlock()
                 throw .closed
             }
-            guard wait.mayWait else {
-                unlock()
-                throw .empty
-            }
-            if let failure = Self.stop(wait) {
-                unlock()
-                throw failure
-            }
-            if !spun {
-                spun = true
-                unlock()
-                let seen = current.putCount
-                spin { putCountWord.load() != seen || isClosed }
-                continue
-            }
-            _ = waiters.add(1)
-            registered = true
-            let sequence = notEmptySequence.load()
-            unlock()
-            sleep(on: notEmptySequence, ifEqualTo: sequence, wait)
+            try waitForOtherSide(
+                wait, unavailable: .empty, progress: putCountWord, seen: current.putCount,
+                sequence: notEmptySequence, waiters: waiters, spun: &spun, registered: &registered)
         }
+    }
+
+    /// Called under the lock when a put finds no room or a get finds nothing; always unlocks.
+    /// Throws `unavailable` if `wait` may not wait, or the wait's end (time-out, cancellation).
+    /// The first time, spins briefly for the other side's count (`progress`, `seen` now) to
+    /// move; after that, sleeps on `sequence`, registered in `waiters`. The caller retries.
+    private func waitForOtherSide(
+        _ wait: QueueWait, unavailable: QueueError, progress: SharedWord64, seen: UInt64,
+        sequence: FutexWord, waiters: FutexWord, spun: inout Bool, registered: inout Bool
+    ) throws(QueueError) {
+        guard wait.mayWait else {
+            unlock()
+            throw unavailable
+        }
+        if let failure = Self.stop(wait) {
+            unlock()
+            throw failure
+        }
+        if !spun {
+            spun = true
+            unlock()
+            spin { progress.load() != seen || isClosed }
+            return
+        }
+        _ = waiters.add(1)
+        registered = true
+        let expected = sequence.load()
+        unlock()
+        sleep(on: sequence, ifEqualTo: expected, wait)
     }
 
     /// Where the item a take found is, under the lock.

@@ -73,6 +73,10 @@ final class MapBatch<F: ProcessFunction>: JobBatch, @unchecked Sendable {
         JobLabel.items(start: index * chunkSize, count: itemCount(index)).description
     }
 
+    override func itemLabel(_ index: Int, _ position: Int) -> String {
+        "#\(index * chunkSize + position)"
+    }
+
     private func itemRange(_ index: Int) -> Range<Int> {
         (index * chunkSize)..<min(items.count, (index + 1) * chunkSize)
     }
@@ -111,7 +115,8 @@ final class MapBatch<F: ProcessFunction>: JobBatch, @unchecked Sendable {
         var others: [Int: Result<ChunkValues<Output>, any Error>] = [:]
         for (position, entry) in run.entries.enumerated()
         where entry.claimed && entry.override == nil && entry.status != .values {
-            others[position] = JobDecoding.other(entry.status, run.payload, entry.blob, as: Output.self)
+            others[position] = JobDecoding.applying(
+                entry.itemOverrides, to: JobDecoding.other(entry.status, run.payload, entry.blob, as: Output.self))
         }
         let (fire, progressed) = state.withLock { s -> (Bool, [Int]) in
             var segment = -1
@@ -136,6 +141,12 @@ final class MapBatch<F: ProcessFunction>: JobBatch, @unchecked Sendable {
                     failed = true
                 } else if entry.status == .values {
                     switch decoded {
+                    case .success(let values) where !entry.itemOverrides.isEmpty:
+                        // A worker that ran items it was told to skip: the verdicts stand.
+                        let chunkValues = ChunkValues.values(Array(values[start..<(start + count)]))
+                        if Self.store(JobDecoding.applying(entry.itemOverrides, to: .success(chunkValues)), chunk, in: &s) {
+                            failed = true
+                        }
                     case .success:
                         s.segment[chunk] = segment
                         s.offset[chunk] = start

@@ -30,6 +30,27 @@ final class PoolCore: Sendable {
 
     private let state = Mutex(State())
     private let nextJobID = Atomic<UInt64>(1)
+    /// Initializer failures and deaths while starting since a worker last became ready.
+    private let initializerFailures = Atomic<Int>(0)
+    private let startupLosses = Atomic<Int>(0)
+
+    /// How many initializer failures in a row fail the pool's work.
+    static let initializerAttempts = 3
+    /// How many workers in a row may die while starting (killed, not failing their
+    /// initializer) before the pool gives up: something kills every worker it starts.
+    static let startupAttempts = 50
+
+    /// A worker finished starting: earlier startup failures were not for good.
+    func workerReady() {
+        initializerFailures.store(0, ordering: .relaxed)
+        startupLosses.store(0, ordering: .relaxed)
+    }
+
+    /// Counts an initializer failure; returns how many in a row.
+    func initializerFailed() -> Int { initializerFailures.add(1, ordering: .relaxed).newValue }
+
+    /// Counts a worker killed while starting; returns how many in a row.
+    func startupLost() -> Int { startupLosses.add(1, ordering: .relaxed).newValue }
 
     init(workers: Int, options: PoolOptions) {
         self.workerCount = workers

@@ -45,6 +45,9 @@ class JobBatch: @unchecked Sendable {
     /// What job `index` is called in errors.
     func label(_ index: Int) -> String { "#\(index)" }
 
+    /// What item `position` of job `index` is called in errors.
+    func itemLabel(_ index: Int, _ position: Int) -> String { "\(label(index)) item \(position)" }
+
     /// Appends the inputs of `jobs` (all of this batch) as one encoded `[Input]`; on failure
     /// `frame` is left as it was.
     func appendInputs(of jobs: ArraySlice<PoolJob>, to frame: inout [UInt8]) throws(CodecError) {
@@ -74,6 +77,9 @@ struct ResultRun {
         var claimed: Bool
         /// Delivered instead of the answer (its worker went over the memory limit meanwhile).
         var override: (any Error)?
+        /// Items whose verdict was reached earlier (the worker skipped them): their errors
+        /// replace what the worker sent for them.
+        var itemOverrides: [Int: any Error] = [:]
     }
 
     let payload: [UInt8]
@@ -102,6 +108,11 @@ final class PoolJob: Sendable {
     let workersKilled = Atomic<Int>(0)
     /// The pid of the worker currently running it (0 when none), so that cancelling can stop it.
     let runningOn = Atomic<Int32>(0)
+    /// Items of a many-item job that already have their verdict (they killed too many workers,
+    /// or ran past the time-out): workers skip them and their errors replace whatever comes
+    /// back. Set only by the driver holding the job, before it puts the job back in the queue.
+    private let verdicts = Mutex<ItemVerdicts>(ItemVerdicts())
+    private let hasVerdicts = Atomic<Bool>(false)
 
     init(id: UInt64, batch: JobBatch, index: Int) {
         self.id = id
@@ -112,6 +123,43 @@ final class PoolJob: Sendable {
     var function: InstalledFunction { batch.function }
     var label: String { batch.label(index) }
     var itemCount: Int { batch.itemCount(index) }
+
+    /// What item `position` of this job is called in errors (`"#17"` for map item 17).
+    func itemLabel(_ position: Int) -> String {
+        itemCount == 1 ? label : batch.itemLabel(index, position)
+    }
+
+    /// Positions of the items that workers must skip, in order; empty for almost every job.
+    var skippedItems: [Int] {
+        guard hasVerdicts.load(ordering: .acquiring) else { return [] }
+        return verdicts.withLock { $0.errors.keys.sorted() }
+    }
+
+    /// The errors of the items that have their verdict, by position.
+    var itemErrors: [Int: any Error] {
+        guard hasVerdicts.load(ordering: .acquiring) else { return [:] }
+        return verdicts.withLock { $0.errors }
+    }
+
+    /// Counts a worker killed while item `position` ran; returns how many it has killed.
+    func countKill(ofItem position: Int) -> Int {
+        if itemCount == 1 { return workersKilled.add(1, ordering: .relaxed).newValue }
+        return verdicts.withLock { v in
+            v.kills[position, default: 0] += 1
+            return v.kills[position]!
+        }
+    }
+
+    /// Gives item `position` its final error; `true` when every item now has one (the job as
+    /// a whole has nothing left to run).
+    func settle(item position: Int, _ error: any Error) -> Bool {
+        let all = verdicts.withLock { v in
+            v.errors[position] = error
+            return v.errors.count >= itemCount
+        }
+        hasVerdicts.store(true, ordering: .releasing)
+        return all
+    }
 
     var isCancelled: Bool { phase.load(ordering: .acquiring) == Phase.cancelled.rawValue }
 
@@ -162,6 +210,12 @@ final class PoolJob: Sendable {
         let pid = runningOn.load(ordering: .acquiring)
         return old == Phase.running.rawValue && pid > 0 ? pid : nil
     }
+}
+
+/// The per-item state of a many-item job whose items killed workers.
+struct ItemVerdicts: @unchecked Sendable {
+    var kills: [Int: Int] = [:]
+    var errors: [Int: any Error] = [:]
 }
 
 /// A FIFO of jobs with cheap removal from the front and re-insertion at the front.

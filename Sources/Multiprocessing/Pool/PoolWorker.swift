@@ -26,10 +26,14 @@ struct PoolWorker: ProcessTask {
     var initializerType: String?
     var initializerPayload: [UInt8]?
     var initializerDescriptors: PassedDescriptors
+    /// Where this worker records its stage and the item it is running, for its driver to
+    /// read if it dies.
+    var ledger: WorkerLedger
 
     func run() async throws {
         let socket = channel.socket
         if let initializerType, let initializerPayload {
+            ledger.stage = .initializing
             guard let type = TypeIdentity.resolve(initializerType) as? any ProcessTask.Type else {
                 throw ProcessError.unsupportedTaskType(
                     typeName: initializerType, reason: "no such ProcessTask in this binary")
@@ -38,16 +42,22 @@ struct PoolWorker: ProcessTask {
             defer { descriptors.closeUnclaimed() }
             try await Self.runInitializer(type, initializerPayload, descriptors)
         }
+        ledger.stage = .busy
         try await socket.send(.message, [PoolWire.ready])
         var runners: [UInt64: Result<any JobRunner, ErrorReport>] = [:]
         var writer = ResultWriter(socket: socket)
+        var progress = ledger.progress
+        // Items sent to this worker so far, numbered as its driver numbers them.
+        var itemsSeen: UInt64 = 0
         while true {
             let received: Result<Frame, ChannelError>
+            ledger.stage = .idle
             do {
                 received = .success(try await socket.receive())
             } catch {
                 received = .failure(error)
             }
+            ledger.stage = .busy
             guard case .success(let frame) = received else {
                 return  // The pool is gone or done with us.
             }
@@ -71,13 +81,30 @@ struct PoolWorker: ProcessTask {
                     var items = 0
                     for _ in 0..<count {
                         run.ids.append(try reader.varint())
-                        items += try reader.count()
+                        let word = try reader.varint()
+                        let jobItems = Int(clamping: word >> 1)
+                        if word & 1 == 1 {
+                            // Items already decided by the pool: not run again.
+                            for _ in 0..<(try reader.count()) {
+                                let position = try reader.count()
+                                guard position < jobItems else {
+                                    throw PoolError.protocolError("item \(position) skipped of \(jobItems)")
+                                }
+                                run.skipped.append(items + position)
+                            }
+                        }
+                        guard jobItems <= frame.payload.count else {
+                            throw PoolError.protocolError("a job of \(jobItems) items")
+                        }
+                        items += jobItems
                         run.itemEnds.append(items)
                     }
                     run.inputs = try reader.blob()
+                    progress.base = itemsSeen
+                    itemsSeen &+= UInt64(items)
                     switch runners[functionID] {
                     case .success(let runner)?:
-                        try await runner.run(run, &writer)
+                        try await runner.run(run, progress, &writer)
                     case .failure(let report)?:
                         writer.fail(run.ids[...], report)
                     case nil:
@@ -136,12 +163,18 @@ struct JobRun {
     var ids: [UInt64] = []
     var itemEnds: [Int] = []
     var inputs: Range<Int> = 0..<0
+    /// Items (counted from the run's first) that the pool already decided: not run.
+    var skipped: [Int] = []
 }
 
 /// Runs the jobs of one installed function.
 protocol JobRunner: Sendable {
-    func run(_ run: JobRun, _ writer: inout ResultWriter) async throws
+    func run(_ run: JobRun, _ progress: _ItemProgress, _ writer: inout ResultWriter) async throws
 }
+
+/// What a worker answers for an item it was told to skip; the pool puts the item's real
+/// verdict in its place.
+struct SkippedItem: Error, Codable {}
 
 /// Builds `results` frames and sends them; a slow job's answer goes out as soon as it is in,
 /// so that a crash in the next one is blamed on the right job and finished work is never redone.
@@ -250,12 +283,12 @@ struct ResultWriter {
 }
 
 /// Runs one function's jobs: one generic decode per run, the per-item loop compiled for the
-/// function's type (``ProcessFunction/_callJobs(_:itemEnds:from:until:into:failures:)``), one
+/// function's type (``ProcessFunction/_callJobs(_:itemEnds:from:until:progress:into:failures:)``), one
 /// generic encode per batch of answers.
 struct FunctionRunner<F: ProcessFunction>: JobRunner {
     let function: F
 
-    func run(_ run: JobRun, _ writer: inout ResultWriter) async throws {
+    func run(_ run: JobRun, _ progress: _ItemProgress, _ writer: inout ResultWriter) async throws {
         let inputs: [F.Input]
         do {
             inputs = try JobDecoding.decode([F.Input].self, run.payload, run.inputs)
@@ -273,11 +306,31 @@ struct FunctionRunner<F: ProcessFunction>: JobRunner {
         var outputs: [F.Output] = []
         outputs.reserveCapacity(inputs.count)
         var failures: [(item: Int, error: any Error)] = []
+        if !run.skipped.isEmpty {
+            // Rare (items that killed workers before): one item at a time, skipping some.
+            var skipped = run.skipped[...]
+            for (item, input) in inputs.enumerated() {
+                if skipped.first == item {
+                    skipped.removeFirst()
+                    failures.append((item, SkippedItem()))
+                    continue
+                }
+                progress.begin(item)
+                do {
+                    outputs.append(try await function(input))
+                } catch {
+                    failures.append((item, error))
+                }
+                progress.end(item)
+            }
+            writer.answer(run, jobs: 0..<run.ids.count, outputs: outputs, failures: failures)
+            return
+        }
         var done = 0
         while done < run.ids.count {
             let deadline = writer.lastFlush + .milliseconds(1)
             let next = await function._callJobs(
-                inputs, itemEnds: run.itemEnds, from: done, until: deadline, into: &outputs,
+                inputs, itemEnds: run.itemEnds, from: done, until: deadline, progress: progress, into: &outputs,
                 failures: &failures)
             writer.answer(run, jobs: done..<next, outputs: outputs, failures: failures)
             outputs.removeAll(keepingCapacity: true)

@@ -25,6 +25,11 @@ final class SingleJobBatch<Output: Codable & Sendable>: JobBatch, @unchecked Sen
 
     override func label(_ index: Int) -> String { jobLabel.description }
 
+    override func itemLabel(_ index: Int, _ position: Int) -> String {
+        if case .items(let start, _) = jobLabel { return "#\(start + position)" }
+        return "\(jobLabel) item \(position)"
+    }
+
     override func appendInputs(of jobs: ArraySlice<PoolJob>, to frame: inout [UInt8]) throws(CodecError) {
         // A run holds jobs of one batch, and this batch has one job.
         precondition(jobs.count == 1, "a single-job batch in a run of \(jobs.count)")
@@ -66,10 +71,21 @@ enum JobDecoding {
     {
         let entry = run.entries[position]
         if let override = entry.override { return .failure(override) }
-        if entry.status == .values {
-            return values(run, expected: itemCount, as: Output.self).map { .values($0) }
-        }
-        return other(entry.status, run.payload, entry.blob, as: Output.self)
+        let result =
+            entry.status == .values
+            ? values(run, expected: itemCount, as: Output.self).map { ChunkValues.values($0) }
+            : other(entry.status, run.payload, entry.blob, as: Output.self)
+        return applying(entry.itemOverrides, to: result)
+    }
+
+    /// A job's answer with the errors of items decided earlier put in their places.
+    static func applying<Output>(
+        _ overrides: [Int: any Error], to result: Result<ChunkValues<Output>, any Error>
+    ) -> Result<ChunkValues<Output>, any Error> {
+        guard !overrides.isEmpty, case .success(let chunk) = result else { return result }
+        var results = chunk.results
+        for (position, error) in overrides where position < results.count { results[position] = .failure(error) }
+        return .success(.mixed(results))
     }
 
     /// A job's answer when not every item succeeded: one result per item, or the job's error.

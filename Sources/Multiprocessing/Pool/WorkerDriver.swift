@@ -13,6 +13,8 @@ enum StopReason: Sendable {
     case timedOut(Duration)
     case memory(Int)
     case recycle
+    /// It sent something that breaks the pool's protocol.
+    case protocolViolation(String)
 }
 
 /// One running worker process as its driver sees it.
@@ -20,13 +22,15 @@ final class WorkerHandle: Sendable {
     let child: ChildProcess<PoolWorker>
     let socket: FramedSocket
     let pid: Int32
+    let ledger: WorkerLedger
     /// Set before the pool signals the worker, so its death is not blamed on a job.
     let stopReason = Mutex<StopReason?>(nil)
 
-    init(child: ChildProcess<PoolWorker>, socket: FramedSocket, pid: Int32) {
+    init(child: ChildProcess<PoolWorker>, socket: FramedSocket, pid: Int32, ledger: WorkerLedger) {
         self.child = child
         self.socket = socket
         self.pid = pid
+        self.ledger = ledger
     }
 
     /// Stops the worker for `reason` (only the first reason counts).
@@ -38,7 +42,7 @@ final class WorkerHandle: Sendable {
         }
         guard first else { return }
         switch reason {
-        case .cancelled, .memory: child.kill()
+        case .cancelled, .memory, .protocolViolation: child.kill()
         case .timedOut, .recycle:
             child.terminate()
             let child = self.child
@@ -67,6 +71,9 @@ final class WorkerDriver {
     private var installed: Set<UInt64> = []
     private var inFlight: [PoolJob] = []
     private var inFlightHead = 0
+    /// Items of the jobs before `inFlightHead`, counted as the worker counts them (see
+    /// `WorkerLedger`).
+    private var itemsBeforeHead: UInt64 = 0
     private var jobsDone = 0
     /// How many jobs may wait in the worker's socket: grows while jobs are quick, so trivial
     /// tasks stream; shrinks for slow ones, so the last jobs spread over every worker.
@@ -132,17 +139,19 @@ final class WorkerDriver {
     private func startWorker() throws -> WorkerHandle {
         let (mine, theirs) = try FramedSocket.pair()
         let options = core.options
+        let ledger = try WorkerLedger()
         let task = PoolWorker(
             channel: WorkerChannel(socket: theirs), initializerType: options.initializer?.typeName,
             initializerPayload: options.initializer?.payload,
-            initializerDescriptors: options.initializer?.descriptors ?? PassedDescriptors([]))
+            initializerDescriptors: options.initializer?.descriptors ?? PassedDescriptors([]), ledger: ledger)
         let child = try ChildProcess(
             task, name: "PoolWorker-\(number)", startMethod: options.startMethod,
             environment: options.environment)
         try child.start()
-        let handle = WorkerHandle(child: child, socket: mine, pid: child.pid ?? 0)
+        let handle = WorkerHandle(child: child, socket: mine, pid: child.pid ?? 0, ledger: ledger)
         registry.add(handle)
         installed = []
+        itemsBeforeHead = 0
         jobsDone = 0
         window = 1
         ready = false
@@ -228,7 +237,12 @@ final class WorkerDriver {
         WireWriter.appendVarint(UInt64(run.count), to: &frame)
         for job in run {
             WireWriter.appendVarint(job.id, to: &frame)
-            WireWriter.appendVarint(UInt64(job.itemCount), to: &frame)
+            let skipped = job.skippedItems
+            WireWriter.appendVarint(UInt64(job.itemCount) << 1 | (skipped.isEmpty ? 0 : 1), to: &frame)
+            if !skipped.isEmpty {
+                WireWriter.appendVarint(UInt64(skipped.count), to: &frame)
+                for position in skipped { WireWriter.appendVarint(UInt64(position), to: &frame) }
+            }
         }
         let blob = PoolWire.beginBlob(&frame)
         do {
@@ -252,6 +266,9 @@ final class WorkerDriver {
         let frame: Frame
         do {
             frame = try await worker.socket.receive(timeout: wait.map { max($0, .milliseconds(1)) })
+        } catch .peerClosed {
+            await workerDied(worker)
+            return
         } catch .timedOut {
             if let timeout = options.taskTimeout, ContinuousClock.now - sentAt >= timeout {
                 worker.stop(.timedOut(timeout), grace: options.terminationGrace)
@@ -261,13 +278,16 @@ final class WorkerDriver {
             }
             return
         } catch {
+            // A malformed frame, or more descriptors than a frame may carry: the worker broke
+            // the protocol and cannot be trusted with another job.
+            worker.stop(.protocolViolation("\(error)"), grace: .zero)
             await workerDied(worker)
             return
         }
         do {
             try handle(frame, from: worker)
         } catch {
-            worker.child.kill()
+            worker.stop(.protocolViolation("\(error)"), grace: .zero)
             await workerDied(worker)
             return
         }
@@ -285,6 +305,7 @@ final class WorkerDriver {
         switch try reader.byte() {
         case PoolWire.ready:
             ready = true
+            core.workerReady()
         case PoolWire.results:
             let started = sentAt
             var count = 0
@@ -348,6 +369,8 @@ final class WorkerDriver {
         jobsDone += n
         for k in entries.indices {
             let job = entries[k].job
+            itemsBeforeHead &+= UInt64(job.itemCount)
+            entries[k].itemOverrides = job.itemErrors
             job.runningOn.store(0, ordering: .releasing)
             if let culprit = memoryCulprit, culprit.id == job.id {
                 entries[k].override = memoryError(job, culprit.resident, worker)
@@ -358,59 +381,106 @@ final class WorkerDriver {
     }
 
     /// The worker is gone (or going): learn how it ended, settle its jobs, forget it.
+    ///
+    /// Only the item that was running when it died (read from its ledger) is blamed; every
+    /// other unanswered item goes back to the queue, whether it was not yet started or had
+    /// finished without its answer leaving the worker.
     private func workerDied(_ worker: WorkerHandle) async {
         let status = (try? await worker.child.join()) ?? .signaled(.kill)
         self.worker = nil
         registry.remove(worker)
         let jobs = Array(inFlight[inFlightHead...])
+        let firstItem = itemsBeforeHead
         inFlight.removeAll()
         inFlightHead = 0
+        itemsBeforeHead = 0
         let reason = worker.stopReason.withLock { $0 }
-        if !ready && reason == nil {
-            // It died before its initializer finished: no worker can work.
-            var why = "\(status)"
-            do {
-                try await worker.child.value
-            } catch {
-                why = "\(error)"
+        let live = jobs.filter { !$0.isCancelled }
+        let stage = worker.ledger.stage
+        let started = ready || stage == .idle || stage == .busy
+        if !started && reason == nil {
+            core.requeue(live)
+            await startupFailed(worker, status: status, initializing: stage == .initializing)
+            return
+        }
+        // The culprit: the item that was running, or — when the worker died outside any item
+        // while handling a frame — the first unanswered job as a whole.
+        var culprit: (job: PoolJob, item: Int?)?
+        if let running = worker.ledger.runningItem, running >= firstItem {
+            var offset = Int(clamping: running - firstItem)
+            for job in jobs {
+                if offset < job.itemCount {
+                    culprit = (job, offset)
+                    break
+                }
+                offset -= job.itemCount
             }
-            core.requeue(jobs)
-            core.breakPool(why)
+        } else if stage == .busy || reason != nil {
+            culprit = jobs.first.map { ($0, nil) }
+        }
+        guard let (job, item) = culprit, !job.isCancelled else {
+            core.requeue(live)  // Killed while idle: nobody's fault.
             return
         }
-        guard let culprit = jobs.first(where: { !$0.isCancelled }) else {
-            core.requeue(jobs.filter { !$0.isCancelled })
-            return
-        }
-        let others = jobs.filter { $0 !== culprit && !$0.isCancelled }
+        let others = live.filter { $0 !== job }
+        let label = item.map { job.itemLabel($0) } ?? job.label
+        var verdict: (any Error)?
         switch reason {
         case .cancelled?, .recycle?:
-            core.requeue([culprit] + others)
+            break
         case .timedOut(let after)?:
-            culprit.fail(PoolError.timedOut(task: culprit.label, after: after, pid: worker.pid))
-            core.requeue(others)
+            verdict = PoolError.timedOut(task: label, after: after, pid: worker.pid)
         case .memory(let resident)?:
-            if let answered = memoryCulprit, answered.id != culprit.id,
+            if let answered = memoryCulprit, answered.id != job.id,
                 !jobs.contains(where: { $0.id == answered.id })
             {
-                // The over-limit job already got its verdict when its answer came in.
-                core.requeue([culprit] + others)
-            } else {
-                culprit.fail(memoryError(culprit, resident, worker))
-                core.requeue(others)
+                break  // The over-limit job already got its verdict when its answer came in.
             }
+            verdict = PoolError.memoryLimitExceeded(
+                task: label, residentBytes: resident, limit: core.options.memoryLimit ?? 0, pid: worker.pid)
+        case .protocolViolation(let why)?:
+            verdict = PoolError.protocolError("worker \(worker.pid) running task \(label) broke the protocol: \(why)")
         case nil:
-            let killed = culprit.workersKilled.add(1, ordering: .relaxed).newValue
+            let killed = job.countKill(ofItem: item ?? 0)
             let options = core.options
-            if killed <= options.retries && killed < options.maxWorkersKilledPerTask {
-                core.requeue([culprit] + others)
-            } else {
-                let loss = WorkerLoss(
-                    task: culprit.label, pid: worker.pid, status: status,
-                    standardErrorTail: worker.child.standardErrorTail, workersKilled: killed)
-                culprit.fail(PoolError.workerLost(loss))
-                core.requeue(others)
+            if killed > options.retries || killed >= options.maxWorkersKilledPerTask {
+                verdict = PoolError.workerLost(
+                    WorkerLoss(
+                        task: label, pid: worker.pid, status: status,
+                        standardErrorTail: worker.child.standardErrorTail, workersKilled: killed))
             }
+        }
+        guard let verdict else {
+            core.requeue([job] + others)
+            return
+        }
+        if let item, job.itemCount > 1 {
+            // The unit of failure is the item: the job goes back with this one decided.
+            _ = job.settle(item: item, verdict)
+            core.requeue([job] + others)
+        } else {
+            job.fail(verdict)
+            core.requeue(others)
+        }
+    }
+
+    /// A worker died before it was ready. Only an initializer that fails — throws, or ends
+    /// its worker other than by `SIGKILL` — time after time may fail the work; a worker killed
+    /// while starting (the OOM killer, an operator) is simply replaced.
+    private func startupFailed(_ worker: WorkerHandle, status: ExitStatus, initializing: Bool) async {
+        var why = "\(status)"
+        do {
+            try await worker.child.value
+        } catch {
+            why = "\(error)"
+        }
+        let killed = status == .signaled(.kill)
+        if initializing && !killed {
+            if core.initializerFailed() >= PoolCore.initializerAttempts {
+                core.breakPool(why)
+            }
+        } else if core.startupLost() >= PoolCore.startupAttempts {
+            core.breakPool("\(PoolCore.startupAttempts) workers in a row died while starting; the last \(why)")
         }
     }
 

@@ -53,13 +53,15 @@ public protocol ProcessFunction: Codable, Sendable {
     /// Starting at job `firstJob`, calls the function on each item in order, appending each
     /// result to `outputs` or, when the call throws, the item's index and error to `failures`;
     /// returns the index of the next job to run, after the first job that ends past `deadline`.
+    /// Each item's start and end are recorded in `progress`, so that if the worker dies the
+    /// pool knows which item was running.
     ///
     /// Provided for you; do not implement it. The default implementation is `@inlinable`, so it
     /// is compiled for your type where it conforms, which keeps a worker's cost per item at one
     /// direct call instead of the runtime's generic dispatch.
     func _callJobs(
         _ inputs: [Input], itemEnds: [Int], from firstJob: Int, until deadline: ContinuousClock.Instant,
-        into outputs: inout [Output], failures: inout [(item: Int, error: any Error)]
+        progress: _ItemProgress, into outputs: inout [Output], failures: inout [(item: Int, error: any Error)]
     ) async -> Int
 }
 
@@ -68,18 +70,20 @@ extension ProcessFunction {
     @inlinable
     public func _callJobs(
         _ inputs: [Input], itemEnds: [Int], from firstJob: Int, until deadline: ContinuousClock.Instant,
-        into outputs: inout [Output], failures: inout [(item: Int, error: any Error)]
+        progress: _ItemProgress, into outputs: inout [Output], failures: inout [(item: Int, error: any Error)]
     ) async -> Int {
         var job = firstJob
         var item = job == 0 ? 0 : itemEnds[job - 1]
         while job < itemEnds.count {
             let end = itemEnds[job]
             while item < end {
+                progress.begin(item)
                 do {
                     outputs.append(try await self(inputs[item]))
                 } catch {
                     failures.append((item, error))
                 }
+                progress.end(item)
                 item += 1
             }
             job += 1

@@ -144,3 +144,63 @@ struct Picky: Codable, Sendable {
 struct PickyDouble: ProcessFunction {
     func callAsFunction(_ x: Picky) async throws -> Int { x.value * 2 }
 }
+
+/// Kills its own worker (`SIGKILL` or a trap, alternately) on each of `victims`; every other
+/// input is answered at once.
+struct KillOnAny: ProcessFunction {
+    var victims: Set<Int>
+    var trap = false
+    func callAsFunction(_ x: Int) async throws -> Int {
+        if victims.contains(x) {
+            if trap { fatalError("refusing input \(x)") }
+            kill(getpid(), SIGKILL)
+        }
+        return x &* 3
+    }
+}
+
+/// Sleeps `naps[x]` microseconds (0 when absent), then answers `x * 3`.
+struct NapOn: ProcessFunction {
+    var naps: [Int: UInt32]
+    func callAsFunction(_ x: Int) async throws -> Int {
+        if let nap = naps[x] { usleep(nap) }
+        return x &* 3
+    }
+}
+
+/// A little work per item so that random kills land mid-item as well as between items.
+struct Churn: ProcessFunction {
+    func callAsFunction(_ x: Int) async throws -> Int {
+        var h = UInt64(truncatingIfNeeded: x) &+ 0x9E37_79B9_7F4A_7C15
+        for _ in 0..<(h % 4_000) { h = (h ^ (h >> 31)) &* 0xBF58_476D_1CE4_E5B9 }
+        return x &* 3
+    }
+}
+
+/// Writes garbage into every socket this worker holds (its job socket among them) on `victim`.
+struct GarbageOn: ProcessFunction {
+    var victim: Int
+    func callAsFunction(_ x: Int) async throws -> Int {
+        guard x == victim else { return x &* 3 }
+        let garbage = [UInt8](repeating: 0xA5, count: 64)
+        for fd in Int32(3)..<Int32(256) {
+            var buffer = [UInt8](repeating: 0, count: 64)
+            let n = readlink("/proc/self/fd/\(fd)", &buffer, 63)
+            guard n > 0, String(decoding: buffer[..<n], as: UTF8.self).hasPrefix("socket:") else { continue }
+            _ = garbage.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
+        usleep(200_000)
+        return x &* 3
+    }
+}
+
+/// An initializer that takes its time, so that workers can be killed while it runs.
+struct SlowInitializer: ProcessTask {
+    var microseconds: UInt32
+    func run() async throws { usleep(microseconds) }
+}
+
+/// An initializer that traps every time.
+struct TrappingInitializer: ProcessTask {
+    func run() async throws { fatalError("initializer cannot start") }
+}

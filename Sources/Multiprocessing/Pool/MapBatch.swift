@@ -164,6 +164,10 @@ final class MapBatch<F: ProcessFunction>: JobBatch, @unchecked Sendable {
         if fire { settled.fire() }
     }
 
+    override func partialResults(_ payload: [UInt8], _ blob: Range<Int>) throws -> [Result<any Sendable, any Error>?] {
+        try JobDecoding.partial(payload, blob, as: Output.self)
+    }
+
     override func fail(_ index: Int, _ error: any Error) {
         let count = itemCount(index)
         let (fire, completed) = state.withLock { s -> (Bool, Int) in

@@ -64,6 +64,12 @@ class JobBatch: @unchecked Sendable {
     func fail(_ index: Int, _ error: any Error) {
         fatalError("JobBatch.fail is abstract")
     }
+
+    /// Decodes the part of a job answered ahead of its end (an encoded `[ItemOutcome<Output>]`):
+    /// one result per item, `nil` for items the worker skipped.
+    func partialResults(_ payload: [UInt8], _ blob: Range<Int>) throws -> [Result<any Sendable, any Error>?] {
+        fatalError("JobBatch.partialResults is abstract")
+    }
 }
 
 /// One run of answers from a worker, as the driver hands it to the jobs' batch.
@@ -77,9 +83,9 @@ struct ResultRun {
         var claimed: Bool
         /// Delivered instead of the answer (its worker went over the memory limit meanwhile).
         var override: (any Error)?
-        /// Items whose verdict was reached earlier (the worker skipped them): their errors
-        /// replace what the worker sent for them.
-        var itemOverrides: [Int: any Error] = [:]
+        /// Items whose result the pool already had (the worker skipped them): these replace
+        /// what the worker sent for them.
+        var itemOverrides: [Int: Result<any Sendable, any Error>] = [:]
     }
 
     let payload: [UInt8]
@@ -108,9 +114,10 @@ final class PoolJob: Sendable {
     let workersKilled = Atomic<Int>(0)
     /// The pid of the worker currently running it (0 when none), so that cancelling can stop it.
     let runningOn = Atomic<Int32>(0)
-    /// Items of a many-item job that already have their verdict (they killed too many workers,
-    /// or ran past the time-out): workers skip them and their errors replace whatever comes
-    /// back. Set only by the driver holding the job, before it puts the job back in the queue.
+    /// Items of a many-item job that already have their result: answered ahead of the job's
+    /// end, or failed for good (they killed too many workers, or ran past the time-out).
+    /// Workers skip them, and these results replace whatever comes back for them. Set only by
+    /// the driver holding the job.
     private let verdicts = Mutex<ItemVerdicts>(ItemVerdicts())
     private let hasVerdicts = Atomic<Bool>(false)
 
@@ -135,8 +142,8 @@ final class PoolJob: Sendable {
         return verdicts.withLock { $0.errors.keys.sorted() }
     }
 
-    /// The errors of the items that have their verdict, by position.
-    var itemErrors: [Int: any Error] {
+    /// The results the pool already has for some items, by position.
+    var settledItems: [Int: Result<any Sendable, any Error>] {
         guard hasVerdicts.load(ordering: .acquiring) else { return [:] }
         return verdicts.withLock { $0.errors }
     }
@@ -153,8 +160,15 @@ final class PoolJob: Sendable {
     /// Gives item `position` its final error; `true` when every item now has one (the job as
     /// a whole has nothing left to run).
     func settle(item position: Int, _ error: any Error) -> Bool {
+        settle([(position, .failure(error))])
+    }
+
+    /// Records results that arrived ahead of the job's end; `true` when every item has one.
+    @discardableResult
+    func settle(_ results: [(position: Int, result: Result<any Sendable, any Error>)]) -> Bool {
+        guard !results.isEmpty else { return false }
         let all = verdicts.withLock { v in
-            v.errors[position] = error
+            for (position, result) in results where position < itemCount { v.errors[position] = result }
             return v.errors.count >= itemCount
         }
         hasVerdicts.store(true, ordering: .releasing)
@@ -215,7 +229,7 @@ final class PoolJob: Sendable {
 /// The per-item state of a many-item job whose items killed workers.
 struct ItemVerdicts: @unchecked Sendable {
     var kills: [Int: Int] = [:]
-    var errors: [Int: any Error] = [:]
+    var errors: [Int: Result<any Sendable, any Error>] = [:]
 }
 
 /// A FIFO of jobs with cheap removal from the front and re-insertion at the front.

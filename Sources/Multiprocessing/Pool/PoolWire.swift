@@ -29,6 +29,10 @@ enum PoolWire {
         /// The job as a whole failed (its function or input could not be decoded): the blob is
         /// an encoded ``ErrorReport``.
         case failed = 2
+        /// Part of a job that is still running: a varint position (from the job's first item),
+        /// then a blob holding an encoded `[ItemOutcome<Output>]` for the items from there. Always
+        /// alone in its run; the job's own answer follows later, with those items `skipped`.
+        case partial = 3
     }
 
     static func appendBytes(_ bytes: [UInt8], to out: inout [UInt8]) {
@@ -63,6 +67,8 @@ enum PoolWire {
 enum ItemOutcome<Output: Codable>: Codable {
     case value(Output)
     case error(ErrorReport)
+    /// Not run here: the pool already has this item's result.
+    case skipped
 }
 
 /// Reads the pool protocol; every read is bounds-checked and fails with a typed error.
@@ -73,6 +79,14 @@ struct PoolReader {
     init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     var isAtEnd: Bool { position >= bytes.count }
+
+    /// The byte after the next varint, without moving; `nil` at the end.
+    func byteAfterVarint() -> UInt8? {
+        var p = position
+        while p < bytes.count, bytes[p] & 0x80 != 0 { p += 1 }
+        p += 1
+        return p < bytes.count ? bytes[p] : nil
+    }
 
     mutating func byte() throws(CodecError) -> UInt8 {
         guard position < bytes.count else { throw .truncated(needed: 1, available: 0) }

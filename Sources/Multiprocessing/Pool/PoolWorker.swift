@@ -211,6 +211,34 @@ struct ResultWriter {
         }
     }
 
+    /// Answers items `items` of job `job` of `run` (whose first item is `firstOfJob`) before the
+    /// job has ended: `outputs` are theirs in order, skipping the items in `failures`.
+    mutating func partial<Output: Codable>(
+        _ run: JobRun, job: Int, items: Range<Int>, firstOfJob: Int, outputs: [Output],
+        failures: [(item: Int, error: any Error)]
+    ) {
+        var outcomes: [ItemOutcome<Output>] = []
+        outcomes.reserveCapacity(items.count)
+        var nextOutput = 0
+        var nextFailure = 0
+        for item in items {
+            if nextFailure < failures.count, failures[nextFailure].item == item {
+                let error = failures[nextFailure].error
+                outcomes.append(error is SkippedItem ? .skipped : .error(ErrorReport(error)))
+                nextFailure += 1
+            } else {
+                outcomes.append(.value(outputs[nextOutput]))
+                nextOutput += 1
+            }
+        }
+        guard let bytes = try? TaskCoding.encode(outcomes) else { return }  // Answered at the job's end.
+        WireWriter.appendVarint(UInt64(1), to: &out)
+        WireWriter.appendVarint(run.ids[job], to: &out)
+        out.append(PoolWire.Status.partial.rawValue)
+        WireWriter.appendVarint(UInt64(items.lowerBound - firstOfJob), to: &out)
+        PoolWire.appendBlob(bytes, to: &out)
+    }
+
     /// Answers jobs `first ..< first + ids.count` of `run`, whose items produced `outputs`
     /// (in order, skipping the items in `failures`).
     mutating func answer<Output: Codable>(
@@ -253,7 +281,8 @@ struct ResultWriter {
             outcomes.reserveCapacity(upper - lower)
             for item in lower..<upper {
                 if nextFailure < failures.count, failures[nextFailure].item == item {
-                    outcomes.append(.error(ErrorReport(failures[nextFailure].error)))
+                    let error = failures[nextFailure].error
+                    outcomes.append(error is SkippedItem ? .skipped : .error(ErrorReport(error)))
                     nextFailure += 1
                 } else {
                     outcomes.append(.value(outputs[nextOutput]))
@@ -306,37 +335,73 @@ struct FunctionRunner<F: ProcessFunction>: JobRunner {
         var outputs: [F.Output] = []
         outputs.reserveCapacity(inputs.count)
         var failures: [(item: Int, error: any Error)] = []
-        if !run.skipped.isEmpty {
-            // Rare (items that killed workers before): one item at a time, skipping some.
-            var skipped = run.skipped[...]
-            for (item, input) in inputs.enumerated() {
-                if skipped.first == item {
-                    skipped.removeFirst()
-                    failures.append((item, SkippedItem()))
-                    continue
-                }
-                progress.begin(item)
-                do {
-                    outputs.append(try await function(input))
-                } catch {
-                    failures.append((item, error))
-                }
-                progress.end(item)
-            }
-            writer.answer(run, jobs: 0..<run.ids.count, outputs: outputs, failures: failures)
-            return
-        }
-        var done = 0
-        while done < run.ids.count {
+        let total = inputs.count
+        var item = 0
+        // The first job not yet answered, and how far its items were answered in part.
+        var job = 0
+        var reported = 0
+        var skipped = run.skipped[...]
+        while item < total {
             let deadline = writer.lastFlush + .milliseconds(1)
-            let next = await function._callJobs(
-                inputs, itemEnds: run.itemEnds, from: done, until: deadline, progress: progress, into: &outputs,
-                failures: &failures)
-            writer.answer(run, jobs: done..<next, outputs: outputs, failures: failures)
-            outputs.removeAll(keepingCapacity: true)
-            failures.removeAll()
-            done = next
-            if ContinuousClock.now > deadline { try await writer.flush() }
+            if skipped.isEmpty {
+                item = await function._callJobs(
+                    inputs, itemEnds: run.itemEnds, from: item, until: deadline, progress: progress,
+                    into: &outputs, failures: &failures)
+            } else {
+                // Rare (a job back from a dead worker): one item at a time, skipping those the
+                // pool already has.
+                while item < total {
+                    if skipped.first == item {
+                        skipped.removeFirst()
+                        failures.append((item, SkippedItem()))
+                        item += 1
+                        continue
+                    }
+                    progress.begin(item)
+                    do {
+                        outputs.append(try await function(inputs[item]))
+                    } catch {
+                        failures.append((item, error))
+                    }
+                    progress.end(item)
+                    item += 1
+                    if ContinuousClock.now > deadline { break }
+                }
+            }
+            // Whole jobs are answered as such...
+            var complete = job
+            while complete < run.ids.count, run.itemEnds[complete] <= item { complete += 1 }
+            if complete > job {
+                let boundary = run.itemEnds[complete - 1]
+                let start = job == 0 ? 0 : run.itemEnds[job - 1]
+                let failed = failures.prefix { $0.item < boundary }.count
+                let produced = boundary - start - failed
+                writer.answer(
+                    run, jobs: job..<complete, outputs: Array(outputs[..<produced]),
+                    failures: Array(failures[..<failed]))
+                outputs.removeFirst(produced)
+                failures.removeFirst(failed)
+                job = complete
+                reported = boundary
+            }
+            guard ContinuousClock.now > deadline else { continue }
+            // ...and the finished part of a long one goes too, so it is never redone.
+            if job < run.ids.count, item > reported {
+                let start = job == 0 ? 0 : run.itemEnds[job - 1]
+                let from = max(start, reported)
+                writer.partial(
+                    run, job: job, items: from..<item, firstOfJob: start, outputs: outputs,
+                    failures: failures.filter { $0.item >= from })
+                outputs.removeAll(keepingCapacity: true)
+                failures.removeAll { $0.item >= from }
+                for answered in from..<item { failures.append((answered, SkippedItem())) }
+                reported = item
+            }
+            try await writer.flush()
+        }
+        // A run of jobs with no items still answers them.
+        if job < run.ids.count {
+            writer.answer(run, jobs: job..<run.ids.count, outputs: outputs, failures: failures)
         }
     }
 }

@@ -43,6 +43,10 @@ final class SingleJobBatch<Output: Codable & Sendable>: JobBatch, @unchecked Sen
     }
 
     override func fail(_ index: Int, _ error: any Error) { completion(.failure(error)) }
+
+    override func partialResults(_ payload: [UInt8], _ blob: Range<Int>) throws -> [Result<any Sendable, any Error>?] {
+        try JobDecoding.partial(payload, blob, as: Output.self)
+    }
 }
 
 /// Reading workers' answers, shared by the batch kinds.
@@ -78,14 +82,34 @@ enum JobDecoding {
         return applying(entry.itemOverrides, to: result)
     }
 
-    /// A job's answer with the errors of items decided earlier put in their places.
+    /// A job's answer with the results the pool already had for some items put in their places.
     static func applying<Output>(
-        _ overrides: [Int: any Error], to result: Result<ChunkValues<Output>, any Error>
+        _ overrides: [Int: Result<any Sendable, any Error>], to result: Result<ChunkValues<Output>, any Error>
     ) -> Result<ChunkValues<Output>, any Error> {
         guard !overrides.isEmpty, case .success(let chunk) = result else { return result }
         var results = chunk.results
-        for (position, error) in overrides where position < results.count { results[position] = .failure(error) }
+        for (position, settled) in overrides where position < results.count {
+            results[position] = settled.flatMap { value in
+                guard let value = value as? Output else {
+                    return .failure(PoolError.protocolError("an item's early answer has the wrong type"))
+                }
+                return .success(value)
+            }
+        }
         return .success(.mixed(results))
+    }
+
+    /// Decodes a partial answer (see ``PoolWire/Status/partial``).
+    static func partial<Output: Codable & Sendable>(
+        _ payload: [UInt8], _ blob: Range<Int>, as: Output.Type
+    ) throws -> [Result<any Sendable, any Error>?] {
+        try decode([ItemOutcome<Output>].self, payload, blob).map { outcome in
+            switch outcome {
+            case .value(let value): .success(value)
+            case .error(let report): .failure(report.rethrowable)
+            case .skipped: nil
+            }
+        }
     }
 
     /// A job's answer when not every item succeeded: one result per item, or the job's error.
@@ -104,10 +128,13 @@ enum JobDecoding {
                             switch outcome {
                             case .value(let value): .success(value)
                             case .error(let report): .failure(report.rethrowable)
+                            case .skipped: .failure(SkippedItem())
                             }
                         }))
             case .failed:
                 return .failure(try decode(ErrorReport.self, payload, blob).rethrowable)
+            case .partial:
+                return .failure(PoolError.protocolError("a partial answer where a whole one belongs"))
             }
         } catch {
             return .failure(error)

@@ -310,7 +310,7 @@ final class WorkerDriver {
             let started = sentAt
             var count = 0
             while !reader.isAtEnd {
-                let run = try readRun(&reader, frame.payload, worker)
+                guard let run = try readRun(&reader, frame.payload, worker) else { continue }
                 run.entries[0].job.batch.deliver(run)
                 core.finished(run.claimedCount)
                 count += run.entries.count
@@ -334,18 +334,37 @@ final class WorkerDriver {
     }
 
     /// Reads one run of a `results` frame and claims its jobs. Nothing is claimed unless the
-    /// whole run is well-formed.
+    /// whole run is well-formed. A partial answer is recorded in its job, and gives `nil`.
     private func readRun(_ reader: inout PoolReader, _ payload: [UInt8], _ worker: WorkerHandle) throws
-        -> ResultRun
+        -> ResultRun?
     {
         let n = try reader.count()
         guard n > 0, n <= pending else { throw PoolError.protocolError("a run of \(n) results") }
+        if n == 1, reader.byteAfterVarint() == PoolWire.Status.partial.rawValue {
+            let job = inFlight[inFlightHead]
+            guard try reader.varint() == job.id else {
+                throw PoolError.protocolError("a partial answer for a job that is not running")
+            }
+            _ = try reader.byte()
+            let first = Int(clamping: try reader.varint())
+            let blob = try reader.blob()
+            let results = try job.batch.partialResults(payload, blob)
+            guard first + results.count <= job.itemCount else {
+                throw PoolError.protocolError("a partial answer past its job's items")
+            }
+            var settled: [(position: Int, result: Result<any Sendable, any Error>)] = []
+            for (k, result) in results.enumerated() {
+                if let result { settled.append((first + k, result)) }
+            }
+            job.settle(settled)
+            return nil
+        }
         var entries: [ResultRun.Entry] = []
         entries.reserveCapacity(n)
         var anyValues = false
         for k in 0..<n {
             let jobID = try reader.varint()
-            guard let status = PoolWire.Status(rawValue: try reader.byte()) else {
+            guard let status = PoolWire.Status(rawValue: try reader.byte()), status != .partial else {
                 throw PoolError.protocolError("bad result status")
             }
             let job = inFlight[inFlightHead + k]
@@ -370,7 +389,7 @@ final class WorkerDriver {
         for k in entries.indices {
             let job = entries[k].job
             itemsBeforeHead &+= UInt64(job.itemCount)
-            entries[k].itemOverrides = job.itemErrors
+            entries[k].itemOverrides = job.settledItems
             job.runningOn.store(0, ordering: .releasing)
             if let culprit = memoryCulprit, culprit.id == job.id {
                 entries[k].override = memoryError(job, culprit.resident, worker)

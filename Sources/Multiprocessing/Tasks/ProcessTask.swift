@@ -49,46 +49,44 @@ public protocol ProcessFunction: Codable, Sendable {
     /// Computes one result, in a worker process.
     func callAsFunction(_ input: Input) async throws -> Output
 
-    /// Runs a worker's share of jobs: job `k` is `inputs[itemEnds[k - 1] ..< itemEnds[k]]`.
-    /// Starting at job `firstJob`, calls the function on each item in order, appending each
-    /// result to `outputs` or, when the call throws, the item's index and error to `failures`;
-    /// returns the index of the next job to run, after the first job that ends past `deadline`.
-    /// Each item's start and end are recorded in `progress`, so that if the worker dies the
-    /// pool knows which item was running.
+    /// Runs a worker's share of items: job `k` is `inputs[itemEnds[k - 1] ..< itemEnds[k]]`.
+    /// Starting at item `firstItem` (in job `firstJob`), calls the function on each item in
+    /// order, appending each result to `outputs` or, when the call throws, the item's index and
+    /// error to `failures`; returns the index of the next item to run, once an item ends past
+    /// `deadline`. Each item's start and end are recorded in `progress`, so that if the worker
+    /// dies the pool knows which item was running.
     ///
     /// Provided for you; do not implement it. The default implementation is `@inlinable`, so it
     /// is compiled for your type where it conforms, which keeps a worker's cost per item at one
     /// direct call instead of the runtime's generic dispatch.
     func _callJobs(
-        _ inputs: [Input], itemEnds: [Int], from firstJob: Int, until deadline: ContinuousClock.Instant,
+        _ inputs: [Input], itemEnds: [Int], from firstItem: Int, until deadline: ContinuousClock.Instant,
         progress: _ItemProgress, into outputs: inout [Output], failures: inout [(item: Int, error: any Error)]
     ) async -> Int
 }
 
 extension ProcessFunction {
-    /// Runs jobs item by item until one ends past `deadline` (see the requirement).
+    /// Runs items until one ends past `deadline` (see the requirement).
     @inlinable
     public func _callJobs(
-        _ inputs: [Input], itemEnds: [Int], from firstJob: Int, until deadline: ContinuousClock.Instant,
+        _ inputs: [Input], itemEnds: [Int], from firstItem: Int, until deadline: ContinuousClock.Instant,
         progress: _ItemProgress, into outputs: inout [Output], failures: inout [(item: Int, error: any Error)]
     ) async -> Int {
-        var job = firstJob
-        var item = job == 0 ? 0 : itemEnds[job - 1]
-        while job < itemEnds.count {
-            let end = itemEnds[job]
-            while item < end {
-                progress.begin(item)
-                do {
-                    outputs.append(try await self(inputs[item]))
-                } catch {
-                    failures.append((item, error))
-                }
-                progress.end(item)
-                item += 1
+        var item = firstItem
+        let end = itemEnds.last ?? 0
+        while item < end {
+            progress.begin(item)
+            do {
+                outputs.append(try await self(inputs[item]))
+            } catch {
+                failures.append((item, error))
             }
-            job += 1
+            progress.end(item)
+            item += 1
+            // Answers leave at least every millisecond, even in the middle of a long chunk, so
+            // that a worker killed later takes no finished answer with it.
             if ContinuousClock.now > deadline { break }
         }
-        return job
+        return item
     }
 }

@@ -1,0 +1,224 @@
+import Dispatch
+import Synchronization
+import Testing
+
+@testable import Multiprocessing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The pool under deliberate abuse: workers killed at random, while starting, by their own
+/// items, or turned hostile. Every item must be accounted for exactly once and no innocent
+/// item may fail.
+@Suite("Chaos: pool")
+struct ChaosPoolTests {
+    @Test(
+        "only the items that kill their worker fail: none of the others is blamed",
+        arguments: [false, true])
+    func exactBlame(trap: Bool) async throws {
+        try await withProcessPool(workers: 2) { (pool: ProcessPool) async throws in
+            for _ in 0..<3 {
+                let results = try await pool.mapResults(
+                    KillOnAny(victims: [17, 123], trap: trap), over: 0..<200, chunkSize: 1)
+                try Self.expectOnlyVictimsFailed(results, victims: [17, 123])
+            }
+        }
+    }
+
+    @Test("a crash fails the item that was running, not its chunk", arguments: [100, nil] as [Int?])
+    func itemNotChunk(chunkSize: Int?) async throws {
+        try await withProcessPool(workers: 2) { (pool: ProcessPool) async throws in
+            let victims: Set<Int> = [250, 731, 999]
+            let results =
+                if let chunkSize {
+                    try await pool.mapResults(KillOnAny(victims: victims), over: 0..<1000, chunkSize: chunkSize)
+                } else {
+                    try await pool.mapResults(KillOnAny(victims: victims), over: 0..<1000)
+                }
+            try Self.expectOnlyVictimsFailed(results, victims: victims)
+            // Streaming maps chunk too.
+            var streamed: [Int: Result<Int, any Error>] = [:]
+            var index = 0
+            for try await value in pool.orderedMap(KillOnAny(victims: [], trap: false), over: 0..<300) {
+                streamed[index] = .success(value)
+                index += 1
+            }
+            #expect(streamed.count == 300)
+        }
+    }
+
+    @Test("with retries, each victim kills exactly retries + 1 workers and nothing else fails")
+    func retriesPerItem() async throws {
+        var options = PoolOptions()
+        options.retries = 2
+        try await withProcessPool(workers: 2, options: options) { (pool: ProcessPool) async throws in
+            let results = try await pool.mapResults(KillOnAny(victims: [5, 77]), over: 0..<100, chunkSize: 25)
+            try Self.expectOnlyVictimsFailed(results, victims: [5, 77])
+            for victim in [5, 77] {
+                guard case .failure(PoolError.workerLost(let loss)) = results[victim] else { continue }
+                #expect(loss.workersKilled == 3)
+            }
+        }
+    }
+
+    @Test("a time-out fails the slow item of a chunk; its neighbours keep their answers")
+    func timeoutPerItem() async throws {
+        var options = PoolOptions()
+        options.taskTimeout = .milliseconds(400)
+        options.terminationGrace = .milliseconds(100)
+        try await withProcessPool(workers: 2, options: options) { (pool: ProcessPool) async throws in
+            let results = try await pool.mapResults(NapOn(naps: [5: 5_000_000]), over: 0..<20, chunkSize: 10)
+            for (i, result) in results.enumerated() where i != 5 { #expect(try result.get() == i * 3) }
+            guard case .failure(PoolError.timedOut(let task, _, _)) = results[5] else {
+                Issue.record("item 5 should have timed out: \(results[5])")
+                return
+            }
+            #expect(task == "#5")
+        }
+    }
+
+    @Test(
+        "workers SIGKILLed while they start (in or before the initializer) are replaced; no work fails",
+        arguments: [true, false])
+    func killedWhileStarting(withInitializer: Bool) async throws {
+        var options = PoolOptions()
+        if withInitializer { options.initializer = try PoolInitializer(SlowInitializer(microseconds: 300_000)) }
+        let pool = ProcessPool(workers: 2, options: options)
+        // Kill the first workers as soon as they appear: before they are ready.
+        let killed = Mutex<Set<Int32>>([])
+        let finished = Atomic<Bool>(false)
+        let killer = Task {
+            let deadline = ContinuousClock.now + .seconds(20)
+            while killed.withLock({ $0.count }) < 6, ContinuousClock.now < deadline, !finished.load(ordering: .relaxed) {
+                for pid in pool.workerPIDs where !killed.withLock({ $0.contains(pid) }) {
+                    kill(pid, SIGKILL)
+                    killed.withLock { _ = $0.insert(pid) }
+                }
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+        }
+        let future = try pool.submit(Square(), 12)
+        let results = try await pool.map(Square(), over: 0..<500, chunkSize: 1)
+        #expect(results == (0..<500).map { $0 * $0 })
+        #expect(try await future.value == 144)
+        finished.store(true, ordering: .relaxed)
+        await killer.value
+        #expect(killed.withLock { $0.count } >= 1)
+        pool.close()
+        await pool.join()
+        for pid in killed.withLock({ $0 }) { #expect(await ProcessProbe.waitGone(pid)) }
+    }
+
+    @Test("an initializer that crashes every time fails the work after a bounded number of attempts")
+    func crashingInitializer() async throws {
+        var options = PoolOptions()
+        options.initializer = try PoolInitializer(TrappingInitializer())
+        let pool = ProcessPool(workers: 2, options: options)
+        await #expect(throws: PoolError.self) {
+            _ = try await pool.map(Square(), over: 0..<50, chunkSize: 1)
+        }
+        await pool.terminate()
+        await pool.join()
+    }
+
+    @Test("a worker that writes garbage into its job socket is killed; its job fails typed; the pool goes on")
+    func hostileWorker() async throws {
+        try await withProcessPool(workers: 2) { (pool: ProcessPool) async throws in
+            for round in 0..<3 {
+                let pidsBefore = pool.workerPIDs
+                do {
+                    let value = try await pool.apply(GarbageOn(victim: 3), 3)
+                    Issue.record("round \(round): a hostile worker's answer was accepted: \(value)")
+                } catch let error as PoolError {
+                    switch error {
+                    case .protocolError, .workerLost: break
+                    default: Issue.record("round \(round): unexpected \(error)")
+                    }
+                }
+                #expect(try await pool.apply(GarbageOn(victim: 3), 4) == 12)
+                for pid in pidsBefore where !pool.workerPIDs.contains(pid) {
+                    #expect(await ProcessProbe.waitGone(pid))
+                }
+            }
+            #expect(try await pool.map(Square(), over: 0..<100) == (0..<100).map { $0 * $0 })
+        }
+    }
+
+    @Test(
+        "random SIGKILLs during a 10,000-item map: every item answered exactly once, none failed",
+        arguments: [1, nil] as [Int?])
+    func randomKills(chunkSize: Int?) async throws {
+        var options = PoolOptions()
+        options.retries = 1_000
+        options.maxWorkersKilledPerTask = 1_000
+        let pool = ProcessPool(workers: 2, options: options)
+        let done = Atomic<Bool>(false)
+        let kills = Atomic<Int>(0)
+        // On a thread of its own: a busy cooperative pool must not slow the kills down.
+        let killerDone = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            var generator = SystemRandomNumberGenerator()
+            while !done.load(ordering: .relaxed) {
+                usleep(UInt32.random(in: 10_000...60_000, using: &generator))
+                if let pid = pool.workerPIDs.randomElement(using: &generator), kill(pid, SIGKILL) == 0 {
+                    kills.add(1, ordering: .relaxed)
+                }
+            }
+            killerDone.signal()
+        }
+        let count = 10_000
+        let start = ContinuousClock.now
+        let results =
+            if let chunkSize {
+                try await pool.mapResults(Churn(), over: 0..<count, chunkSize: chunkSize)
+            } else {
+                try await pool.mapResults(Churn(), over: 0..<count)
+            }
+        done.store(true, ordering: .relaxed)
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                killerDone.wait()
+                continuation.resume()
+            }
+        }
+        #expect(results.count == count)
+        #expect(kills.load(ordering: .relaxed) > 0)
+        var failures = 0
+        for (i, result) in results.enumerated() {
+            switch result {
+            case .success(let value): #expect(value == i * 3)
+            case .failure(let error):
+                failures += 1
+                if failures < 5 { Issue.record("item \(i) failed: \(error)") }
+            }
+        }
+        #expect(failures == 0)
+        print(
+            "chaos: \(kills.load(ordering: .relaxed)) workers SIGKILLed during a \(count)-item map "
+                + "(chunk size \(chunkSize.map(String.init) ?? "automatic")) in \(ContinuousClock.now - start); "
+                + "every item answered once, \(failures) failed")
+        pool.close()
+        await pool.join()
+    }
+
+    /// Every victim failed with `workerLost` naming it; every other item has its answer.
+    static func expectOnlyVictimsFailed(_ results: [Result<Int, any Error>], victims: Set<Int>) throws {
+        var innocent: [Int] = []
+        for (i, result) in results.enumerated() {
+            if victims.contains(i) {
+                guard case .failure(let error) = result, case PoolError.workerLost(let loss) = error else {
+                    Issue.record("victim \(i) did not fail with workerLost: \(result)")
+                    continue
+                }
+                #expect(loss.task == "#\(i)")
+            } else if case .failure(let error) = result {
+                innocent.append(i)
+                if innocent.count < 4 { Issue.record("innocent item \(i) failed: \(error)") }
+            } else {
+                #expect(try result.get() == i * 3)
+            }
+        }
+        #expect(innocent.isEmpty, "\(innocent.count) innocent items failed")
+    }
+}

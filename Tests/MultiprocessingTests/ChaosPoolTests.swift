@@ -32,7 +32,8 @@ struct ChaosPoolTests {
             let victims: Set<Int> = [250, 731, 999]
             let results =
                 if let chunkSize {
-                    try await pool.mapResults(KillOnAny(victims: victims), over: 0..<1000, chunkSize: chunkSize)
+                    try await pool.mapResults(
+                        KillOnAny(victims: victims), over: 0..<1000, chunkSize: chunkSize)
                 } else {
                     try await pool.mapResults(KillOnAny(victims: victims), over: 0..<1000)
                 }
@@ -53,7 +54,8 @@ struct ChaosPoolTests {
         var options = PoolOptions()
         options.retries = 2
         try await withProcessPool(workers: 2, options: options) { (pool: ProcessPool) async throws in
-            let results = try await pool.mapResults(KillOnAny(victims: [5, 77]), over: 0..<100, chunkSize: 25)
+            let results = try await pool.mapResults(
+                KillOnAny(victims: [5, 77]), over: 0..<100, chunkSize: 25)
             try Self.expectOnlyVictimsFailed(results, victims: [5, 77])
             for victim in [5, 77] {
                 guard case .failure(PoolError.workerLost(let loss)) = results[victim] else { continue }
@@ -83,14 +85,18 @@ struct ChaosPoolTests {
         arguments: [true, false])
     func killedWhileStarting(withInitializer: Bool) async throws {
         var options = PoolOptions()
-        if withInitializer { options.initializer = try PoolInitializer(SlowInitializer(microseconds: 300_000)) }
+        if withInitializer {
+            options.initializer = try PoolInitializer(SlowInitializer(microseconds: 300_000))
+        }
         let pool = ProcessPool(workers: 2, options: options)
         // Kill the first workers as soon as they appear: before they are ready.
         let killed = Mutex<Set<Int32>>([])
         let finished = Atomic<Bool>(false)
         let killer = Task {
             let deadline = ContinuousClock.now + .seconds(20)
-            while killed.withLock({ $0.count }) < 6, ContinuousClock.now < deadline, !finished.load(ordering: .relaxed) {
+            while killed.withLock({ $0.count }) < 6, ContinuousClock.now < deadline,
+                !finished.load(ordering: .relaxed)
+            {
                 for pid in pool.workerPIDs where !killed.withLock({ $0.contains(pid) }) {
                     kill(pid, SIGKILL)
                     killed.withLock { _ = $0.insert(pid) }

@@ -116,7 +116,8 @@ final class MapBatch<F: ProcessFunction>: JobBatch, @unchecked Sendable {
         for (position, entry) in run.entries.enumerated()
         where entry.claimed && entry.override == nil && entry.status != .values {
             others[position] = JobDecoding.applying(
-                entry.itemOverrides, to: JobDecoding.other(entry.status, run.payload, entry.blob, as: Output.self))
+                entry.itemOverrides,
+                to: JobDecoding.other(entry.status, run.payload, entry.blob, as: Output.self))
         }
         let (fire, progressed) = state.withLock { s -> (Bool, [Int]) in
             var segment = -1
@@ -144,7 +145,10 @@ final class MapBatch<F: ProcessFunction>: JobBatch, @unchecked Sendable {
                     case .success(let values) where !entry.itemOverrides.isEmpty:
                         // A worker that ran items it was told to skip: the verdicts stand.
                         let chunkValues = ChunkValues.values(Array(values[start..<(start + count)]))
-                        if Self.store(JobDecoding.applying(entry.itemOverrides, to: .success(chunkValues)), chunk, in: &s) {
+                        if Self.store(
+                            JobDecoding.applying(entry.itemOverrides, to: .success(chunkValues)), chunk,
+                            in: &s)
+                        {
                             failed = true
                         }
                     case .success:
@@ -164,7 +168,9 @@ final class MapBatch<F: ProcessFunction>: JobBatch, @unchecked Sendable {
         if fire { settled.fire() }
     }
 
-    override func partialResults(_ payload: [UInt8], _ blob: Range<Int>) throws -> [Result<any Sendable, any Error>?] {
+    override func partialResults(_ payload: [UInt8], _ blob: Range<Int>) throws -> [Result<
+        any Sendable, any Error
+    >?] {
         try JobDecoding.partial(payload, blob, as: Output.self)
     }
 

@@ -183,6 +183,22 @@ public final class ProcessPool: Sendable {
     }
 
     /// CPython's rule: `ceil(n / (4 * workers))`.
+    /// CPython's rule, capped so that a chunk of large items stays near ``chunkBytes``: the
+    /// first item's encoded size stands for the others. A 1 MiB item travels alone, and the
+    /// next chunk is already on its way while a worker handles it.
+    func automaticChunkSize<Input: Encodable>(_ items: [Input]) -> Int {
+        let size = automaticChunkSize(items.count)
+        guard size > 1, let first = items.first else { return size }
+        var probe: [UInt8] = []
+        guard (try? BinaryEncoder().encode(first, appendingTo: &probe)) != nil, probe.count > 64 else {
+            return size
+        }
+        return max(1, min(size, Self.chunkBytes / probe.count))
+    }
+
+    /// The encoded size an automatic chunk aims to stay under.
+    static let chunkBytes = 256 << 10
+
     func automaticChunkSize(_ count: Int) -> Int {
         let (size, extra) = count.quotientAndRemainder(dividingBy: max(1, workerCount * 4))
         return max(1, size + (extra > 0 ? 1 : 0))
@@ -231,7 +247,7 @@ public final class ProcessPool: Sendable {
         _ function: F, _ items: [F.Input], chunkSize: Int?, failFast: Bool,
         progress: (@Sendable (PoolProgress) -> Void)?
     ) throws -> MapBatch<F> {
-        let size = max(1, chunkSize ?? automaticChunkSize(items.count))
+        let size = max(1, chunkSize ?? automaticChunkSize(items))
         let batch = MapBatch<F>(
             core: core, function: try installed(function), items: items, chunkSize: size, failFast: failFast,
             progress: progress)

@@ -44,7 +44,9 @@ final class SingleJobBatch<Output: Codable & Sendable>: JobBatch, @unchecked Sen
 
     override func fail(_ index: Int, _ error: any Error) { completion(.failure(error)) }
 
-    override func partialResults(_ payload: [UInt8], _ blob: Range<Int>) throws -> [Result<any Sendable, any Error>?] {
+    override func partialResults(_ payload: [UInt8], _ blob: Range<Int>) throws -> [Result<
+        any Sendable, any Error
+    >?] {
         try JobDecoding.partial(payload, blob, as: Output.self)
     }
 }

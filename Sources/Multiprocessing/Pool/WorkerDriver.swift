@@ -458,7 +458,8 @@ final class WorkerDriver {
             verdict = PoolError.memoryLimitExceeded(
                 task: label, residentBytes: resident, limit: core.options.memoryLimit ?? 0, pid: worker.pid)
         case .protocolViolation(let why)?:
-            verdict = PoolError.protocolError("worker \(worker.pid) running task \(label) broke the protocol: \(why)")
+            verdict = PoolError.protocolError(
+                "worker \(worker.pid) running task \(label) broke the protocol: \(why)")
         case nil:
             let killed = job.countKill(ofItem: item ?? 0)
             let options = core.options
@@ -499,7 +500,8 @@ final class WorkerDriver {
                 core.breakPool(why)
             }
         } else if core.startupLost() >= PoolCore.startupAttempts {
-            core.breakPool("\(PoolCore.startupAttempts) workers in a row died while starting; the last \(why)")
+            core.breakPool(
+                "\(PoolCore.startupAttempts) workers in a row died while starting; the last \(why)")
         }
     }
 

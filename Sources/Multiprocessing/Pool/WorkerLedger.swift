@@ -35,7 +35,8 @@ struct WorkerLedger: Codable, Sendable {
 
     /// The worker's progress through items.
     var progress: _ItemProgress {
-        _ItemProgress(word: (memory.baseAddress + 8).assumingMemoryBound(to: UnsafeAtomic<UInt64>.Storage.self))
+        _ItemProgress(
+            word: (memory.baseAddress + 8).assumingMemoryBound(to: UnsafeAtomic<UInt64>.Storage.self))
     }
 
     var stage: Stage {

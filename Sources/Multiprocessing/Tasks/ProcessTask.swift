@@ -74,6 +74,12 @@ extension ProcessFunction {
     ) async -> Int {
         var item = firstItem
         let end = itemEnds.last ?? 0
+        // Answers leave about every millisecond, even from the middle of a long chunk, so that
+        // a worker killed later takes little finished work with it. Reading the clock costs as
+        // much as a trivial item, so while items are quick it is read every few items only.
+        var stride = 1
+        var countdown = 1
+        var lastCheck = ContinuousClock.now
         while item < end {
             progress.begin(item)
             do {
@@ -83,9 +89,14 @@ extension ProcessFunction {
             }
             progress.end(item)
             item += 1
-            // Answers leave at least every millisecond, even in the middle of a long chunk, so
-            // that a worker killed later takes no finished answer with it.
-            if ContinuousClock.now > deadline { break }
+            countdown -= 1
+            if countdown == 0 {
+                let now = ContinuousClock.now
+                if now > deadline { break }
+                stride = now - lastCheck < .microseconds(10) ? min(stride &* 2, 64) : 1
+                countdown = stride
+                lastCheck = now
+            }
         }
         return item
     }

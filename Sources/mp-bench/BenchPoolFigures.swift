@@ -49,9 +49,11 @@ func poolMapMebibytes(count: Int) async throws -> Double {
     }
 }
 
-/// The `VmRSS` of `pid` in MiB, from `/proc/<pid>/status`.
-func residentMiB(_ pid: Int32) -> Double? {
-    let fd = open("/proc/\(pid)/status", O_RDONLY)
+/// A kB field of a `/proc/<pid>/` file in MiB: `VmRSS:` of `status` (the entry's figure) or
+/// `Pss:` of `smaps_rollup` (shown with `MP_BENCH_VERBOSE`: pages shared with other processes
+/// counted in part).
+func procMiB(_ pid: Int32, _ file: String = "status", _ field: String = "VmRSS:") -> Double? {
+    let fd = open("/proc/\(pid)/\(file)", O_RDONLY)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var bytes: [UInt8] = []
@@ -62,7 +64,7 @@ func residentMiB(_ pid: Int32) -> Double? {
         if n <= 0 { break }
         bytes += chunk[0..<n]
     }
-    for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix("VmRSS:") {
+    for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix(field) {
         let fields = line.split(separator: " ", omittingEmptySubsequences: true)
         if fields.count >= 2, let kib = Double(fields[1]) { return kib / 1024 }
     }
@@ -74,10 +76,11 @@ func residentMiB(_ pid: Int32) -> Double? {
 /// (pids from ``ProcessPool/workerPIDs``). Median over the workers of three pools.
 func workerResident(_ method: StartMethod) async throws -> Double {
     var readings: [Double] = []
+    var proportional: [Double] = []
     for _ in 0..<3 {
         var options = PoolOptions()
         options.startMethod = method
-        readings += try await withProcessPool(workers: 2, options: options) { pool in
+        let (rss, pss) = try await withProcessPool(workers: 2, options: options) { pool in
             var seen: Set<Int32> = []
             for _ in 0..<100 where seen.count < 2 {
                 seen.formUnion(try await pool.map(WorkerPID(), over: 0..<4, chunkSize: 1))
@@ -86,10 +89,14 @@ func workerResident(_ method: StartMethod) async throws -> Double {
             try await Task.sleep(for: .milliseconds(100))
             let pids = pool.workerPIDs
             precondition(seen.count == 2 && Set(pids) == seen, "workers \(pids) vs jobs' pids \(seen)")
-            return pids.compactMap(residentMiB)
+            return (pids.compactMap { procMiB($0) }, pids.compactMap { procMiB($0, "smaps_rollup", "Pss:") })
         }
+        readings += rss
+        proportional += pss
     }
-    if getenv("MP_BENCH_VERBOSE") != nil { print("  \(method) worker VmRSS (MiB): \(readings)") }
+    if getenv("MP_BENCH_VERBOSE") != nil {
+        print("  \(method) workers: VmRSS \(readings) MiB, Pss \(proportional) MiB")
+    }
     return median(readings)
 }
 

@@ -124,8 +124,11 @@ func loadedApply(samples count: Int) async throws -> (p50: Double, p99: Double) 
                 return i
             }
         }
-        // The loaders are in their stride before the first sample.
-        while flag.rounds.load(ordering: .relaxed) < 400 { try await Task.sleep(for: .milliseconds(1)) }
+        // The loaders are in their stride before the first sample (a bounded wait: a loader that
+        // failed shows its error below instead of hanging the run).
+        for _ in 0..<5000 where flag.rounds.load(ordering: .relaxed) < 400 {
+            try await Task.sleep(for: .milliseconds(1))
+        }
         var samples: [Double] = []
         samples.reserveCapacity(count)
         for i in 0..<count {

@@ -2,5 +2,5 @@
 
 extension PythonBaseline {
     /// The CPython snippets of the areas beyond the core, each registering `BENCH[name]`.
-    static var areaSnippets: [String] { [sharedSnippet, queueSnippet, managerSnippet] }
+    static var areaSnippets: [String] { [sharedSnippet, queueSnippet, managerSnippet, poolFiguresSnippet] }
 }

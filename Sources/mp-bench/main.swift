@@ -187,7 +187,7 @@ let coreCatalogue: [CatalogueEntry] = [
     ("pool_cpu_speedup", "x", "higher", { try await poolSpeedup() }),
     ("pool_crash_detect", "ms", "lower", { try await poolCrashDetect() }),
 ]
-let catalogue = coreCatalogue + sharedCatalogue + queueCatalogue + managerCatalogue
+let catalogue = coreCatalogue + poolFiguresCatalogue + sharedCatalogue + queueCatalogue + managerCatalogue
 // CPython has one Connection API; the async Swift entry is compared with the same figure.
 let pythonName = ["channel_roundtrip_async": "channel_roundtrip"]
 

@@ -208,6 +208,14 @@ struct ChaosPoolTests {
         await pool.join()
     }
 
+    @Test("at the descriptor limit a pool's work fails typed; the same pool works once descriptors are free")
+    func descriptorLimit() async throws {
+        let child = try ChildProcess(PoolAtDescriptorLimit())
+        try child.start()
+        let report = try await child.value
+        #expect(report == ["before: 9", "starved: workerStartFailed", "after: 25"])
+    }
+
     /// Every victim failed with `workerLost` naming it; every other item has its answer.
     static func expectOnlyVictimsFailed(_ results: [Result<Int, any Error>], victims: Set<Int>) throws {
         var innocent: [Int] = []

@@ -204,3 +204,36 @@ struct SlowInitializer: ProcessTask {
 struct TrappingInitializer: ProcessTask {
     func run() async throws { fatalError("initializer cannot start") }
 }
+
+/// In a child of its own (so the test runner's limit stays as it was): a pool at the
+/// descriptor limit fails its work with a typed error, then recovers once descriptors are free.
+struct PoolAtDescriptorLimit: ProcessTask {
+    func run() async throws -> [String] {
+        var limit = rlimit(rlim_cur: 256, rlim_max: 256)
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        var report: [String] = []
+        let pool = ProcessPool(workers: 1)
+        report.append("before: \(try await pool.apply(Square(), 3))")
+        await pool.terminate()
+        var hoard: [Int32] = []
+        while true {
+            let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            if fd < 0 { break }
+            hoard.append(fd)
+        }
+        let starved = ProcessPool(workers: 1)
+        do {
+            report.append("starved: \(try await starved.apply(Square(), 4))")
+        } catch let error as PoolError {
+            if case .workerStartFailed = error {
+                report.append("starved: workerStartFailed")
+            } else {
+                report.append("starved: \(error)")
+            }
+        }
+        for fd in hoard { close(fd) }
+        report.append("after: \(try await starved.apply(Square(), 5))")
+        await starved.terminate()
+        return report
+    }
+}

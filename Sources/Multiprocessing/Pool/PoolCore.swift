@@ -169,6 +169,12 @@ final class PoolCore: Sendable {
         for driver in woken { driver.resume(returning: false) }
     }
 
+    /// Fails every queued job with `error`; the pool goes on taking work.
+    func failQueued(_ error: PoolError) {
+        let jobs = state.withLock { $0.queue.removeAll() }
+        for job in jobs { job.fail(error) }
+    }
+
     var isTerminated: Bool { state.withLock { $0.terminated } }
 
     /// Stops taking and running work: queued jobs are cancelled, idle drivers end.

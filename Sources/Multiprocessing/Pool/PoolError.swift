@@ -18,6 +18,10 @@ public enum PoolError: Error, Sendable, Equatable, CustomStringConvertible {
     case cancelled
     /// A worker sent something the pool cannot read.
     case protocolError(String)
+    /// No worker could be started (the system is out of descriptors, processes or memory, or
+    /// something kills every worker as it starts): the work that was waiting fails, and the
+    /// pool tries again for the next.
+    case workerStartFailed(String)
 
     /// A sentence that says what happened.
     public var description: String {
@@ -32,6 +36,7 @@ public enum PoolError: Error, Sendable, Equatable, CustomStringConvertible {
         case .resultTimedOut: "the result did not arrive in time"
         case .cancelled: "the task was cancelled"
         case .protocolError(let why): "pool protocol error: \(why)"
+        case .workerStartFailed(let why): "the pool could not start a worker: \(why)"
         }
     }
 }

@@ -22,8 +22,10 @@ public struct PoolInitializer: Sendable {
     let descriptors: PassedDescriptors
     let owner: any Sendable
 
-    /// Runs `task` in every worker as it starts. Its output is ignored; an error it throws
-    /// fails the pool with ``PoolError/initializerFailed(_:)``.
+    /// Runs `task` in every worker as it starts. Its output is ignored. When it throws or
+    /// crashes in three workers in a row, the pool's work fails with
+    /// ``PoolError/initializerFailed(_:)``; a worker killed with `SIGKILL` while it runs (the OOM
+    /// killer, an operator) is replaced without counting.
     public init<T: ProcessTask>(_ task: T) throws(ProcessError) {
         typeName = try TypeIdentity.name(of: T.self).get()
         let attachments = DescriptorTransfer.Outgoing()
@@ -47,9 +49,10 @@ public struct PoolOptions: Sendable {
     /// Replace a worker after it has run this many jobs (CPython's `maxtasksperchild`; a map
     /// chunk is one job). `nil`: never.
     public var maxTasksPerWorker: Int?
-    /// Stop a job that runs longer than this: `SIGTERM` to its worker's process group, `SIGKILL`
-    /// after ``terminationGrace``, a fresh worker, and ``PoolError/timedOut(task:after:pid:)``
-    /// for the job. With a time-out each worker holds one job at a time.
+    /// Stop an item that runs longer than this: `SIGTERM` to its worker's process group,
+    /// `SIGKILL` after ``terminationGrace``, a fresh worker, and
+    /// ``PoolError/timedOut(task:after:pid:)`` for that item; the other items of its chunk keep
+    /// their answers or run again. With a time-out each worker holds one job at a time.
     public var taskTimeout: Duration?
     /// How long a worker gets between `SIGTERM` and `SIGKILL`.
     public var terminationGrace: Duration = .seconds(1)
@@ -59,10 +62,11 @@ public struct PoolOptions: Sendable {
     public var memoryLimit: Int?
     /// How often a busy worker's memory is checked when ``memoryLimit`` is set.
     public var memoryCheckInterval: Duration = .milliseconds(20)
-    /// How many times a job whose worker died is tried again on a fresh worker. Default 0:
-    /// the job fails with ``PoolError/workerLost(_:)`` at once.
+    /// How many times an item whose worker died while running it is tried again on a fresh
+    /// worker. Default 0: the item fails with ``PoolError/workerLost(_:)`` at once. Items that
+    /// were not running when their worker died are never charged.
     public var retries: Int = 0
-    /// The poison-task rule: a job that has killed this many workers fails, whatever
+    /// The poison-task rule: an item that has killed this many workers fails, whatever
     /// ``retries`` says, instead of killing more.
     public var maxWorkersKilledPerTask: Int = 3
     /// Variables set in each worker's environment.

@@ -107,11 +107,12 @@ final class WorkerDriver {
             if worker == nil {
                 // A closed (or broken) pool with nothing left needs no new worker.
                 if core.isClosed, !(await core.waitForWork()) { return }
-                do {
-                    worker = try startWorker()
-                } catch {
-                    core.breakPool("cannot start a worker: \(error)")
-                    return
+                worker = await startWorkerRetrying()
+                if worker == nil {
+                    // Nothing can start now (out of descriptors, processes, memory): the queued
+                    // work fails with the reason, and the next submission tries again.
+                    if !(await core.waitForWork()) { return }
+                    continue
                 }
             }
             guard let worker else { return }
@@ -134,6 +135,23 @@ final class WorkerDriver {
             }
             await awaitResults(worker)
         }
+    }
+
+    /// Starts a worker, trying a few times over about a quarter of a second; when every try
+    /// fails, fails the queued work with the reason and returns `nil`.
+    private func startWorkerRetrying() async -> WorkerHandle? {
+        var lastError: (any Error)?
+        for pause in [0, 20, 200] {
+            if pause > 0 { try? await Task.sleep(for: .milliseconds(pause)) }
+            if core.isTerminated { return nil }
+            do {
+                return try startWorker()
+            } catch {
+                lastError = error
+            }
+        }
+        core.failQueued(PoolError.workerStartFailed("\(lastError.map { "\($0)" } ?? "unknown")"))
+        return nil
     }
 
     private func startWorker() throws -> WorkerHandle {
@@ -500,8 +518,11 @@ final class WorkerDriver {
                 core.breakPool(why)
             }
         } else if core.startupLost() >= PoolCore.startupAttempts {
-            core.breakPool(
-                "\(PoolCore.startupAttempts) workers in a row died while starting; the last \(why)")
+            // Something kills every worker it starts: fail what waits, and start afresh.
+            core.workerReady()
+            core.failQueued(
+                PoolError.workerStartFailed(
+                    "\(PoolCore.startupAttempts) workers in a row died while starting; the last \(why)"))
         }
     }
 

@@ -11,7 +11,7 @@ import Testing
 /// The pool under deliberate abuse: workers killed at random, while starting, by their own
 /// items, or turned hostile. Every item must be accounted for exactly once and no innocent
 /// item may fail.
-@Suite("Chaos: pool")
+@Suite("Chaos: pool", .serialized)
 struct ChaosPoolTests {
     @Test(
         "only the items that kill their worker fail: none of the others is blamed",
@@ -166,7 +166,7 @@ struct ChaosPoolTests {
         DispatchQueue.global().async {
             var generator = SystemRandomNumberGenerator()
             while !done.load(ordering: .relaxed) {
-                usleep(UInt32.random(in: 10_000...60_000, using: &generator))
+                usleep(UInt32.random(in: 20_000...80_000, using: &generator))
                 if let pid = pool.workerPIDs.randomElement(using: &generator), kill(pid, SIGKILL) == 0 {
                     kills.add(1, ordering: .relaxed)
                 }

@@ -172,7 +172,7 @@ struct NapOn: ProcessFunction {
 struct Churn: ProcessFunction {
     func callAsFunction(_ x: Int) async throws -> Int {
         var h = UInt64(truncatingIfNeeded: x) &+ 0x9E37_79B9_7F4A_7C15
-        for _ in 0..<(h % 4_000) { h = (h ^ (h >> 31)) &* 0xBF58_476D_1CE4_E5B9 }
+        for _ in 0..<(h % 1_000) { h = (h ^ (h >> 31)) &* 0xBF58_476D_1CE4_E5B9 }
         return x &* 3
     }
 }

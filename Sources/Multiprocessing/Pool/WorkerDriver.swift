@@ -1,4 +1,5 @@
 import CMultiprocessing
+import Dispatch
 import Synchronization
 
 #if canImport(Glibc)
@@ -145,7 +146,7 @@ final class WorkerDriver {
             if pause > 0 { try? await Task.sleep(for: .milliseconds(pause)) }
             if core.isTerminated { return nil }
             do {
-                return try startWorker()
+                return try await startWorker()
             } catch {
                 lastError = error
             }
@@ -154,7 +155,29 @@ final class WorkerDriver {
         return nil
     }
 
-    private func startWorker() throws -> WorkerHandle {
+    private func startWorker() async throws -> WorkerHandle {
+        let core = self.core
+        let number = self.number
+        // Starting a child waits for the launcher and writes the whole task: on a thread of its
+        // own, never on one of Swift's cooperative threads (a pool replacing workers under a
+        // stream of kills would otherwise stall every other task of the process).
+        let handle = try await withCheckedThrowingContinuation {
+            (continuation: CheckedContinuation<WorkerHandle, any Error>) in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try Self.launch(core: core, number: number) })
+            }
+        }
+        registry.add(handle)
+        installed = []
+        itemsBeforeHead = 0
+        jobsDone = 0
+        window = 1
+        ready = false
+        memoryCulprit = nil
+        return handle
+    }
+
+    private static func launch(core: PoolCore, number: Int) throws -> WorkerHandle {
         let (mine, theirs) = try FramedSocket.pair()
         let options = core.options
         let ledger = try WorkerLedger()
@@ -166,15 +189,7 @@ final class WorkerDriver {
             task, name: "PoolWorker-\(number)", startMethod: options.startMethod,
             environment: options.environment)
         try child.start()
-        let handle = WorkerHandle(child: child, socket: mine, pid: child.pid ?? 0, ledger: ledger)
-        registry.add(handle)
-        installed = []
-        itemsBeforeHead = 0
-        jobsDone = 0
-        window = 1
-        ready = false
-        memoryCulprit = nil
-        return handle
+        return WorkerHandle(child: child, socket: mine, pid: child.pid ?? 0, ledger: ledger)
     }
 
     /// Sends as many jobs as the window allows, with any function installs they need.

@@ -417,8 +417,8 @@ int mp_forkserver_serve(int control_fd) {
             signal(SIGCHLD, SIG_DFL);
             signal(SIGINT, SIG_DFL);
             setpgid(0, 0);
-            mp_set_parent_death_signal(SIGKILL);
-            if (getppid() != self) _exit(1);
+            // Dies with the server (so with the server's parent), taking its descendants along.
+            if (mp_die_with_parent(self) != 0) _exit(1);
             if (fd_count > 1) {
                 dup2(fds[1], 2);
                 close(fds[1]);

@@ -33,6 +33,31 @@ ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds,
 /// Linux: the child receives `sig` when its parent thread dies. No-op elsewhere.
 int mp_set_parent_death_signal(int sig);
 
+/// Process trees (ProcessTree.c): a child dies with its parent and takes its descendants along.
+
+/// The signal a child asks for when its parent dies (a real-time signal on Linux, 0 elsewhere).
+int mp_parent_death_signal(void);
+
+/// Makes the calling process die with its parent, killing every descendant first: catches
+/// ``mp_parent_death_signal()`` (unblocked in the calling thread) and asks for it with
+/// PR_SET_PDEATHSIG. Returns 0, or -1 when the parent is no longer `parent` (it died first).
+int mp_die_with_parent(pid_t parent);
+
+/// Starts a thread that waits for the peer of the socket `fd` to hang up (the parent's end of
+/// the control channel closes only when the parent dies), then kills the process tree like the
+/// parent-death signal. The thread also takes that signal whatever the other threads block.
+/// Returns 0 or an errno value.
+int mp_watch_parent_channel(int fd);
+
+/// Kills every descendant of this process (becoming their subreaper, so that none escapes by
+/// being orphaned), then its process group if it leads one, then itself. Async-signal-safe.
+void mp_kill_descendants_and_die(void) __attribute__((noreturn));
+
+/// Ends a child with `_exit(code)`, unless its parent has gone (`control_fd` hung up, or it was
+/// re-parented): then it kills its descendants and itself instead. Waits to be killed if
+/// another thread is already doing that.
+void mp_child_exit(int code, int control_fd) __attribute__((noreturn));
+
 /// Linux 5.3+: a pollable descriptor for a process, or -1.
 int mp_pidfd_open(pid_t pid);
 

@@ -21,15 +21,19 @@ enum ChildEntry {
             report("swift-multiprocessing: malformed \(variable)=\(spec)")
             exit(64)
         }
-        // Die with the parent, and make sure it did not die before we got here.
-        _ = mp_set_parent_death_signal(SIGKILL)
-        if getppid() != parent { _exit(1) }
         switch parts[0] {
         case "spawn":
+            // Die with the parent, taking everything we start along; and make sure it did not
+            // die before we got here.
+            if mp_die_with_parent(parent) != 0 { _exit(1) }
             // fd 3 is the control channel; keep it from our own children.
             _ = fcntl(3, F_SETFD, FD_CLOEXEC)
             ChildRuntime.serve(controlFD: 3, mainThread: true)
         case "forkserver":
+            // The server starts nothing but children, which take their own trees down when it
+            // dies: SIGKILL is enough for it.
+            _ = mp_set_parent_death_signal(SIGKILL)
+            if getppid() != parent { _exit(1) }
             let channel = mp_forkserver_serve(3)  // Returns in each forked child only.
             ChildRuntime.serve(controlFD: channel, mainThread: true)
         default:
@@ -66,6 +70,9 @@ public func _swiftMultiprocessingChildEntry(_ spec: UnsafePointer<CChar>) {
 /// and exits.
 enum ChildRuntime {
     static func serve(controlFD: Int32, mainThread: Bool) -> Never {
+        // The parent's end of the channel closes when it dies: the fallback for the
+        // parent-death signal (absent outside Linux, or blocked or ignored by a task).
+        _ = mp_watch_parent_channel(controlFD)
         let socket = FramedSocket(fd: controlFD)
         let frame: Frame
         do {
@@ -133,6 +140,6 @@ enum ChildRuntime {
         // Everything the task printed reaches the parent's terminal; then leave without running
         // the parent program's exit handlers, which belong to the parent (CPython's `os._exit`).
         fflush(nil)
-        _exit(code)
+        mp_child_exit(code, socket.fd)
     }
 }

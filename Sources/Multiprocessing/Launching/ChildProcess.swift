@@ -180,9 +180,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             let pid: Int32 = Launcher.shared.run {
                 let pid = mp_fork()
                 guard pid == 0 else { return pid }
-                _ = mp_set_parent_death_signal(SIGKILL)
-                if getppid() != parent { _exit(1) }
+                _ = setpgid(0, 0)  // Before the death handler, which kills the group it leads.
                 mp_unblock_all_signals()  // The launcher thread's mask is not the task's business.
+                if mp_die_with_parent(parent) != 0 { _exit(1) }
                 // The child: only this thread exists now. See `StartMethod.fork` for the risks.
                 // Keep only stdio and the channel (as fd 3): a copy of another child's socket
                 // here would keep that child from ever seeing end-of-file.
@@ -193,7 +193,6 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 Launcher.inForkedChild = true
                 ForkServer.forgetAfterFork()
                 IOReactor.resetAfterFork()
-                _ = setpgid(0, 0)
                 for (key, value) in Launcher.childDefaults.merging(environment, uniquingKeysWith: { $1 }) {
                     setenv(key, value, 1)
                 }

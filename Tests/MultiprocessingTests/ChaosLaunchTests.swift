@@ -53,7 +53,7 @@ struct ChaosLaunchTests {
         }
         #expect(Descendants.find(marker: marker).isEmpty)
         // Never leave a process behind, even when the test fails.
-        for pid in tree + Descendants.find(marker: marker) where !ProcessProbe.isGone(pid) {
+        for pid in tree + Descendants.find(marker: marker) where pid > 1 && !ProcessProbe.isGone(pid) {
             kill(pid, SIGKILL)
         }
     }

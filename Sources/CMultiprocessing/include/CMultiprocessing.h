@@ -58,6 +58,12 @@ void mp_kill_descendants_and_die(void) __attribute__((noreturn));
 /// another thread is already doing that.
 void mp_child_exit(int code, int control_fd) __attribute__((noreturn));
 
+/// Runs the resource tracker (ResourceTracker.c) on the SOCK_SEQPACKET socket `fd`: forks a
+/// detached copy in a session of its own that ignores SIGINT/SIGTERM/SIGHUP, sends its pid, then
+/// records 'R'/'U' + name messages; at end-of-file it unlinks every name still registered.
+/// Never returns (the calling copy exits at once).
+void mp_resource_tracker_serve(int fd) __attribute__((noreturn));
+
 /// Linux 5.3+: a pollable descriptor for a process, or -1.
 int mp_pidfd_open(pid_t pid);
 

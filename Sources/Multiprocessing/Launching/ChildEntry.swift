@@ -14,7 +14,8 @@ import CMultiprocessing
 enum ChildEntry {
     static let variable = MP_CHILD_ENV
 
-    /// Parses `"spawn:<parent pid>"` / `"forkserver:<parent pid>"` and serves accordingly.
+    /// Parses `"spawn:<parent pid>"` / `"forkserver:<parent pid>"` / `"tracker:<creator pid>"`
+    /// and serves accordingly.
     static func enter(spec: String) -> Never {
         let parts = spec.split(separator: ":")
         guard parts.count == 2, let parent = Int32(parts[1]) else {
@@ -36,6 +37,9 @@ enum ChildEntry {
             if getppid() != parent { _exit(1) }
             let channel = mp_forkserver_serve(3)  // Returns in each forked child only.
             ChildRuntime.serve(controlFD: channel, mainThread: true)
+        case "tracker":
+            // No parent-death signal: the tracker's work starts when its creator dies.
+            mp_resource_tracker_serve(3)
         default:
             report("swift-multiprocessing: unknown start kind in \(variable)=\(spec)")
             exit(64)

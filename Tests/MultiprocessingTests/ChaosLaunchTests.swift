@@ -5,7 +5,7 @@ import Testing
     import Glibc
 #endif
 
-@Suite("Chaos: launching")
+@Suite("Chaos: launching", .serialized)
 struct ChaosLaunchTests {
     static let methods = ["spawn", "forkserver", "fork", "pool"]
 

@@ -19,7 +19,7 @@ func uniqueSegmentName(_ label: String) -> String {
     "mp-test-\(label)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
 }
 
-@Suite("Chaos: shared memory")
+@Suite("Chaos: shared memory", .serialized)
 struct ChaosSharedMemoryTests {
     @Test(
         "a creator SIGKILLed (alone, or with its process group): its tracker unlinks what it created until released, nothing else",

@@ -193,41 +193,52 @@ int mp_die_with_parent(pid_t parent) {
     return getppid() == parent ? 0 : -1;
 }
 
+short mp_hang_up_events(void) {
+#ifdef __linux__
+    return POLLRDHUP;
+#else
+    return 0;  // POLLHUP is always reported.
+#endif
+}
+
+int mp_hung_up(short revents) {
+    if (revents & (POLLHUP | POLLERR)) return 1;
+#ifdef __linux__
+    if (revents & POLLRDHUP) return 1;
+#endif
+    return 0;
+}
+
+int mp_lifeline_open(int control_fd) {
+    // A copy of our own, so that a task closing or reusing `control_fd` cannot fool the watch.
+    return fcntl(control_fd, F_DUPFD_CLOEXEC, 3);
+}
+
 static void *mp_channel_watchdog(void *context) {
     int fd = (int)(intptr_t)context;
-#ifdef __linux__
     // The one thread sure to take the parent-death signal: Dispatch's threads block it, and a
-    // task may block it on the main thread. Nothing else is delivered here.
+    // task may block it on its thread. Nothing else is delivered here.
     sigset_t all_but_death;
     sigfillset(&all_but_death);
+#ifdef __linux__
     sigdelset(&all_but_death, mp_parent_death_signal());
-    pthread_sigmask(SIG_SETMASK, &all_but_death, NULL);
-    short events = POLLRDHUP;
-#else
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, NULL);
-    short events = 0;  // POLLHUP is always reported.
 #endif
+    pthread_sigmask(SIG_SETMASK, &all_but_death, NULL);
     for (;;) {
         // No POLLIN: what the parent sends is for the runtime to read; only a hang-up wakes us.
-        struct pollfd pfd = {fd, events, 0};
+        struct pollfd pfd = {fd, mp_hang_up_events(), 0};
         int r = poll(&pfd, 1, -1);
         if (r < 0 && errno == EINTR) continue;
         // Closed under us (a task that closes every descriptor): stop watching, kill nothing.
         if (r < 0 || (pfd.revents & POLLNVAL) != 0) return NULL;
-        if ((pfd.revents & (POLLHUP | POLLERR)) != 0) break;
-#ifdef __linux__
-        if (pfd.revents & POLLRDHUP) break;
-#endif
+        if (mp_hung_up(pfd.revents)) break;
     }
     mp_kill_descendants_and_die();
     return NULL;
 }
 
 int mp_watch_parent_channel(int fd) {
-    // A copy of our own, so that the task closing or reusing `fd` cannot fool the watchdog.
-    int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int own = mp_lifeline_open(fd);
     if (own < 0) return errno;
     pthread_attr_t attributes;
     int rc = pthread_attr_init(&attributes);

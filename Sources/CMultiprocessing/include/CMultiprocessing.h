@@ -43,10 +43,19 @@ int mp_parent_death_signal(void);
 /// PR_SET_PDEATHSIG. Returns 0, or -1 when the parent is no longer `parent` (it died first).
 int mp_die_with_parent(pid_t parent);
 
-/// Starts a thread that waits for the peer of the socket `fd` to hang up (the parent's end of
-/// the control channel closes only when the parent dies), then kills the process tree like the
-/// parent-death signal. The thread also takes that signal whatever the other threads block.
-/// Returns 0 or an errno value.
+/// A private close-on-exec copy of the control channel, for watching it for a hang-up (the
+/// parent's end closes only when the parent dies) whatever the task does with `control_fd`.
+/// -1 on failure.
+int mp_lifeline_open(int control_fd);
+
+/// The `poll` events that report a hang-up of the peer, and whether `revents` holds one.
+short mp_hang_up_events(void);
+int mp_hung_up(short revents);
+
+/// Starts a thread that waits for the peer of the socket `fd` to hang up, then kills the
+/// process tree like the parent-death signal; the thread also takes that signal whatever the
+/// other threads block. For a forked child, whose only thread runs the task (other children's
+/// main thread watches in ``mp_serve_main_queue_forever``). Returns 0 or an errno value.
 int mp_watch_parent_channel(int fd);
 
 /// Kills every descendant of this process (becoming their subreaper, so that none escapes by
@@ -91,8 +100,9 @@ char **mp_environ(void);
 
 /// Serves Dispatch's main queue on the calling (main) thread forever, so `@MainActor` work
 /// runs in a child. Unlike `dispatchMain`, never unwinds the thread, which would crash when it
-/// is called from a constructor.
-void mp_serve_main_queue_forever(void) __attribute__((noreturn));
+/// is called from a constructor. Also watches `lifeline_fd` (from ``mp_lifeline_open``, or -1):
+/// when the parent's end hangs up, kills the process tree (``mp_kill_descendants_and_die``).
+void mp_serve_main_queue_forever(int lifeline_fd) __attribute__((noreturn));
 
 /// Closes every descriptor >= `lowfd` (close_range where the kernel has it).
 void mp_close_from(int lowfd);

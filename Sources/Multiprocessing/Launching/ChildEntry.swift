@@ -75,8 +75,11 @@ public func _swiftMultiprocessingChildEntry(_ spec: UnsafePointer<CChar>) {
 enum ChildRuntime {
     static func serve(controlFD: Int32, mainThread: Bool) -> Never {
         // The parent's end of the channel closes when it dies: the fallback for the
-        // parent-death signal (absent outside Linux, or blocked or ignored by a task).
-        _ = mp_watch_parent_channel(controlFD)
+        // parent-death signal (absent outside Linux, or blocked or ignored by a task). The main
+        // thread watches it once the task runs; a forked child's only thread runs the task, so
+        // it needs a thread of its own (a thread per child costs starts measurably).
+        let lifeline = mainThread ? mp_lifeline_open(controlFD) : -1
+        if !mainThread { _ = mp_watch_parent_channel(controlFD) }
         let socket = FramedSocket(fd: controlFD)
         let frame: Frame
         do {
@@ -113,7 +116,7 @@ enum ChildRuntime {
             let outcome = await execute(type, payload: request.payload, descriptors: incoming)
             finish(socket, outcome)
         }
-        mp_serve_main_queue_forever()
+        mp_serve_main_queue_forever(lifeline)
     }
 
     static func execute<T: ProcessTask>(

@@ -89,4 +89,36 @@ struct ChaosSharedMemoryTests {
         #expect(await ProcessProbe.waitGone(tracker, seconds: 10))
         for pid in [creator, tracker] where !ProcessProbe.isGone(pid) { kill(pid, SIGKILL) }
     }
+
+    @Test("a tracker killed on purpose is replaced on the next creation, and the new one knows every name")
+    func trackerReplaced() async throws {
+        let first = uniqueSegmentName("before")
+        let second = uniqueSegmentName("after")
+        defer {
+            _ = shm_unlink("/" + first)  // Only if the test failed.
+            _ = shm_unlink("/" + second)
+        }
+        let (mine, theirs) = try ProcessChannel<String>.pair()
+        let creator = try ChildProcess(CreatorOnCommand(channel: theirs))
+        try creator.start()
+        defer { creator.kill() }
+        try await mine.send(first)
+        guard let old = Int32(try await mine.receive(timeout: .seconds(20))), old > 1 else {
+            Issue.record("no tracker")
+            return
+        }
+        kill(old, SIGKILL)
+        #expect(await ProcessProbe.waitGone(old, seconds: 10))
+        try await mine.send(second)
+        guard let new = Int32(try await mine.receive(timeout: .seconds(20))), new > 1 else {
+            Issue.record("no new tracker")
+            return
+        }
+        #expect(new != old)
+        kill(creator.pid!, SIGKILL)
+        _ = try await creator.join()
+        #expect(await waitUntilUnlinked(first), "the new tracker was not told of the name made before it")
+        #expect(await waitUntilUnlinked(second))
+        #expect(await ProcessProbe.waitGone(new, seconds: 10))
+    }
 }

@@ -178,3 +178,17 @@ struct NamedCreatorParent: ProcessTask {
         try await Task.sleep(for: .seconds(120))
     }
 }
+
+/// Creates a named segment (until released, held) for each name it receives, and answers with
+/// its tracker's pid; waits to be killed once the channel closes.
+struct CreatorOnCommand: ProcessTask {
+    var channel: ProcessChannel<String>
+    func run() async throws {
+        var held: [SharedMemory] = []
+        while let name = try? channel.receiveBlocking() {
+            held.append(try SharedMemory.create(name: name, size: 64))
+            try channel.sendBlocking(String(ResourceTracker.shared.trackerProcess() ?? -1))
+        }
+        withExtendedLifetime(held) { while true { sleep(10) } }
+    }
+}

@@ -20,8 +20,9 @@ import Synchronization
 /// ``ProcessError/crashed(_:)`` with the signal and the last lines the child wrote to stderr.
 ///
 /// The child dies with its parent, even when the parent is `SIGKILL`ed, and kills every process
-/// it started first; it is reaped the moment it exits whether or not anyone joins it. ``terminate()`` and ``kill()`` reach the
-/// processes the child started too: each child leads its own process group.
+/// it started first; it is reaped the moment it exits whether or not anyone joins it.
+/// ``terminate()`` and ``kill()`` reach the processes the child started too: each child leads
+/// its own process group.
 ///
 /// Channel ends stored in the task *move* to the child: this process's copy is closed once the
 /// child has received it, so that the peer sees end-of-file when the child dies.

@@ -232,17 +232,32 @@ pid_t mp_fork(void) { return fork(); }
 extern int _dispatch_get_main_queue_handle_4CF(void) __attribute__((weak));
 extern void _dispatch_main_queue_callback_4CF(void *msg) __attribute__((weak));
 
-void mp_serve_main_queue_forever(void) {
+void mp_serve_main_queue_forever(int lifeline_fd) {
+    int handle = -1;
 #ifdef __linux__
-    if (_dispatch_get_main_queue_handle_4CF != NULL && _dispatch_main_queue_callback_4CF != NULL) {
-        int handle = _dispatch_get_main_queue_handle_4CF();
-        for (;;) {
-            struct pollfd pfd = {handle, POLLIN, 0};
-            if (poll(&pfd, 1, -1) > 0) _dispatch_main_queue_callback_4CF(NULL);
-        }
-    }
+    if (_dispatch_get_main_queue_handle_4CF != NULL && _dispatch_main_queue_callback_4CF != NULL)
+        handle = _dispatch_get_main_queue_handle_4CF();
 #endif
-    for (;;) pause();
+    for (;;) {
+        struct pollfd pfd[2];
+        int n = 0;
+        if (handle >= 0) pfd[n++] = (struct pollfd){handle, POLLIN, 0};
+        // The parent's end of the channel: this thread watches it, so no thread is spent on it.
+        int lifeline = n;
+        if (lifeline_fd >= 0) pfd[n++] = (struct pollfd){lifeline_fd, mp_hang_up_events(), 0};
+        if (n == 0) {
+            pause();
+            continue;
+        }
+        if (poll(pfd, (nfds_t)n, -1) <= 0) continue;
+        if (lifeline_fd >= 0 && pfd[lifeline].revents != 0) {
+            if (mp_hung_up(pfd[lifeline].revents)) mp_kill_descendants_and_die();
+            if (pfd[lifeline].revents & POLLNVAL) lifeline_fd = -1;  // Closed under us: stop.
+        }
+#ifdef __linux__
+        if (handle >= 0 && pfd[0].revents != 0) _dispatch_main_queue_callback_4CF(NULL);
+#endif
+    }
 }
 
 void mp_close_from(int lowfd) {
@@ -417,8 +432,8 @@ int mp_forkserver_serve(int control_fd) {
             signal(SIGCHLD, SIG_DFL);
             signal(SIGINT, SIG_DFL);
             setpgid(0, 0);
-            mp_set_parent_death_signal(SIGKILL);
-            if (getppid() != self) _exit(1);
+            // Dies with the server (so with the server's parent), taking its descendants along.
+            if (mp_die_with_parent(self) != 0) _exit(1);
             if (fd_count > 1) {
                 dup2(fds[1], 2);
                 close(fds[1]);

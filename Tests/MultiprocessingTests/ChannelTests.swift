@@ -224,19 +224,23 @@ struct FrameTests {
         // Then a frame of 9 MiB does arrive whole: the storage grows as bytes come.
         let (raw2, socket2) = try rawPair()
         let payload = [UInt8](repeating: 3, count: 9 << 20)
-        let sender = Task.detached {
-            let header: [UInt8] =
-                [0xB5, 1, 0, 0] + withUnsafeBytes(of: UInt32(payload.count).littleEndian, Array.init)
-            var all = header + payload
-            var offset = 0
-            while offset < all.count {
-                let n = all.withUnsafeMutableBytes {
-                    Glibc.write(raw2, $0.baseAddress! + offset, $0.count - offset)
+        // Blocking writes on a Dispatch thread: on a cooperative one they pinned it, and with
+        // another test doing the same the receiver here had no thread left to run on (a hang).
+        let sender = Task {
+            try? await onThread {
+                let header: [UInt8] =
+                    [0xB5, 1, 0, 0] + withUnsafeBytes(of: UInt32(payload.count).littleEndian, Array.init)
+                var all = header + payload
+                var offset = 0
+                while offset < all.count {
+                    let n = all.withUnsafeMutableBytes {
+                        Glibc.write(raw2, $0.baseAddress! + offset, $0.count - offset)
+                    }
+                    if n <= 0 { break }
+                    offset += n
                 }
-                if n <= 0 { break }
-                offset += n
+                close(raw2)
             }
-            close(raw2)
         }
         let frame = try await socket2.receive(timeout: .seconds(20))
         #expect(frame.payload.count == 9 << 20)

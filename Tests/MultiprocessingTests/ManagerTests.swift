@@ -338,7 +338,9 @@ struct ManagerTests {
         try writer.start()
         try await waitForFlag(flag)
         // The lock is held, and a writer of this process waits for it: reads go on regardless.
-        let blocked = Task.detached { try dictionary.updateValue(2, forKey: "b") }
+        // On a Dispatch thread: a cooperative one pinned until the kill below could leave this
+        // test's own steps, or another test's, with no thread to run on (a hang).
+        let blocked = Task { try await onThread { try dictionary.updateValue(2, forKey: "b") } }
         try await Task.sleep(for: .milliseconds(20))
         let readsDone = try SharedValue(0)
         let reads = Task.detached {

@@ -1,4 +1,4 @@
-import Multiprocessing
+@testable import Multiprocessing
 
 #if canImport(Glibc)
     import Glibc
@@ -91,5 +91,104 @@ struct AnonymousLeakProbe: ProcessTask {
             during = openMemfdCount()
         }
         return [before, during, openMemfdCount()]
+    }
+}
+
+/// Creates named segments (`tracked` until released, `kept` until unlinked), attaches
+/// `attached`, and reports its resource tracker's pid (-1 for none). Then either waits to be
+/// killed, or returns holding them all, after creating and releasing each of `released`.
+struct NamedCreator: ProcessTask {
+    var tracked: [String] = []
+    var kept: [String] = []
+    var attached: [String] = []
+    var released: [String] = []
+    var report: ChannelSender<Int32>
+    var waitForKill: Bool
+    func run() async throws -> [String] {
+        var held: [SharedMemory] = []
+        for name in tracked { held.append(try SharedMemory.create(name: name, size: 64)) }
+        for name in kept {
+            held.append(try SharedMemory.create(name: name, size: 64, lifetime: .untilUnlinked))
+        }
+        for name in attached { held.append(try SharedMemory.attach(name: name)) }
+        for name in released {
+            let memory = try SharedMemory.create(name: name, size: 64)
+            withExtendedLifetime(memory) {}
+        }
+        try report.sendBlocking(ResourceTracker.shared.trackerProcess() ?? -1)
+        if waitForKill { while true { sleep(10) } }
+        // Still held when the process ends, as a global or a task that calls `exit` would hold it.
+        for memory in held { _ = Unmanaged.passRetained(memory) }
+        return released.filter { sharedMemoryNames().contains($0) }
+    }
+}
+
+/// Creates `name` until released and holds it to the end, then starts `/bin/sleep` the careless
+/// way (no descriptor closed, as a C library might) and returns its pid, leaving it running.
+struct TrackedThenSpawn: ProcessTask {
+    var name: String
+    func run() async throws -> Int32 {
+        let memory = try SharedMemory.create(name: name, size: 64)
+        var pid: Int32 = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("30"), nil]
+        defer { for p in argv { free(p) } }
+        guard posix_spawn(&pid, "/bin/sleep", nil, nil, argv, nil) == 0 else {
+            throw FixtureError.badInput("spawn", line: 0)
+        }
+        _ = Unmanaged.passRetained(memory)  // Held until the process ends.
+        return pid
+    }
+}
+
+/// Creates `parentName` until released, then has a `.fork` child create (and leave) a name of
+/// its own; returns whether, after that child ended, the parent's name was still there, and
+/// whether the child's was gone.
+struct ForkedTracking: ProcessTask {
+    var parentName: String
+    var childName: String
+    func run() async throws -> [Bool] {
+        let memory = try SharedMemory.create(name: parentName, size: 64)
+        let (receiver, sender) = try ProcessChannel<Int32>.oneWay()
+        let child = try ChildProcess(
+            NamedCreator(tracked: [childName], report: sender, waitForKill: false), startMethod: .fork)
+        try child.start()
+        _ = try await receiver.receive(timeout: .seconds(20))
+        if try await child.join(timeout: .seconds(20)) == nil { child.kill() }
+        _ = try await child.value
+        var childNameGone = false
+        for _ in 0..<500 where !childNameGone {
+            childNameGone = !sharedMemoryNames().contains(childName)
+            if !childNameGone { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        return withExtendedLifetime(memory) { [sharedMemoryNames().contains(parentName), childNameGone] }
+    }
+}
+
+/// Starts a ``NamedCreator`` child that creates `tracked` and waits; reports `[child pid,
+/// tracker pid]` and waits to be killed.
+struct NamedCreatorParent: ProcessTask {
+    var tracked: String
+    var report: ChannelSender<[Int32]>
+    func run() async throws {
+        let (receiver, sender) = try ProcessChannel<Int32>.oneWay()
+        let child = try ChildProcess(NamedCreator(tracked: [tracked], report: sender, waitForKill: true))
+        try child.start()
+        let tracker = try await receiver.receive(timeout: .seconds(20))
+        try await report.send([child.pid!, tracker])
+        try await Task.sleep(for: .seconds(120))
+    }
+}
+
+/// Creates a named segment (until released, held) for each name it receives, and answers with
+/// its tracker's pid; waits to be killed once the channel closes.
+struct CreatorOnCommand: ProcessTask {
+    var channel: ProcessChannel<String>
+    func run() async throws {
+        var held: [SharedMemory] = []
+        while let name = try? channel.receiveBlocking() {
+            held.append(try SharedMemory.create(name: name, size: 64))
+            try channel.sendBlocking(String(ResourceTracker.shared.trackerProcess() ?? -1))
+        }
+        withExtendedLifetime(held) { while true { sleep(10) } }
     }
 }

@@ -153,6 +153,59 @@ struct SharedMemoryTests {
         #expect(!sharedMemoryNames().contains(name))
     }
 
+    @Test(
+        "a creator that ends normally: released names go at once, the others with it, and so does its tracker"
+    )
+    func creatorEndsNormally() async throws {
+        let released = uniqueSegmentName("released")
+        let leftover = uniqueSegmentName("leftover")
+        defer { _ = shm_unlink("/" + leftover) }  // Only if the test failed.
+        let (receiver, sender) = try ProcessChannel<Int32>.oneWay()
+        let creator = try ChildProcess(
+            NamedCreator(tracked: [leftover], released: [released], report: sender, waitForKill: false))
+        try creator.start()
+        let reported = try await receiver.receive(timeout: .seconds(20))
+        let tracker = try #require(reported > 0 ? reported : nil, "the creator has no resource tracker")
+        #expect(try await creator.value == [], "a released name must be unlinked at once")
+        // The creator ended holding `leftover`.
+        #expect(await waitUntilUnlinked(leftover))
+        #expect(await ProcessProbe.waitGone(tracker, seconds: 10), "a tracker must not outlive its creator")
+    }
+
+    @Test(
+        "a program the creator started, holding every descriptor it inherited, does not keep the tracker alive"
+    )
+    func trackerNotInherited() async throws {
+        let name = uniqueSegmentName("inherit")
+        defer { _ = shm_unlink("/" + name) }  // Only if the test failed.
+        let creator = try ChildProcess(TrackedThenSpawn(name: name))
+        try creator.start()
+        let sleeper = try await creator.value
+        defer { if sleeper > 1 { kill(sleeper, SIGKILL) } }
+        #expect(!ProcessProbe.isGone(sleeper))
+        #expect(await waitUntilUnlinked(name), "the tracker never saw its creator end")
+    }
+
+    @Test("a .fork child's own names go when it ends; its parent's stay")
+    func forkedChildTracking() async throws {
+        let parentName = uniqueSegmentName("fork-parent")
+        let childName = uniqueSegmentName("fork-child")
+        defer {
+            _ = shm_unlink("/" + parentName)  // Only if the test failed.
+            _ = shm_unlink("/" + childName)
+        }
+        let creator = try ChildProcess(ForkedTracking(parentName: parentName, childName: childName))
+        try creator.start()
+        do {
+            let facts = try await creator.value
+            #expect(facts == [true, true], "[parent's name kept, child's name removed]")
+        } catch ProcessError.crashed {
+            // A forked copy of a threaded process may deadlock (documented): not this test's subject.
+        }
+        #expect(await waitUntilUnlinked(parentName))
+        #expect(await waitUntilUnlinked(childName))
+    }
+
     @Test("bad names and sizes are typed errors")
     func badInput() {
         #expect(throws: SharedMemoryError.invalidName("a/b")) {

@@ -33,6 +33,46 @@ ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds,
 /// Linux: the child receives `sig` when its parent thread dies. No-op elsewhere.
 int mp_set_parent_death_signal(int sig);
 
+/// Process trees (ProcessTree.c): a child dies with its parent and takes its descendants along.
+
+/// The signal a child asks for when its parent dies (a real-time signal on Linux, 0 elsewhere).
+int mp_parent_death_signal(void);
+
+/// Makes the calling process die with its parent, killing every descendant first: catches
+/// ``mp_parent_death_signal()`` (unblocked in the calling thread) and asks for it with
+/// PR_SET_PDEATHSIG. Returns 0, or -1 when the parent is no longer `parent` (it died first).
+int mp_die_with_parent(pid_t parent);
+
+/// A private close-on-exec copy of the control channel, for watching it for a hang-up (the
+/// parent's end closes only when the parent dies) whatever the task does with `control_fd`.
+/// -1 on failure.
+int mp_lifeline_open(int control_fd);
+
+/// The `poll` events that report a hang-up of the peer, and whether `revents` holds one.
+short mp_hang_up_events(void);
+int mp_hung_up(short revents);
+
+/// Starts a thread that waits for the peer of the socket `fd` to hang up, then kills the
+/// process tree like the parent-death signal; the thread also takes that signal whatever the
+/// other threads block. For a forked child, whose only thread runs the task (other children's
+/// main thread watches in ``mp_serve_main_queue_forever``). Returns 0 or an errno value.
+int mp_watch_parent_channel(int fd);
+
+/// Kills every descendant of this process (becoming their subreaper, so that none escapes by
+/// being orphaned), then its process group if it leads one, then itself. Async-signal-safe.
+void mp_kill_descendants_and_die(void) __attribute__((noreturn));
+
+/// Ends a child with `_exit(code)`, unless its parent has gone (`control_fd` hung up, or it was
+/// re-parented): then it kills its descendants and itself instead. Waits to be killed if
+/// another thread is already doing that.
+void mp_child_exit(int code, int control_fd) __attribute__((noreturn));
+
+/// Runs the resource tracker (ResourceTracker.c) on the SOCK_SEQPACKET socket `fd`: forks a
+/// detached copy in a session of its own that ignores SIGINT/SIGTERM/SIGHUP, sends its pid, then
+/// records 'R'/'U' + name messages; at end-of-file it unlinks every name still registered.
+/// Never returns (the calling copy exits at once).
+void mp_resource_tracker_serve(int fd) __attribute__((noreturn));
+
 /// Linux 5.3+: a pollable descriptor for a process, or -1.
 int mp_pidfd_open(pid_t pid);
 
@@ -60,8 +100,9 @@ char **mp_environ(void);
 
 /// Serves Dispatch's main queue on the calling (main) thread forever, so `@MainActor` work
 /// runs in a child. Unlike `dispatchMain`, never unwinds the thread, which would crash when it
-/// is called from a constructor.
-void mp_serve_main_queue_forever(void) __attribute__((noreturn));
+/// is called from a constructor. Also watches `lifeline_fd` (from ``mp_lifeline_open``, or -1):
+/// when the parent's end hangs up, kills the process tree (``mp_kill_descendants_and_die``).
+void mp_serve_main_queue_forever(int lifeline_fd) __attribute__((noreturn));
 
 /// Closes every descriptor >= `lowfd` (close_range where the kernel has it).
 void mp_close_from(int lowfd);

@@ -14,24 +14,32 @@ import CMultiprocessing
 enum ChildEntry {
     static let variable = MP_CHILD_ENV
 
-    /// Parses `"spawn:<parent pid>"` / `"forkserver:<parent pid>"` and serves accordingly.
+    /// Parses `"spawn:<parent pid>"` / `"forkserver:<parent pid>"` / `"tracker:<creator pid>"`
+    /// and serves accordingly.
     static func enter(spec: String) -> Never {
         let parts = spec.split(separator: ":")
         guard parts.count == 2, let parent = Int32(parts[1]) else {
             report("swift-multiprocessing: malformed \(variable)=\(spec)")
             exit(64)
         }
-        // Die with the parent, and make sure it did not die before we got here.
-        _ = mp_set_parent_death_signal(SIGKILL)
-        if getppid() != parent { _exit(1) }
         switch parts[0] {
         case "spawn":
+            // Die with the parent, taking everything we start along; and make sure it did not
+            // die before we got here.
+            if mp_die_with_parent(parent) != 0 { _exit(1) }
             // fd 3 is the control channel; keep it from our own children.
             _ = fcntl(3, F_SETFD, FD_CLOEXEC)
             ChildRuntime.serve(controlFD: 3, mainThread: true)
         case "forkserver":
+            // The server starts nothing but children, which take their own trees down when it
+            // dies: SIGKILL is enough for it.
+            _ = mp_set_parent_death_signal(SIGKILL)
+            if getppid() != parent { _exit(1) }
             let channel = mp_forkserver_serve(3)  // Returns in each forked child only.
             ChildRuntime.serve(controlFD: channel, mainThread: true)
+        case "tracker":
+            // No parent-death signal: the tracker's work starts when its creator dies.
+            mp_resource_tracker_serve(3)
         default:
             report("swift-multiprocessing: unknown start kind in \(variable)=\(spec)")
             exit(64)
@@ -66,6 +74,12 @@ public func _swiftMultiprocessingChildEntry(_ spec: UnsafePointer<CChar>) {
 /// and exits.
 enum ChildRuntime {
     static func serve(controlFD: Int32, mainThread: Bool) -> Never {
+        // The parent's end of the channel closes when it dies: the fallback for the
+        // parent-death signal (absent outside Linux, or blocked or ignored by a task). The main
+        // thread watches it once the task runs; a forked child's only thread runs the task, so
+        // it needs a thread of its own (a thread per child costs starts measurably).
+        let lifeline = mainThread ? mp_lifeline_open(controlFD) : -1
+        if !mainThread { _ = mp_watch_parent_channel(controlFD) }
         let socket = FramedSocket(fd: controlFD)
         let frame: Frame
         do {
@@ -102,7 +116,7 @@ enum ChildRuntime {
             let outcome = await execute(type, payload: request.payload, descriptors: incoming)
             finish(socket, outcome)
         }
-        mp_serve_main_queue_forever()
+        mp_serve_main_queue_forever(lifeline)
     }
 
     static func execute<T: ProcessTask>(
@@ -133,6 +147,6 @@ enum ChildRuntime {
         // Everything the task printed reaches the parent's terminal; then leave without running
         // the parent program's exit handlers, which belong to the parent (CPython's `os._exit`).
         fflush(nil)
-        _exit(code)
+        mp_child_exit(code, socket.fd)
     }
 }

@@ -19,9 +19,10 @@ import Synchronization
 /// there; a crash (a Swift trap, a segfault in C code, `SIGKILL`) becomes
 /// ``ProcessError/crashed(_:)`` with the signal and the last lines the child wrote to stderr.
 ///
-/// The child dies with its parent, even when the parent is `SIGKILL`ed, and is reaped the
-/// moment it exits whether or not anyone joins it. ``terminate()`` and ``kill()`` reach the
-/// processes the child started too: each child leads its own process group.
+/// The child dies with its parent, even when the parent is `SIGKILL`ed, and kills every process
+/// it started first; it is reaped the moment it exits whether or not anyone joins it.
+/// ``terminate()`` and ``kill()`` reach the processes the child started too: each child leads
+/// its own process group.
 ///
 /// Channel ends stored in the task *move* to the child: this process's copy is closed once the
 /// child has received it, so that the peer sees end-of-file when the child dies.
@@ -180,9 +181,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             let pid: Int32 = Launcher.shared.run {
                 let pid = mp_fork()
                 guard pid == 0 else { return pid }
-                _ = mp_set_parent_death_signal(SIGKILL)
-                if getppid() != parent { _exit(1) }
+                _ = setpgid(0, 0)  // Before the death handler, which kills the group it leads.
                 mp_unblock_all_signals()  // The launcher thread's mask is not the task's business.
+                if mp_die_with_parent(parent) != 0 { _exit(1) }
                 // The child: only this thread exists now. See `StartMethod.fork` for the risks.
                 // Keep only stdio and the channel (as fd 3): a copy of another child's socket
                 // here would keep that child from ever seeing end-of-file.
@@ -193,7 +194,6 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 Launcher.inForkedChild = true
                 ForkServer.forgetAfterFork()
                 IOReactor.resetAfterFork()
-                _ = setpgid(0, 0)
                 for (key, value) in Launcher.childDefaults.merging(environment, uniquingKeysWith: { $1 }) {
                     setenv(key, value, 1)
                 }

@@ -17,10 +17,12 @@ import Synchronization
 ///
 /// **Named** segments (``create(name:size:lifetime:)`` / ``attach(name:)``) are for unrelated
 /// processes that can only share a string. Only the creator unlinks a name: explicitly with
-/// ``unlink()``, or when its handle is released if created with ``NameLifetime/untilReleased``.
-/// An attached process never removes the name, so one process finishing cannot pull a segment
-/// from under the others (CPython's gh-82300). Unlinking only removes the name: processes that
-/// have the segment mapped keep using it.
+/// ``unlink()``, or when its handle is released if created with ``NameLifetime/untilReleased``
+/// — and then also when the creator ends without releasing it, even killed by `SIGKILL`: a
+/// small tracker process unlinks it then (CPython's resource tracker). An attached process
+/// never removes the name, so one process finishing cannot pull a segment from under the
+/// others (CPython's gh-82300). Unlinking only removes the name: processes that have the
+/// segment mapped keep using it.
 ///
 /// ```swift
 /// let memory = try SharedMemory(size: 4096)
@@ -29,9 +31,11 @@ import Synchronization
 public final class SharedMemory: @unchecked Sendable, Codable {
     /// How long the name of a segment made by ``create(name:size:lifetime:)`` lasts.
     public enum NameLifetime: Sendable, Hashable {
-        /// The creator's handle unlinks the name when it is released (the default).
+        /// The creator's handle unlinks the name when it is released (the default), and the
+        /// resource tracker unlinks it if the creator ends first, however it ends.
         case untilReleased
-        /// The name stays until the creator calls ``unlink()`` (or the machine restarts).
+        /// The name stays until the creator calls ``unlink()`` (or the machine restarts), even
+        /// after the creator has ended.
         case untilUnlinked
     }
 
@@ -47,6 +51,8 @@ public final class SharedMemory: @unchecked Sendable, Codable {
     let fd: Int32
     private let lifetime: NameLifetime
     private let nameUnlinked = Atomic<Bool>(false)
+    /// The process that created the name: a forked copy of this handle never unlinks it.
+    private let creatorPID: Int32
 
     /// Creates an anonymous segment of `size` zeroed bytes.
     public convenience init(size: Int) throws(SharedMemoryError) {
@@ -57,6 +63,9 @@ public final class SharedMemory: @unchecked Sendable, Codable {
     }
 
     /// Creates a named segment of `size` zeroed bytes; fails if the name is taken.
+    ///
+    /// With ``NameLifetime/untilReleased`` the name is registered with this process's resource
+    /// tracker (started on first use); ``SharedMemoryError/system(_:)`` if it cannot be started.
     public static func create(
         name: String, size: Int, lifetime: NameLifetime = .untilReleased
     ) throws(SharedMemoryError) -> SharedMemory {
@@ -68,12 +77,25 @@ public final class SharedMemory: @unchecked Sendable, Codable {
             if code == EEXIST { throw .alreadyExists(name: name) }
             throw .system(SystemError("shm_open", code: code))
         }
+        let memory: SharedMemory
         do {
-            return try SharedMemory(fd: fd, size: size, name: name, isCreator: true, lifetime: lifetime)
+            memory = try SharedMemory(fd: fd, size: size, name: name, isCreator: true, lifetime: lifetime)
         } catch {
             _ = mp_shm_unlink(name)
             throw error
         }
+        if lifetime == .untilReleased {
+            // After creating it: registering first could have the tracker unlink a segment of
+            // the same name that another process owns, had our creation failed.
+            do {
+                try ResourceTracker.shared.register(name)
+            } catch {
+                memory.nameUnlinked.store(true, ordering: .relaxed)
+                _ = mp_shm_unlink(name)
+                throw .system(error)
+            }
+        }
+        return memory
     }
 
     /// Maps the existing named segment `name`, at its full size.
@@ -103,7 +125,9 @@ public final class SharedMemory: @unchecked Sendable, Codable {
         if mp_shm_unlink(name) != 0 && errno != ENOENT {
             throw .system(SystemError("shm_unlink"))  // Not marked: a later call may succeed.
         }
-        nameUnlinked.store(true, ordering: .releasing)
+        if !nameUnlinked.exchange(true, ordering: .acquiringAndReleasing) && lifetime == .untilReleased {
+            ResourceTracker.shared.unregister(name)
+        }
     }
 
     /// The whole segment as raw bytes (valid while this handle lives).
@@ -132,15 +156,17 @@ public final class SharedMemory: @unchecked Sendable, Codable {
         self.isCreator = isCreator
         self.lifetime = lifetime
         self.baseAddress = base
+        self.creatorPID = isCreator ? mp_current_pid() : 0
     }
 
     deinit {
         mp_unmap(baseAddress, UInt64(size))
         close(fd)
-        if isCreator, lifetime == .untilReleased, let name,
+        if isCreator, lifetime == .untilReleased, let name, creatorPID == mp_current_pid(),
             !nameUnlinked.exchange(true, ordering: .acquiringAndReleasing)
         {
             _ = mp_shm_unlink(name)
+            ResourceTracker.shared.unregister(name)
         }
     }
 

@@ -1,0 +1,60 @@
+import Multiprocessing
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+@Suite("Chaos: launching", .serialized)
+struct ChaosLaunchTests {
+    static let methods = ["spawn", "forkserver", "fork", "pool"]
+
+    @Test(
+        "a SIGKILLed parent takes its whole tree with it: children, fork servers, workers, and every program they started",
+        arguments: methods, DescendantKind.allCases)
+    func treeDiesWithParent(method: String, kind: DescendantKind) async throws {
+        try await killRootAndCheckTree(method: method, kind: kind, deaf: false)
+    }
+
+    @Test(
+        "a child that ignores the parent-death signal still takes its tree down when the parent dies (channel hang-up)",
+        arguments: ["spawn", "forkserver", "fork"])
+    func deafChildStillDies(method: String) async throws {
+        try await killRootAndCheckTree(method: method, kind: .underShell, deaf: true)
+    }
+
+    /// Starts a tree under a root process, SIGKILLs the root alone, and checks that every
+    /// process below it goes within a bounded wait.
+    private func killRootAndCheckTree(method: String, kind: DescendantKind, deaf: Bool) async throws {
+        let marker = Descendants.marker()
+        let (receiver, sender) = try ProcessChannel<[Int32]>.oneWay()
+        let root = try ChildProcess(
+            TreeRoot(method: method, marker: marker, kind: kind, report: sender, deaf: deaf))
+        try root.start()
+        let pids: [Int32]
+        do {
+            pids = try await receiver.receive(timeout: .seconds(30))
+        } catch {
+            root.kill()
+            _ = try await root.join()
+            if method == "fork" { return }  // A forked copy of a threaded parent may deadlock: documented.
+            throw error
+        }
+        let (child, sleeper) = (pids[0], pids[1])
+        let tree = Descendants.tree(of: root.pid!)
+        #expect(
+            tree.contains(child) && tree.contains(sleeper), "tree \(tree), child \(child), sleep \(sleeper)")
+        kill(root.pid!, SIGKILL)  // The parent only: everything below must follow on its own.
+        #expect(try await root.join() == .signaled(.kill))
+        for pid in tree {
+            let gone = await ProcessProbe.waitGone(pid, seconds: 10)
+            #expect(
+                gone, "\(pid) (\(Descendants.commandLine(pid).joined(separator: " "))) outlived its parent")
+        }
+        #expect(Descendants.find(marker: marker).isEmpty)
+        // Never leave a process behind, even when the test fails.
+        for pid in tree + Descendants.find(marker: marker) where pid > 1 && !ProcessProbe.isGone(pid) {
+            kill(pid, SIGKILL)
+        }
+    }
+}

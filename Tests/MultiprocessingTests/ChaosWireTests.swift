@@ -1,0 +1,255 @@
+import CMultiprocessing
+import Testing
+
+@testable import Multiprocessing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+// MARK: - Fixtures
+
+/// Descriptors a hostile peer floods with: duplicates of one pipe end, so that how many this
+/// process holds can be counted in /proc/self/fd whatever other tests open meanwhile.
+final class MarkedDescriptor {
+    let fd: Int32
+    private let target: String
+    private let other: Int32
+
+    init() {
+        var fds: [Int32] = [-1, -1]
+        precondition(mp_pipe(&fds) == 0)
+        fd = fds[0]
+        other = fds[1]
+        target = Self.link(fd) ?? "?"
+    }
+
+    deinit {
+        close(fd)
+        close(other)
+    }
+
+    /// How many descriptors of this process refer to the marked pipe end, the original included.
+    var openCount: Int {
+        guard let dir = opendir("/proc/self/fd") else { return -1 }
+        defer { closedir(dir) }
+        var count = 0
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            guard let number = Int32(name), let link = Self.link(number) else { continue }
+            // The original and its duplicates share the pipe's inode; the write end differs only in
+            // its number, so it is excluded by number.
+            if link == target && number != other { count += 1 }
+        }
+        return count
+    }
+
+    private static func link(_ fd: Int32) -> String? {
+        var buffer = [CChar](repeating: 0, count: 256)
+        let n = readlink("/proc/self/fd/\(fd)", &buffer, 255)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// The 8-byte frame header: magic, kind, descriptor count, payload length.
+func frameHeader(kind: UInt8 = 1, descriptors: UInt16, length: UInt32) -> [UInt8] {
+    [0xB5, kind] + withUnsafeBytes(of: descriptors.littleEndian, Array.init)
+        + withUnsafeBytes(of: length.littleEndian, Array.init)
+}
+
+/// Sends `bytes` with `count` duplicates of `fd` in one message; false when the kernel refuses.
+@discardableResult
+func sendWithCopies(_ socket: Int32, _ bytes: [UInt8], of fd: Int32, count: Int) -> Bool {
+    let fds = [Int32](repeating: fd, count: count)
+    let sent = bytes.withUnsafeBytes { raw in
+        fds.withUnsafeBufferPointer {
+            mp_sendmsg_fds(
+                socket, raw.baseAddress, raw.count, $0.baseAddress, Int32(count), Int32(MSG_DONTWAIT))
+        }
+    }
+    return sent == bytes.count
+}
+
+/// How a hostile peer misuses descriptor passing.
+enum DescriptorFlood: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    /// A small frame's header announces 64 and arrives with them, then 99 one-byte writes of its
+    /// payload each bring 64 more, and the frame is never completed (the issue's report).
+    case insideSmallFrame
+    /// The same inside a large frame, whose payload is received into its own storage.
+    case insideLargeFrame
+    /// Whole frames that announce no descriptor but bring 64 each.
+    case unannounced
+    /// One message with 200 descriptors, more than any frame may carry.
+    case oversized
+
+    var testDescription: String { rawValue }
+}
+
+/// Lowers this process's descriptor limit, fills every free slot, runs `body`, then frees them
+/// and restores the limit. Only in a child: the limit is per process.
+func atDescriptorLimit<T>(_ body: () throws -> T) rethrows -> T {
+    var saved = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved)
+    var low = saved
+    low.rlim_cur = 512
+    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &low)
+    var fillers: [Int32] = []
+    while true {
+        let fd = dup(0)
+        if fd < 0 { break }
+        fillers.append(fd)
+    }
+    defer {
+        for fd in fillers { close(fd) }
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &saved)
+    }
+    return try body()
+}
+
+/// In a child: a frame whose descriptors cannot be installed (the descriptor limit), and a
+/// queue item whose memory descriptor cannot be, and what each receiver reports.
+struct DescriptorLimitProbe: ProcessTask {
+    func run() async throws -> [String] {
+        var report: [String] = []
+        // A frame with two descriptors, received while no descriptor slot is free.
+        let (sender, receiver) = try FramedSocket.pair()
+        try sender.sendBlocking(.message, [1, 2, 3], descriptors: [0, 0])
+        let first: Result<Frame, ChannelError> = atDescriptorLimit {
+            Result { () throws(ChannelError) in try receiver.receiveBlocking(timeout: .seconds(5)) }
+        }
+        switch first {
+        case .success(let frame):
+            report.append("frame: delivered with \(frame.descriptors.count) descriptor(s)")
+            for fd in frame.descriptors { close(fd) }
+        case .failure(let error):
+            report.append("frame: \(error)")
+        }
+        do {
+            _ = try receiver.receiveBlocking(timeout: .seconds(5))
+            report.append("frame again: delivered")
+        } catch {
+            report.append("frame again: \(error)")
+        }
+        // A large queue item (its memory travels as a descriptor beside the ring).
+        let queue = try ProcessQueue<[UInt8]>(ringBytes: 4096)
+        let item = [UInt8](repeating: 7, count: 3000)
+        try queue.putNowait(item)
+        let taken: Result<[UInt8], QueueError> = atDescriptorLimit {
+            Result { () throws(QueueError) in try queue.getNowait() }
+        }
+        switch taken {
+        case .success(let value): report.append("queue: got \(value.count) bytes")
+        case .failure(let error): report.append("queue: \(error)")
+        }
+        do {
+            let value = try queue.getNowait()
+            report.append("queue again: got \(value == item ? "the item" : "something else")")
+        } catch {
+            report.append("queue again: \(error)")
+        }
+        return report
+    }
+}
+
+// MARK: - Tests
+
+@Suite("Chaos: wire")
+struct ChaosWireTests {
+    /// A raw socket for the hostile peer, and a framed receiver on the other end.
+    func rawPair() throws -> (Int32, FramedSocket) {
+        var fds: [Int32] = [-1, -1]
+        #expect(mp_socketpair(&fds) == 0)
+        return (fds[0], FramedSocket(fd: fds[1]))
+    }
+
+    @Test(
+        "a peer flooding descriptors is refused with a typed error, and none stays open",
+        arguments: DescriptorFlood.allCases)
+    func descriptorFlood(_ flood: DescriptorFlood) throws {
+        let marked = MarkedDescriptor()
+        let (raw, socket) = try rawPair()
+        defer { close(raw) }
+        switch flood {
+        case .insideSmallFrame:
+            sendWithCopies(raw, frameHeader(descriptors: 64, length: 1000), of: marked.fd, count: 64)
+            for _ in 0..<99 where !sendWithCopies(raw, [0], of: marked.fd, count: 64) { break }
+        case .insideLargeFrame:
+            sendWithCopies(raw, frameHeader(descriptors: 0, length: 1 << 20) + [0], of: marked.fd, count: 0)
+            for _ in 0..<100 where !sendWithCopies(raw, [0], of: marked.fd, count: 64) { break }
+        case .unannounced:
+            for _ in 0..<100
+            where !sendWithCopies(raw, frameHeader(descriptors: 0, length: 1) + [0], of: marked.fd, count: 64)
+            {
+                break
+            }
+        case .oversized:
+            sendWithCopies(raw, frameHeader(descriptors: 64, length: 1) + [0], of: marked.fd, count: 200)
+        }
+        var delivered = 0
+        var refusal: ChannelError?
+        for _ in 0..<200 {
+            do {
+                let frame = try socket.receiveBlocking(timeout: .seconds(5))
+                delivered += 1
+                for fd in frame.descriptors { close(fd) }
+            } catch {
+                refusal = error
+                break
+            }
+        }
+        guard case .unexpectedDescriptors(let received, let allowed)? = refusal else {
+            Issue.record("expected unexpectedDescriptors, got \(String(describing: refusal))")
+            return
+        }
+        #expect(received > allowed)
+        #expect(delivered <= 1, "at most the frame that came whole before the flood is delivered")
+        // Everything the peer sent that reached this process is closed already, and stays so.
+        #expect(marked.openCount == 1)
+        #expect(throws: ChannelError.unexpectedDescriptors(received: received, allowed: allowed)) {
+            _ = try socket.receiveBlocking(timeout: .seconds(5))
+        }
+        #expect(throws: ChannelError.unexpectedDescriptors(received: received, allowed: allowed)) {
+            _ = try socket.poll(timeout: .seconds(1))
+        }
+        #expect(marked.openCount == 1)
+    }
+
+    @Test("frames with their announced descriptors still pass, back to back")
+    func announcedDescriptorsPass() throws {
+        let marked = MarkedDescriptor()
+        let (sender, receiver) = try FramedSocket.pair()
+        for count in [64, 0, 1, 64, 3] {
+            try sender.sendBlocking(
+                .message, [UInt8](repeating: 1, count: 10),
+                descriptors: .init(repeating: marked.fd, count: count))
+        }
+        // And one large frame whose payload is received into its own storage.
+        try sender.sendBlocking(
+            .bytes, [UInt8](repeating: 2, count: 200_000), descriptors: [marked.fd, marked.fd])
+        var counts: [Int] = []
+        for _ in 0..<6 {
+            let frame = try receiver.receiveBlocking(timeout: .seconds(5))
+            counts.append(frame.descriptors.count)
+            for fd in frame.descriptors { close(fd) }
+        }
+        #expect(counts == [64, 0, 1, 64, 3, 2])
+        #expect(marked.openCount == 1)
+    }
+
+    @Test("descriptors the kernel drops at the descriptor limit are reported, for frames and queue items")
+    func descriptorLimit() async throws {
+        let child = try ChildProcess(DescriptorLimitProbe())
+        try child.start()
+        let report = try await child.value
+        #expect(
+            report == [
+                "frame: \(ChannelError.descriptorsDropped)",
+                "frame again: \(ChannelError.descriptorsDropped)",
+                "queue: \(QueueError.system(SystemError("recvmsg", code: EMFILE)))",
+                "queue again: got the item",
+            ])
+    }
+}

@@ -253,3 +253,175 @@ struct ChaosWireTests {
             ])
     }
 }
+
+// MARK: - Nesting on small stacks
+
+/// Work handed to a thread started with a chosen stack size.
+final class ThreadWork {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}
+
+/// Runs `body` on a new thread with a stack of `stackSize` bytes and waits for it.
+func onThread<T>(stackSize: Int, _ body: @escaping () -> T) -> T {
+    var result: T?
+    let work = ThreadWork { result = body() }
+    var attributes = pthread_attr_t()
+    pthread_attr_init(&attributes)
+    defer { pthread_attr_destroy(&attributes) }
+    precondition(pthread_attr_setstacksize(&attributes, stackSize) == 0)
+    var thread = pthread_t()
+    let rc = pthread_create(
+        &thread, &attributes,
+        { raw in
+            Unmanaged<ThreadWork>.fromOpaque(raw!).takeRetainedValue().run()
+            return nil
+        }, Unmanaged.passRetained(work).toOpaque())
+    precondition(rc == 0)
+    pthread_join(thread, nil)
+    return result!
+}
+
+/// Shapes of recursion, each built `n` levels deep without recursion.
+indirect enum Chain: Codable, Equatable {
+    case end
+    case link(Chain)
+    static func make(_ n: Int) -> Chain { (0..<n).reduce(.end) { inner, _ in .link(inner) } }
+}
+
+indirect enum MaybeChain: Codable, Equatable {
+    case end
+    case link(MaybeChain?)
+    static func make(_ n: Int) -> MaybeChain { (0..<n).reduce(.end) { inner, _ in .link(inner) } }
+}
+
+final class Linked: Codable, Equatable {
+    var next: Linked?
+    var label: String
+    init(next: Linked?, label: String) {
+        self.next = next
+        self.label = label
+    }
+    static func == (a: Linked, b: Linked) -> Bool { a.label == b.label && a.next == b.next }
+    static func make(_ n: Int) -> Linked {
+        (0..<n).reduce(Linked(next: nil, label: "end")) { inner, i in Linked(next: inner, label: "\(i)") }
+    }
+}
+
+struct Branches: Codable, Equatable {
+    var children: [Branches]
+    static func make(_ n: Int) -> Branches {
+        (0..<n).reduce(Branches(children: [])) { inner, _ in Branches(children: [inner]) }
+    }
+}
+
+/// Encodes its child through an unkeyed container.
+struct Positional: Codable, Equatable {
+    var depth: Int
+    var child: [Positional]
+    init(depth: Int, child: [Positional]) {
+        self.depth = depth
+        self.child = child
+    }
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.unkeyedContainer()
+        try container.encode(depth)
+        for element in child { try container.encode(element) }
+    }
+    init(from decoder: any Decoder) throws {
+        var container = try decoder.unkeyedContainer()
+        depth = try container.decode(Int.self)
+        child = container.isAtEnd ? [] : [try container.decode(Positional.self)]
+    }
+    static func make(_ n: Int) -> Positional {
+        (0..<n).reduce(Positional(depth: 0, child: [])) { inner, i in Positional(depth: i + 1, child: [inner])
+        }
+    }
+}
+
+struct Wrapped<Value: Codable & Equatable>: Codable, Equatable {
+    var value: Value
+}
+
+indirect enum Generic: Codable, Equatable {
+    case end
+    case wrap(Wrapped<Wrapped<Generic>>)
+    static func make(_ n: Int) -> Generic {
+        (0..<n).reduce(.end) { inner, _ in .wrap(Wrapped(value: Wrapped(value: inner))) }
+    }
+}
+
+struct Directory: Codable, Equatable {
+    var entries: [String: Directory]
+    static func make(_ n: Int) -> Directory {
+        (0..<n).reduce(Directory(entries: [:])) { inner, _ in Directory(entries: ["d": inner]) }
+    }
+}
+
+/// One shape of nesting: the deepest value the default encoder accepts, and hostile bytes far
+/// deeper (encoded with the limit lifted, on a large stack).
+struct NestingShape: Sendable, CustomTestStringConvertible {
+    let name: String
+    /// Encodes the value `n` levels of the shape deep with `encoder`.
+    let encode: @Sendable (Int, BinaryEncoder) throws(CodecError) -> [UInt8]
+    /// Decodes and compares with the value `n` levels deep; true when equal.
+    let decodesTo: @Sendable ([UInt8], Int) throws(CodecError) -> Bool
+
+    var testDescription: String { name }
+
+    static func of<V: Codable & Equatable & SendableMetatype>(
+        _ name: String, _ make: @escaping @Sendable (Int) -> V
+    ) -> NestingShape {
+        NestingShape(
+            name: name,
+            encode: { n, encoder throws(CodecError) in try encoder.encode(make(n)) },
+            decodesTo: { bytes, n throws(CodecError) in
+                try BinaryDecoder().decode(V.self, from: bytes) == make(n)
+            })
+    }
+
+    static let all: [NestingShape] = [
+        .of("enum with a payload", Chain.make),
+        .of("enum with an optional payload", MaybeChain.make),
+        .of("keyed class with an optional", Linked.make),
+        .of("keyed struct with an array", Branches.make),
+        .of("unkeyed container", Positional.make),
+        .of("nested generic structs", Generic.make),
+        .of("dictionary", Directory.make),
+    ]
+}
+
+extension ChaosWireTests {
+    @Test(
+        "nesting at the depth limit decodes, and beyond it fails typed, on 128/256/512 KiB stacks",
+        arguments: NestingShape.all)
+    func nestingOnSmallStacks(_ shape: NestingShape) throws {
+        // The deepest value of this shape the default encoder accepts.
+        var n = 0
+        while (try? shape.encode(n + 1, BinaryEncoder())) != nil { n += 1 }
+        #expect(n > 0)
+        #expect(throws: CodecError.nestingTooDeep(limit: BinaryEncoder().maximumDepth)) {
+            _ = try shape.encode(n + 1, BinaryEncoder())
+        }
+        let atLimit = try shape.encode(n, BinaryEncoder())
+        // Far deeper, as a hostile peer would send: encoded on a large stack with no limit.
+        var permissive = BinaryEncoder()
+        permissive.maximumDepth = .max
+        let hostile = onThread(stackSize: 64 << 20) {
+            Result { () throws(CodecError) in try shape.encode(2000, permissive) }
+        }
+        let hostileBytes = try hostile.get()
+        for stackSize in [128 << 10, 256 << 10, 512 << 10] {
+            let (exact, deep, encoded) = onThread(stackSize: stackSize) {
+                (
+                    Result { () throws(CodecError) in try shape.decodesTo(atLimit, n) },
+                    Result { () throws(CodecError) in try shape.decodesTo(hostileBytes, 2000) },
+                    Result { () throws(CodecError) in try shape.encode(n, BinaryEncoder()) }
+                )
+            }
+            #expect(try exact.get(), "\(stackSize >> 10) KiB")
+            #expect(throws: CodecError.nestingTooDeep(limit: BinaryDecoder().maximumDepth)) { try deep.get() }
+            #expect(try encoded.get() == atLimit)
+        }
+    }
+}

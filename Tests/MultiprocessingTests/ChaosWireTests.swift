@@ -154,6 +154,12 @@ struct DescriptorLimitProbe: ProcessTask {
     }
 }
 
+/// A message whose descriptors are decoded before a field that may be corrupt.
+struct CarriesDescriptors: Codable {
+    var passed: PassedDescriptors
+    var after: Int
+}
+
 // MARK: - Tests
 
 @Suite("Chaos: wire")
@@ -236,6 +242,37 @@ struct ChaosWireTests {
             for fd in frame.descriptors { close(fd) }
         }
         #expect(counts == [64, 0, 1, 64, 3, 2])
+        #expect(marked.openCount == 1)
+    }
+
+    @Test("descriptors decoded before a corrupt field are closed, not leaked (found by the frames fuzzer)")
+    func partialDecodeLeaksNothing() throws {
+        let marked = MarkedDescriptor()
+        let outgoing = DescriptorTransfer.Outgoing()
+        var encoder = BinaryEncoder()
+        encoder.userInfo[DescriptorTransfer.key] = outgoing
+        var bytes = try encoder.encode(
+            CarriesDescriptors(passed: PassedDescriptors([marked.fd, marked.fd, marked.fd]), after: 5))
+        // Rename the key "after" so that decoding fails once the descriptors are taken.
+        let key = Array("after".utf8)
+        let at = try #require(
+            (0...(bytes.count - key.count)).first { Array(bytes[$0..<($0 + key.count)]) == key })
+        bytes[at + 4] = UInt8(ascii: "x")
+        let incoming = DescriptorTransfer.Incoming((0..<3).map { _ in dup(marked.fd) })
+        var decoder = BinaryDecoder()
+        decoder.userInfo[DescriptorTransfer.key] = incoming
+        #expect(throws: CodecError.self) { try decoder.decode(CarriesDescriptors.self, from: bytes) }
+        incoming.closeUnclaimed()
+        #expect(marked.openCount == 1)
+        // Decoded whole, the descriptors belong to whoever takes them, once.
+        bytes[at + 4] = UInt8(ascii: "r")
+        let again = DescriptorTransfer.Incoming((0..<3).map { _ in dup(marked.fd) })
+        decoder.userInfo[DescriptorTransfer.key] = again
+        let message = try decoder.decode(CarriesDescriptors.self, from: bytes)
+        let taken = message.passed.take()
+        #expect(taken.count == 3 && message.passed.take().isEmpty)
+        #expect(marked.openCount == 4)
+        for fd in taken { close(fd) }
         #expect(marked.openCount == 1)
     }
 

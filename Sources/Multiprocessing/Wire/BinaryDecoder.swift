@@ -494,7 +494,7 @@ final class BinaryDecodingCore: Decoder {
 
     func decodeValue<T: Decodable>(_: T.Type) throws -> T {
         if let value = try decodePrimitive(T.self) { return value }
-        if isSpecial(T.self) { return try decodeSpecialValue(T.self) }
+        if let special = specialType(T.self) { return try decodeSpecialValue(special, as: T.self) }
         let saved = try enterValue()
         defer { leaveValue(saved) }
         let value = try T(from: self)
@@ -502,20 +502,20 @@ final class BinaryDecodingCore: Decoder {
         return value
     }
 
-    /// Whether `T` has a wire form of its own (see `BinaryDecodingSpecial`).
-    private func isSpecial<T>(_: T.Type) -> Bool {
+    /// `T` as a type with a wire form of its own (see `BinaryDecodingSpecial`), or nil.
+    private func specialType<T>(_: T.Type) -> (any BinaryDecodingSpecial.Type)? {
         let id = ObjectIdentifier(T.self)
-        if plainTypes.contains(id) { return false }
-        if T.self is any BinaryDecodingSpecial.Type { return true }
+        if plainTypes.contains(id) { return nil }
+        if let special = T.self as? any BinaryDecodingSpecial.Type { return special }
         plainTypes.insert(id)
-        return false
+        return nil
     }
 
-    private func decodeSpecialValue<T>(_: T.Type) throws -> T {
+    private func decodeSpecialValue<T>(_ special: any BinaryDecodingSpecial.Type, as: T.Type) throws -> T {
         guard depth < maximumDepth else { throw tooDeep() }
         depth += 1
         defer { depth -= 1 }
-        return try (T.self as! any BinaryDecodingSpecial.Type).decodeSpecial(from: self, as: T.self)
+        return try special.decodeSpecial(from: self, as: T.self)
     }
 
     /// One level deeper, with the current value's container state saved.

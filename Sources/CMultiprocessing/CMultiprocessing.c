@@ -403,8 +403,16 @@ int mp_forkserver_serve(int control_fd) {
         if (!pfd[0].revents) continue;
         int fds[2];
         int fd_count = 0;
-        ssize_t n = mp_recv_with_fds(control_fd, buf, MP_FS_MAX_REQUEST, fds, 2, &fd_count);
+        int notes = 0;
+        ssize_t n = mp_recvmsg_fds(control_fd, buf, MP_FS_MAX_REQUEST, fds, 2, &fd_count, 0, &notes);
         if (n <= 0) _exit(0);  // The parent is gone: so are we (children follow by pdeathsig).
+        if (notes & MP_FDS_TRUNCATED) {
+            // A descriptor of the request could not be installed here (the descriptor limit):
+            // refuse the request rather than start a child without its channel or its stderr.
+            for (int i = 0; i < fd_count; i++) close(fds[i]);
+            mp_send_reply(control_fd, 1, -1, 0, EMFILE);
+            continue;
+        }
         struct mp_fs_request req;
         if ((size_t)n < sizeof req || fd_count < 1) {
             for (int i = 0; i < fd_count; i++) close(fds[i]);

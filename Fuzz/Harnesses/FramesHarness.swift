@@ -10,7 +10,8 @@ import CMultiprocessing
 /// `sendmsg` of its bytes carrying `control & 0x7F` descriptors (so up to 127, past the 64 a
 /// frame may carry). The receiver takes frames until the stream ends or fails; message frames
 /// are decoded as a message that owns descriptors. Mode bits: 1 = ask `poll` before each
-/// receive, 2 = use `drainAvailable`, 4 = a 1 KiB frame size limit.
+/// receive, 2 = use `drainAvailable`, 4 = a 1 KiB frame size limit, 8 = also drain after each
+/// chunk, while the peer is still open.
 ///
 /// Oracles: no crash or hang, the receive ends with a frame, `peerClosed` or a typed error,
 /// and once everything is closed this process holds exactly the descriptors it held before.
@@ -36,6 +37,8 @@ enum FramesHarness {
         var fds: [Int32] = [-1, -1]
         guard mp_socketpair(&fds) == 0 else { fatalError("socketpair failed") }
         let peer = fds[0]
+        let limit = mode & 4 != 0 ? 1024 : 1 << 30
+        var early = mode & 8 != 0 ? FramedSocket(fd: fds[1], maximumFrameSize: limit) : nil
         var offset = 1
         var chunks = 0
         while offset + 2 <= data.count && chunks < 64 {
@@ -51,10 +54,15 @@ enum FramesHarness {
                 )
             }
             if sent < 0 { break }  // The socket is full, or too many descriptors are in flight.
+            if let socket = early {
+                // Read what is there while the peer is still open: frames arrive in pieces.
+                for frame in socket.drainAvailable().frames { consume(frame) }
+            }
         }
         close(peer)
         do {
-            let socket = FramedSocket(fd: fds[1], maximumFrameSize: mode & 4 != 0 ? 1024 : 1 << 30)
+            let socket = early ?? FramedSocket(fd: fds[1], maximumFrameSize: limit)
+            early = nil
             if mode & 2 != 0 {
                 for frame in socket.drainAvailable().frames { consume(frame) }
             } else {
@@ -149,6 +157,8 @@ enum FramesHarness {
             [0] + chunk(header(1, descriptors: 0, length: 100_000) + [1, 2]) + chunk([3, 4], descriptors: 1),
             [4] + chunk(header(1, descriptors: 0, length: 2048) + [1]),
             [0] + chunk(header(7, descriptors: 0, length: 0)),
+            [8] + chunk(Array(bytesFrame[0..<6]), descriptors: 1)
+                + chunk(Array(bytesFrame[6...]) + bytesFrame),
             [0] + chunk([0x47, 0x45, 0x54, 0x20, 0x2F]),
         ]
     }

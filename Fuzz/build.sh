@@ -3,6 +3,7 @@
 #
 #   Fuzz/build.sh            coverage-guided, optimized (what run.sh uses)
 #   Fuzz/build.sh address    the same with AddressSanitizer
+#   FUZZ_OPTIMIZATION=-Onone Fuzz/build.sh    unoptimized, as a debug build runs the library
 #
 # It compiles, with swiftc -sanitize=fuzzer, the library files the harnesses reach (the codec,
 # the framing, the system helpers under them, the pool protocol reader) together with the
@@ -18,6 +19,8 @@ if [ "${1:-}" = address ]; then
     sanitizers=fuzzer,address
     name=mp-fuzz-asan
 fi
+optimization=${FUZZ_OPTIMIZATION:--O}
+if [ "$optimization" != -O ]; then name="$name$optimization"; fi
 out=Fuzz/.build
 mkdir -p "$out/c-$name"
 
@@ -42,7 +45,7 @@ library=(
     Sources/Multiprocessing/Pool/PoolWire.swift
 )
 # Output goes to a log (gold warns about every ASan symbol it cannot export); shown on failure.
-if ! swiftc -sanitize="$sanitizers" -O -gline-tables-only -parse-as-library -swift-version 6 \
+if ! swiftc -sanitize="$sanitizers" "$optimization" -gline-tables-only -parse-as-library -swift-version 6 \
     -module-name MPFuzz -Xcc -fmodule-map-file="$out/module.modulemap" \
     "${library[@]}" Fuzz/Support/*.swift Fuzz/Harnesses/*.swift "${objects[@]}" \
     -o "$out/$name" > "$out/build-$name.log" 2>&1; then

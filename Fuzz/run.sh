@@ -8,6 +8,7 @@
 #   Fuzz/run.sh [SECONDS]
 #   FUZZ_SANITIZE=address Fuzz/run.sh [SECONDS]    with AddressSanitizer (slower)
 #   FUZZ_HARNESSES="decoder frames" Fuzz/run.sh    only some harnesses
+#   FUZZ_OPTIMIZATION=-Onone Fuzz/run.sh           the library unoptimized (debug-sized frames)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"

@@ -102,10 +102,10 @@ ssize_t mp_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, in
     msg.msg_iovlen = 1;
     union {
         struct cmsghdr align;
-        char bytes[CMSG_SPACE(sizeof(int) * 64)];
+        char bytes[CMSG_SPACE(sizeof(int) * MP_SCM_MAX_FD)];
     } control_storage;
     char *control = control_storage.bytes;
-    if (fd_count > 64) {
+    if (fd_count < 0 || fd_count > MP_SCM_MAX_FD) {
         errno = EINVAL;
         return -1;
     }
@@ -134,18 +134,22 @@ ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, 
 }
 
 ssize_t mp_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count,
-                       int flags) {
+                       int flags, int *notes) {
     struct iovec iov = {.iov_base = buf, .iov_len = len};
     struct msghdr msg = {0};
+    // Room for all the kernel passes in one message, so that MSG_CTRUNC only ever means
+    // descriptors the kernel could not install here (the descriptor limit), and a peer that
+    // sends more than the caller accepts is noticed instead of silently cut short.
     union {
         struct cmsghdr align;
-        char bytes[CMSG_SPACE(sizeof(int) * 64)];
+        char bytes[CMSG_SPACE(sizeof(int) * MP_SCM_MAX_FD)];
     } control;
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.bytes;
     msg.msg_controllen = sizeof control.bytes;
     *fd_count = 0;
+    if (notes != NULL) *notes = 0;
 #ifdef MSG_CMSG_CLOEXEC
     flags |= MSG_CMSG_CLOEXEC;
 #endif
@@ -154,21 +158,32 @@ ssize_t mp_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int max_fds, i
         n = recvmsg(sock, &msg, flags);
     } while (n < 0 && errno == EINTR);
     if (n < 0) return n;
+    int excess = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
         int *data = (int *)CMSG_DATA(c);
         for (int i = 0; i < count; i++) {
-            // Never leak a descriptor the caller has no room for.
-            if (*fd_count < max_fds) fds[(*fd_count)++] = data[i];
-            else close(data[i]);
+            int fd;
+            memcpy(&fd, data + i, sizeof fd);
+            // Never hold a descriptor the caller has no room for.
+            if (*fd_count < max_fds) {
+                fds[(*fd_count)++] = fd;
+            } else {
+                close(fd);
+                excess = 1;
+            }
         }
+    }
+    if (notes != NULL) {
+        if (excess) *notes |= MP_FDS_EXCESS;
+        if (msg.msg_flags & MSG_CTRUNC) *notes |= MP_FDS_TRUNCATED;
     }
     return n;
 }
 
 ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count) {
-    return mp_recvmsg_fds(sock, buf, len, fds, max_fds, fd_count, 0);
+    return mp_recvmsg_fds(sock, buf, len, fds, max_fds, fd_count, 0, NULL);
 }
 
 int mp_set_parent_death_signal(int sig) {
@@ -403,8 +418,16 @@ int mp_forkserver_serve(int control_fd) {
         if (!pfd[0].revents) continue;
         int fds[2];
         int fd_count = 0;
-        ssize_t n = mp_recv_with_fds(control_fd, buf, MP_FS_MAX_REQUEST, fds, 2, &fd_count);
+        int notes = 0;
+        ssize_t n = mp_recvmsg_fds(control_fd, buf, MP_FS_MAX_REQUEST, fds, 2, &fd_count, 0, &notes);
         if (n <= 0) _exit(0);  // The parent is gone: so are we (children follow by pdeathsig).
+        if (notes & MP_FDS_TRUNCATED) {
+            // A descriptor of the request could not be installed here (the descriptor limit):
+            // refuse the request rather than start a child without its channel or its stderr.
+            for (int i = 0; i < fd_count; i++) close(fds[i]);
+            mp_send_reply(control_fd, 1, -1, 0, EMFILE);
+            continue;
+        }
         struct mp_fs_request req;
         if ((size_t)n < sizeof req || fd_count < 1) {
             for (int i = 0; i < fd_count; i++) close(fds[i]);

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "CMultiprocessing.h"
 
+#include <errno.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,8 +15,18 @@ ssize_t mp_queue_send(int sock, const void *buf, size_t len, int fd) {
 
 ssize_t mp_queue_receive(int sock, void *buf, size_t len, int *fd, int peek) {
     int count = 0;
-    ssize_t n = mp_recvmsg_fds(sock, buf, len, fd, 1, &count, MSG_DONTWAIT | (peek ? MSG_PEEK : 0));
+    int notes = 0;
+    ssize_t n = mp_recvmsg_fds(sock, buf, len, fd, 1, &count, MSG_DONTWAIT | (peek ? MSG_PEEK : 0),
+                               &notes);
     if (count == 0) *fd = -1;
+    if (n >= 0 && (notes & MP_FDS_TRUNCATED)) {
+        // The item's descriptor could not be installed here: say so, instead of passing the
+        // message off as one without a descriptor (which would drop the item for good).
+        if (*fd >= 0) close(*fd);
+        *fd = -1;
+        errno = EMFILE;
+        return -1;
+    }
     return n;
 }
 

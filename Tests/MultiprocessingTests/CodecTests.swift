@@ -856,10 +856,13 @@ private func decodes<T: Decodable>(_ type: T.Type, _ bytes: [UInt8]) -> Bool {
 
     @Test func nestingDepthIsBounded() throws {
         var encoder = BinaryEncoder()
-        #expect(throws: CodecError.self) { try encoder.encode(Deep.chain(encoder.maximumDepth + 1)) }
+        #expect(encoder.maximumDepth == BinaryDecoder().maximumDepth)
+        // Every Deep and every array is a level: chain(15) nests 32 deep, chain(16) 34.
+        _ = try encoder.encode(Deep.chain(15))
+        #expect(throws: CodecError.nestingTooDeep(limit: 32)) { try encoder.encode(Deep.chain(16)) }
         encoder.maximumDepth = 700
-        let bytes = try encoder.encode(Deep.chain(600))
-        #expect(throws: CodecError.invalidValue("values nest deeper than 512 levels")) {
+        let bytes = try encoder.encode(Deep.chain(300))
+        #expect(throws: CodecError.nestingTooDeep(limit: 32)) {
             try BinaryDecoder().decode(Deep.self, from: bytes)
         }
         var decoder = BinaryDecoder()

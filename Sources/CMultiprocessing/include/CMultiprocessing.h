@@ -14,17 +14,31 @@
 int mp_spawn(const char *path, char *const argv[], char *const envp[], const int *keep_fds,
              int keep_count, int stderr_fd, const char *cwd, pid_t *out_pid);
 
+/// The most descriptors the kernel passes with one message (Linux's SCM_MAX_FD).
+#define MP_SCM_MAX_FD 253
+
 /// Sends `len` bytes and `fd_count` descriptors in one message (SCM_RIGHTS).
 /// Returns bytes sent or -1 with errno.
 ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int fd_count);
 
 /// `mp_send_with_fds` with extra `sendmsg` flags (MSG_DONTWAIT); MSG_NOSIGNAL is always added.
+/// At most MP_SCM_MAX_FD descriptors (EINVAL beyond).
 ssize_t mp_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int fd_count,
                        int flags);
 
-/// `mp_recv_with_fds` with extra `recvmsg` flags (MSG_DONTWAIT, MSG_PEEK).
+/// What `mp_recvmsg_fds` noticed about a message's descriptors (bits of `*notes`).
+enum {
+    /// More descriptors arrived than `max_fds`: the excess was closed at once.
+    MP_FDS_EXCESS = 1,
+    /// The kernel dropped descriptors (MSG_CTRUNC): they could not be installed in this
+    /// process, almost always because it is at its descriptor limit.
+    MP_FDS_TRUNCATED = 2,
+};
+
+/// `mp_recv_with_fds` with extra `recvmsg` flags (MSG_DONTWAIT, MSG_PEEK). `notes` (may be
+/// NULL) receives MP_FDS_* bits; descriptors beyond `max_fds` are closed, never kept.
 ssize_t mp_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count,
-                       int flags);
+                       int flags, int *notes);
 
 /// Receives up to `len` bytes and up to `max_fds` descriptors (made close-on-exec).
 /// Returns bytes received (0 at EOF) or -1 with errno; `*fd_count` receives the count.
@@ -188,8 +202,10 @@ void mp_spin_pause(void);
 ssize_t mp_queue_send(int sock, const void *buf, size_t len, int fd);
 
 /// Receives (or, with `peek`, copies without consuming) the next message, without blocking.
-/// `*fd` gets its descriptor (close-on-exec; a peek gets a duplicate) or -1. Returns the bytes
-/// received, or -1 with errno (EAGAIN when no message is waiting).
+/// `*fd` gets its descriptor (close-on-exec; a peek gets a duplicate) or -1; any further
+/// descriptors are closed. Returns the bytes received, or -1 with errno (EAGAIN when no message
+/// is waiting; EMFILE when the kernel could not install the message's descriptor here, in which
+/// case a peeked message stays in the socket).
 ssize_t mp_queue_receive(int sock, void *buf, size_t len, int *fd, int peek);
 
 /// Maps `size` bytes of `fd` shared and read-only, faulting them in at once. NULL on failure.

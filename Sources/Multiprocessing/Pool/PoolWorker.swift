@@ -38,7 +38,7 @@ struct PoolWorker: ProcessTask {
                 throw ProcessError.unsupportedTaskType(
                     typeName: initializerType, reason: "no such ProcessTask in this binary")
             }
-            let descriptors = DescriptorTransfer.Incoming(initializerDescriptors.fds)
+            let descriptors = DescriptorTransfer.Incoming(initializerDescriptors.take())
             defer { descriptors.closeUnclaimed() }
             try await Self.runInitializer(type, initializerPayload, descriptors)
         }

@@ -34,10 +34,11 @@ public struct BinaryEncoder: Sendable {
     /// Values made available to `encode(to:)` implementations through `Encoder.userInfo`.
     public var userInfo: [CodingUserInfoKey: any Sendable] = [:]
 
-    /// How deeply `encode(to:)` calls may nest before encoding fails instead of overflowing
-    /// the stack (for instance on a reference cycle between classes). Match it with the
-    /// decoder's ``BinaryDecoder/maximumDepth``.
-    public var maximumDepth: Int = 512
+    /// How deeply values may nest before encoding fails with
+    /// ``CodecError/nestingTooDeep(limit:)`` instead of overflowing the stack (for instance on a
+    /// reference cycle between classes). Levels are counted as the decoder counts them (see
+    /// ``BinaryDecoder/maximumDepth``) and the defaults match, so whatever encodes decodes.
+    public var maximumDepth: Int = 32
 
     /// Creates an encoder with no user info.
     public init() {}
@@ -430,17 +431,18 @@ final class BinaryEncodingCore: Encoder {
 
     func encodeValue<T: Encodable>(_ value: T) throws {
         if WireWriter.appendPrimitive(value, to: &bytes) { return }
+        // Every value with a wire form of its own is a level, optionals and arrays too, counted
+        // exactly as the decoder counts them: what encodes within the limit decodes.
+        guard depth < maximumDepth else { throw CodecError.nestingTooDeep(limit: maximumDepth) }
         let id = ObjectIdentifier(T.self)
         if !plainTypes.contains(id) {
             if let special = T.self as? any BinaryEncodingSpecial.Type {
+                depth += 1
+                defer { depth -= 1 }
                 try special.encodeSpecial(value, into: self)
                 return
             }
             plainTypes.insert(id)
-        }
-        guard depth < maximumDepth else {
-            throw CodecError.encodingFailed(
-                "values nest deeper than \(maximumDepth) levels (a reference cycle?)")
         }
         let savedBase = frameBase
         let savedKeyedDepth = frameKeyedDepth

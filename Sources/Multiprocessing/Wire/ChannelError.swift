@@ -17,6 +17,16 @@ public enum ChannelError: Error, Sendable, Equatable, CustomStringConvertible {
     case codec(CodecError)
     /// A typed message was expected and raw bytes arrived, or the reverse.
     case unexpectedFrameKind(expected: String, received: String)
+    /// The peer sent descriptors its frames do not account for: more than a frame announces
+    /// or may carry (``received`` where at most ``allowed`` fit), or with no frame at all. The
+    /// peer is broken or hostile: every descriptor held for it was closed at once, and every
+    /// later receive on this end fails with this error.
+    case unexpectedDescriptors(received: Int, allowed: Int)
+    /// The kernel dropped descriptors sent with a frame (`MSG_CTRUNC`): they could not be
+    /// installed in this process, almost always because it is at its descriptor limit
+    /// (`RLIMIT_NOFILE`). The frame cannot be delivered whole, so the end is broken from then on;
+    /// the descriptors that did arrive were closed.
+    case descriptorsDropped
     /// A system call failed.
     case system(SystemError)
 
@@ -32,6 +42,10 @@ public enum ChannelError: Error, Sendable, Equatable, CustomStringConvertible {
             "frame of \(length) bytes exceeds the limit of \(limit) bytes"
         case .codec(let error): "message codec: \(error)"
         case .unexpectedFrameKind(let expected, let received): "expected \(expected), received \(received)"
+        case .unexpectedDescriptors(let received, let allowed):
+            "the peer sent \(received) descriptor(s) where its frames allow \(allowed): the connection is refused as broken or hostile, and they were closed"
+        case .descriptorsDropped:
+            "the kernel dropped descriptors sent with a frame (MSG_CTRUNC): this process is probably at its descriptor limit; the frame is lost and the connection broken"
         case .system(let error): error.description
         }
     }

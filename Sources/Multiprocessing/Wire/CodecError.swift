@@ -16,6 +16,9 @@ public enum CodecError: Error, Sendable, CustomStringConvertible, Equatable {
     case typeMismatch(expected: String, codingPath: String)
     /// A keyed container has no entry for the key; `codingPath` names the container.
     case keyNotFound(String, codingPath: String)
+    /// Values nest deeper than the encoder's or decoder's `maximumDepth` (`limit`): a hostile or
+    /// corrupt input, a reference cycle, or data deeper than the limit allows.
+    case nestingTooDeep(limit: Int)
     /// A complete top-level value was decoded but this many bytes were left over.
     case trailingBytes(Int)
     /// An `encode(to:)` implementation threw; the payload is that error's description.
@@ -36,6 +39,9 @@ public enum CodecError: Error, Sendable, CustomStringConvertible, Equatable {
             return "type mismatch: expected \(expected) at \(Self.render(codingPath))"
         case .keyNotFound(let key, let codingPath):
             return "key '\(key)' not found at \(Self.render(codingPath))"
+        case .nestingTooDeep(let limit):
+            return
+                "values nest deeper than \(limit) levels (each optional, array, collection and struct, enum or class value is a level)"
         case .trailingBytes(let count):
             return "\(count) trailing byte(s) after the top-level value"
         case .encodingFailed(let detail):

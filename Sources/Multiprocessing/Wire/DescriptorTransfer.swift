@@ -84,11 +84,43 @@ enum DescriptorTransfer {
 
 /// Descriptors carried as such inside a message: a payload encoded with its own attachments
 /// (a pool initializer's handles) rides inside a worker's task this way. The sender's copies stay
-/// open; the receiver owns what arrives.
+/// open; the receiver owns what arrives, through ``take()``. Received descriptors nobody took
+/// are closed when the last copy of the value goes, so a message whose decoding fails after
+/// this part leaks nothing.
 struct PassedDescriptors: Codable, Sendable {
+    /// The descriptors, for encoding. Received ones belong to ``take()``'s caller.
     let fds: [Int32]
+    private let received: Received?
 
-    init(_ fds: [Int32]) { self.fds = fds }
+    /// Received descriptors until someone takes them.
+    private final class Received: Sendable {
+        private let fds: Mutex<[Int32]>
+
+        init(_ fds: [Int32]) { self.fds = Mutex(fds) }
+
+        func take() -> [Int32] {
+            fds.withLock { fds in
+                defer { fds = [] }
+                return fds
+            }
+        }
+
+        deinit {
+            for fd in take() { close(fd) }
+        }
+    }
+
+    /// Descriptors to send; the caller keeps them open.
+    init(_ fds: [Int32]) {
+        self.fds = fds
+        received = nil
+    }
+
+    /// The received descriptors, which the caller now owns (empty if already taken); the
+    /// sender's own, for a value made with ``init(_:)``.
+    func take() -> [Int32] {
+        received?.take() ?? fds
+    }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.unkeyedContainer()
@@ -105,7 +137,13 @@ struct PassedDescriptors: Codable, Sendable {
         var fds: [Int32] = []
         let incoming = decoder.userInfo[DescriptorTransfer.key] as? DescriptorTransfer.Incoming
         while !container.isAtEnd {
-            let index = try container.decode(Int.self)
+            let index: Int
+            do {
+                index = try container.decode(Int.self)
+            } catch {
+                for fd in fds { close(fd) }
+                throw error
+            }
             guard let fd = incoming?.take(index) else {
                 for fd in fds { close(fd) }
                 throw DescriptorTransfer.missing("descriptors", decoder.codingPath)
@@ -113,5 +151,6 @@ struct PassedDescriptors: Codable, Sendable {
             fds.append(fd)
         }
         self.fds = fds
+        received = Received(fds)
     }
 }

@@ -39,10 +39,19 @@ struct Frame: Sendable {
 /// storage, so a 1 MiB message is copied once by the kernel and not again. A header that
 /// announces more than `maximumFrameSize` is rejected before anything is allocated, and a
 /// payload is only ever allocated as large as its announced length once its header is valid.
+///
+/// A frame's descriptors (at most ``maximumDescriptorsPerFrame``) travel with the first bytes
+/// of its header, so before more is read the only descriptors a receiver may hold are those
+/// of the frame in progress. Anything else (descriptors with no frame, more than a header
+/// announces, descriptors inside a payload, or descriptors the kernel dropped) breaks the
+/// connection: every held descriptor is closed at once and every later receive fails with the
+/// same error. A receiver so never holds more than two frames' worth of a peer's descriptors.
 final class FramedSocket: @unchecked Sendable {
     static let headerSize = 8
     static let magic: UInt8 = 0xB5
     static let bufferCapacity = 64 * 1024
+    /// The most descriptors one frame may carry.
+    static let maximumDescriptorsPerFrame = 64
 
     let fd: Int32
     let maximumFrameSize: Int
@@ -60,6 +69,8 @@ final class FramedSocket: @unchecked Sendable {
     /// that announces a huge frame and sends nothing costs nothing.
     static let initialLargeFrameStorage = 4 << 20
     private var sawEOF = false
+    /// Set when the peer broke the protocol: every receive fails with it from then on.
+    private var broken: ChannelError?
     // Send state: only touched while `sendLock` is held.
     private var scratch: [UInt8] = []
 
@@ -145,7 +156,10 @@ final class FramedSocket: @unchecked Sendable {
         if isClosed { throw .closed }
         let count = step.payload.count
         if count > maximumFrameSize { throw .frameTooLarge(length: count, limit: maximumFrameSize) }
-        if step.descriptors.count > 64 { throw .corruptFrame("at most 64 descriptors travel with one frame") }
+        if step.descriptors.count > Self.maximumDescriptorsPerFrame {
+            throw .corruptFrame(
+                "at most \(Self.maximumDescriptorsPerFrame) descriptors travel with one frame")
+        }
         if step.headerSent == 0 {
             let head = header(step.kind, count, step.descriptors.count)
             let sent: Int
@@ -264,6 +278,7 @@ final class FramedSocket: @unchecked Sendable {
         defer { receiveLock.unlock() }
         while true {
             if isClosed { throw .closed }
+            if let broken { throw broken }
             if sawEOF { return true }
             if try frameIsComplete() { return true }
             if try fill() { continue }
@@ -309,21 +324,60 @@ final class FramedSocket: @unchecked Sendable {
         }
         raw = UInt64(littleEndian: raw)
         guard UInt8(truncatingIfNeeded: raw) == Self.magic else {
-            throw .corruptFrame("bad magic byte 0x\(String(UInt8(truncatingIfNeeded: raw), radix: 16))")
+            throw refuse(
+                .corruptFrame("bad magic byte 0x\(String(UInt8(truncatingIfNeeded: raw), radix: 16))"))
         }
         guard let kind = FrameKind(rawValue: UInt8(truncatingIfNeeded: raw >> 8)) else {
-            throw .corruptFrame("unknown frame kind \(UInt8(truncatingIfNeeded: raw >> 8))")
+            throw refuse(.corruptFrame("unknown frame kind \(UInt8(truncatingIfNeeded: raw >> 8))"))
         }
         let fdCount = Int(UInt16(truncatingIfNeeded: raw >> 16))
         let length = Int(UInt32(truncatingIfNeeded: raw >> 32))
-        if length > maximumFrameSize { throw .frameTooLarge(length: length, limit: maximumFrameSize) }
-        if fdCount > 64 { throw .corruptFrame("\(fdCount) descriptors announced") }
+        if length > maximumFrameSize { throw refuse(.frameTooLarge(length: length, limit: maximumFrameSize)) }
+        if fdCount > Self.maximumDescriptorsPerFrame {
+            throw refuse(
+                .corruptFrame(
+                    "\(fdCount) descriptors announced (at most \(Self.maximumDescriptorsPerFrame) travel with a frame)"
+                ))
+        }
         return (kind, length, fdCount)
+    }
+
+    /// Marks the connection broken by the peer: closes every descriptor held for it at once,
+    /// drops what is buffered, and returns `error`, which every later receive throws too.
+    private func refuse(_ error: ChannelError) -> ChannelError {
+        if broken == nil { broken = error }
+        for fd in pendingDescriptors { systemClose(fd) }
+        pendingDescriptors = []
+        if let partial { for fd in partial.descriptors { systemClose(fd) } }
+        partial = nil
+        (readIndex, writeIndex) = (0, 0)
+        return broken ?? error
+    }
+
+    /// Before more is read, the descriptors held can only be those of the frame in progress:
+    /// as many as its header announces, or at most ``maximumDescriptorsPerFrame`` while that
+    /// header is incomplete, and none when no frame is in progress or its payload is being
+    /// received (its descriptors were taken when it started).
+    private func checkHeldDescriptors() throws(ChannelError) {
+        guard !pendingDescriptors.isEmpty else { return }
+        let available = writeIndex - readIndex
+        let allowed: Int
+        if partial != nil || available == 0 {
+            allowed = 0
+        } else if available < Self.headerSize {
+            allowed = Self.maximumDescriptorsPerFrame
+        } else {
+            allowed = try parseHeader().2
+        }
+        if pendingDescriptors.count > allowed {
+            throw refuse(.unexpectedDescriptors(received: pendingDescriptors.count, allowed: allowed))
+        }
     }
 
     private func takeDescriptors(_ count: Int) throws(ChannelError) -> [Int32] {
         guard count <= pendingDescriptors.count else {
-            throw .corruptFrame("frame announces \(count) descriptors, \(pendingDescriptors.count) arrived")
+            throw refuse(
+                .corruptFrame("frame announces \(count) descriptors, \(pendingDescriptors.count) arrived"))
         }
         let taken = Array(pendingDescriptors.prefix(count))
         pendingDescriptors.removeFirst(count)
@@ -333,13 +387,12 @@ final class FramedSocket: @unchecked Sendable {
     /// A complete frame from the buffer, or `nil`. Starts a direct receive for large frames.
     private func nextFrame() throws(ChannelError) -> Frame? {
         if isClosed { throw .closed }
+        if let broken { throw broken }
         if let p = partial {
             guard p.filled == p.length else {
                 if sawEOF {
-                    partial = nil
-                    for fd in p.descriptors { systemClose(fd) }
-                    throw .corruptFrame(
-                        "connection closed inside a frame (\(p.filled) of \(p.length) bytes)")
+                    throw refuse(
+                        .corruptFrame("connection closed inside a frame (\(p.filled) of \(p.length) bytes)"))
                 }
                 return nil
             }
@@ -349,7 +402,11 @@ final class FramedSocket: @unchecked Sendable {
         let available = writeIndex - readIndex
         guard available >= Self.headerSize else {
             if sawEOF {
-                throw available == 0 ? .peerClosed : .corruptFrame("connection closed inside a frame header")
+                if available == 0 && pendingDescriptors.isEmpty { throw .peerClosed }
+                throw refuse(
+                    available == 0
+                        ? .unexpectedDescriptors(received: pendingDescriptors.count, allowed: 0)
+                        : .corruptFrame("connection closed inside a frame header"))
             }
             return nil
         }
@@ -362,19 +419,27 @@ final class FramedSocket: @unchecked Sendable {
             if readIndex == writeIndex {
                 (readIndex, writeIndex) = (0, 0)
                 // Descriptors arrive with their own frame's header: any left now belong to no
-                // frame (a hostile peer's), and must not pile up.
-                for fd in pendingDescriptors { systemClose(fd) }
-                pendingDescriptors.removeAll()
+                // frame. This frame is whole and is delivered; the connection is refused from
+                // the next receive on, and those descriptors are closed now.
+                if !pendingDescriptors.isEmpty {
+                    _ = refuse(.unexpectedDescriptors(received: pendingDescriptors.count, allowed: 0))
+                }
             }
             return Frame(kind: kind, payload: payload, descriptors: descriptors)
         }
         if sawEOF {
-            throw .corruptFrame(
-                "connection closed inside a frame (\(available - Self.headerSize) of \(length) bytes)")
+            throw refuse(
+                .corruptFrame(
+                    "connection closed inside a frame (\(available - Self.headerSize) of \(length) bytes)"))
         }
         if Self.headerSize + length > Self.bufferCapacity {
             // Too large for the buffer: receive the rest straight into the payload's own storage.
             let descriptors = try takeDescriptors(fdCount)
+            guard pendingDescriptors.isEmpty else {
+                for fd in descriptors { systemClose(fd) }
+                throw refuse(
+                    .unexpectedDescriptors(received: fdCount + pendingDescriptors.count, allowed: fdCount))
+            }
             let buffered = available - Self.headerSize
             var payload = [UInt8](repeating: 0, count: min(length, Self.initialLargeFrameStorage))
             payload.withUnsafeMutableBytes { dst in
@@ -391,43 +456,71 @@ final class FramedSocket: @unchecked Sendable {
     /// One non-blocking read. `true` when bytes (or EOF) arrived, `false` when it would block.
     private func fill() throws(ChannelError) -> Bool {
         if isClosed { throw .closed }
+        if let broken { throw broken }
         if sawEOF { return false }
-        var fds = [Int32](repeating: -1, count: 64)
-        var fdCount: Int32 = 0
-        let n: Int
-        if var p = partial {
-            partial = nil
-            if p.filled == p.payload.count {
-                p.payload += repeatElement(0, count: min(p.payload.count, p.length - p.payload.count))
-            }
-            n = p.payload.withUnsafeMutableBytes { dst in
-                mp_recv_with_fds(fd, dst.baseAddress! + p.filled, dst.count - p.filled, &fds, 64, &fdCount)
-            }
-            if n > 0 { p.filled += n }
-            partial = p
-        } else {
-            if readIndex > 0 && Self.bufferCapacity - writeIndex < Self.bufferCapacity / 2 {
-                let live = writeIndex - readIndex
-                storage.baseAddress!.copyMemory(from: storage.baseAddress! + readIndex, byteCount: live)
-                (readIndex, writeIndex) = (0, live)
-            }
-            n = mp_recv_with_fds(
-                fd, storage.baseAddress! + writeIndex, Self.bufferCapacity - writeIndex, &fds, 64, &fdCount)
-            if n > 0 { writeIndex += n }
+        try checkHeldDescriptors()
+        let inPayload = partial != nil
+        // Room for all the kernel passes with one message, on the stack: a peer that sends more
+        // than a frame may carry is seen (and refused), not silently cut short.
+        let (n, code, received, notes) = withUnsafeTemporaryAllocation(
+            of: Int32.self, capacity: Int(MP_SCM_MAX_FD)
+        ) { fds in
+            var count: Int32 = 0
+            var notes: Int32 = 0
+            let n = receiveSome(fds.baseAddress!, Int32(fds.count), &count, &notes)
+            let code = errno
+            if count > 0 { pendingDescriptors.append(contentsOf: fds[..<Int(count)]) }
+            return (n, code, Int(count), notes)
         }
-        if fdCount > 0 { pendingDescriptors += fds.prefix(Int(fdCount)) }
+        if notes & Int32(MP_FDS_TRUNCATED) != 0 { throw refuse(.descriptorsDropped) }
+        if received > Self.maximumDescriptorsPerFrame || notes & Int32(MP_FDS_EXCESS) != 0 {
+            throw refuse(.unexpectedDescriptors(received: received, allowed: Self.maximumDescriptorsPerFrame))
+        }
+        if inPayload && received > 0 {
+            // A large frame's payload never carries descriptors: its own came with its header.
+            throw refuse(.unexpectedDescriptors(received: received, allowed: 0))
+        }
         if n > 0 { return true }
         if n == 0 {
             sawEOF = true
             return true
         }
-        switch errno {
+        switch code {
         case EAGAIN, EWOULDBLOCK, EINTR: return false
         case ECONNRESET, ENOTCONN, EPIPE:
             sawEOF = true
             return true
         case let code: throw .system(SystemError("recvmsg", code: code))
         }
+    }
+
+    /// One `recvmsg`, into the large frame in progress or else the buffer.
+    private func receiveSome(
+        _ fds: UnsafeMutablePointer<Int32>, _ capacity: Int32, _ count: inout Int32, _ notes: inout Int32
+    ) -> Int {
+        if var p = partial {
+            partial = nil
+            defer { partial = p }
+            if p.filled == p.payload.count {
+                p.payload += repeatElement(0, count: min(p.payload.count, p.length - p.payload.count))
+            }
+            let n = p.payload.withUnsafeMutableBytes { dst in
+                mp_recvmsg_fds(
+                    fd, dst.baseAddress! + p.filled, dst.count - p.filled, fds, capacity, &count, 0, &notes)
+            }
+            if n > 0 { p.filled += n }
+            return n
+        }
+        if readIndex > 0 && Self.bufferCapacity - writeIndex < Self.bufferCapacity / 2 {
+            let live = writeIndex - readIndex
+            storage.baseAddress!.copyMemory(from: storage.baseAddress! + readIndex, byteCount: live)
+            (readIndex, writeIndex) = (0, live)
+        }
+        let n = mp_recvmsg_fds(
+            fd, storage.baseAddress! + writeIndex, Self.bufferCapacity - writeIndex, fds, capacity, &count, 0,
+            &notes)
+        if n > 0 { writeIndex += n }
+        return n
     }
 
     /// Waits with `poll` in short slices, so that a `close` from another thread is noticed.

@@ -66,6 +66,9 @@ final class QueueCore: @unchecked Sendable {
     private let lockWord: LockWord
     /// This process's holder slot, as last found (checked before use).
     private let slotHint = Atomic<Int>(0)
+    /// Gets in this process, and when the next look for dead holders is due (monotonic ns).
+    private let getsCounted = Atomic<UInt32>(0)
+    private let nextHolderCheck = Atomic<Int64>(0)
 
     /// How long a getter or putter spins, watching the counters, before it sleeps: long enough
     /// that a steady stream between two processes never goes through the kernel.
@@ -84,6 +87,10 @@ final class QueueCore: @unchecked Sendable {
     /// How often a waiter checks whether the processes holding items are alive (the interval a
     /// lock waiter checks its holder at).
     static let holderCheckInterval = LockWord.livenessInterval
+    /// In a queue that puts items back, a get that does not wait still looks for dead holders
+    /// once in this many gets (if ``holderCheckInterval`` has passed), so that their items come
+    /// back while the queue is busy too.
+    static let getsPerHolderCheck: UInt32 = 256
 
     /// A new, empty queue in its own segment; with `holding`, one that records who holds which
     /// items and treats the items of dead holders as `holding` says (``JoinableQueue``).
@@ -511,9 +518,13 @@ final class QueueCore: @unchecked Sendable {
         scratch: UnsafeMutableRawBufferPointer
     ) throws(QueueError) -> T {
         let me = ConsumerIdentity.current
+        if holders.requeues && wait.mayWaitForLock
+            && getsCounted.wrappingAdd(1, ordering: .relaxed).newValue % Self.getsPerHolderCheck == 0
+        {
+            reapDeadHoldersIfDue()
+        }
         var spun = false
         var registered = false
-        var nextCheck: Int64 = 0
         let waiters = word(QueueLayout.notEmptyWaiters)
         while true {
             guard lock(wait) else { throw .empty }
@@ -591,11 +602,10 @@ final class QueueCore: @unchecked Sendable {
                 unlock()
                 throw .closed
             }
-            if holders.requeues && spun && wait.mayWait && WaitDeadline.now >= nextCheck {
+            if holders.requeues && spun && wait.mayWait && WaitDeadline.now >= nextHolderCheck.load(ordering: .relaxed) {
                 // About to sleep: first look for dead holders whose items should come back.
                 unlock()
-                nextCheck = WaitDeadline.now + Self.holderCheckInterval
-                reapDeadHolders()
+                reapDeadHoldersIfDue()
                 continue
             }
             try waitForOtherSide(
@@ -931,6 +941,18 @@ final class QueueCore: @unchecked Sendable {
             if requeued { notEmptySequence.wakeAll() }
             if wakeJoiners { joinSequence.wakeAll() }
         }
+    }
+
+    /// ``reapDeadHolders()``, unless this process did it less than ``holderCheckInterval`` ago.
+    private func reapDeadHoldersIfDue() {
+        let now = WaitDeadline.now
+        let due = nextHolderCheck.load(ordering: .relaxed)
+        guard now >= due,
+            nextHolderCheck.compareExchange(
+                expected: due, desired: now + Self.holderCheckInterval, ordering: .relaxed
+            ).exchanged
+        else { return }
+        reapDeadHolders()
     }
 
     /// The items abandoned by dead holders since `cursor`, if any.

@@ -46,8 +46,8 @@ struct QueueHolders {
     // The journal's extra writes, the abandonment log, the slots.
     private static let journalOffset = 192
     private static let logOffset = 640
-    private static let slotsOffset = 1152
-    private static let slotBytes = 32
+    static let slotsOffset = 1152
+    static let slotBytes = 32
     private static let entryBytes = 32
     private static let recordBytes = 16
 

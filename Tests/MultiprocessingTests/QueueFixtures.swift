@@ -255,11 +255,14 @@ func waitForSlot(_ array: SharedArray<Int>, _ index: Int = 0, equal value: Int =
     }
 }
 
-/// Takes items until the queue is closed, adding 1 to `done[item]` before marking each done,
-/// as fast as it can (to be killed at random points of `get` and `taskDone`).
+/// Takes items until the queue is closed, adding 1 to `done[item]` before marking each done
+/// and to `progress[slot]` after, as fast as it can (to be killed at random points of `get` and
+/// `taskDone`).
 struct ChaosConsumer: ProcessTask {
     var queue: JoinableQueue<Int>
     var done: SharedArray<Int>
+    var progress: SharedArray<Int>
+    var slot: Int
     func run() async throws {
         while true {
             let item: Int
@@ -270,35 +273,40 @@ struct ChaosConsumer: ProcessTask {
             }
             done.add(1, at: item)
             try queue.taskDone()
+            progress.add(1, at: slot)
         }
     }
 }
 
-/// Puts `first..<first + count`, writing to `attempted[slot]` how many it has started to put
-/// (to be killed at random points of `put`).
+/// Puts `first + from..<first + count`, writing to `attempted[slot]` how many of the `count`
+/// it has started to put (to be killed at random points of `put`).
 struct ChaosProducer: ProcessTask {
     var queue: JoinableQueue<Int>
     var attempted: SharedArray<Int>
     var slot: Int
     var first: Int
+    var from: Int
     var count: Int
     func run() async throws {
-        for i in 0..<count {
+        for i in from..<count {
             attempted.store(i + 1, at: slot)
             try queue.putBlocking(first + i)
         }
     }
 }
 
-/// Takes integers until the queue is closed, adding 1 to `taken[item]` after each (to be
-/// killed at random points of `get`).
+/// Takes integers until the queue is closed, adding 1 to `taken[item]` and to
+/// `progress[slot]` after each (to be killed at random points of `get`).
 struct CountingConsumer: ProcessTask {
     var queue: ProcessQueue<Int>
     var taken: SharedArray<Int>
+    var progress: SharedArray<Int>
+    var slot: Int
     func run() async throws {
         while true {
             do {
                 taken.add(1, at: try queue.getBlocking())
+                progress.add(1, at: slot)
             } catch .closed {
                 return
             }
@@ -306,16 +314,16 @@ struct CountingConsumer: ProcessTask {
     }
 }
 
-/// Puts `first..<first + count` into a plain queue, writing to `attempted[slot]` how many it
-/// has started to put.
+/// ``ChaosProducer`` for a plain queue.
 struct CountingProducer: ProcessTask {
     var queue: ProcessQueue<Int>
     var attempted: SharedArray<Int>
     var slot: Int
     var first: Int
+    var from: Int
     var count: Int
     func run() async throws {
-        for i in 0..<count {
+        for i in from..<count {
             attempted.store(i + 1, at: slot)
             try queue.putBlocking(first + i)
         }

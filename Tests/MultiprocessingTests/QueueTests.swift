@@ -586,7 +586,9 @@ struct QueueTests {
         ) { try closing.joinBlocking(timeout: .seconds(10)) }
     }
 
-    @Test("a holder is its pid and its start time: a slot of this pid with another start time is a dead holder's")
+    @Test(
+        "a holder is its pid and its start time: a slot of this pid with another start time is a dead holder's"
+    )
     func pidReuse() async throws {
         let me = ConsumerIdentity.current
         #expect(!me.isGone)

@@ -103,7 +103,8 @@ final class QueueCore: @unchecked Sendable {
         guard ringBytes >= 1024, ringBytes <= 1 << 40 else {
             throw .invalidConfiguration("ring of \(ringBytes) bytes: between 1 KiB and 1 TiB")
         }
-        if let holding, holding.requeues, holding.maxDeliveries < 1 || holding.maxDeliveries > Int(UInt32.max) {
+        if let holding, holding.requeues, holding.maxDeliveries < 1 || holding.maxDeliveries > Int(UInt32.max)
+        {
             throw .invalidConfiguration("requeue(maxDeliveries: \(holding.maxDeliveries)): at least 1")
         }
         let ring = (ringBytes + 63) & ~63
@@ -514,7 +515,8 @@ final class QueueCore: @unchecked Sendable {
     /// back looks for dead holders every ``holderCheckInterval``, so that their items come back
     /// even when nobody calls `join`.
     private func getHeld<T>(
-        _ holders: QueueHolders, _ wait: QueueWait, _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T,
+        _ holders: QueueHolders, _ wait: QueueWait,
+        _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T,
         scratch: UnsafeMutableRawBufferPointer
     ) throws(QueueError) -> T {
         let me = ConsumerIdentity.current
@@ -602,7 +604,9 @@ final class QueueCore: @unchecked Sendable {
                 unlock()
                 throw .closed
             }
-            if holders.requeues && spun && wait.mayWait && WaitDeadline.now >= nextHolderCheck.load(ordering: .relaxed) {
+            if holders.requeues && spun && wait.mayWait
+                && WaitDeadline.now >= nextHolderCheck.load(ordering: .relaxed)
+            {
                 // About to sleep: first look for dead holders whose items should come back.
                 unlock()
                 reapDeadHoldersIfDue()
@@ -618,7 +622,8 @@ final class QueueCore: @unchecked Sendable {
     /// Under the lock, with `writes` giving `entry` (an item put back) to slot `slot`: copies
     /// its bytes out, commits, unlocks and decodes them.
     private func serveRequeued<T>(
-        _ entry: UInt32, of slot: Int, _ holders: QueueHolders, _ current: QueueState, _ writes: JournalWrites,
+        _ entry: UInt32, of slot: Int, _ holders: QueueHolders, _ current: QueueState,
+        _ writes: JournalWrites,
         _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T, _ scratch: UnsafeMutableRawBufferPointer
     ) throws(QueueError) -> T {
         let length = holders.keptLength(entry)
@@ -907,7 +912,9 @@ final class QueueCore: @unchecked Sendable {
             registered = true
             let sequence = joinSequence.load()
             unlock()
-            sleep(on: joinSequence, ifEqualTo: sequence, wait, slice: holders == nil ? nil : Self.holderCheckInterval)
+            sleep(
+                on: joinSequence, ifEqualTo: sequence, wait,
+                slice: holders == nil ? nil : Self.holderCheckInterval)
         }
     }
 

@@ -163,7 +163,9 @@ struct QueueHolders {
     }
     private static func low(_ word: UInt64) -> UInt32 { JournalWrites.low(word) }
     private static func high(_ word: UInt64) -> UInt32 { JournalWrites.high(word) }
-    private static func pair(_ low: UInt32, _ high: UInt32) -> UInt64 { JournalWrites.word(low: low, high: high) }
+    private static func pair(_ low: UInt32, _ high: UInt32) -> UInt64 {
+        JournalWrites.word(low: low, high: high)
+    }
 
     /// A journal for one commit's writes.
     func journal() -> JournalWrites {
@@ -185,7 +187,8 @@ struct QueueHolders {
     /// Who holds slot `slot` (pid 0: nobody).
     func holder(_ slot: Int) -> ConsumerIdentity {
         ConsumerIdentity(
-            pid: Int32(truncatingIfNeeded: word(slotField(slot, 0)).load()), start: word(slotField(slot, 8)).load())
+            pid: Int32(truncatingIfNeeded: word(slotField(slot, 0)).load()),
+            start: word(slotField(slot, 8)).load())
     }
 
     /// How many items slot `slot`'s process holds.
@@ -319,7 +322,8 @@ struct QueueHolders {
         } else if requeues {
             // One of the items counted without an entry.
             let overflow = Self.high(counts)
-            writes.store(slotField(slot, 16), Self.pair(Self.low(counts) - 1, overflow > 0 ? overflow - 1 : 0))
+            writes.store(
+                slotField(slot, 16), Self.pair(Self.low(counts) - 1, overflow > 0 ? overflow - 1 : 0))
         } else {
             writes.store(slotField(slot, 16), counts - 1)
         }
@@ -401,7 +405,8 @@ struct QueueHolders {
         let entry = Self.low(ends)
         guard entry != Self.none, Int(entry) < entries else { return nil }
         let next = Self.low(writes.load(entryField(entry, 0)))
-        writes.store(field(Self.requeuedOffset), Self.pair(next, next == Self.none ? Self.none : Self.high(ends)))
+        writes.store(
+            field(Self.requeuedOffset), Self.pair(next, next == Self.none ? Self.none : Self.high(ends)))
         let waiting = writes.load(field(Self.requeuedCountOffset))
         writes.store(field(Self.requeuedCountOffset), waiting > 0 ? waiting - 1 : 0)
         writes.store(entryField(entry, 0), Self.pair(Self.none, UInt32(slot)))
@@ -542,7 +547,8 @@ struct QueueHolders {
         let total = abandonedTotal
         guard total > cursor.items else { return nil }
         let records = word(field(Self.recordCountOffset)).load()
-        let oldest = max(cursor.records, records >= UInt64(Self.logRecords) ? records - UInt64(Self.logRecords) : 0)
+        let oldest = max(
+            cursor.records, records >= UInt64(Self.logRecords) ? records - UInt64(Self.logRecords) : 0)
         var consumers: [AbandonedItems.Consumer] = []
         var index = oldest
         while index < records {

@@ -26,7 +26,7 @@ struct JournalWrites {
     }
 
     /// The word at `offset` as this change leaves it so far.
-    func load(_ offset: Int) -> UInt64 {
+    @inline(__always) func load(_ offset: Int) -> UInt64 {
         var index = count - 1
         while index >= 0 {
             let (at, value) = pair(index)
@@ -36,12 +36,9 @@ struct JournalWrites {
         return SharedWord64(base + offset).load()
     }
 
-    /// Sets the word at `offset` as part of this change.
-    mutating func store(_ offset: Int, _ value: UInt64) {
-        for index in 0..<count where pair(index).offset.load() == UInt64(offset) {
-            pair(index).value.store(value)
-            return
-        }
+    /// Sets the word at `offset` as part of this change. A word set twice is logged twice (the
+    /// later write wins when they are applied in order): cheaper than looking for it.
+    @inline(__always) mutating func store(_ offset: Int, _ value: UInt64) {
         // The changes are bounded by construction; more would be a bug in this file's callers.
         precondition(count < capacity, "a queue commit with more than \(capacity) writes")
         let (at, slot) = pair(count)
@@ -58,10 +55,10 @@ struct JournalWrites {
     }
 
     /// Records how many writes the journal holds (before it is marked valid).
-    func seal() { SharedWord64(base + area).store(UInt64(count)) }
+    @inline(__always) func seal() { SharedWord64(base + area).store(UInt64(count)) }
 
     /// Applies the writes (after the journal is marked valid).
-    func apply() {
+    @inline(__always) func apply() {
         for index in 0..<count {
             let (at, value) = pair(index)
             SharedWord64(base + Int(at.load())).store(value.load())

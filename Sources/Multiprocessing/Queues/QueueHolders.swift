@@ -22,8 +22,9 @@ struct QueueHolders {
     static let entryCount = 4096
     static let chunkBytes = 256
     static let logRecords = 32
-    /// The most writes one commit makes (a take that claims a new slot and a new entry: 13).
-    static let journalCapacity = 24
+    /// The most writes one commit makes, counting a word written twice twice (a take that claims
+    /// a new slot and a new entry: 15).
+    static let journalCapacity = 32
     /// The largest chunk store (256 GiB), so chunk numbers fit in 32 bits.
     static let maximumChunks = 1 << 30
 
@@ -45,8 +46,8 @@ struct QueueHolders {
     private static let requeuedTotalOffset = 152  // u64: items put back
     // The journal's extra writes, the abandonment log, the slots.
     private static let journalOffset = 192
-    private static let logOffset = 640
-    static let slotsOffset = 1152
+    private static let logOffset = 768
+    static let slotsOffset = 1280
     static let slotBytes = 32
     private static let entryBytes = 32
     private static let recordBytes = 16

@@ -38,7 +38,9 @@ struct ChaosQueueTests {
         for _ in 0..<Self.kills {
             let victim = Int(random.next() % 2)
             // Working, then killed wherever it is: mostly inside get or taskDone.
+            let deadline = ContinuousClock.now + .seconds(30)
             while progress.load(at: slots[victim]) < 1 && queue.unfinishedCount > 0 {
+                if ContinuousClock.now > deadline { throw FlagTimeout() }
                 try await Task.sleep(for: .microseconds(200))
             }
             if queue.unfinishedCount == 0 { break }
@@ -118,6 +120,7 @@ struct ChaosQueueTests {
         var producers = [try producer(0), try producer(1)]
         var uncertain: Set<Int> = []
         var consumerKills = 0
+        var producerKills = 0
         var random = SplitMix(seed: policy.requeues ? 5 : 3)
         for kill in 0..<Self.kills {
             let victim = Int(random.next() % 2)
@@ -127,13 +130,22 @@ struct ChaosQueueTests {
                 try await Task.sleep(for: .microseconds(Int(random.next() % 3000)))
                 producers[victim].kill()
                 _ = try await producers[victim].join()
+                producerKills += 1
                 // Killed while putting item `reached - 1` (or just after): it may be in or not.
                 let reached = attempted.load(at: victim)
                 uncertain.insert(victim * perProducer + reached - 1)
                 resumeAt[victim] = reached
                 producers[victim] = try producer(victim)
             } else {
-                try await waitForSlot(progress, consumerSlots[victim], atLeast: 1)
+                // Working (unless everything is put and taken: then no more kills).
+                let finished = {
+                    attempted.load(at: 0) == perProducer && attempted.load(at: 1) == perProducer
+                        && queue.isEmpty
+                }
+                guard try await waitForSlot(progress, consumerSlots[victim], atLeast: 1, unless: finished)
+                else {
+                    break
+                }
                 try await Task.sleep(for: .microseconds(Int(random.next() % 3000)))
                 consumers[victim].kill()
                 _ = try await consumers[victim].join()
@@ -151,7 +163,7 @@ struct ChaosQueueTests {
         let put = Int(QueueState(at: queue.queue.core.memory.baseAddress + QueueLayout.state).putCount)
         let abandoned = report?.count ?? 0
         print(
-            "chaos: queues: \(Self.kills - consumerKills) producers and \(consumerKills) consumers killed "
+            "chaos: queues: \(producerKills) producers and \(consumerKills) consumers killed "
                 + "(\(policy)): \(put) items put, \(holders.doneTotal) done, \(queue.requeuedCount) put back, "
                 + "\(abandoned) reported")
         #expect(queue.unfinishedCount == 0)
@@ -173,7 +185,7 @@ struct ChaosQueueTests {
         "producers and consumers SIGKILLed mid-put and mid-get (ProcessQueue): no item twice, one lost per consumer killed at most"
     )
     func plainQueueKilled() async throws {
-        let perProducer = 100_000
+        let perProducer = 300_000
         let queue = try ProcessQueue<Int>(capacity: 1000)
         let taken = try SharedArray<Int>(repeating: 0, count: 2 * perProducer, locked: false)
         let attempted = try SharedArray<Int>(repeating: 0, count: 2, locked: false)
@@ -202,6 +214,7 @@ struct ChaosQueueTests {
         var producers = [try producer(0), try producer(1)]
         var uncertain: Set<Int> = []
         var consumerKills = 0
+        var producerKills = 0
         var random = SplitMix(seed: 9)
         for kill in 0..<Self.kills {
             let victim = Int(random.next() % 2)
@@ -211,12 +224,21 @@ struct ChaosQueueTests {
                 try await Task.sleep(for: .microseconds(Int(random.next() % 3000)))
                 producers[victim].kill()
                 _ = try await producers[victim].join()
+                producerKills += 1
                 let reached = attempted.load(at: victim)
                 uncertain.insert(victim * perProducer + reached - 1)
                 resumeAt[victim] = reached
                 producers[victim] = try producer(victim)
             } else {
-                try await waitForSlot(progress, consumerSlots[victim], atLeast: 1)
+                // Working (unless everything is put and taken: then no more kills).
+                let finished = {
+                    attempted.load(at: 0) == perProducer && attempted.load(at: 1) == perProducer
+                        && queue.isEmpty
+                }
+                guard try await waitForSlot(progress, consumerSlots[victim], atLeast: 1, unless: finished)
+                else {
+                    break
+                }
                 try await Task.sleep(for: .microseconds(Int(random.next() % 3000)))
                 consumers[victim].kill()
                 _ = try await consumers[victim].join()
@@ -233,7 +255,7 @@ struct ChaosQueueTests {
         let counts = (0..<(2 * perProducer)).map { taken.load(at: $0) }
         let received = counts.reduce(0, +)
         print(
-            "chaos: queues: \(Self.kills - consumerKills) producers and \(consumerKills) consumers killed "
+            "chaos: queues: \(producerKills) producers and \(consumerKills) consumers killed "
                 + "(ProcessQueue): \(put) items put, \(received) received")
         let certain = (0..<(2 * perProducer)).filter { !uncertain.contains($0) }
         #expect(counts.allSatisfy { $0 <= 1 }, "an item was taken twice")
@@ -245,15 +267,20 @@ struct ChaosQueueTests {
     }
 }
 
-/// Waits until `array[index]` is at least `value`.
-func waitForSlot(_ array: SharedArray<Int>, _ index: Int, atLeast value: Int, seconds: Double = 30)
-    async throws
-{
+/// Waits until `array[index]` is at least `value`; `false` if `finished` says first that it
+/// never will.
+@discardableResult
+func waitForSlot(
+    _ array: SharedArray<Int>, _ index: Int, atLeast value: Int, unless finished: () -> Bool = { false },
+    seconds: Double = 30
+) async throws -> Bool {
     let deadline = ContinuousClock.now + .seconds(seconds)
     while array.load(at: index) < value {
+        if finished() { return false }
         if ContinuousClock.now > deadline { throw FlagTimeout() }
         try await Task.sleep(for: .microseconds(200))
     }
+    return true
 }
 
 /// Joins `queue`, returning what it reports abandoned (or `nil`); any other error is thrown.

@@ -98,7 +98,7 @@ struct ConsumerIdentity: Equatable, Sendable {
             guard sysctl(&name, 4, &info, &size, nil, 0) == 0, size > 0 else { return nil }
             let started = info.kp_proc.p_un.__p_starttime
             let start = UInt64(max(0, started.tv_sec)) * 1_000_000 + UInt64(max(0, started.tv_usec))
-            return (info.kp_proc.p_stat == SZOMB, start)
+            return (Int32(info.kp_proc.p_stat) == SZOMB, start)
         }
     #else
         private static func status(of pid: Int32) -> (zombie: Bool, start: UInt64)? { nil }

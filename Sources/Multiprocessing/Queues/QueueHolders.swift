@@ -198,9 +198,6 @@ struct QueueHolders {
     /// Items put back and not yet taken again.
     var requeuedCount: Int { Int(clamping: word(field(Self.requeuedCountOffset)).load()) }
 
-    /// Items taken and not marked done, in every process.
-    var heldTotal: Int { (0..<highWater).reduce(0) { $0 + held($1) } }
-
     var doneTotal: Int { Int(clamping: word(field(Self.doneTotalOffset)).load()) }
     var abandonedTotal: UInt64 { word(field(Self.abandonedTotalOffset)).load() }
     var requeuedTotal: Int { Int(clamping: word(field(Self.requeuedTotalOffset)).load()) }

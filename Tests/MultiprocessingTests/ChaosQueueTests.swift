@@ -13,15 +13,23 @@ struct ChaosQueueTests {
         "consumers SIGKILLed at random points of get and taskDone: every item done once or reported, join ends",
         arguments: [AbandonedItemPolicy.report, .requeue(maxDeliveries: 1000)])
     func consumersKilled(policy: AbandonedItemPolicy) async throws {
-        let total = 400_000
+        let limit = 3_000_000
         let queue = try JoinableQueue<Int>(unfinishedItemsOfDeadConsumers: policy)
-        let done = try SharedArray<Int>(repeating: 0, count: total, locked: false)
+        let done = try SharedArray<Int>(repeating: 0, count: limit, locked: false)
         let progress = try SharedArray<Int>(repeating: 0, count: 2 + Self.kills, locked: false)
-        // Enough waiting that the consumers rarely find the queue empty.
+        // Enough waiting that the consumers rarely find the queue empty, and more fed until the
+        // kills are over (however slowly this machine starts processes).
         let prefilled = 200_000
         for i in 0..<prefilled { try queue.putNowait(i) }
-        let feeder = Task {
-            for i in prefilled..<total { try await queue.put(i) }
+        let feeder = Task { () -> Int in
+            for i in prefilled..<limit {
+                do {
+                    try await queue.put(i)
+                } catch {
+                    return i
+                }
+            }
+            return limit
         }
         var started = 0
         func consumer() throws -> ChildProcess<ChaosConsumer> {
@@ -38,12 +46,10 @@ struct ChaosQueueTests {
         for _ in 0..<Self.kills {
             let victim = Int(random.next() % 2)
             // Working, then killed wherever it is: mostly inside get or taskDone.
-            let deadline = ContinuousClock.now + .seconds(30)
-            while progress.load(at: slots[victim]) < 1 && queue.unfinishedCount > 0 {
-                if ContinuousClock.now > deadline { throw FlagTimeout() }
-                try await Task.sleep(for: .microseconds(200))
-            }
-            if queue.unfinishedCount == 0 { break }
+            guard
+                try await waitForSlot(
+                    progress, slots[victim], atLeast: 1, unless: { queue.unfinishedCount == 0 })
+            else { break }
             try await Task.sleep(for: .microseconds(Int(random.next() % 3000)))
             killed.insert(try #require(consumers[victim].pid))
             consumers[victim].kill()
@@ -51,7 +57,8 @@ struct ChaosQueueTests {
             slots[victim] = started
             consumers[victim] = try consumer()
         }
-        try await feeder.value
+        feeder.cancel()
+        let total = await feeder.value
         let report = try await joinReporting(queue, timeout: .seconds(60))
         queue.close()
         for consumer in consumers { try await consumer.value }
@@ -75,7 +82,9 @@ struct ChaosQueueTests {
             #expect(repeated <= queue.requeuedCount)
             #expect(queue.requeuedCount <= Self.kills)
         } else {
-            let report = try #require(report, "no consumer died holding an item in \(Self.kills) kills?")
+            let report = report ?? AbandonedItems(count: 0, consumers: [])
+            // Each kill lands inside a get/taskDone loop, about half of the time holding an item.
+            #expect(killed.count < 10 || report.count > 0, "no consumer died holding an item?")
             #expect(counts.allSatisfy { $0 <= 1 }, "an item was delivered twice")
             // Never done: abandoned. Flagged, but killed before taskDone: abandoned too.
             #expect(counts.filter { $0 == 0 }.count <= abandoned)

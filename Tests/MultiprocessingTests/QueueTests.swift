@@ -530,6 +530,11 @@ struct QueueTests {
 
     @Test("items that cannot be put back are reported with why: store full, delivery limit, queue closed")
     func requeueLimits() async throws {
+        #expect {
+            try JoinableQueue<Int>(unfinishedItemsOfDeadConsumers: .requeue(maxDeliveries: 0))
+        } throws: { error in
+            if case .invalidConfiguration = error as? QueueError { true } else { false }
+        }
         // A 1 KiB ring keeps 4 chunks of 256 bytes: the fifth item held is not kept.
         let small = try JoinableQueue<Int>(ringBytes: 1024, unfinishedItemsOfDeadConsumers: .requeue)
         for i in 1...5 { try small.putNowait(i) }

@@ -159,6 +159,9 @@ struct QueueHolders {
     @inline(__always) private func entryField(_ entry: UInt32, _ offset: Int) -> Int {
         entriesAt + Int(entry) * Self.entryBytes + offset
     }
+    /// Whether `entry`, read from shared memory, names an entry (not ``none``, not out of range:
+    /// a corrupted list must not lead writes outside the area).
+    @inline(__always) private func isEntry(_ entry: UInt32) -> Bool { Int(entry) < entries }
     private var chunkNexts: UnsafeMutablePointer<UInt32> {
         (base + chunkNextAt).assumingMemoryBound(to: UInt32.self)
     }
@@ -251,7 +254,7 @@ struct QueueHolders {
             return Self.none
         }
         let entry = Self.low(writes.load(field(Self.freeEntriesOffset)))
-        guard entry != Self.none, Int(entry) < entries else {
+        guard isEntry(entry) else {
             // No entry left: counted, in no order, and never put back.
             writes.store(slotField(slot, 16), Self.pair(Self.low(counts) + 1, Self.high(counts) + 1))
             return Self.none
@@ -299,7 +302,7 @@ struct QueueHolders {
     private func append(_ entry: UInt32, to slot: Int, _ writes: inout JournalWrites) {
         let ends = writes.load(slotField(slot, 24))
         let tail = Self.high(ends)
-        if tail == Self.none {
+        if !isEntry(tail) {
             writes.store(slotField(slot, 24), Self.pair(entry, entry))
         } else {
             let link = writes.load(entryField(tail, 0))
@@ -313,7 +316,7 @@ struct QueueHolders {
         let counts = writes.load(slotField(slot, 16))
         guard Self.low(counts) > 0 else { return false }
         let head = Self.low(writes.load(slotField(slot, 24)))
-        if requeues && head != Self.none {
+        if requeues && isEntry(head) {
             unlink(head, from: slot, &writes)
             release(head, &writes)
             writes.store(slotField(slot, 16), counts - 1)
@@ -331,7 +334,7 @@ struct QueueHolders {
     /// Finishes one specific item of slot `slot` (one that could not be decoded), or its oldest
     /// if `entry` is ``none``.
     func finish(_ entry: UInt32, of slot: Int, _ writes: inout JournalWrites) {
-        guard entry != Self.none, Self.high(writes.load(entryField(entry, 0))) == UInt32(slot) else {
+        guard isEntry(entry), Self.high(writes.load(entryField(entry, 0))) == UInt32(slot) else {
             _ = finishOldest(slot, &writes)
             return
         }
@@ -348,13 +351,14 @@ struct QueueHolders {
 
     /// Removes `entry` from slot `slot`'s list.
     private func unlink(_ entry: UInt32, from slot: Int, _ writes: inout JournalWrites) {
+        guard isEntry(entry) else { return }
         let ends = writes.load(slotField(slot, 24))
         let next = Self.low(writes.load(entryField(entry, 0)))
         var previous = Self.none
         var current = Self.low(ends)
         var steps = 0
         while current != entry {
-            guard current != Self.none, steps < entries else { return }  // Not in the list.
+            guard isEntry(current), steps < entries else { return }  // Not in the list.
             previous = current
             current = Self.low(writes.load(entryField(current, 0)))
             steps += 1
@@ -373,6 +377,7 @@ struct QueueHolders {
 
     /// Returns `entry` and its chunks to their free lists.
     private func release(_ entry: UInt32, _ writes: inout JournalWrites) {
+        guard isEntry(entry) else { return }
         let kept = writes.load(entryField(entry, 8))
         let first = Self.low(writes.load(entryField(entry, 16)))
         if kept != .max && kept > 0 && first != Self.none {
@@ -401,7 +406,7 @@ struct QueueHolders {
     func takeRequeued(_ slot: Int, _ writes: inout JournalWrites) -> UInt32? {
         let ends = writes.load(field(Self.requeuedOffset))
         let entry = Self.low(ends)
-        guard entry != Self.none, Int(entry) < entries else { return nil }
+        guard isEntry(entry) else { return nil }
         let next = Self.low(writes.load(entryField(entry, 0)))
         writes.store(
             field(Self.requeuedOffset), Self.pair(next, next == Self.none ? Self.none : Self.high(ends)))
@@ -472,7 +477,7 @@ struct QueueHolders {
             step.abandoned = UInt64(Self.low(counts))
             abandon(step.abandoned, pid: pid, reason: 1, &record, &writes)
             writes.store(slotField(slot, 16), 0)
-        } else if head != Self.none {
+        } else if isEntry(head) {
             unlink(head, from: slot, &writes)
             writes.store(slotField(slot, 16), counts - 1)
             let kept = writes.load(entryField(head, 8)) != .max
@@ -500,7 +505,7 @@ struct QueueHolders {
         writes.store(entryField(entry, 0), Self.pair(Self.none, Self.none))
         let ends = writes.load(field(Self.requeuedOffset))
         let tail = Self.high(ends)
-        if tail == Self.none {
+        if !isEntry(tail) {
             writes.store(field(Self.requeuedOffset), Self.pair(entry, entry))
         } else {
             writes.store(entryField(tail, 0), Self.pair(entry, Self.none))

@@ -14,7 +14,8 @@
 ///   `get` serves before the ring.
 /// - A log of the last deaths' abandoned items, for ``AbandonedItems``.
 ///
-/// Every method but the `unlocked` reads runs under the queue's lock.
+/// Everything here runs under the queue's lock, except the reads of slots (``highWater``,
+/// ``holder(_:)``, ``held(_:)``) with which waiters look for dead holders before taking it.
 struct QueueHolders {
     /// No entry, chunk or slot.
     static let none: UInt32 = .max
@@ -22,8 +23,8 @@ struct QueueHolders {
     static let entryCount = 4096
     static let chunkBytes = 256
     static let logRecords = 32
-    /// The most writes one commit makes, counting a word written twice twice (a take that claims
-    /// a new slot and a new entry: 15).
+    /// Room for the writes of one commit, counting a word written twice twice (the most, 13, are
+    /// a take that claims a new slot and a new entry).
     static let journalCapacity = 32
     /// The largest chunk store (256 GiB), so chunk numbers fit in 32 bits.
     static let maximumChunks = 1 << 30

@@ -1,7 +1,8 @@
 import Multiprocessing
 
 // Queues: one producer process streaming items to one consumer through a queue, against
-// CPython's `multiprocessing.Queue` doing the same.
+// CPython's `multiprocessing.Queue` doing the same; and through a JoinableQueue, each item marked
+// done, against CPython's `JoinableQueue`.
 
 /// Puts a warm-up item, then `count` small integers.
 struct IntProducer: ProcessTask {
@@ -23,6 +24,41 @@ struct BytesProducer: ProcessTask {
         try queue.putBlocking([])
         for _ in 0..<count { try queue.putBlocking(item) }
     }
+}
+
+/// Puts a warm-up item, then `count` small integers, into a JoinableQueue.
+struct JoinableIntProducer: ProcessTask {
+    var queue: JoinableQueue<Int>
+    var count: Int
+    func run() async throws {
+        try queue.putBlocking(-1)
+        for i in 0..<count { try queue.putBlocking(i) }
+    }
+}
+
+/// Items per second taken and marked done (`get` + `taskDone`) by this process from a producer
+/// child through a JoinableQueue made with `policy` (median of five runs): the cost of the
+/// record of who holds what.
+func joinableSmall(count: Int, policy: AbandonedItemPolicy) async throws -> Double {
+    var rates: [Double] = []
+    for _ in 0..<5 {
+        let queue = try JoinableQueue<Int>(unfinishedItemsOfDeadConsumers: policy)
+        let producer = try ChildProcess(JoinableIntProducer(queue: queue, count: count))
+        try producer.start()
+        _ = try queue.getBlocking()
+        try queue.taskDone()
+        let start = ContinuousClock.now
+        var sum = 0
+        for _ in 0..<count {
+            sum &+= try queue.getBlocking()
+            try queue.taskDone()
+        }
+        rates.append(Double(count) / seconds(ContinuousClock.now - start))
+        try await producer.value
+        try queue.joinBlocking()
+        precondition(sum == count * (count - 1) / 2, "lost or repeated items")
+    }
+    return median(rates)
 }
 
 /// Items per second from a producer child to this process (median of five runs), timed from
@@ -65,6 +101,8 @@ func queueBytes(count: Int, size: Int) async throws -> Double {
 let queueCatalogue: [CatalogueEntry] = [
     ("queue_small", "items/s", "higher", { try await queueSmall(count: 100_000) }),
     ("queue_64kib", "MB/s", "higher", { try await queueBytes(count: 5_000, size: 64 << 10) }),
+    ("joinable_report", "items/s", "higher", { try await joinableSmall(count: 100_000, policy: .report) }),
+    ("joinable_requeue", "items/s", "higher", { try await joinableSmall(count: 100_000, policy: .requeue) }),
 ]
 
 extension PythonBaseline {
@@ -93,5 +131,27 @@ extension PythonBaseline {
 
         BENCH["queue_small"] = lambda: queue_rate(100_000, 0)
         BENCH["queue_64kib"] = lambda: queue_rate(5_000, 64 << 10)
+
+        def _joinable_producer(q, n):
+            q.put(-1)
+            for i in range(n): q.put(i)
+
+        def joinable_rate(n):
+            rates = []
+            for _ in range(5):
+                q = mp.JoinableQueue()
+                p = mp.Process(target=_joinable_producer, args=(q, n)); p.start()
+                q.get(); q.task_done()
+                t = time.perf_counter()
+                for _ in range(n):
+                    q.get(); q.task_done()
+                dt = time.perf_counter() - t
+                p.join()
+                rates.append(n / dt)
+            return statistics.median(rates)
+
+        # CPython's JoinableQueue keeps no record of holders: both compare with the same figure.
+        BENCH["joinable_report"] = lambda: joinable_rate(100_000)
+        BENCH["joinable_requeue"] = lambda: joinable_rate(100_000)
         """#
 }

@@ -5,8 +5,8 @@ import Multiprocessing
 #endif
 
 // The seeds' queue programs: a producer and a consumer around a Queue(3) with a Lock guarding
-// prints, the JoinableQueue version, a log collector fed by several workers, and a pool whose
-// workers drain a JoinableQueue.
+// prints, the JoinableQueue version, a log collector fed by several workers, a pool whose
+// workers drain a JoinableQueue, and what CPython cannot do: a JoinableQueue whose consumer dies.
 
 /// Prints one line while holding `lock`, so lines from different processes never interleave.
 func locked(_ lock: ProcessLock, _ line: String) {
@@ -96,6 +96,26 @@ struct LogCollector: ProcessTask {
     }
 }
 
+/// A JoinableQueue worker; the first one to take `"item 2"` dies with it (SIGKILL, as the OOM
+/// killer would), before marking it done.
+struct FragileWorker: ProcessTask {
+    var queue: JoinableQueue<String>
+    var lock: ProcessLock
+    var died: SharedValue<Int>
+    var number: Int
+    func run() async throws {
+        for try await item in queue.items {
+            if item == "item 2" && died.compareExchange(expected: 0, desired: Int(getpid())).exchanged {
+                locked(lock, "worker \(number) (pid \(getpid())) took \(item) and is killed")
+                kill(getpid(), SIGKILL)
+            }
+            try await Task.sleep(for: .milliseconds(20))
+            locked(lock, "worker \(number) finished \(item)")
+            try queue.taskDone()
+        }
+    }
+}
+
 /// A pool job that drains the shared JoinableQueue: the queue is a stored property of the
 /// function, so its descriptors travel to every worker with the function.
 struct DrainJobs: ProcessFunction {
@@ -154,6 +174,30 @@ let queueExamples: [Example] = [
             locked(lock, "all work completed (\(queue.unfinishedCount) unfinished)")
             queue.close()  // The workers' loops end; nothing is left running.
             for worker in workers { try await worker.value }
+        }
+    ),
+    (
+        "queue-dead-consumer", "JoinableQueue: a consumer killed holding an item; join still ends",
+        {
+            for (name, policy) in [("requeue", AbandonedItemPolicy.requeue), ("report", .report)] {
+                say("unfinishedItemsOfDeadConsumers: .\(name)")
+                let queue = try JoinableQueue<String>(unfinishedItemsOfDeadConsumers: policy)
+                let lock = try ProcessLock()
+                let died = try SharedValue(0)
+                let workers = try (1...2).map {
+                    try ChildProcess(FragileWorker(queue: queue, lock: lock, died: died, number: $0))
+                }
+                for worker in workers { try worker.start() }
+                for item in 0..<5 { try await queue.put("item \(item)") }
+                do {
+                    try await queue.join()  // CPython's join would wait forever here.
+                    locked(lock, "all done: \(queue.requeuedCount) item put back after its consumer died")
+                } catch QueueError.abandoned(let lost) {
+                    locked(lock, "join ended: \(lost)")
+                }
+                queue.close()
+                for worker in workers { _ = try await worker.join() }
+            }
         }
     ),
     (

@@ -215,3 +215,117 @@ struct RefusingItem: Codable, Sendable, Equatable {
         if value < 0 { throw Refused() }
     }
 }
+
+// MARK: - Consumers that die holding items
+
+/// Takes `take` items (writing them to `log[1...]`), marks `finish` of them done, sets
+/// `log[0]` to 1, then waits to be killed.
+struct HoldingConsumer: ProcessTask {
+    var queue: JoinableQueue<Int>
+    var log: SharedArray<Int>
+    var take: Int
+    var finish: Int
+    func run() async throws {
+        for i in 0..<take { log.store(try queue.getBlocking(timeout: .seconds(20)), at: i + 1) }
+        for _ in 0..<finish { try queue.taskDone() }
+        log.store(1, at: 0)
+        while true { try await Task.sleep(for: .seconds(10)) }
+    }
+}
+
+/// Takes one byte array, writes its size to `log[1]`, sets `log[0]` to 1, then waits to be killed.
+struct HoldingBytesConsumer: ProcessTask {
+    var queue: JoinableQueue<[UInt8]>
+    var log: SharedArray<Int>
+    func run() async throws {
+        log.store(try queue.getBlocking(timeout: .seconds(20)).count, at: 1)
+        log.store(1, at: 0)
+        while true { try await Task.sleep(for: .seconds(10)) }
+    }
+}
+
+/// Waits until `array[index]` holds `value`.
+func waitForSlot(_ array: SharedArray<Int>, _ index: Int = 0, equal value: Int = 1, seconds: Double = 20)
+    async throws
+{
+    let deadline = ContinuousClock.now + .seconds(seconds)
+    while array.load(at: index) != value {
+        if ContinuousClock.now > deadline { throw FlagTimeout() }
+        try await Task.sleep(for: .milliseconds(2))
+    }
+}
+
+/// Takes items until the queue is closed, adding 1 to `done[item]` before marking each done
+/// and to `progress[slot]` after, as fast as it can (to be killed at random points of `get` and
+/// `taskDone`).
+struct ChaosConsumer: ProcessTask {
+    var queue: JoinableQueue<Int>
+    var done: SharedArray<Int>
+    var progress: SharedArray<Int>
+    var slot: Int
+    func run() async throws {
+        while true {
+            let item: Int
+            do {
+                item = try queue.getBlocking()
+            } catch .closed {
+                return
+            }
+            done.add(1, at: item)
+            try queue.taskDone()
+            progress.add(1, at: slot)
+        }
+    }
+}
+
+/// Puts `first + from..<first + count`, writing to `attempted[slot]` how many of the `count`
+/// it has started to put (to be killed at random points of `put`).
+struct ChaosProducer: ProcessTask {
+    var queue: JoinableQueue<Int>
+    var attempted: SharedArray<Int>
+    var slot: Int
+    var first: Int
+    var from: Int
+    var count: Int
+    func run() async throws {
+        for i in from..<count {
+            attempted.store(i + 1, at: slot)
+            try queue.putBlocking(first + i)
+        }
+    }
+}
+
+/// Takes integers until the queue is closed, adding 1 to `taken[item]` and to
+/// `progress[slot]` after each (to be killed at random points of `get`).
+struct CountingConsumer: ProcessTask {
+    var queue: ProcessQueue<Int>
+    var taken: SharedArray<Int>
+    var progress: SharedArray<Int>
+    var slot: Int
+    func run() async throws {
+        while true {
+            do {
+                taken.add(1, at: try queue.getBlocking())
+                progress.add(1, at: slot)
+            } catch .closed {
+                return
+            }
+        }
+    }
+}
+
+/// ``ChaosProducer`` for a plain queue.
+struct CountingProducer: ProcessTask {
+    var queue: ProcessQueue<Int>
+    var attempted: SharedArray<Int>
+    var slot: Int
+    var first: Int
+    var from: Int
+    var count: Int
+    func run() async throws {
+        for i in from..<count {
+            attempted.store(i + 1, at: slot)
+            try queue.putBlocking(first + i)
+        }
+    }
+}

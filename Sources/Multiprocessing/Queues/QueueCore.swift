@@ -1,4 +1,5 @@
 import CMultiprocessing
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -57,9 +58,17 @@ final class QueueCore: @unchecked Sendable {
     /// Encoded items up to this size go in the ring; larger ones travel as a descriptor.
     let maximumInline: Int
 
+    /// A ``JoinableQueue``'s record of who holds which items, or `nil` for other queues.
+    let holders: QueueHolders?
+
     private let base: UnsafeMutableRawPointer
     private let ring: UnsafeMutableRawPointer
     private let lockWord: LockWord
+    /// This process's holder slot, as last found (checked before use).
+    private let slotHint = Atomic<Int>(0)
+    /// Gets in this process, and when the next look for dead holders is due (monotonic ns).
+    private let getsCounted = Atomic<UInt32>(0)
+    private let nextHolderCheck = Atomic<Int64>(0)
 
     /// How long a getter or putter spins, watching the counters, before it sleeps: long enough
     /// that a steady stream between two processes never goes through the kernel.
@@ -75,22 +84,43 @@ final class QueueCore: @unchecked Sendable {
     /// The ring size used when none is given: 4 MiB, so items up to 1 MiB go in the ring.
     static let defaultRingBytes = 4 << 20
 
-    /// A new, empty queue in its own segment.
-    static func create(capacity: Int?, ringBytes: Int) throws(QueueError) -> QueueCore {
+    /// How often a waiter checks whether the processes holding items are alive (the interval a
+    /// lock waiter checks its holder at).
+    static let holderCheckInterval = LockWord.livenessInterval
+    /// In a queue that puts items back, a get that does not wait still looks for dead holders
+    /// once in this many gets (if ``holderCheckInterval`` has passed), so that their items come
+    /// back while the queue is busy too.
+    static let getsPerHolderCheck: UInt32 = 256
+
+    /// A new, empty queue in its own segment; with `holding`, one that records who holds which
+    /// items and treats the items of dead holders as `holding` says (``JoinableQueue``).
+    static func create(capacity: Int?, ringBytes: Int, holding: AbandonedItemPolicy? = nil)
+        throws(QueueError) -> QueueCore
+    {
         if let capacity, capacity < 1 {
             throw .invalidConfiguration("capacity \(capacity): at least 1, or nil for no limit")
         }
         guard ringBytes >= 1024, ringBytes <= 1 << 40 else {
             throw .invalidConfiguration("ring of \(ringBytes) bytes: between 1 KiB and 1 TiB")
         }
+        if let holding, holding.requeues, holding.maxDeliveries < 1 || holding.maxDeliveries > Int(UInt32.max)
+        {
+            throw .invalidConfiguration("requeue(maxDeliveries: \(holding.maxDeliveries)): at least 1")
+        }
         let ring = (ringBytes + 63) & ~63
+        let area = QueueLayout.headerBytes + ring
+        let areaBytes = holding.map { QueueHolders.bytes(for: $0, ringBytes: ring) } ?? 0
         let memory: SharedMemory
         do {
-            memory = try SharedMemory(size: QueueLayout.headerBytes + ring)
+            memory = try SharedMemory(size: area + areaBytes)
         } catch {
             throw .memory(error)
         }
         let base = memory.baseAddress
+        if let holding {
+            QueueHolders.format(base: base, area: area, policy: holding, ringBytes: ring)
+            SharedWord64(base + QueueLayout.holdersArea).store(UInt64(area))
+        }
         SharedWord64(base + QueueLayout.ringBytes).store(UInt64(ring))
         SharedWord64(base + QueueLayout.capacity).store(UInt64(capacity ?? 0))
         SharedWord64(base + QueueLayout.maximumInline).store(UInt64(ring / 4))
@@ -113,6 +143,15 @@ final class QueueCore: @unchecked Sendable {
             inline > 0, inline <= ring / 4, capacity >= 0
         else {
             throw .corrupted("ring of \(ring) bytes in a segment of \(memory.size)")
+        }
+        let area = SharedWord64(base + QueueLayout.holdersArea).load()
+        if area == 0 {
+            holders = nil
+        } else {
+            guard area >= UInt64(QueueLayout.headerBytes + ring), area < UInt64(memory.size) else {
+                throw .corrupted("a holder record at \(area) after a ring of \(ring) bytes")
+            }
+            holders = try QueueHolders(base: base, area: Int(area), segmentBytes: memory.size)
         }
         self.memory = memory
         self.sockets = sockets
@@ -141,10 +180,13 @@ final class QueueCore: @unchecked Sendable {
 
     var isClosed: Bool { word(QueueLayout.closed).load() != 0 }
 
-    /// Items in the queue now (a snapshot, exact only when nothing else runs).
+    /// Items in the queue now (a snapshot, exact only when nothing else runs), counting those
+    /// put back from dead holders.
     var approximateCount: Int {
         let got = getCountWord.load()
-        return Int(clamping: putCountWord.load() &- got)
+        let inRing = Int(clamping: putCountWord.load() &- got)
+        guard let holders else { return inRing }
+        return inRing + holders.requeuedCount
     }
 
     /// Items put and not yet marked done (a snapshot).
@@ -182,8 +224,10 @@ final class QueueCore: @unchecked Sendable {
     private func recover() {
         _ = word(QueueLayout.recoveries).add(1)
         let valid = word(QueueLayout.journalValid)
-        if valid.load() != 0 {
+        let mark = valid.load()
+        if mark != 0 {
             QueueState(at: base + QueueLayout.journal).store(at: base + QueueLayout.state)
+            if mark == 2 { holders?.replayJournal() }
             valid.store(0)
         }
     }
@@ -197,6 +241,18 @@ final class QueueCore: @unchecked Sendable {
         valid.store(1)
         between()
         new.store(at: base + QueueLayout.state)
+        valid.store(0)
+    }
+
+    /// ``commit(_:between:)`` with the holder record's `writes` (journal mark 2).
+    private func commit(_ new: QueueState, _ writes: JournalWrites, between: () -> Void = {}) {
+        let valid = word(QueueLayout.journalValid)
+        new.store(at: base + QueueLayout.journal)
+        writes.seal()
+        valid.store(2)
+        between()
+        new.store(at: base + QueueLayout.state)
+        writes.apply()
         valid.store(0)
     }
 
@@ -370,7 +426,10 @@ final class QueueCore: @unchecked Sendable {
     {
         try withUnsafeTemporaryAllocation(byteCount: Self.copyOutLimit, alignment: 16) {
             scratch throws(QueueError) -> T in
-            try get(wait, decode, scratch: scratch)
+            if let holders {
+                return try getHeld(holders, wait, decode, scratch: scratch)
+            }
+            return try get(wait, decode, scratch: scratch)
         }
     }
 
@@ -397,7 +456,8 @@ final class QueueCore: @unchecked Sendable {
                     throw error
                 }
                 switch found {
-                case .copied(let count):
+                case .copied(let count, let next):
+                    commit(next)
                     finishTake()
                     do {
                         return try decode(UnsafeRawBufferPointer(rebasing: scratch[..<count]))
@@ -449,13 +509,156 @@ final class QueueCore: @unchecked Sendable {
         }
     }
 
+    /// ``get(_:_:scratch:)`` for a ``JoinableQueue``: the take and the record that this process
+    /// holds the item (with its bytes, when the queue puts items back) are one commit; items put
+    /// back from dead holders are served before the ring; and a waiter in a queue that puts items
+    /// back looks for dead holders every ``holderCheckInterval``, so that their items come back
+    /// even when nobody calls `join`.
+    private func getHeld<T>(
+        _ holders: QueueHolders, _ wait: QueueWait,
+        _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T,
+        scratch: UnsafeMutableRawBufferPointer
+    ) throws(QueueError) -> T {
+        let me = ConsumerIdentity.current
+        if holders.requeues && wait.mayWaitForLock
+            && getsCounted.wrappingAdd(1, ordering: .relaxed).newValue % Self.getsPerHolderCheck == 0
+        {
+            reapDeadHoldersIfDue()
+        }
+        var spun = false
+        var registered = false
+        let waiters = word(QueueLayout.notEmptyWaiters)
+        while true {
+            guard lock(wait) else { throw .empty }
+            if registered {
+                Self.unregister(waiters)
+                registered = false
+            }
+            var current = state
+            let requeued = holders.requeuedCount > 0
+            var writes = holders.journal()
+            // No slot (a thousand live processes hold items): wait as if the queue were empty.
+            if current.count > 0 || requeued,
+                let slot = holders.claimSlot(of: me, hint: slotHint.load(ordering: .relaxed), &writes)
+            {
+                slotHint.store(slot, ordering: .relaxed)
+                if requeued, let entry = holders.takeRequeued(slot, &writes) {
+                    return try serveRequeued(entry, of: slot, holders, current, writes, decode, scratch)
+                }
+                let found: Found
+                do {
+                    found = try take(&current, scratch: scratch)
+                } catch {
+                    unlock()
+                    throw error
+                }
+                switch found {
+                case .copied(let count, let next):
+                    let bytes = UnsafeRawBufferPointer(rebasing: scratch[..<count])
+                    let entry = holders.hold(slot, bytes: bytes, &writes)
+                    commit(next, writes)
+                    finishTake()
+                    do {
+                        return try decode(bytes)
+                    } catch {
+                        forgetUndecodable(entry, of: slot, holders)
+                        throw .codec(error)
+                    }
+                case .inRing(let bytes, var next):
+                    let value: T
+                    do {
+                        value = try decode(bytes)
+                    } catch {
+                        next.unfinished = next.unfinished == 0 ? 0 : next.unfinished - 1
+                        commit(next)
+                        finishTake()
+                        throw .codec(error)
+                    }
+                    _ = holders.hold(slot, bytes: bytes, &writes)
+                    commit(next, writes)
+                    finishTake()
+                    return value
+                case .mapped(let message, var next):
+                    let value: T
+                    do {
+                        value = try mapAndDecode(message.descriptor, size: message.length, decode) { bytes in
+                            _ = holders.hold(slot, bytes: bytes, &writes)
+                        }
+                    } catch {
+                        next.unfinished = next.unfinished == 0 ? 0 : next.unfinished - 1
+                        systemClose(message.descriptor)
+                        commit(next, between: { sockets.discard() })
+                        finishTake()
+                        throw error
+                    }
+                    systemClose(message.descriptor)
+                    commit(next, writes, between: { sockets.discard() })
+                    finishTake()
+                    return value
+                case .skipped:
+                    finishTake()
+                    continue
+                }
+            }
+            if current.count == 0 && !requeued && isClosed {
+                unlock()
+                throw .closed
+            }
+            if holders.requeues && spun && wait.mayWait
+                && WaitDeadline.now >= nextHolderCheck.load(ordering: .relaxed)
+            {
+                // About to sleep: first look for dead holders whose items should come back.
+                unlock()
+                reapDeadHoldersIfDue()
+                continue
+            }
+            try waitForOtherSide(
+                wait, unavailable: .empty, progress: putCountWord, seen: current.putCount,
+                sequence: notEmptySequence, waiters: waiters, spun: &spun, registered: &registered,
+                slice: holders.requeues ? Self.holderCheckInterval : nil)
+        }
+    }
+
+    /// Under the lock, with `writes` giving `entry` (an item put back) to slot `slot`: copies
+    /// its bytes out, commits, unlocks and decodes them.
+    private func serveRequeued<T>(
+        _ entry: UInt32, of slot: Int, _ holders: QueueHolders, _ current: QueueState,
+        _ writes: JournalWrites,
+        _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T, _ scratch: UnsafeMutableRawBufferPointer
+    ) throws(QueueError) -> T {
+        let length = holders.keptLength(entry)
+        // Copied under the lock: once it is released, a stray taskDone could free the chunks.
+        var bytes: [UInt8] = []
+        if length <= scratch.count {
+            holders.copyKept(entry, to: scratch.baseAddress!)
+        } else {
+            bytes = [UInt8](repeating: 0, count: length)
+            bytes.withUnsafeMutableBytes { holders.copyKept(entry, to: $0.baseAddress!) }
+        }
+        commit(current, writes)
+        unlock()
+        let decoded =
+            length <= scratch.count
+            ? Result { () throws(CodecError) -> T in
+                try decode(UnsafeRawBufferPointer(rebasing: scratch[..<length]))
+            }
+            : bytes.withUnsafeBytes { bytes in Result { () throws(CodecError) -> T in try decode(bytes) } }
+        do {
+            return try decoded.get()
+        } catch {
+            forgetUndecodable(entry, of: slot, holders)
+            throw .codec(error)
+        }
+    }
+
     /// Called under the lock when a put finds no room or a get finds nothing; always unlocks.
     /// Throws `unavailable` if `wait` may not wait, or the wait's end (time-out, cancellation).
     /// The first time, spins briefly for the other side's count (`progress`, `seen` now) to
     /// move; after that, sleeps on `sequence`, registered in `waiters`. The caller retries.
     private func waitForOtherSide(
         _ wait: QueueWait, unavailable: QueueError, progress: SharedWord64, seen: UInt64,
-        sequence: FutexWord, waiters: FutexWord, spun: inout Bool, registered: inout Bool
+        sequence: FutexWord, waiters: FutexWord, spun: inout Bool, registered: inout Bool,
+        slice: Int64? = nil
     ) throws(QueueError) {
         guard wait.mayWait else {
             unlock()
@@ -475,13 +678,14 @@ final class QueueCore: @unchecked Sendable {
         registered = true
         let expected = sequence.load()
         unlock()
-        sleep(on: sequence, ifEqualTo: expected, wait)
+        sleep(on: sequence, ifEqualTo: expected, wait, slice: slice)
     }
 
     /// Where the item a take found is, under the lock.
     private enum Found {
-        /// Copied into the scratch buffer and committed: decode it after unlocking.
-        case copied(Int)
+        /// Copied into the scratch buffer, not committed: commit `next`, then decode it after
+        /// unlocking.
+        case copied(Int, next: QueueState)
         /// In the ring, not committed: decode it in place, then commit `next`.
         case inRing(UnsafeRawBufferPointer, next: QueueState)
         /// A large item's message (peeked, its descriptor a duplicate), not committed: decode
@@ -506,6 +710,20 @@ final class QueueCore: @unchecked Sendable {
         guard unfinishedWord.load() == 0, word(QueueLayout.joinWaiters).load() > 0 else { return false }
         _ = joinSequence.add(1)
         return true
+    }
+
+    /// An item taken by slot `slot` (as `entry`, or ``QueueHolders/none``) but found
+    /// undecodable after the lock was released: count it done, and not held.
+    private func forgetUndecodable(_ entry: UInt32, of slot: Int, _ holders: QueueHolders) {
+        lock()
+        var writes = holders.journal()
+        if holders.holder(slot) == ConsumerIdentity.current { holders.finish(entry, of: slot, &writes) }
+        var next = state
+        if next.unfinished > 0 { next.unfinished -= 1 }
+        commit(next, writes)
+        let wakeJoiners = joinersToWake()
+        unlock()
+        if wakeJoiners { joinSequence.wakeAll() }
     }
 
     /// An item taken but found undecodable after the lock was released: count it done.
@@ -550,9 +768,7 @@ final class QueueCore: @unchecked Sendable {
                     start: ring + offset + QueueLayout.recordHeader, count: length)
                 guard length <= scratch.count else { return .inRing(bytes, next: next) }
                 if length > 0 { scratch.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: length) }
-                commit(next)
-                current = next
-                return .copied(length)
+                return .copied(length, next: next)
             }
             let number = SharedWord64(ring + offset + 8).load()
             let size = SharedWord64(ring + offset + 16).load()
@@ -588,8 +804,11 @@ final class QueueCore: @unchecked Sendable {
         return nil
     }
 
+    /// Maps a large item's memory and decodes it; `keep` sees its bytes after a successful
+    /// decode, before they are unmapped.
     private func mapAndDecode<T>(
-        _ fd: Int32, size: UInt64, _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T
+        _ fd: Int32, size: UInt64, _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T,
+        keep: (UnsafeRawBufferPointer) -> Void = { _ in }
     ) throws(QueueError) -> T {
         guard size > 0, mp_fd_size(fd) >= Int64(clamping: size),
             let address = mp_queue_map_readonly(fd, size)
@@ -597,8 +816,11 @@ final class QueueCore: @unchecked Sendable {
             throw .system(SystemError("mmap"))
         }
         defer { mp_unmap(address, size) }
+        let bytes = UnsafeRawBufferPointer(start: address, count: Int(size))
         do {
-            return try decode(UnsafeRawBufferPointer(start: address, count: Int(size)))
+            let value = try decode(bytes)
+            keep(bytes)
+            return value
         } catch {
             throw .codec(error)
         }
@@ -617,8 +839,10 @@ final class QueueCore: @unchecked Sendable {
         notFullSequence.wakeAll()
     }
 
-    /// Marks one item done; wakes joiners when none is left.
+    /// Marks one item done; wakes joiners when none is left. In a queue that records holders,
+    /// the item is this process's oldest, and a process that holds none may not mark one.
     func taskDone() throws(QueueError) {
+        if let holders { return try taskDone(holders) }
         lock()
         let left = unfinishedWord.load()
         guard left > 0 else {
@@ -635,11 +859,42 @@ final class QueueCore: @unchecked Sendable {
         if wake { joinSequence.wakeAll() }
     }
 
-    /// Waits until every item put has been marked done.
+    private func taskDone(_ holders: QueueHolders) throws(QueueError) {
+        let me = ConsumerIdentity.current
+        lock()
+        var writes = holders.journal()
+        guard let slot = holders.slot(of: me, hint: slotHint.load(ordering: .relaxed)),
+            holders.finishOldest(slot, &writes)
+        else {
+            unlock()
+            throw .taskDoneTooManyTimes
+        }
+        slotHint.store(slot, ordering: .relaxed)
+        holders.countDone(&writes)
+        var next = state
+        next.unfinished = next.unfinished > 0 ? next.unfinished - 1 : 0
+        commit(next, writes)
+        var wake = false
+        if next.unfinished == 0 && word(QueueLayout.joinWaiters).load() > 0 {
+            _ = joinSequence.add(1)
+            wake = true
+        }
+        unlock()
+        if wake { joinSequence.wakeAll() }
+    }
+
+    /// Waits until every item put has been marked done. In a queue that records holders, checks
+    /// on arrival and every ``holderCheckInterval`` whether a holder died (a dead process
+    /// wakes nobody) and hands its items back (``reapDeadHolders()``).
     func join(_ wait: QueueWait) throws(QueueError) {
         var registered = false
+        var nextCheck: Int64 = 0
         let waiters = word(QueueLayout.joinWaiters)
         while true {
+            if holders != nil && WaitDeadline.now >= nextCheck {
+                nextCheck = WaitDeadline.now + Self.holderCheckInterval
+                reapDeadHolders()
+            }
             lock()
             if registered {
                 Self.unregister(waiters)
@@ -657,8 +912,62 @@ final class QueueCore: @unchecked Sendable {
             registered = true
             let sequence = joinSequence.load()
             unlock()
-            sleep(on: joinSequence, ifEqualTo: sequence, wait)
+            sleep(
+                on: joinSequence, ifEqualTo: sequence, wait,
+                slice: holders == nil ? nil : Self.holderCheckInterval)
         }
+    }
+
+    /// Finds the holders that died with items taken and not done, and hands their items back:
+    /// put back for other consumers, or counted done and recorded for a report
+    /// (``AbandonedItemPolicy``). Called outside the lock; reads `/proc` only for slots that
+    /// hold items.
+    func reapDeadHolders() {
+        guard let holders else { return }
+        let me = ConsumerIdentity.current
+        for slot in 0..<holders.highWater {
+            let holder = holders.holder(slot)
+            guard holder.pid != 0, holder != me, holders.held(slot) > 0, holder.isGone else { continue }
+            lock()
+            var requeued = false
+            if holders.holder(slot) == holder {
+                var record: QueueHolders.Record? = nil
+                while true {
+                    var writes = holders.journal()
+                    let step = holders.reclaimStep(slot, closed: isClosed, record: &record, &writes)
+                    var next = state
+                    next.unfinished = next.unfinished > step.abandoned ? next.unfinished - step.abandoned : 0
+                    commit(next, writes)
+                    requeued = requeued || step.requeued
+                    if step.finished { break }
+                }
+            }
+            if requeued { _ = notEmptySequence.add(1) }
+            let wakeJoiners = joinersToWake()
+            unlock()
+            if requeued { notEmptySequence.wakeAll() }
+            if wakeJoiners { joinSequence.wakeAll() }
+        }
+    }
+
+    /// ``reapDeadHolders()``, unless this process did it less than ``holderCheckInterval`` ago.
+    private func reapDeadHoldersIfDue() {
+        let now = WaitDeadline.now
+        let due = nextHolderCheck.load(ordering: .relaxed)
+        guard now >= due,
+            nextHolderCheck.compareExchange(
+                expected: due, desired: now + Self.holderCheckInterval, ordering: .relaxed
+            ).exchanged
+        else { return }
+        reapDeadHolders()
+    }
+
+    /// The items abandoned by dead holders since `cursor`, if any.
+    func abandoned(since cursor: QueueHolders.ReportCursor) -> (AbandonedItems, QueueHolders.ReportCursor)? {
+        guard let holders else { return nil }
+        lock()
+        defer { unlock() }
+        return holders.abandoned(since: cursor)
     }
 
     // MARK: - Waiting
@@ -715,10 +1024,15 @@ final class QueueCore: @unchecked Sendable {
     }
 
     /// Sleeps while `sequence` holds `expected`, for one slice at most.
-    private func sleep(on sequence: FutexWord, ifEqualTo expected: UInt32, _ wait: QueueWait) {
+    /// Sleeps while `sequence` holds `expected`, for one slice at most (`slice` at most, if
+    /// given: a waiter that must look at something no one will wake it for).
+    private func sleep(
+        on sequence: FutexWord, ifEqualTo expected: UInt32, _ wait: QueueWait, slice: Int64? = nil
+    ) {
         if wait.cancellation?.isCancelled == true { return }
-        let slice = wait.cancellation == nil ? Self.sleepSlice : Self.cancellationSlice
-        _ = sequence.wait(ifEqualTo: expected, until: wait.deadline.capped(atMost: slice))
+        let longest = wait.cancellation == nil ? Self.sleepSlice : Self.cancellationSlice
+        let length = slice.map { min($0, longest) } ?? longest
+        _ = sequence.wait(ifEqualTo: expected, until: wait.deadline.capped(atMost: length))
     }
 
     /// Wakes every sleeper of every kind (a cancelled waiter's task calls this).

@@ -15,8 +15,13 @@ public enum QueueError: Error, Sendable, Equatable, CustomStringConvertible {
     case timedOut
     /// The waiting task was cancelled; nothing was put or taken.
     case cancelled
-    /// ``JoinableQueue/taskDone()`` was called more times than items were put.
+    /// ``JoinableQueue/taskDone()`` was called by a process that holds no item: it took none, or
+    /// has marked every item it took done (so also when called more times than items were put).
     case taskDoneTooManyTimes
+    /// ``JoinableQueue/join(timeout:)`` ended with items not done: consumers took them and died
+    /// before marking them done, and they were counted as finished instead of being put back
+    /// (see ``AbandonedItemPolicy``). Each handle reports each such item once.
+    case abandoned(AbandonedItems)
     /// An item could not be encoded, or the item taken could not be decoded as `Element` (that
     /// item is dropped; the queue carries on).
     case codec(CodecError)
@@ -37,7 +42,8 @@ public enum QueueError: Error, Sendable, Equatable, CustomStringConvertible {
         case .closed: "the queue is closed"
         case .timedOut: "timed out"
         case .cancelled: "cancelled"
-        case .taskDoneTooManyTimes: "taskDone() called more times than items were put"
+        case .taskDoneTooManyTimes: "taskDone() called by a process that holds no item taken from the queue"
+        case .abandoned(let items): "join: \(items)"
         case .codec(let error): "queue item: \(error)"
         case .memory(let error): "\(error)"
         case .system(let error): "queue: \(error)"

@@ -16,14 +16,17 @@ struct SharedWord64: @unchecked Sendable {
     @inline(__always) func store(_ value: UInt64) { atomic.pointee.store(value, ordering: .releasing) }
 }
 
-/// Where everything lives in a queue's segment: a header of counters, then the ring.
+/// Where everything lives in a queue's segment: a header of counters, then the ring, then (for a
+/// ``JoinableQueue``) the record of who holds which items (``QueueHolders``).
 ///
 /// Every field is read and written under the queue's lock (word 0), except that waiters read
 /// the counters and the futex words without it while they spin or sleep. A change that takes
 /// several stores (a put moves the write position, the put count and the unfinished count) is
 /// first written to the journal and marked valid, then applied, then the mark is cleared: a
 /// process killed in between leaves either the old state or a valid journal that the next
-/// holder (recovering the lock from the dead one) applies. Nothing half-written is ever seen.
+/// holder (recovering the lock from the dead one) applies. Nothing half-written is ever seen. A
+/// commit that also changes the holder record marks the journal 2 instead of 1: its extra word
+/// writes (``JournalWrites``) are applied with the state.
 enum QueueLayout {
     // Line 0: the lock and everything a put or get reads.
     static let lock = 0  // u32: LockWord
@@ -52,6 +55,9 @@ enum QueueLayout {
     static let ringBytes = 200  // u64
     static let capacity = 208  // u64, 0 = no item limit
     static let maximumInline = 216  // u64: larger encoded items travel as a descriptor
+    /// u64: where a ``JoinableQueue``'s record of held items (``QueueHolders``) starts, after
+    /// the ring; 0 for a queue without one.
+    static let holdersArea = 224
 
     /// Where the ring starts.
     static let headerBytes = 256

@@ -107,6 +107,15 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         if launchBytes.count > Int(UInt32.max) >> 2 {
             throw .codec(.lengthTooLarge(launchBytes.count))
         }
+        // Everything a start needs is taken before anything is spawned, so that running out of
+        // descriptors or threads is an error here and never a child left unwatched.
+        let reactor: IOReactor
+        do throws(SystemError) {
+            reactor = try IOReactor.running()
+            try DeadSocket.prepare()
+        } catch {
+            throw .launchFailed(error)
+        }
         var channel: [Int32] = [-1, -1]
         var rc = mp_socketpair(&channel)
         if rc != 0 { throw .launchFailed(SystemError("socketpair", code: rc)) }
@@ -120,17 +129,22 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             }
         }
         let socket = FramedSocket(fd: channel[0])
-        let stderrRead: Int32? = capturesStandardError ? errPipe[0] : nil
         defer {
             systemClose(channel[1])
             if capturesStandardError { systemClose(errPipe[1]) }
         }
         let child: ChildMonitor
         do throws(SystemError) {
-            child = try launch(
-                socket: socket, childEnd: channel[1], stderrWrite: errPipe[1], stderrRead: stderrRead)
+            child = try ChildMonitor(
+                name: name, socket: socket, stderrReadEnd: capturesStandardError ? errPipe[0] : nil,
+                reactor: reactor)
         } catch {
-            if let stderrRead { systemClose(stderrRead) }
+            throw .launchFailed(error)
+        }
+        do throws(SystemError) {
+            try launch(child, childEnd: channel[1], stderrWrite: errPipe[1])
+        } catch {
+            child.cancel()
             throw .launchFailed(error)
         }
         monitor.withLock { $0 = child }
@@ -145,11 +159,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         }
     }
 
-    private func launch(socket: FramedSocket, childEnd: Int32, stderrWrite: Int32, stderrRead: Int32?)
-        throws(SystemError)
-        -> ChildMonitor
-    {
-        let name = self.name
+    /// Starts the child process and tells `child` its pid.
+    private func launch(_ child: ChildMonitor, childEnd: Int32, stderrWrite: Int32) throws(SystemError) {
         let stderrFD = capturesStandardError ? stderrWrite : -1
         switch startMethod.kind {
         case .spawn:
@@ -158,8 +169,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             let pid = try Launcher.shared.spawnSelf(
                 keep: [childEnd], stderr: stderrFD, environment: Launcher.environment(with: overrides),
                 workingDirectory: workingDirectory)
-            return ChildMonitor(
-                pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: true)
+            try child.attach(pid: pid, reapHere: true)
         case .forkserver:
             let server: ForkServer
             do {
@@ -167,17 +177,19 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             } catch {
                 throw SystemError("fork server: \(error)", code: EAGAIN)
             }
-            return try server.fork(
+            _ = try server.fork(
                 channelFD: childEnd, stderrFD: stderrFD, environment: environment,
                 workingDirectory: workingDirectory
             ) { pid in
-                ChildMonitor(pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: false)
+                // The server reaps; attaching without reaping cannot fail.
+                try? child.attach(pid: pid, reapHere: false)
+                return child
             }
         case .fork:
             let environment = self.environment
             let workingDirectory = self.workingDirectory
             let parent = getpid()
-            let pid: Int32 = Launcher.shared.run {
+            let pid: Int32 = try Launcher.shared.run {
                 let pid = mp_fork()
                 guard pid == 0 else { return pid }
                 _ = mp_set_parent_death_signal(SIGKILL)
@@ -202,8 +214,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 ChildRuntime.serve(controlFD: 3, mainThread: false)
             }
             if pid < 0 { throw SystemError("fork") }
-            return ChildMonitor(
-                pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: true)
+            try child.attach(pid: pid, reapHere: true)
         }
     }
 

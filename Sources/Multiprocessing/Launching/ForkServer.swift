@@ -56,6 +56,8 @@ final class ForkServer: Sendable {
     private let requestLock = Mutex(())
 
     private init() throws(ProcessError) {
+        let reactor: IOReactor
+        do throws(SystemError) { reactor = try IOReactor.running() } catch { throw .launchFailed(error) }
         var fds: [Int32] = [-1, -1]
         let rc = mp_seqpacket_pair(&fds)
         if rc != 0 { throw .launchFailed(SystemError("socketpair", code: rc)) }
@@ -73,11 +75,20 @@ final class ForkServer: Sendable {
         _ = fcntl(controlFD, F_SETFL, fcntl(controlFD, F_GETFL) | O_NONBLOCK)
         // The server is our direct child: reap it when it goes.
         let server = serverPID
-        OSThread.detach(name: "mp-fs-reaper") {
+        do throws(SystemError) {
+            try OSThread.detach(name: "mp-fs-reaper") {
+                var status: Int32 = 0
+                while waitpid(server, &status, 0) < 0 && errno == EINTR {}
+            }
+            try reactor.watch(controlFD) { [self] in readReplies() }
+        } catch {
+            // No thread or watch for it: a server nobody can hear must not run.
+            _ = systemKill(server, SIGKILL)
             var status: Int32 = 0
             while waitpid(server, &status, 0) < 0 && errno == EINTR {}
+            systemClose(controlFD)
+            throw .launchFailed(error)
         }
-        IOReactor.shared.watch(controlFD) { [self] in readReplies() }
     }
 
     /// Forks a child whose control channel is `channelFD` and whose stderr is `stderrFD` (or
@@ -171,7 +182,7 @@ final class ForkServer: Sendable {
         // Its children were killed with it (parent-death signal).
         for (_, monitor) in children { monitor.recordExit(waitStatus: SIGKILL) }
         Self.instance.withLock { if $0 === self { $0 = nil } }
-        IOReactor.shared.forget(controlFD)
+        IOReactor.existing?.forget(controlFD)
         systemClose(controlFD)
     }
 }

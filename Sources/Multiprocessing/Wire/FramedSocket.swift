@@ -14,6 +14,8 @@ enum FrameKind: UInt8, Sendable {
     case bytes = 1
     case launch = 2
     case outcome = 3
+    /// A child's crash report, written by its signal handler (`CrashHandler.c`).
+    case crash = 4
 
     var name: String {
         switch self {
@@ -21,6 +23,7 @@ enum FrameKind: UInt8, Sendable {
         case .bytes: "raw bytes"
         case .launch: "a launch request"
         case .outcome: "a task outcome"
+        case .crash: "a crash report"
         }
     }
 }
@@ -73,7 +76,7 @@ final class FramedSocket: @unchecked Sendable {
     }
 
     deinit {
-        if !closedFlag.load(ordering: .acquiring) { IOReactor.shared.forget(fd) }
+        if !closedFlag.load(ordering: .acquiring) { IOReactor.existing?.forget(fd) }
         systemClose(fd)
         storage.deallocate()
         for fd in pendingDescriptors { systemClose(fd) }
@@ -85,10 +88,22 @@ final class FramedSocket: @unchecked Sendable {
     /// Releases the socket now (the peer sees EOF once no other process holds it) without
     /// freeing the descriptor number, which operations in flight on other threads may still
     /// use: a dead socket is put in its place and the number is closed on deinit.
+    ///
+    /// Never fails: in the rare case that no dead socket could ever be made (descriptors ran
+    /// out before the first one), the socket is only marked closed here and released on deinit.
     func close() {
         guard !closedFlag.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        IOReactor.shared.forget(fd)
-        _ = dup2(DeadSocket.fd, fd)
+        IOReactor.existing?.forget(fd)
+        if let dead = DeadSocket.descriptor() { _ = dup2(dead, fd) }
+    }
+
+    /// The process's reactor; failing to start it (no descriptor left) is a system error.
+    private static func reactor() throws(IOReactor.WaitError) -> IOReactor {
+        do {
+            return try IOReactor.running()
+        } catch {
+            throw .failed(error)
+        }
     }
 
     // MARK: Sending
@@ -102,10 +117,12 @@ final class FramedSocket: @unchecked Sendable {
             case .done: return
             case .wouldBlock:
                 do {
-                    try await IOReactor.shared.wait(fd, for: .write, unless: { self.isClosed })
+                    try await Self.reactor().wait(fd, for: .write, unless: { self.isClosed })
                 } catch .cancelled {
                     // A half-sent frame would corrupt the stream: finish it, whatever the task wants.
                     if step.started { try blockingWait(for: .write, deadline: nil) } else { throw .cancelled }
+                } catch .failed(let error) {
+                    throw .system(error)
                 } catch {
                     throw .closed
                 }
@@ -216,18 +233,20 @@ final class FramedSocket: @unchecked Sendable {
                 if let deadline {
                     let remaining = deadline - .now
                     if remaining <= .zero { throw ChannelError.timedOut }
-                    if try await !IOReactor.shared.wait(
+                    if try await !Self.reactor().wait(
                         fd, for: .read, timeout: remaining, unless: { self.isClosed })
                     {
                         throw ChannelError.timedOut
                     }
                 } else {
-                    try await IOReactor.shared.wait(fd, for: .read, unless: { self.isClosed })
+                    try await Self.reactor().wait(fd, for: .read, unless: { self.isClosed })
                 }
             } catch let error as ChannelError {
                 throw error
             } catch IOReactor.WaitError.cancelled {
                 throw .cancelled
+            } catch IOReactor.WaitError.failed(let error) {
+                throw .system(error)
             } catch {
                 throw .closed
             }
@@ -276,20 +295,24 @@ final class FramedSocket: @unchecked Sendable {
     }
 
     /// Drains whatever is already buffered or readable, without waiting: the frames a dead
-    /// process wrote before it died. `atEOF` tells whether the peer has gone.
-    func drainAvailable() -> (frames: [Frame], atEOF: Bool) {
+    /// process wrote before it died. `atEOF` tells whether nothing more can come (the peer has
+    /// gone, or the stream broke); `failure` says why the stream broke, if it did (a peer that
+    /// wrote bytes that are not frames), and is `nil` at a clean end.
+    func drainAvailable() -> (frames: [Frame], atEOF: Bool, failure: ChannelError?) {
         receiveLock.lockBlocking()
         defer { receiveLock.unlock() }
         var frames: [Frame] = []
         while true {
-            do {
+            do throws(ChannelError) {
                 if let frame = try nextFrame() {
                     frames.append(frame)
                     continue
                 }
-                if try !fill() { return (frames, sawEOF) }
+                if try !fill() { return (frames, sawEOF, nil) }
+            } catch .peerClosed, .closed {
+                return (frames, true, nil)
             } catch {
-                return (frames, true)
+                return (frames, true, error)
             }
         }
     }
@@ -453,21 +476,45 @@ final class FramedSocket: @unchecked Sendable {
 }
 
 /// A socket whose peer is closed: reads see EOF, writes fail. Swapped in by `close()`.
+///
+/// Made on first need and kept for the life of the process. Making it can fail (no descriptors
+/// left); then it is simply tried again next time.
 enum DeadSocket {
-    static let fd: Int32 = {
-        var fds: [Int32] = [-1, -1]
-        precondition(mp_socketpair(&fds) == 0, "swift-multiprocessing: cannot create a socketpair")
-        systemClose(fds[1])
-        return fds[0]
-    }()
+    private static let made = Mutex<Int32?>(nil)
+
+    /// The dead socket's descriptor, made now if it does not exist yet; `nil` if it cannot be.
+    static func descriptor() -> Int32? {
+        try? prepare()
+    }
+
+    /// The dead socket's descriptor, made now if it does not exist yet.
+    @discardableResult
+    static func prepare() throws(SystemError) -> Int32 {
+        let result: Result<Int32, SystemError> = made.withLock { made in
+            if let fd = made { return .success(fd) }
+            var fds: [Int32] = [-1, -1]
+            let rc = mp_socketpair(&fds)
+            if rc != 0 { return .failure(SystemError("socketpair (a dead socket for close)", code: rc)) }
+            systemClose(fds[1])
+            made = fds[0]
+            return .success(fds[0])
+        }
+        return try result.get()
+    }
 
     /// In a forked child whose descriptors above stdio were closed: a new dead socket under the
-    /// same number.
+    /// same number, or none (made again on first need).
     static func recreateAfterFork() {
-        var fds: [Int32] = [-1, -1]
-        guard mp_socketpair(&fds) == 0 else { return }
-        _ = dup2(fds[0], fd)
-        systemClose(fds[0])
-        systemClose(fds[1])
+        made.withLock { made in
+            guard let fd = made else { return }
+            var fds: [Int32] = [-1, -1]
+            guard mp_socketpair(&fds) == 0 else {
+                made = nil
+                return
+            }
+            _ = dup2(fds[0], fd)
+            systemClose(fds[0])
+            systemClose(fds[1])
+        }
     }
 }

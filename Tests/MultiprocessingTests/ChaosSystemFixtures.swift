@@ -197,3 +197,17 @@ struct DescriptorLimitProbe: ProcessTask {
         }
     }
 }
+
+/// Writes bytes that are not a frame on its own control channel (fd 3 in a spawned child), then
+/// returns a value or hangs.
+struct ControlChannelVandal: ProcessTask {
+    var hang: Bool
+    func run() async throws -> Int {
+        let garbage = Array("this is not a frame of the control protocol\n".utf8)
+        _ = garbage.withUnsafeBytes { write(3, $0.baseAddress, $0.count) }
+        if hang {
+            while true { usleep(100_000) }
+        }
+        return 7
+    }
+}

@@ -28,4 +28,25 @@ struct ChaosSystemTests {
         }
         #expect(try await probe.join() == .exited(0))
     }
+
+    @Test(
+        "a child that writes garbage on its control channel is a protocol violation, not a crash",
+        arguments: [false, true])
+    func controlChannelGarbage(hang: Bool) async throws {
+        let child = try ChildProcess(ControlChannelVandal(hang: hang), name: "vandal")
+        try child.start()
+        // A vandal that hangs is killed for breaking the protocol: nobody waits for it.
+        let status = try await child.join(timeout: .seconds(10))
+        if status == nil { child.kill() }
+        #expect(status != nil, "the child was left running after breaking the protocol")
+        do {
+            _ = try await child.value
+            Issue.record("a child that broke the protocol returned a value")
+        } catch ProcessError.protocolViolation(let violation) {
+            #expect(violation.processName == "vandal")
+            #expect(violation.reason.contains("corrupt frame"))
+            #expect(violation.description.contains("broke the control protocol"))
+            if hang { #expect(violation.status == .signaled(.kill)) }
+        }
+    }
 }

@@ -265,6 +265,12 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             child.signal(.kill)
         }
         guard let status = child.status else { throw ProcessError.cancelled }
+        if let reason = child.violation {
+            throw ProcessError.protocolViolation(
+                ProtocolViolation(
+                    processName: name, pid: child.pid, reason: reason, status: status,
+                    standardErrorTail: child.standardErrorTail))
+        }
         guard let frame = child.frames.first(where: { $0.kind == .outcome }) else {
             if Task.isCancelled { throw ProcessError.cancelled }
             throw ProcessError.crashed(
@@ -276,7 +282,12 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         do {
             outcome = try TaskCoding.decode(TaskOutcome.self, from: frame.payload)
         } catch {
-            throw ProcessError.codec(error)
+            // The child's runtime encodes its outcome itself: one that does not decode was
+            // written by something else.
+            throw ProcessError.protocolViolation(
+                ProtocolViolation(
+                    processName: name, pid: child.pid, reason: "its outcome does not decode: \(error)",
+                    status: status, standardErrorTail: child.standardErrorTail))
         }
         switch outcome {
         case .success(let bytes): return bytes
@@ -290,7 +301,8 @@ extension ChildProcess where Work.Output: Decodable {
     ///
     /// - Throws: the error the task threw (the same value when its type is `Codable` and visible
     ///   by name, otherwise a ``RemoteError``); ``ProcessError/crashed(_:)`` when the child died
-    ///   without a result; ``ProcessError/cancelled`` when the awaiting task was cancelled (the
+    ///   without a result; ``ProcessError/protocolViolation(_:)`` when it wrote something else
+    ///   than its outcome on its control channel (it is killed for it); ``ProcessError/cancelled`` when the awaiting task was cancelled (the
     ///   child is killed).
     public var value: Work.Output {
         get async throws {

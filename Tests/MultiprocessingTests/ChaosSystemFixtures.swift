@@ -211,3 +211,38 @@ struct ControlChannelVandal: ProcessTask {
         return 7
     }
 }
+
+/// Crashes two calls below its `run`, in the way it is told.
+struct CrashSite: ProcessTask {
+    enum Kind: String, Codable, CaseIterable, Sendable {
+        case forceUnwrap, indexOutOfRange, nullWrite, abort
+    }
+    var kind: Kind
+
+    func run() async throws -> Int {
+        let result = outerFrame(kind) + 1
+        return result
+    }
+
+    @inline(never) func outerFrame(_ kind: Kind) -> Int {
+        let result = crashHere(kind)
+        return result &* 3
+    }
+
+    @inline(never) func crashHere(_ kind: Kind) -> Int {
+        switch kind {
+        case .forceUnwrap:
+            let missing = Int("not a number \(getpid())")
+            return missing!
+        case .indexOutOfRange:
+            let values = [1, 2, 3]
+            return values[values.count + Int(getpid() % 1)]
+        case .nullWrite:
+            let pointer = UnsafeMutablePointer<Int>(bitPattern: 8 + Int(getpid() % 1))!
+            pointer.pointee = 1
+            return pointer.pointee
+        case .abort:
+            Glibc.abort()
+        }
+    }
+}

@@ -79,6 +79,29 @@ struct ChildProcessTests {
         #expect(child.exitStatus?.code ?? 0 < 0)
     }
 
+    @Test(
+        "a crash report names the crashing function and its callers",
+        arguments: CrashSite.Kind.allCases, [StartMethod.spawn, .forkserver, .fork])
+    func crashReport(kind: CrashSite.Kind, method: StartMethod) async throws {
+        let child = try ChildProcess(CrashSite(kind: kind), name: "crasher", startMethod: method)
+        try child.start()
+        do {
+            _ = try await child.value
+            Issue.record("a crashing child returned a value")
+        } catch ProcessError.crashed(let crash) {
+            let report = try #require(crash.report, "no crash report: \(crash)")
+            #expect(report.signal == crash.signal)
+            #expect(crash.crashingFunction?.contains("CrashSite.crashHere") == true, "\(crash)")
+            // Its callers follow it.
+            let index = try #require(report.crashingFrameIndex)
+            #expect(
+                report.frames[(index + 1)...].contains { $0.symbol?.contains("CrashSite.outerFrame") == true }
+            )
+            #expect(crash.description.contains("CrashSite.crashHere"))
+            if kind == .nullWrite { #expect(report.faultAddress == 8) }
+        }
+    }
+
     @Test("a child SIGKILLed from outside is reported as killed by SIGKILL", arguments: methods)
     func killedFromOutside(method: StartMethod) async throws {
         let child = try ChildProcess(Sleeper(seconds: 30), startMethod: method)

@@ -67,6 +67,8 @@ public func _swiftMultiprocessingChildEntry(_ spec: UnsafePointer<CChar>) {
 enum ChildRuntime {
     static func serve(controlFD: Int32, mainThread: Bool) -> Never {
         let socket = FramedSocket(fd: controlFD)
+        // A crash is reported to the parent on the control channel, with where it happened.
+        _ = mp_crash_handler_install(controlFD)
         let frame: Frame
         do {
             frame = try socket.receiveBlocking()

@@ -17,7 +17,9 @@ import Synchronization
 ///
 /// A task that returns a value hands it back through ``value``; an error it throws is re-thrown
 /// there; a crash (a Swift trap, a segfault in C code, `SIGKILL`) becomes
-/// ``ProcessError/crashed(_:)`` with the signal and the last lines the child wrote to stderr.
+/// ``ProcessError/crashed(_:)`` with the signal, where the child crashed (``ChildCrash/report``:
+/// the crashing function and the crashing thread's backtrace, sent by the child's crash handler)
+/// and the last lines the child wrote to stderr.
 ///
 /// The child dies with its parent, even when the parent is `SIGKILL`ed, and is reaped the
 /// moment it exits whether or not anyone joins it. ``terminate()`` and ``kill()`` reach the
@@ -81,6 +83,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
 
     /// The last lines the child wrote to stderr (empty when it is not captured).
     var standardErrorTail: [String] { monitor.withLock { $0?.standardErrorTail ?? [] } }
+
+    /// Where the child crashed, if it crashed and its handler could report it.
+    var crashReport: CrashReport? { monitor.withLock { $0 }?.crashReport }
 
     /// Starts the child: spawns or forks it and sends it the task. Returns at once.
     public func start() throws(ProcessError) {
@@ -206,7 +211,10 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 ForkServer.forgetAfterFork()
                 IOReactor.resetAfterFork()
                 _ = setpgid(0, 0)
-                for (key, value) in Launcher.childDefaults.merging(environment, uniquingKeysWith: { $1 }) {
+                let defaults = Launcher.childDefaults
+                // Like a spawned child: no inherited backtracer unless this process asked for one.
+                if defaults["SWIFT_BACKTRACE"] != nil { mp_crash_handler_reset_inherited() }
+                for (key, value) in defaults.merging(environment, uniquingKeysWith: { $1 }) {
                     setenv(key, value, 1)
                 }
                 if let workingDirectory, chdir(workingDirectory) != 0 { _exit(72) }
@@ -276,7 +284,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             throw ProcessError.crashed(
                 ChildCrash(
                     processName: name, pid: child.pid, status: status,
-                    standardErrorTail: child.standardErrorTail))
+                    standardErrorTail: child.standardErrorTail, report: child.crashReport))
         }
         let outcome: TaskOutcome
         do {

@@ -16,14 +16,21 @@ import Synchronization
 /// routed to that child's ``ChildMonitor``. The server dies with this process, and its
 /// children with it.
 final class ForkServer: Sendable {
-    private static let instance = Mutex<ForkServer?>(nil)
+    private final class Slot: Sendable {
+        let server = Mutex<ForkServer?>(nil)
+    }
+    private static let initialSlot = Slot()
+    /// Written only in a freshly forked child, while it has a single thread.
+    nonisolated(unsafe) private static var afterForkSlot: Slot?
+    private static var slot: Slot { afterForkSlot ?? initialSlot }
 
-    /// In a child made by `fork`: the parent's server is not ours to use.
-    static func forgetAfterFork() { instance.withLock { $0 = nil } }
+    /// In a child made by `fork`: the parent's server is not ours to use. A fresh slot rather
+    /// than a reset one: another thread of the parent may have held the lock at the fork.
+    static func forgetAfterFork() { afterForkSlot = Slot() }
 
     /// The running server, started on first use.
     static func shared() throws(ProcessError) -> ForkServer {
-        let result: Result<ForkServer, ProcessError> = instance.withLock { server in
+        let result: Result<ForkServer, ProcessError> = slot.server.withLock { server in
             if let server { return .success(server) }
             do throws(ProcessError) {
                 let started = try ForkServer()
@@ -181,7 +188,7 @@ final class ForkServer: Sendable {
         }
         // Its children were killed with it (parent-death signal).
         for (_, monitor) in children { monitor.recordExit(waitStatus: SIGKILL) }
-        Self.instance.withLock { if $0 === self { $0 = nil } }
+        Self.slot.server.withLock { if $0 === self { $0 = nil } }
         IOReactor.existing?.forget(controlFD)
         systemClose(controlFD)
     }

@@ -43,17 +43,30 @@ public struct ChildCrash: Sendable, Hashable, CustomStringConvertible {
     public var pid: Int32
     /// How it ended.
     public var status: ExitStatus
-    /// The last lines it wrote to stderr (a Swift trap prints its message there). Empty when
-    /// stderr was not captured.
+    /// The last lines it wrote to stderr (a Swift trap prints its message there in debug
+    /// builds; an optimised trap prints nothing). Empty when stderr was not captured.
     public var standardErrorTail: [String]
+    /// Where it crashed, from its crash handler: `nil` when it was killed from outside
+    /// (`SIGKILL` cannot be caught), exited, or died before it could report.
+    public var report: CrashReport?
 
     /// Creates a crash record.
-    public init(processName: String, pid: Int32, status: ExitStatus, standardErrorTail: [String]) {
+    public init(
+        processName: String, pid: Int32, status: ExitStatus, standardErrorTail: [String],
+        report: CrashReport? = nil
+    ) {
         self.processName = processName
         self.pid = pid
         self.status = status
         self.standardErrorTail = standardErrorTail
+        self.report = report
     }
+
+    /// The function the crash is blamed on, demangled, if the child reported one.
+    public var crashingFunction: String? { report?.crashingFunction }
+
+    /// The crashing thread's frames, innermost first (empty without a report).
+    public var backtrace: [CrashFrame] { report?.frames ?? [] }
 
     /// The signal that killed it, if one did.
     public var signal: Signal? {
@@ -61,12 +74,16 @@ public struct ChildCrash: Sendable, Hashable, CustomStringConvertible {
         return nil
     }
 
-    /// `"child 'parser' (pid 42) killed by SIGILL (Illegal instruction); last stderr: ..."`.
+    /// `"child 'parser' (pid 42) killed by SIGILL (Illegal instruction) in Parser.run() before
+    /// returning a result"`, then the last stderr lines and the backtrace.
     public var description: String {
-        var text = "child '\(processName)' (pid \(pid)) \(status) before returning a result"
+        var text = "child '\(processName)' (pid \(pid)) \(status)"
+        if let function = crashingFunction { text += " in \(function)" }
+        text += " before returning a result"
         if !standardErrorTail.isEmpty {
             text += "; last stderr lines:\n  " + standardErrorTail.joined(separator: "\n  ")
         }
+        if let report { text += "\nbacktrace of the crashing thread:" + report.frameLines }
         return text
     }
 }

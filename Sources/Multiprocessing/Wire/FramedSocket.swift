@@ -478,9 +478,10 @@ final class FramedSocket: @unchecked Sendable {
 /// A socket whose peer is closed: reads see EOF, writes fail. Swapped in by `close()`.
 ///
 /// Made on first need and kept for the life of the process. Making it can fail (no descriptors
-/// left); then it is simply tried again next time.
+/// left); then it is simply tried again next time. No lock: a child made by `fork` must be able
+/// to remake it whatever the parent's other threads were doing.
 enum DeadSocket {
-    private static let made = Mutex<Int32?>(nil)
+    private static let published = Atomic<Int32>(-1)
 
     /// The dead socket's descriptor, made now if it does not exist yet; `nil` if it cannot be.
     static func descriptor() -> Int32? {
@@ -490,31 +491,31 @@ enum DeadSocket {
     /// The dead socket's descriptor, made now if it does not exist yet.
     @discardableResult
     static func prepare() throws(SystemError) -> Int32 {
-        let result: Result<Int32, SystemError> = made.withLock { made in
-            if let fd = made { return .success(fd) }
-            var fds: [Int32] = [-1, -1]
-            let rc = mp_socketpair(&fds)
-            if rc != 0 { return .failure(SystemError("socketpair (a dead socket for close)", code: rc)) }
-            systemClose(fds[1])
-            made = fds[0]
-            return .success(fds[0])
-        }
-        return try result.get()
+        let existing = published.load(ordering: .acquiring)
+        if existing >= 0 { return existing }
+        var fds: [Int32] = [-1, -1]
+        let rc = mp_socketpair(&fds)
+        if rc != 0 { throw SystemError("socketpair (a dead socket for close)", code: rc) }
+        systemClose(fds[1])
+        let (won, winner) = published.compareExchange(
+            expected: -1, desired: fds[0], ordering: .acquiringAndReleasing)
+        if won { return fds[0] }
+        systemClose(fds[0])  // Another thread made one first.
+        return winner
     }
 
     /// In a forked child whose descriptors above stdio were closed: a new dead socket under the
     /// same number, or none (made again on first need).
     static func recreateAfterFork() {
-        made.withLock { made in
-            guard let fd = made else { return }
-            var fds: [Int32] = [-1, -1]
-            guard mp_socketpair(&fds) == 0 else {
-                made = nil
-                return
-            }
-            _ = dup2(fds[0], fd)
-            systemClose(fds[0])
-            systemClose(fds[1])
+        let fd = published.load(ordering: .acquiring)
+        guard fd >= 0 else { return }
+        var fds: [Int32] = [-1, -1]
+        guard mp_socketpair(&fds) == 0 else {
+            published.store(-1, ordering: .releasing)
+            return
         }
+        _ = dup2(fds[0], fd)
+        systemClose(fds[0])
+        systemClose(fds[1])
     }
 }

@@ -1,4 +1,4 @@
-import Multiprocessing
+@testable import Multiprocessing
 
 #if canImport(Glibc)
     import Glibc
@@ -244,5 +244,35 @@ struct CrashSite: ProcessTask {
         case .abort:
             Glibc.abort()
         }
+    }
+}
+
+/// Lets a holder take a lock and die, reaps it, then acquires the lock: returns, per try, how
+/// many liveness slices this process slept meanwhile (0 when the waiter checked on arrival).
+struct ArrivalAfterDeathProbe: ProcessTask {
+    var kind: DeadHolderLock
+    var tries: Int
+
+    func run() async throws -> [Int] {
+        var slept: [Int] = []
+        for _ in 0..<tries {
+            let flag = try SharedMemory(size: 8)
+            let plain = try ProcessLock()
+            let reentrant = try ProcessRLock()
+            let holder = try ChildProcess(DeadHolder(kind: kind, lock: plain, rlock: reentrant, flag: flag))
+            try holder.start()
+            try await waitForFlag(flag)
+            holder.kill()
+            _ = try await holder.join()  // Dead and reaped before anyone asks for the lock.
+            let before = LockWord.livenessSlices.load(ordering: .relaxed)
+            let acquisition =
+                switch kind {
+                case .lockBlocking: try plain.acquireBlocking(timeout: .seconds(20))
+                case .rlockBlocking: try reentrant.acquireBlocking(timeout: .seconds(20))
+                }
+            slept.append(LockWord.livenessSlices.load(ordering: .relaxed) - before)
+            guard acquisition == .ownerDied(pid: holder.pid!) else { throw FlagTimeout() }
+        }
+        return slept
     }
 }

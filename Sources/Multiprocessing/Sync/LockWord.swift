@@ -1,4 +1,5 @@
 import CMultiprocessing
+import Synchronization
 
 /// How an acquisition ended.
 enum LockOutcome: Sendable, Equatable {
@@ -21,6 +22,9 @@ struct LockWord: Sendable {
     /// How often a sleeping waiter checks that the holder is alive.
     static let livenessInterval: Int64 = 50_000_000
     static let spinCount = 100
+    /// How many times a waiter of this process slept a whole liveness slice before checking the
+    /// holder (for tests: a waiter that arrives after the holder died must not sleep one).
+    static let livenessSlices = Atomic<Int>(0)
 
     let word: FutexWord
 
@@ -91,6 +95,7 @@ struct LockWord: Sendable {
                 let now = WaitDeadline.now
                 if now >= livenessCheck {
                     livenessCheck = now + Self.livenessInterval
+                    Self.livenessSlices.add(1, ordering: .relaxed)
                     if let outcome = takeOverIfDead(word.load(), me: me) { return outcome }
                 }
                 if deadline.hasPassed {

@@ -65,3 +65,14 @@ struct SelfKill: ProcessFunction {
         return x
     }
 }
+
+/// Force-unwraps nil: in a release build, a trap with no message (`SIGILL`).
+struct NilUnwrap: ProcessTask {
+    var text: String
+    func run() async throws -> Int { Int(text)! }
+}
+
+/// Force-unwraps nil in a pool worker.
+struct NilUnwrapOnCall: ProcessFunction {
+    func callAsFunction(_ x: Int) async throws -> Int { Int("not \(x)")! }
+}

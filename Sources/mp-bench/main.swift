@@ -165,6 +165,43 @@ func poolCrashDetect() async throws -> Double {
     }
 }
 
+/// A spawned child that traps (force-unwrap of nil): start, crash, report with the crashing
+/// function. Compare with `process_start_spawn` (start and join of an empty child).
+func childCrashReport(count: Int) async throws -> Double {
+    var samples: [Double] = []
+    for _ in 0..<count {
+        let start = ContinuousClock.now
+        let child = try ChildProcess(NilUnwrap(text: "not a number"))
+        try child.start()
+        do {
+            _ = try await child.value
+        } catch ProcessError.crashed(let crash) {
+            samples.append(seconds(ContinuousClock.now - start) * 1e3)
+            if crash.crashingFunction == nil {
+                print("warning: a crash report without a crashing function:\n\(crash)")
+            }
+        }
+    }
+    return median(samples)
+}
+
+func poolTrapDetect() async throws -> Double {
+    // As pool_crash_detect, but the worker traps (its crash handler runs) instead of being killed.
+    try await withProcessPool(workers: 1) { pool in
+        var samples: [Double] = []
+        for _ in 0..<15 {
+            _ = try await pool.apply(Identity(), 0)
+            let start = ContinuousClock.now
+            do {
+                _ = try await pool.apply(NilUnwrapOnCall(), 0)
+            } catch PoolError.workerLost {
+                samples.append(seconds(ContinuousClock.now - start) * 1e3)
+            }
+        }
+        return median(samples)
+    }
+}
+
 let arguments = CommandLine.arguments.dropFirst()
 let json = arguments.contains("--json")
 let withPython = !arguments.contains("--no-python")
@@ -186,6 +223,8 @@ let coreCatalogue: [CatalogueEntry] = [
     ("pool_apply_roundtrip", "us", "lower", { try await poolApply(count: 5000) }),
     ("pool_cpu_speedup", "x", "higher", { try await poolSpeedup() }),
     ("pool_crash_detect", "ms", "lower", { try await poolCrashDetect() }),
+    ("pool_trap_detect", "ms", "lower", { try await poolTrapDetect() }),
+    ("child_crash_report", "ms", "lower", { try await childCrashReport(count: 15) }),
 ]
 let catalogue = coreCatalogue + poolFiguresCatalogue + sharedCatalogue + queueCatalogue + managerCatalogue
 // CPython has one Connection API; the async Swift entry is compared with the same figure.

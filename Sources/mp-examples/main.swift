@@ -105,7 +105,7 @@ let poolExamples: [Example] = [
 ]
 
 // Each area adds its examples in a file of its own.
-let examples = poolExamples + sharedExamples + queueExamples + managerExamples
+let examples = poolExamples + sharedExamples + queueExamples + managerExamples + crashExamples
 
 /// Runs `body`, giving up (and cancelling it) after `limit`: `nil` then.
 func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T)

@@ -111,7 +111,7 @@ func atDescriptorLimit<T>(_ body: () throws -> T) rethrows -> T {
 
 /// In a child: a frame whose descriptors cannot be installed (the descriptor limit), and a
 /// queue item whose memory descriptor cannot be, and what each receiver reports.
-struct DescriptorLimitProbe: ProcessTask {
+struct WireDescriptorLimitProbe: ProcessTask {
     func run() async throws -> [String] {
         var report: [String] = []
         // A frame with two descriptors, received while no descriptor slot is free.
@@ -278,7 +278,7 @@ struct ChaosWireTests {
 
     @Test("descriptors the kernel drops at the descriptor limit are reported, for frames and queue items")
     func descriptorLimit() async throws {
-        let child = try ChildProcess(DescriptorLimitProbe())
+        let child = try ChildProcess(WireDescriptorLimitProbe())
         try child.start()
         let report = try await child.value
         #expect(

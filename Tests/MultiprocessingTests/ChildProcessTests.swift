@@ -79,6 +79,47 @@ struct ChildProcessTests {
         #expect(child.exitStatus?.code ?? 0 < 0)
     }
 
+    @Test(
+        "a crash report names the crashing function and its callers",
+        arguments: CrashSite.Kind.allCases, methods)
+    func crashReport(kind: CrashSite.Kind, method: StartMethod) async throws {
+        let child = try ChildProcess(CrashSite(kind: kind), name: "crasher", startMethod: method)
+        try child.start()
+        do {
+            _ = try await child.value
+            Issue.record("a crashing child returned a value")
+        } catch ProcessError.crashed(let crash) {
+            let report = try #require(crash.report, "no crash report: \(crash)")
+            #expect(report.signal == crash.signal)
+            #expect(crash.crashingFunction?.contains("CrashSite.crashHere") == true, "\(crash)")
+            // Its callers follow it.
+            let index = try #require(report.crashingFrameIndex)
+            #expect(
+                report.frames[(index + 1)...].contains { $0.symbol?.contains("CrashSite.outerFrame") == true }
+            )
+            #expect(crash.description.contains("CrashSite.crashHere"))
+            if kind == .nullWrite { #expect(report.faultAddress == 8) }
+        }
+    }
+
+    @Test("a forked child's crash is reported too, unless the fork left it deadlocked")
+    func forkedCrashReport() async throws {
+        // See `forkMethod`: a forked copy of this many-threaded process may inherit a held lock.
+        let child = try ChildProcess(CrashSite(kind: .nullWrite), startMethod: .fork)
+        try child.start()
+        if try await child.join(timeout: .seconds(10)) == nil {
+            child.kill()
+            return
+        }
+        do {
+            _ = try await child.value
+            Issue.record("a crashing child returned a value")
+        } catch ProcessError.crashed(let crash) {
+            guard crash.signal == .segmentationFault else { return }  // Died of an inherited lock.
+            #expect(crash.crashingFunction?.contains("CrashSite.crashHere") == true, "\(crash)")
+        }
+    }
+
     @Test("a child SIGKILLed from outside is reported as killed by SIGKILL", arguments: methods)
     func killedFromOutside(method: StartMethod) async throws {
         let child = try ChildProcess(Sleeper(seconds: 30), startMethod: method)

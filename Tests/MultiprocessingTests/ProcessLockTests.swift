@@ -114,4 +114,35 @@ struct ProcessLockTests {
         #expect(lock.tryAcquire() == .ownerDied(pid: holder.pid!))
         try lock.release()
     }
+
+    @Test(
+        "a waiter that arrives after the holder died and was reaped acquires at once, not after a liveness slice",
+        arguments: DeadHolderLock.allCases)
+    func arrivalAfterReapedDeath(kind: DeadHolderLock) async throws {
+        // In a child of its own, so that no other test's waiters touch its slice counter.
+        let probe = try ChildProcess(ArrivalAfterDeathProbe(kind: kind, tries: 3))
+        try probe.start()
+        let slept = try await probe.value
+        #expect(slept == [0, 0, 0], "liveness slices slept per acquisition: \(slept)")
+    }
+}
+
+enum DeadHolderLock: String, Codable, CaseIterable, Sendable {
+    case lockBlocking, rlockBlocking
+}
+
+/// Takes a `ProcessLock` or a `ProcessRLock`, raises the flag, and waits to be killed.
+struct DeadHolder: ProcessTask {
+    var kind: DeadHolderLock
+    var lock: ProcessLock
+    var rlock: ProcessRLock
+    var flag: SharedMemory
+    func run() async throws {
+        switch kind {
+        case .lockBlocking: try lock.acquireBlocking()
+        case .rlockBlocking: try rlock.acquireBlocking()
+        }
+        flag.baseAddress.storeBytes(of: 1, as: Int.self)
+        while true { sleep(10) }
+    }
 }

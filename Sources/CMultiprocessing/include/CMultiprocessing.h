@@ -195,6 +195,28 @@ int mp_process_is_dead(int32_t pid);
 /// A CPU pause hint for spin loops.
 void mp_spin_pause(void);
 
+/// Crash reports (CrashHandler.c).
+
+/// Installs a handler for the fatal signals (SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV)
+/// that sends the crashing thread's backtrace and the mappings it runs in as one crash-report
+/// frame on `report_fd`, then lets the signal go on to the handler that was there before (the
+/// default: death by that signal). Also gives the calling thread an alternate signal stack if it
+/// has none. Returns 0 or an errno value.
+int mp_crash_handler_install(int report_fd);
+
+/// In a child made by `fork`: the crash handlers inherited from the parent (Swift's backtracer,
+/// by default) go back to the default action, as in a spawned child.
+void mp_crash_handler_reset_inherited(void);
+
+/// A C++ symbol's readable form (malloc'ed), or NULL when it is not one or there is no
+/// demangler.
+char *mp_demangle_cxx(const char *mangled);
+
+/// The Swift runtime's demangler (libswiftCore): a malloc'ed, NUL-terminated readable name, or
+/// NULL when `mangled` is not a Swift symbol.
+char *swift_demangle(const char *mangled, size_t length, char *output, size_t *output_size,
+                     uint32_t flags);
+
 /// Queues (Queues.c): the side channel for items too large for a queue's ring.
 
 /// Sends `len` bytes and, if `fd` >= 0, that descriptor, without ever blocking (MSG_DONTWAIT).

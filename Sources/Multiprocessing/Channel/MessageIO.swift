@@ -106,6 +106,8 @@ enum MessageIO {
         else {
             throw DescriptorTransfer.missing(what, decoder.codingPath)
         }
+        // Ready for a later `close`, which needs a dead socket (best effort: `close` copes).
+        _ = DeadSocket.descriptor()
         return FramedSocket(fd: fd)
     }
 }
@@ -113,6 +115,8 @@ enum MessageIO {
 extension FramedSocket {
     /// A connected pair of stream sockets, close-on-exec.
     static func pair() throws(ChannelError) -> (FramedSocket, FramedSocket) {
+        // `close` swaps in a dead socket: make it now, while a failure can still be reported.
+        do throws(SystemError) { try DeadSocket.prepare() } catch { throw .system(error) }
         var fds: [Int32] = [-1, -1]
         let rc = mp_socketpair(&fds)
         if rc != 0 { throw .system(SystemError("socketpair", code: rc)) }

@@ -81,6 +81,8 @@ enum ChildRuntime {
         let lifeline = mainThread ? mp_lifeline_open(controlFD) : -1
         if !mainThread { _ = mp_watch_parent_channel(controlFD) }
         let socket = FramedSocket(fd: controlFD)
+        // A crash is reported to the parent on the control channel, with where it happened.
+        _ = mp_crash_handler_install(controlFD)
         let frame: Frame
         do {
             frame = try socket.receiveBlocking()

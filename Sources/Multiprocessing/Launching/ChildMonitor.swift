@@ -10,61 +10,141 @@ import Synchronization
 /// Watches one running child from the parent: reaps it the moment it exits (so there are no
 /// zombies, whether or not anyone joins), collects what it sent on its control socket, tees its
 /// stderr to ours while keeping the last lines, and wakes whoever waits for its end.
+///
+/// Made in two steps so that everything that can fail for want of resources (watching the
+/// socket and the stderr pipe) fails before the child exists: ``init`` before the spawn,
+/// ``attach(pid:reapHere:)`` after it.
 final class ChildMonitor: Sendable {
-    let pid: Int32
     let name: String
     let socket: FramedSocket
 
     private struct State {
+        var pid: Int32 = 0
         var status: ExitStatus?
         /// Set the moment the pid is reaped: from then on it may belong to another process.
         var reaped = false
         var frames: [Frame] = []
+        /// What the child wrote that is not the control protocol, if it did.
+        var violation: String?
+        var crashReport: CrashReport??
     }
 
     private let state = Mutex(State())
     private let exited = OneShotEvent()
     private let stderrTail: StderrTee?
+    private let reactor: IOReactor
 
-    /// Starts watching. `reaper` says who reports the exit: this process (`waitpid`) or the fork
-    /// server (it calls ``recordExit(waitStatus:)``).
-    init(pid: Int32, name: String, socket: FramedSocket, stderrReadEnd: Int32?, reapHere: Bool) {
-        self.pid = pid
+    /// Starts watching the control socket and (if given) the read end of the child's stderr,
+    /// which the monitor then owns: it is closed here if watching fails.
+    init(name: String, socket: FramedSocket, stderrReadEnd: Int32?, reactor: IOReactor) throws(SystemError) {
         self.name = name
         self.socket = socket
-        stderrTail = stderrReadEnd.map { StderrTee(fd: $0) }
-        IOReactor.shared.watch(socket.fd) { [self] in
-            let (frames, atEOF) = socket.drainAvailable()
-            if !frames.isEmpty { state.withLock { $0.frames += frames } }
-            return !atEOF
+        self.reactor = reactor
+        do {
+            stderrTail = try stderrReadEnd.map { fd throws(SystemError) in
+                try StderrTee(fd: fd, reactor: reactor)
+            }
+        } catch {
+            if let stderrReadEnd { systemClose(stderrReadEnd) }
+            throw error
         }
-        if reapHere { watchExit() }
+        do {
+            try reactor.watch(socket.fd) { [self] in
+                let (frames, atEOF, failure) = socket.drainAvailable()
+                record(frames, failure: failure)
+                return !atEOF
+            }
+        } catch {
+            stderrTail?.cancel()
+            throw error
+        }
     }
 
-    private func watchExit() {
+    /// Gives up on a child that was never started: stops watching its descriptors.
+    func cancel() {
+        reactor.forget(socket.fd)
+        stderrTail?.cancel()
+    }
+
+    /// Learns the child's pid. `reapHere` says who reports the exit: this process (`waitpid`) or
+    /// the fork server (it calls ``recordExit(waitStatus:)``).
+    ///
+    /// - Throws: when the exit cannot be watched (no descriptor for a pidfd and no thread);
+    ///   the child is killed and reaped first.
+    func attach(pid: Int32, reapHere: Bool) throws(SystemError) {
+        let broke = state.withLock { s in
+            s.pid = pid
+            return s.violation != nil
+        }
+        if broke { signal(.kill) }
+        guard reapHere else { return }
         let pidfd = mp_pidfd_open(pid)
         if pidfd >= 0 {
-            IOReactor.shared.watch(pidfd) { [self] in
-                var status: Int32 = 0
-                let r = waitpid(pid, &status, WNOHANG)
-                if r == 0 || (r < 0 && errno == EINTR) { return true }  // Not yet: keep watching.
-                state.withLock { $0.reaped = true }
-                IOReactor.shared.forget(pidfd)
-                systemClose(pidfd)
-                // r < 0: something else in the program reaped it (SIGCHLD ignored, waitpid(-1)).
-                recordExit(waitStatus: r == pid ? status : nil)
-                return false
+            do {
+                try reactor.watch(pidfd) { [self] in
+                    var status: Int32 = 0
+                    let r = waitpid(pid, &status, WNOHANG)
+                    if r == 0 || (r < 0 && errno == EINTR) { return true }  // Not yet: keep watching.
+                    state.withLock { $0.reaped = true }
+                    reactor.forget(pidfd)
+                    systemClose(pidfd)
+                    // r < 0: something else in the program reaped it (SIGCHLD ignored, waitpid(-1)).
+                    recordExit(waitStatus: r == pid ? status : nil)
+                    return false
+                }
+                return
+            } catch {
+                systemClose(pidfd)  // Then a thread, as without pidfds.
             }
-        } else {
-            // No pidfd (old kernel, other systems): one thread per child, blocked in waitpid.
-            OSThread.detach(name: "mp-reaper") { [self] in
+        }
+        do {
+            // No pidfd (old kernel, other systems, no descriptor left): a thread blocked in waitpid.
+            try OSThread.detach(name: "mp-reaper") { [self] in
                 var status: Int32 = 0
                 var r: Int32
                 repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
                 state.withLock { $0.reaped = true }
                 recordExit(waitStatus: r == pid ? status : nil)
             }
+        } catch {
+            // Nothing could watch it: it must not run unwatched.
+            if systemKill(-pid, SIGKILL) != 0 { _ = systemKill(pid, SIGKILL) }
+            var status: Int32 = 0
+            var r: Int32
+            repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
+            state.withLock { $0.reaped = true }
+            recordExit(waitStatus: r == pid ? status : nil)
+            throw error
         }
+    }
+
+    /// Keeps what the child sent. Only outcomes and crash reports belong on a control channel:
+    /// anything else (bytes that are not frames, other kinds of frames, a second outcome) is a
+    /// protocol violation, and a child that breaks the protocol is killed, not trusted further.
+    private func record(_ frames: [Frame], failure: ChannelError?) {
+        var violation = failure.map { "\($0)" }
+        var kept: [Frame] = []
+        var outcomes = 0
+        for frame in frames {
+            switch frame.kind {
+            case .outcome, .crash:
+                if frame.kind == .outcome { outcomes += 1 }
+                kept.append(frame)
+            default:
+                for fd in frame.descriptors { systemClose(fd) }
+                violation = violation ?? "it sent \(frame.kind.name) where only its outcome may come"
+            }
+        }
+        let kill = state.withLock { s -> Bool in
+            if outcomes > 0 && (outcomes > 1 || s.frames.contains { $0.kind == .outcome }) {
+                violation = violation ?? "it sent more than one outcome"
+            }
+            s.frames += kept
+            guard let violation, s.violation == nil else { return false }
+            s.violation = violation
+            return !s.reaped && s.pid != 0
+        }
+        if kill { signal(.kill) }
     }
 
     /// Records the end of the child. Reads what it wrote before dying first, so that a result
@@ -73,11 +153,11 @@ final class ChildMonitor: Sendable {
     /// A `nil` status means it could not be read (another part of the program reaped the
     /// child): it is reported as exit code 0 if the child sent its outcome, 255 otherwise.
     func recordExit(waitStatus: Int32?) {
-        let (frames, _) = socket.drainAvailable()
+        state.withLock { $0.reaped = true }  // Before anything could signal the old pid.
+        let (frames, _, failure) = socket.drainAvailable()
+        record(frames, failure: failure)
         stderrTail?.drain()
         state.withLock { s in
-            s.frames += frames
-            s.reaped = true
             if let waitStatus {
                 s.status = ExitStatus(waitStatus: waitStatus)
             } else {
@@ -87,12 +167,28 @@ final class ChildMonitor: Sendable {
         exited.fire()
     }
 
+    var pid: Int32 { state.withLock { $0.pid } }
+
     var status: ExitStatus? { state.withLock { $0.status } }
 
     /// The frames received so far (the task's outcome, for a one-off child).
     var frames: [Frame] { state.withLock { $0.frames } }
 
+    /// How the child broke the control protocol, if it did (it was killed for it).
+    var violation: String? { state.withLock { $0.violation } }
+
     var standardErrorTail: [String] { stderrTail?.lastLines ?? [] }
+
+    /// Where the child crashed, from the report its crash handler sent, symbolicated on first
+    /// use; `nil` if it sent none (a `SIGKILL`, an exit, a crash the handler could not report).
+    var crashReport: CrashReport? {
+        if let known = state.withLock({ $0.crashReport }) { return known }
+        let report = state.withLock { $0.frames }.last { $0.kind == .crash }.flatMap {
+            CrashReport(payload: $0.payload)
+        }
+        state.withLock { $0.crashReport = report }
+        return report
+    }
 
     /// Waits for the exit. Returns early (with `nil` status) if the task is cancelled.
     func waitForExit() async { await exited.wait() }
@@ -107,8 +203,8 @@ final class ChildMonitor: Sendable {
     /// already been reaped: a reaped pid may belong to someone else by now.
     func signal(_ signal: Signal) {
         state.withLock { s in
-            guard !s.reaped else { return }
-            if systemKill(-pid, signal.rawValue) != 0 { _ = systemKill(pid, signal.rawValue) }
+            guard !s.reaped, s.pid > 0 else { return }
+            if systemKill(-s.pid, signal.rawValue) != 0 { _ = systemKill(s.pid, signal.rawValue) }
         }
     }
 }
@@ -121,10 +217,23 @@ final class StderrTee: Sendable {
     private let tail = Mutex<[UInt8]>([])
     private let finished = Atomic<Bool>(false)
 
-    init(fd: Int32) {
+    private let reactor: IOReactor
+
+    /// Starts copying. Does not take `fd` over if watching it fails.
+    init(fd: Int32, reactor: IOReactor) throws(SystemError) {
         self.fd = fd
+        self.reactor = reactor
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-        IOReactor.shared.watch(fd) { [self] in readAvailable() }
+        try reactor.watch(fd) { [self] in readAvailable() }
+    }
+
+    /// Stops copying and closes the pipe (for a child that was never started).
+    func cancel() {
+        tail.withLock { _ in
+            guard !finished.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            reactor.forget(fd)
+            systemClose(fd)
+        }
     }
 
     /// Reads everything available now; `false` at EOF (then the pipe is closed).
@@ -154,7 +263,7 @@ final class StderrTee: Sendable {
                 if n < 0 && errno == EINTR { continue }
                 // EOF (or an error): every writer is gone.
                 finished.store(true, ordering: .releasing)
-                IOReactor.shared.forget(fd)
+                reactor.forget(fd)
                 systemClose(fd)
                 return false
             }

@@ -17,7 +17,9 @@ import Synchronization
 ///
 /// A task that returns a value hands it back through ``value``; an error it throws is re-thrown
 /// there; a crash (a Swift trap, a segfault in C code, `SIGKILL`) becomes
-/// ``ProcessError/crashed(_:)`` with the signal and the last lines the child wrote to stderr.
+/// ``ProcessError/crashed(_:)`` with the signal, where the child crashed (``ChildCrash/report``:
+/// the crashing function and the crashing thread's backtrace, sent by the child's crash handler)
+/// and the last lines the child wrote to stderr.
 ///
 /// The child dies with its parent, even when the parent is `SIGKILL`ed, and kills every process
 /// it started first; it is reaped the moment it exits whether or not anyone joins it.
@@ -83,6 +85,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// The last lines the child wrote to stderr (empty when it is not captured).
     var standardErrorTail: [String] { monitor.withLock { $0?.standardErrorTail ?? [] } }
 
+    /// Where the child crashed, if it crashed and its handler could report it.
+    var crashReport: CrashReport? { monitor.withLock { $0 }?.crashReport }
+
     /// Starts the child: spawns or forks it and sends it the task. Returns at once.
     public func start() throws(ProcessError) {
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else {
@@ -108,6 +113,15 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         if launchBytes.count > Int(UInt32.max) >> 2 {
             throw .codec(.lengthTooLarge(launchBytes.count))
         }
+        // Everything a start needs is taken before anything is spawned, so that running out of
+        // descriptors or threads is an error here and never a child left unwatched.
+        let reactor: IOReactor
+        do throws(SystemError) {
+            reactor = try IOReactor.running()
+            try DeadSocket.prepare()
+        } catch {
+            throw .launchFailed(error)
+        }
         var channel: [Int32] = [-1, -1]
         var rc = mp_socketpair(&channel)
         if rc != 0 { throw .launchFailed(SystemError("socketpair", code: rc)) }
@@ -121,17 +135,22 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             }
         }
         let socket = FramedSocket(fd: channel[0])
-        let stderrRead: Int32? = capturesStandardError ? errPipe[0] : nil
         defer {
             systemClose(channel[1])
             if capturesStandardError { systemClose(errPipe[1]) }
         }
         let child: ChildMonitor
         do throws(SystemError) {
-            child = try launch(
-                socket: socket, childEnd: channel[1], stderrWrite: errPipe[1], stderrRead: stderrRead)
+            child = try ChildMonitor(
+                name: name, socket: socket, stderrReadEnd: capturesStandardError ? errPipe[0] : nil,
+                reactor: reactor)
         } catch {
-            if let stderrRead { systemClose(stderrRead) }
+            throw .launchFailed(error)
+        }
+        do throws(SystemError) {
+            try launch(child, childEnd: channel[1], stderrWrite: errPipe[1])
+        } catch {
+            child.cancel()
             throw .launchFailed(error)
         }
         monitor.withLock { $0 = child }
@@ -146,11 +165,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         }
     }
 
-    private func launch(socket: FramedSocket, childEnd: Int32, stderrWrite: Int32, stderrRead: Int32?)
-        throws(SystemError)
-        -> ChildMonitor
-    {
-        let name = self.name
+    /// Starts the child process and tells `child` its pid.
+    private func launch(_ child: ChildMonitor, childEnd: Int32, stderrWrite: Int32) throws(SystemError) {
         let stderrFD = capturesStandardError ? stderrWrite : -1
         switch startMethod.kind {
         case .spawn:
@@ -159,8 +175,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             let pid = try Launcher.shared.spawnSelf(
                 keep: [childEnd], stderr: stderrFD, environment: Launcher.environment(with: overrides),
                 workingDirectory: workingDirectory)
-            return ChildMonitor(
-                pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: true)
+            try child.attach(pid: pid, reapHere: true)
         case .forkserver:
             let server: ForkServer
             do {
@@ -168,17 +183,19 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             } catch {
                 throw SystemError("fork server: \(error)", code: EAGAIN)
             }
-            return try server.fork(
+            _ = try server.fork(
                 channelFD: childEnd, stderrFD: stderrFD, environment: environment,
                 workingDirectory: workingDirectory
             ) { pid in
-                ChildMonitor(pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: false)
+                // The server reaps; attaching without reaping cannot fail.
+                try? child.attach(pid: pid, reapHere: false)
+                return child
             }
         case .fork:
             let environment = self.environment
             let workingDirectory = self.workingDirectory
             let parent = getpid()
-            let pid: Int32 = Launcher.shared.run {
+            let pid: Int32 = try Launcher.shared.run {
                 let pid = mp_fork()
                 guard pid == 0 else { return pid }
                 _ = setpgid(0, 0)  // Before the death handler, which kills the group it leads.
@@ -194,7 +211,10 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 Launcher.inForkedChild = true
                 ForkServer.forgetAfterFork()
                 IOReactor.resetAfterFork()
-                for (key, value) in Launcher.childDefaults.merging(environment, uniquingKeysWith: { $1 }) {
+                let defaults = Launcher.childDefaults
+                // Like a spawned child: no inherited backtracer unless this process asked for one.
+                if defaults["SWIFT_BACKTRACE"] != nil { mp_crash_handler_reset_inherited() }
+                for (key, value) in defaults.merging(environment, uniquingKeysWith: { $1 }) {
                     setenv(key, value, 1)
                 }
                 if let workingDirectory, chdir(workingDirectory) != 0 { _exit(72) }
@@ -202,8 +222,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 ChildRuntime.serve(controlFD: 3, mainThread: false)
             }
             if pid < 0 { throw SystemError("fork") }
-            return ChildMonitor(
-                pid: pid, name: name, socket: socket, stderrReadEnd: stderrRead, reapHere: true)
+            try child.attach(pid: pid, reapHere: true)
         }
     }
 
@@ -254,18 +273,29 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             child.signal(.kill)
         }
         guard let status = child.status else { throw ProcessError.cancelled }
+        if let reason = child.violation {
+            throw ProcessError.protocolViolation(
+                ProtocolViolation(
+                    processName: name, pid: child.pid, reason: reason, status: status,
+                    standardErrorTail: child.standardErrorTail))
+        }
         guard let frame = child.frames.first(where: { $0.kind == .outcome }) else {
             if Task.isCancelled { throw ProcessError.cancelled }
             throw ProcessError.crashed(
                 ChildCrash(
                     processName: name, pid: child.pid, status: status,
-                    standardErrorTail: child.standardErrorTail))
+                    standardErrorTail: child.standardErrorTail, report: child.crashReport))
         }
         let outcome: TaskOutcome
         do {
             outcome = try TaskCoding.decode(TaskOutcome.self, from: frame.payload)
         } catch {
-            throw ProcessError.codec(error)
+            // The child's runtime encodes its outcome itself: one that does not decode was
+            // written by something else.
+            throw ProcessError.protocolViolation(
+                ProtocolViolation(
+                    processName: name, pid: child.pid, reason: "its outcome does not decode: \(error)",
+                    status: status, standardErrorTail: child.standardErrorTail))
         }
         switch outcome {
         case .success(let bytes): return bytes
@@ -279,7 +309,8 @@ extension ChildProcess where Work.Output: Decodable {
     ///
     /// - Throws: the error the task threw (the same value when its type is `Codable` and visible
     ///   by name, otherwise a ``RemoteError``); ``ProcessError/crashed(_:)`` when the child died
-    ///   without a result; ``ProcessError/cancelled`` when the awaiting task was cancelled (the
+    ///   without a result; ``ProcessError/protocolViolation(_:)`` when it wrote something else
+    ///   than its outcome on its control channel (it is killed for it); ``ProcessError/cancelled`` when the awaiting task was cancelled (the
     ///   child is killed).
     public var value: Work.Output {
         get async throws {

@@ -16,14 +16,21 @@ import Synchronization
 /// routed to that child's ``ChildMonitor``. The server dies with this process, and its
 /// children with it.
 final class ForkServer: Sendable {
-    private static let instance = Mutex<ForkServer?>(nil)
+    private final class Slot: Sendable {
+        let server = Mutex<ForkServer?>(nil)
+    }
+    private static let initialSlot = Slot()
+    /// Written only in a freshly forked child, while it has a single thread.
+    nonisolated(unsafe) private static var afterForkSlot: Slot?
+    private static var slot: Slot { afterForkSlot ?? initialSlot }
 
-    /// In a child made by `fork`: the parent's server is not ours to use.
-    static func forgetAfterFork() { instance.withLock { $0 = nil } }
+    /// In a child made by `fork`: the parent's server is not ours to use. A fresh slot rather
+    /// than a reset one: another thread of the parent may have held the lock at the fork.
+    static func forgetAfterFork() { afterForkSlot = Slot() }
 
     /// The running server, started on first use.
     static func shared() throws(ProcessError) -> ForkServer {
-        let result: Result<ForkServer, ProcessError> = instance.withLock { server in
+        let result: Result<ForkServer, ProcessError> = slot.server.withLock { server in
             if let server { return .success(server) }
             do throws(ProcessError) {
                 let started = try ForkServer()
@@ -56,6 +63,8 @@ final class ForkServer: Sendable {
     private let requestLock = Mutex(())
 
     private init() throws(ProcessError) {
+        let reactor: IOReactor
+        do throws(SystemError) { reactor = try IOReactor.running() } catch { throw .launchFailed(error) }
         var fds: [Int32] = [-1, -1]
         let rc = mp_seqpacket_pair(&fds)
         if rc != 0 { throw .launchFailed(SystemError("socketpair", code: rc)) }
@@ -73,11 +82,20 @@ final class ForkServer: Sendable {
         _ = fcntl(controlFD, F_SETFL, fcntl(controlFD, F_GETFL) | O_NONBLOCK)
         // The server is our direct child: reap it when it goes.
         let server = serverPID
-        OSThread.detach(name: "mp-fs-reaper") {
+        do throws(SystemError) {
+            try OSThread.detach(name: "mp-fs-reaper") {
+                var status: Int32 = 0
+                while waitpid(server, &status, 0) < 0 && errno == EINTR {}
+            }
+            try reactor.watch(controlFD) { [self] in readReplies() }
+        } catch {
+            // No thread or watch for it: a server nobody can hear must not run.
+            _ = systemKill(server, SIGKILL)
             var status: Int32 = 0
             while waitpid(server, &status, 0) < 0 && errno == EINTR {}
+            systemClose(controlFD)
+            throw .launchFailed(error)
         }
-        IOReactor.shared.watch(controlFD) { [self] in readReplies() }
     }
 
     /// Forks a child whose control channel is `channelFD` and whose stderr is `stderrFD` (or
@@ -170,8 +188,8 @@ final class ForkServer: Sendable {
         }
         // Its children were killed with it (parent-death signal).
         for (_, monitor) in children { monitor.recordExit(waitStatus: SIGKILL) }
-        Self.instance.withLock { if $0 === self { $0 = nil } }
-        IOReactor.shared.forget(controlFD)
+        Self.slot.server.withLock { if $0 === self { $0 = nil } }
+        IOReactor.existing?.forget(controlFD)
         systemClose(controlFD)
     }
 }

@@ -25,17 +25,25 @@ final class Launcher: Sendable {
 
     private let jobs = Mutex<[Job]>([])
     private let wake = DispatchSemaphore(value: 0)
+    /// Whether the thread runs; it starts on first use, and a failed start is tried again then.
+    private let threadStarted = Mutex(false)
 
-    private init() {
-        OSThread.detach(name: "mp-launcher") { [self] in
-            while true {
-                wake.wait()
-                let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
-                guard let job else { continue }
-                job.body?()
-                job.body = nil  // The caller's closure must not outlive its call.
-                job.done.signal()
+    private init() {}
+
+    private func startThread() throws(SystemError) {
+        try threadStarted.withLock { started throws(SystemError) in
+            guard !started else { return }
+            try OSThread.detach(name: "mp-launcher") { [self] in
+                while true {
+                    wake.wait()
+                    let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
+                    guard let job else { continue }
+                    job.body?()
+                    job.body = nil  // The caller's closure must not outlive its call.
+                    job.done.signal()
+                }
             }
+            started = true
         }
     }
 
@@ -43,8 +51,12 @@ final class Launcher: Sendable {
     nonisolated(unsafe) static var inForkedChild = false
 
     /// Runs `body` on the launcher thread and waits for it.
-    func run<T>(_ body: () -> T) -> T {
+    ///
+    /// - Throws: when the launcher thread cannot be started (no thread left); `body` does not
+    ///   run then.
+    func run<T>(_ body: () -> T) throws(SystemError) -> T {
         if Self.inForkedChild { return body() }
+        try startThread()
         return withoutActuallyEscaping(body) { body in
             nonisolated(unsafe) var result: T?
             nonisolated(unsafe) let unsafeBody = body
@@ -70,9 +82,11 @@ final class Launcher: Sendable {
 
     /// Variables every child gets unless this process (or the caller) sets them.
     ///
-    /// Swift's crash backtracer prints a long report (and takes time to symbolicate) that would
-    /// push the trap's own message out of the stderr lines kept for ``ChildCrash``. Set
-    /// `SWIFT_BACKTRACE` yourself to have it in children.
+    /// Swift's crash backtracer is off: each child's own crash handler reports where it crashed
+    /// (``CrashReport``) in about a millisecond, where the backtracer takes 0.15–0.25 s, cannot
+    /// walk release code (no frame pointers) and pushes the trap's message out of the stderr
+    /// lines kept for ``ChildCrash``. Set `SWIFT_BACKTRACE` yourself to have it in children too
+    /// (it runs after their handler).
     static var childDefaults: [String: String] {
         getenv("SWIFT_BACKTRACE") == nil ? ["SWIFT_BACKTRACE": "enable=no"] : [:]
     }
@@ -109,7 +123,7 @@ final class Launcher: Sendable {
         throws(SystemError) -> Int32
     {
         let argv0 = CommandLine.arguments.first ?? "swift-multiprocessing-child"
-        let outcome: (Int32, Int32) = run {
+        let outcome: (Int32, Int32) = try run {
             var pid: Int32 = 0
             let argv: [UnsafeMutablePointer<CChar>?] = [strdup(argv0), nil]
             let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]

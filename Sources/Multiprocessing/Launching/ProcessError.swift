@@ -12,6 +12,10 @@ public enum ProcessError: Error, Sendable, CustomStringConvertible {
     case launchFailed(SystemError)
     /// The child died (signal, or exit without a result) before returning a result.
     case crashed(ChildCrash)
+    /// The child wrote something on its control channel that is not this library's protocol
+    /// (bytes that are not frames, a frame of the wrong kind, an outcome that does not decode).
+    /// Nothing it sent is trusted, even a result; it was killed the moment this was seen.
+    case protocolViolation(ProtocolViolation)
     /// The awaiting task was cancelled; the child was stopped.
     case cancelled
 
@@ -25,6 +29,7 @@ public enum ProcessError: Error, Sendable, CustomStringConvertible {
         case .codec(let error): "encoding or decoding failed: \(error)"
         case .launchFailed(let error): "could not start the child process: \(error)"
         case .crashed(let crash): crash.description
+        case .protocolViolation(let violation): violation.description
         case .cancelled: "cancelled; the child process was stopped"
         }
     }
@@ -38,17 +43,30 @@ public struct ChildCrash: Sendable, Hashable, CustomStringConvertible {
     public var pid: Int32
     /// How it ended.
     public var status: ExitStatus
-    /// The last lines it wrote to stderr (a Swift trap prints its message there). Empty when
-    /// stderr was not captured.
+    /// The last lines it wrote to stderr (a Swift trap prints its message there in debug
+    /// builds; an optimised trap prints nothing). Empty when stderr was not captured.
     public var standardErrorTail: [String]
+    /// Where it crashed, from its crash handler: `nil` when it was killed from outside
+    /// (`SIGKILL` cannot be caught), exited, or died before it could report.
+    public var report: CrashReport?
 
     /// Creates a crash record.
-    public init(processName: String, pid: Int32, status: ExitStatus, standardErrorTail: [String]) {
+    public init(
+        processName: String, pid: Int32, status: ExitStatus, standardErrorTail: [String],
+        report: CrashReport? = nil
+    ) {
         self.processName = processName
         self.pid = pid
         self.status = status
         self.standardErrorTail = standardErrorTail
+        self.report = report
     }
+
+    /// The function the crash is blamed on, demangled, if the child reported one.
+    public var crashingFunction: String? { report?.crashingFunction }
+
+    /// The crashing thread's frames, innermost first (empty without a report).
+    public var backtrace: [CrashFrame] { report?.frames ?? [] }
 
     /// The signal that killed it, if one did.
     public var signal: Signal? {
@@ -56,9 +74,49 @@ public struct ChildCrash: Sendable, Hashable, CustomStringConvertible {
         return nil
     }
 
-    /// `"child 'parser' (pid 42) killed by SIGILL (Illegal instruction); last stderr: ..."`.
+    /// `"child 'parser' (pid 42) killed by SIGILL (Illegal instruction) in Parser.run() before
+    /// returning a result"`, then the last stderr lines and the backtrace.
     public var description: String {
-        var text = "child '\(processName)' (pid \(pid)) \(status) before returning a result"
+        var text = "child '\(processName)' (pid \(pid)) \(status)"
+        if let function = crashingFunction { text += " in \(function)" }
+        text += " before returning a result"
+        if !standardErrorTail.isEmpty {
+            text += "; last stderr lines:\n  " + standardErrorTail.joined(separator: "\n  ")
+        }
+        if let report { text += "\nbacktrace of the crashing thread:" + report.frameLines }
+        return text
+    }
+}
+
+/// What is known about a child that broke the control protocol.
+public struct ProtocolViolation: Sendable, Hashable, CustomStringConvertible {
+    /// The child's name.
+    public var processName: String
+    /// Its pid.
+    public var pid: Int32
+    /// What was wrong, such as `"corrupt frame: bad magic byte 0x67"`.
+    public var reason: String
+    /// How it ended: usually killed by `SIGKILL`, for breaking the protocol; an exit if it
+    /// ended before that could happen.
+    public var status: ExitStatus
+    /// The last lines it wrote to stderr. Empty when stderr was not captured.
+    public var standardErrorTail: [String]
+
+    /// Creates a violation record.
+    public init(
+        processName: String, pid: Int32, reason: String, status: ExitStatus, standardErrorTail: [String]
+    ) {
+        self.processName = processName
+        self.pid = pid
+        self.reason = reason
+        self.status = status
+        self.standardErrorTail = standardErrorTail
+    }
+
+    /// `"child 'parser' (pid 42) broke the control protocol (corrupt frame: ...) and was stopped: killed by SIGKILL (Killed)"`.
+    public var description: String {
+        var text = "child '\(processName)' (pid \(pid)) broke the control protocol (\(reason))"
+        text += status == .signaled(.kill) ? " and was stopped: \(status)" : "; it \(status)"
         if !standardErrorTail.isEmpty {
             text += "; last stderr lines:\n  " + standardErrorTail.joined(separator: "\n  ")
         }

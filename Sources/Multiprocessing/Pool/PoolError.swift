@@ -53,24 +53,36 @@ public struct WorkerLoss: Sendable, Hashable, CustomStringConvertible {
     public var standardErrorTail: [String]
     /// How many workers this task has killed so far (more than 1 with retries).
     public var workersKilled: Int
+    /// Where the worker crashed, from its crash handler: `nil` for a `SIGKILL` (an OOM kill),
+    /// an exit, or a worker that died before it could report.
+    public var crashReport: CrashReport?
 
     /// Creates a record.
-    public init(task: String, pid: Int32, status: ExitStatus, standardErrorTail: [String], workersKilled: Int)
-    {
+    public init(
+        task: String, pid: Int32, status: ExitStatus, standardErrorTail: [String], workersKilled: Int,
+        crashReport: CrashReport? = nil
+    ) {
         self.task = task
         self.pid = pid
         self.status = status
         self.standardErrorTail = standardErrorTail
         self.workersKilled = workersKilled
+        self.crashReport = crashReport
     }
 
-    /// `"worker 42 running task #3 was killed by SIGKILL (Killed)"` and the stderr lines.
+    /// The function the crash is blamed on, demangled, if the worker reported one.
+    public var crashingFunction: String? { crashReport?.crashingFunction }
+
+    /// `"worker 42 running task #3 was killed by SIGKILL (Killed)"`, the crashing function, the
+    /// stderr lines and the backtrace.
     public var description: String {
         var text = "worker \(pid) running task \(task) \(status)"
+        if let function = crashingFunction { text += " in \(function)" }
         if workersKilled > 1 { text += " (this task has now killed \(workersKilled) workers)" }
         if !standardErrorTail.isEmpty {
             text += "; last stderr lines:\n  " + standardErrorTail.joined(separator: "\n  ")
         }
+        if let crashReport { text += "\nbacktrace of the crashing thread:" + crashReport.frameLines }
         return text
     }
 

@@ -500,7 +500,8 @@ final class WorkerDriver {
                 verdict = PoolError.workerLost(
                     WorkerLoss(
                         task: label, pid: worker.pid, status: status,
-                        standardErrorTail: worker.child.standardErrorTail, workersKilled: killed))
+                        standardErrorTail: worker.child.standardErrorTail, workersKilled: killed,
+                        crashReport: worker.child.crashReport))
             }
         }
         guard let verdict else {

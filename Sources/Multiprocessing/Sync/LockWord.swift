@@ -1,4 +1,5 @@
 import CMultiprocessing
+import Synchronization
 
 /// How an acquisition ended.
 enum LockOutcome: Sendable, Equatable {
@@ -12,14 +13,18 @@ enum LockOutcome: Sendable, Equatable {
 /// A process-shared mutex in one futex word: 0 when free, otherwise the holder's pid (so a
 /// waiter can tell that the holder died) with the top bit set while someone may be sleeping.
 ///
-/// Waiters sleep in slices and check between them whether the holder still lives: a holder
-/// killed with SIGKILL costs the next acquirer one slice, not a deadlock.
+/// A waiter checks whether the holder still lives before it first sleeps (so a holder that died
+/// before the waiter came costs nothing), then sleeps in slices and checks between them: a holder
+/// killed with SIGKILL while others wait costs them one slice, not a deadlock.
 struct LockWord: Sendable {
     static let waitersBit: UInt32 = 1 << 31
     static let ownerMask: UInt32 = (1 << 30) - 1
     /// How often a sleeping waiter checks that the holder is alive.
     static let livenessInterval: Int64 = 50_000_000
     static let spinCount = 100
+    /// How many times a waiter of this process slept a whole liveness slice before checking the
+    /// holder (for tests: a waiter that arrives after the holder died must not sleep one).
+    static let livenessSlices = Atomic<Int>(0)
 
     let word: FutexWord
 
@@ -41,9 +46,15 @@ struct LockWord: Sendable {
     /// Acquires, sleeping as needed until `deadline`.
     func lock(until deadline: WaitDeadline, cancellation: WaitCancellation? = nil) -> LockOutcome {
         let me = Self.currentOwner
-        if word.compareExchange(0, me).exchanged { return .acquired }
-        if let outcome = spin(me) { return outcome }
+        if let outcome = fastLock(me) { return outcome }
         return sleepingLock(me, until: deadline, cancellation: cancellation)
+    }
+
+    /// The part of an acquisition that never sleeps and makes no system call: one attempt and a
+    /// short spin. Whether the holder is dead is left to ``sleepingLock(_:until:cancellation:)``.
+    @inline(__always) func fastLock(_ me: UInt32 = currentOwner) -> LockOutcome? {
+        if word.compareExchange(0, me).exchanged { return .acquired }
+        return spin(me)
     }
 
     /// The fast part of an acquisition: an attempt and a short spin, never sleeping.
@@ -59,12 +70,20 @@ struct LockWord: Sendable {
         -> LockOutcome
     {
         var livenessCheck = WaitDeadline.now + Self.livenessInterval
+        var arrived = true
         while true {
             if cancellation?.isCancelled == true { return .cancelled }
             var value = word.load()
             if value == 0 {
                 // Taken with the waiters bit: others may still be asleep behind us.
                 if word.compareExchange(0, me | Self.waitersBit).exchanged { return .acquired }
+                continue
+            }
+            if arrived {
+                // Before the first sleep: a holder that died (and was perhaps reaped) before we
+                // came is taken over now, not after a slice. Same check as between slices.
+                arrived = false
+                if let outcome = takeOverIfDead(value, me: me) { return outcome }
                 continue
             }
             if value & Self.waitersBit == 0 {
@@ -76,6 +95,7 @@ struct LockWord: Sendable {
                 let now = WaitDeadline.now
                 if now >= livenessCheck {
                     livenessCheck = now + Self.livenessInterval
+                    Self.livenessSlices.add(1, ordering: .relaxed)
                     if let outcome = takeOverIfDead(word.load(), me: me) { return outcome }
                 }
                 if deadline.hasPassed {

@@ -51,7 +51,7 @@ public final class ProcessLock: Sendable, Codable {
     @discardableResult
     public func acquire(timeout: Duration? = nil) async throws(SyncError) -> LockAcquisition {
         if Task.isCancelled { throw .cancelled }
-        if let outcome = word.tryLock() ?? word.spin() { return try settle(outcome) }
+        if let outcome = word.fastLock() { return try settle(outcome) }
         let deadline = WaitDeadline(after: timeout)
         let me = LockWord.currentOwner
         let outcome = await WaitThreads.run(

@@ -83,7 +83,7 @@ public final class ProcessRLock: Sendable, Codable {
         let me = Self.currentHolder
         if reenter(me) { return .acquired }
         if Task.isCancelled { throw .cancelled }
-        if let outcome = word.tryLock() ?? word.spin() { return try settle(outcome, holder: me) }
+        if let outcome = word.fastLock() { return try settle(outcome, holder: me) }
         let deadline = WaitDeadline(after: timeout)
         let pid = LockWord.currentOwner
         let outcome = await WaitThreads.run(

@@ -45,7 +45,12 @@ enum WaitThreads {
         }
         let worker = Worker()
         worker.job.withLock { $0 = job }
-        OSThread.detach(name: "mp-wait") { serve(worker) }
+        do {
+            try OSThread.detach(name: "mp-wait") { serve(worker) }
+        } catch {
+            // No thread left: wait here, on the caller's thread, rather than not at all.
+            job()
+        }
     }
 
     private static func serve(_ worker: Worker) {

@@ -13,21 +13,51 @@ import Synchronization
 /// Linux uses epoll (registration from any thread is a single `epoll_ctl`, no wake-up of the
 /// reactor); other systems use `poll` with a wake pipe.
 final class IOReactor: Sendable {
-    /// The process-wide reactor, started on first use.
-    static var shared: IOReactor { afterFork ?? initial }
+    /// The process-wide reactor, started on first use. A start that fails (no descriptor for
+    /// epoll, no thread) throws, and the next call tries again: running out of descriptors for
+    /// a moment never leaves the process without a reactor.
+    static func running() throws(SystemError) -> IOReactor { try slot.reactor() }
 
-    private static let initial = IOReactor()
+    /// The reactor if it has started, without starting one: enough to forget a descriptor.
+    static var existing: IOReactor? { slot.published.load() }
+
+    private static let initialSlot = Slot()
     /// Written only in a freshly forked child, while it has a single thread.
-    nonisolated(unsafe) private static var afterFork: IOReactor?
+    nonisolated(unsafe) private static var afterForkSlot: Slot?
+    private static var slot: Slot { afterForkSlot ?? initialSlot }
 
     /// In a child made by `fork`: the parent's reactor thread did not survive, and its epoll
-    /// instance is shared with the parent. Start a fresh one.
-    static func resetAfterFork() { afterFork = IOReactor() }
+    /// instance is shared with the parent. A fresh one starts on first use.
+    static func resetAfterFork() { afterForkSlot = Slot() }
+
+    /// Where the reactor is published once started; starts are serialized so that only one
+    /// epoll instance and thread are ever made.
+    private final class Slot: Sendable {
+        let published = AtomicLazyReference<IOReactor>()
+        private let starting = Mutex(())
+
+        func reactor() throws(SystemError) -> IOReactor {
+            if let reactor = published.load() { return reactor }
+            let started: Result<IOReactor, SystemError> = starting.withLock { _ in
+                if let reactor = published.load() { return .success(reactor) }
+                do throws(SystemError) {
+                    return .success(published.storeIfNil(try IOReactor()))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            return try started.get()
+        }
+    }
 
     enum Interest: Sendable { case read, write }
 
     /// Why a wait ended without readiness.
-    enum WaitError: Error { case cancelled, closed }
+    enum WaitError: Error {
+        case cancelled, closed
+        /// The kernel refused to watch the descriptor (`epoll_ctl`: out of memory or watches).
+        case failed(SystemError)
+    }
 
     private struct Waiter {
         let id: UInt64
@@ -71,18 +101,31 @@ final class IOReactor: Sendable {
         private let wakeFDs: (Int32, Int32)
     #endif
 
-    private init() {
+    private init() throws(SystemError) {
         #if os(Linux)
             epollFD = mp_epoll_create()
-            precondition(epollFD >= 0, "swift-multiprocessing: \(SystemError("epoll_create1"))")
+            if epollFD < 0 { throw SystemError("epoll_create1") }
         #else
             var fds: [Int32] = [-1, -1]
-            precondition(mp_pipe(&fds) == 0, "swift-multiprocessing: cannot create the reactor's pipe")
+            let rc = mp_pipe(&fds)
+            if rc != 0 { throw SystemError("pipe (the reactor's wake pipe)", code: rc) }
             _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
             _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
             wakeFDs = (fds[0], fds[1])
         #endif
-        OSThread.detach(name: "mp-reactor") { [self] in self.run() }
+        do {
+            // `unowned`: the reactor is never freed once published; one that failed to start
+            // must not be kept alive by a thread that does not exist.
+            try OSThread.detach(name: "mp-reactor") { [unowned self] in self.run() }
+        } catch {
+            #if os(Linux)
+                systemClose(epollFD)
+            #else
+                systemClose(wakeFDs.0)
+                systemClose(wakeFDs.1)
+            #endif
+            throw error
+        }
     }
 
     // MARK: Waiting
@@ -102,17 +145,20 @@ final class IOReactor: Sendable {
                 try await withUnsafeThrowingContinuation {
                     (continuation: UnsafeContinuation<Void, any Error>) in
                     let waiter = Waiter(id: id, continuation: continuation)
-                    state.withLock { s in
+                    let refused = state.withLock { s -> Int32? in
                         var entry = s.entries[fd] ?? Entry()
                         switch interest {
                         case .read: entry.readers.append(waiter)
                         case .write: entry.writers.append(waiter)
                         }
-                        arm(fd, &entry)
+                        let refused = arm(fd, &entry)
                         s.entries[fd] = entry
+                        return refused
                     }
                     // Checked after registering, so a close or cancel that raced us is never missed.
-                    if stop() {
+                    if let refused {
+                        cancelWaiter(fd, id, with: .failed(SystemError("epoll_ctl", code: refused)))
+                    } else if stop() {
                         cancelWaiter(fd, id, with: .closed)
                     } else if Task.isCancelled {
                         cancelWaiter(fd, id, with: .cancelled)
@@ -162,16 +208,30 @@ final class IOReactor: Sendable {
 
     /// Runs `handler` on the reactor thread each time `fd` is readable, until it returns `false`
     /// or the descriptor is forgotten. The handler must not block.
-    func watch(_ fd: Int32, handler: @escaping @Sendable () -> Bool) {
-        state.withLock { s in
+    ///
+    /// - Throws: when the kernel refuses to watch `fd` (out of memory or of epoll watches);
+    ///   nothing is registered then.
+    func watch(_ fd: Int32, handler: @escaping @Sendable () -> Bool) throws(SystemError) {
+        let refused = state.withLock { s -> Int32? in
             var entry = s.entries[fd] ?? Entry()
+            let previous = entry.handler
             entry.handler = handler
             // Unique across entries: a fresh entry for a reused number must not match an old one.
             entry.generation = s.nextID
             s.nextID += 1
-            arm(fd, &entry)
+            if let refused = arm(fd, &entry) {
+                entry.handler = previous
+                if entry.readers.isEmpty && entry.writers.isEmpty && previous == nil {
+                    s.entries.removeValue(forKey: fd)
+                } else {
+                    s.entries[fd] = entry
+                }
+                return refused
+            }
             s.entries[fd] = entry
+            return nil
         }
+        if let refused { throw SystemError("epoll_ctl", code: refused) }
     }
 
     /// Removes every interest in `fd` and fails its waiters with `.closed`. Call before `close`.
@@ -211,9 +271,11 @@ final class IOReactor: Sendable {
     }
 
     /// Tells the kernel about the events `entry` wants, if that changed. Called under the lock.
-    private func arm(_ fd: Int32, _ entry: inout Entry) {
+    /// Returns the `errno` when the kernel refused (the entry is then left unarmed).
+    @discardableResult
+    private func arm(_ fd: Int32, _ entry: inout Entry) -> Int32? {
         let wanted = entry.wanted
-        guard wanted != 0, wanted != entry.armed else { return }
+        guard wanted != 0, wanted != entry.armed else { return nil }
         #if os(Linux)
             let events = wanted | UInt32(MP_EPOLLONESHOT)
             let add = Int32(MP_EPOLL_CTL_ADD)
@@ -225,12 +287,15 @@ final class IOReactor: Sendable {
             } else if errno == EEXIST {
                 _ = mp_epoll_ctl(epollFD, mod, fd, events)
                 entry.registered = true
+            } else {
+                return errno
             }
         #else
             var byte: UInt8 = 1
             _ = write(wakeFDs.1, &byte, 1)
         #endif
         entry.armed = wanted
+        return nil
     }
 
     /// Hands readiness `events` of `fd` to whoever waits for them.
@@ -268,10 +333,22 @@ final class IOReactor: Sendable {
                 s.entries[fd] = entry
             }
         }
-        state.withLock { s in
-            guard var entry = s.entries[fd] else { return }
-            arm(fd, &entry)
+        let stranded = state.withLock { s -> ([Waiter], Int32)? in
+            guard var entry = s.entries[fd] else { return nil }
+            guard let refused = arm(fd, &entry) else {
+                s.entries[fd] = entry
+                return nil
+            }
+            // Not watched any more: waiters that would never be woken fail instead.
+            let waiters = entry.readers + entry.writers
+            entry.readers.removeAll()
+            entry.writers.removeAll()
             s.entries[fd] = entry
+            return (waiters, refused)
+        }
+        if let (waiters, refused) = stranded {
+            let error = WaitError.failed(SystemError("epoll_ctl", code: refused))
+            for waiter in waiters { waiter.continuation.resume(throwing: error) }
         }
     }
 

@@ -26,8 +26,12 @@ enum OSThread {
         }
     }
 
-    static func detach(name: String, _ body: @escaping @Sendable () -> Void) {
-        let context = Unmanaged.passRetained(Box(name, body)).toOpaque()
+    /// Starts `body` on a new detached thread.
+    ///
+    /// - Throws: the `pthread_create` error (`EAGAIN` when the process or user is out of
+    ///   threads or memory); `body` is not run then.
+    static func detach(name: String, _ body: @escaping @Sendable () -> Void) throws(SystemError) {
+        let context = Unmanaged.passRetained(Box(name, body))
         #if os(Linux)
             var thread = pthread_t()
         #else
@@ -43,10 +47,11 @@ enum OSThread {
                 #endif
                 box.run()
                 return nil
-            }, context)
-        precondition(
-            rc == 0,
-            "swift-multiprocessing: cannot start thread \(name): \(SystemError("pthread_create", code: rc))")
+            }, context.toOpaque())
+        guard rc == 0 else {
+            context.release()
+            throw SystemError("pthread_create (thread \(name))", code: rc)
+        }
         #if os(Linux)
             pthread_detach(thread)
         #else

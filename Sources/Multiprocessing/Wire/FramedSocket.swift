@@ -14,6 +14,8 @@ enum FrameKind: UInt8, Sendable {
     case bytes = 1
     case launch = 2
     case outcome = 3
+    /// A child's crash report, written by its signal handler (`CrashHandler.c`).
+    case crash = 4
 
     var name: String {
         switch self {
@@ -21,6 +23,7 @@ enum FrameKind: UInt8, Sendable {
         case .bytes: "raw bytes"
         case .launch: "a launch request"
         case .outcome: "a task outcome"
+        case .crash: "a crash report"
         }
     }
 }
@@ -84,7 +87,7 @@ final class FramedSocket: @unchecked Sendable {
     }
 
     deinit {
-        if !closedFlag.load(ordering: .acquiring) { IOReactor.shared.forget(fd) }
+        if !closedFlag.load(ordering: .acquiring) { IOReactor.existing?.forget(fd) }
         systemClose(fd)
         storage.deallocate()
         for fd in pendingDescriptors { systemClose(fd) }
@@ -96,10 +99,22 @@ final class FramedSocket: @unchecked Sendable {
     /// Releases the socket now (the peer sees EOF once no other process holds it) without
     /// freeing the descriptor number, which operations in flight on other threads may still
     /// use: a dead socket is put in its place and the number is closed on deinit.
+    ///
+    /// Never fails: in the rare case that no dead socket could ever be made (descriptors ran
+    /// out before the first one), the socket is only marked closed here and released on deinit.
     func close() {
         guard !closedFlag.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        IOReactor.shared.forget(fd)
-        _ = dup2(DeadSocket.fd, fd)
+        IOReactor.existing?.forget(fd)
+        if let dead = DeadSocket.descriptor() { _ = dup2(dead, fd) }
+    }
+
+    /// The process's reactor; failing to start it (no descriptor left) is a system error.
+    private static func reactor() throws(IOReactor.WaitError) -> IOReactor {
+        do {
+            return try IOReactor.running()
+        } catch {
+            throw .failed(error)
+        }
     }
 
     // MARK: Sending
@@ -113,10 +128,12 @@ final class FramedSocket: @unchecked Sendable {
             case .done: return
             case .wouldBlock:
                 do {
-                    try await IOReactor.shared.wait(fd, for: .write, unless: { self.isClosed })
+                    try await Self.reactor().wait(fd, for: .write, unless: { self.isClosed })
                 } catch .cancelled {
                     // A half-sent frame would corrupt the stream: finish it, whatever the task wants.
                     if step.started { try blockingWait(for: .write, deadline: nil) } else { throw .cancelled }
+                } catch .failed(let error) {
+                    throw .system(error)
                 } catch {
                     throw .closed
                 }
@@ -230,18 +247,20 @@ final class FramedSocket: @unchecked Sendable {
                 if let deadline {
                     let remaining = deadline - .now
                     if remaining <= .zero { throw ChannelError.timedOut }
-                    if try await !IOReactor.shared.wait(
+                    if try await !Self.reactor().wait(
                         fd, for: .read, timeout: remaining, unless: { self.isClosed })
                     {
                         throw ChannelError.timedOut
                     }
                 } else {
-                    try await IOReactor.shared.wait(fd, for: .read, unless: { self.isClosed })
+                    try await Self.reactor().wait(fd, for: .read, unless: { self.isClosed })
                 }
             } catch let error as ChannelError {
                 throw error
             } catch IOReactor.WaitError.cancelled {
                 throw .cancelled
+            } catch IOReactor.WaitError.failed(let error) {
+                throw .system(error)
             } catch {
                 throw .closed
             }
@@ -291,20 +310,24 @@ final class FramedSocket: @unchecked Sendable {
     }
 
     /// Drains whatever is already buffered or readable, without waiting: the frames a dead
-    /// process wrote before it died. `atEOF` tells whether the peer has gone.
-    func drainAvailable() -> (frames: [Frame], atEOF: Bool) {
+    /// process wrote before it died. `atEOF` tells whether nothing more can come (the peer has
+    /// gone, or the stream broke); `failure` says why the stream broke, if it did (a peer that
+    /// wrote bytes that are not frames), and is `nil` at a clean end.
+    func drainAvailable() -> (frames: [Frame], atEOF: Bool, failure: ChannelError?) {
         receiveLock.lockBlocking()
         defer { receiveLock.unlock() }
         var frames: [Frame] = []
         while true {
-            do {
+            do throws(ChannelError) {
                 if let frame = try nextFrame() {
                     frames.append(frame)
                     continue
                 }
-                if try !fill() { return (frames, sawEOF) }
+                if try !fill() { return (frames, sawEOF, nil) }
+            } catch .peerClosed, .closed {
+                return (frames, true, nil)
             } catch {
-                return (frames, true)
+                return (frames, true, error)
             }
         }
     }
@@ -546,19 +569,44 @@ final class FramedSocket: @unchecked Sendable {
 }
 
 /// A socket whose peer is closed: reads see EOF, writes fail. Swapped in by `close()`.
+///
+/// Made on first need and kept for the life of the process. Making it can fail (no descriptors
+/// left); then it is simply tried again next time. No lock: a child made by `fork` must be able
+/// to remake it whatever the parent's other threads were doing.
 enum DeadSocket {
-    static let fd: Int32 = {
+    private static let published = Atomic<Int32>(-1)
+
+    /// The dead socket's descriptor, made now if it does not exist yet; `nil` if it cannot be.
+    static func descriptor() -> Int32? {
+        try? prepare()
+    }
+
+    /// The dead socket's descriptor, made now if it does not exist yet.
+    @discardableResult
+    static func prepare() throws(SystemError) -> Int32 {
+        let existing = published.load(ordering: .acquiring)
+        if existing >= 0 { return existing }
         var fds: [Int32] = [-1, -1]
-        precondition(mp_socketpair(&fds) == 0, "swift-multiprocessing: cannot create a socketpair")
+        let rc = mp_socketpair(&fds)
+        if rc != 0 { throw SystemError("socketpair (a dead socket for close)", code: rc) }
         systemClose(fds[1])
-        return fds[0]
-    }()
+        let (won, winner) = published.compareExchange(
+            expected: -1, desired: fds[0], ordering: .acquiringAndReleasing)
+        if won { return fds[0] }
+        systemClose(fds[0])  // Another thread made one first.
+        return winner
+    }
 
     /// In a forked child whose descriptors above stdio were closed: a new dead socket under the
-    /// same number.
+    /// same number, or none (made again on first need).
     static func recreateAfterFork() {
+        let fd = published.load(ordering: .acquiring)
+        guard fd >= 0 else { return }
         var fds: [Int32] = [-1, -1]
-        guard mp_socketpair(&fds) == 0 else { return }
+        guard mp_socketpair(&fds) == 0 else {
+            published.store(-1, ordering: .releasing)
+            return
+        }
         _ = dup2(fds[0], fd)
         systemClose(fds[0])
         systemClose(fds[1])

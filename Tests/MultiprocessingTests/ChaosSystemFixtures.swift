@@ -192,7 +192,7 @@ struct DescriptorLimitProbe: ProcessTask {
         case ChannelError.system(let error): error.code
         case SharedMemoryError.system(let error): error.code
         case let error as SystemError: error.code
-        case PoolError.initializerFailed(let why) where why.contains("errno 24"): EMFILE
+        case PoolError.workerStartFailed(_, let cause?): cause.code
         default: nil
         }
     }

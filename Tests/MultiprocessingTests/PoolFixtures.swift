@@ -225,8 +225,8 @@ struct PoolAtDescriptorLimit: ProcessTask {
         do {
             report.append("starved: \(try await starved.apply(Square(), 4))")
         } catch let error as PoolError {
-            if case .workerStartFailed = error {
-                report.append("starved: workerStartFailed")
+            if case .workerStartFailed(_, let cause?) = error {
+                report.append("starved: workerStartFailed, errno \(cause.code)")
             } else {
                 report.append("starved: \(error)")
             }

@@ -211,6 +211,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 Launcher.inForkedChild = true
                 ForkServer.forgetAfterFork()
                 IOReactor.resetAfterFork()
+                BlockingThreads.resetAfterFork()
                 let defaults = Launcher.childDefaults
                 // Like a spawned child: no inherited backtracer unless this process asked for one.
                 if defaults["SWIFT_BACKTRACE"] != nil { mp_crash_handler_reset_inherited() }

@@ -20,8 +20,9 @@ public enum PoolError: Error, Sendable, Equatable, CustomStringConvertible {
     case protocolError(String)
     /// No worker could be started (the system is out of descriptors, processes or memory, or
     /// something kills every worker as it starts): the work that was waiting fails, and the
-    /// pool tries again for the next.
-    case workerStartFailed(String)
+    /// pool tries again for the next. `cause` is the system call that failed, when one did
+    /// (`EMFILE` at the descriptor limit, `EAGAIN` out of processes or threads).
+    case workerStartFailed(String, cause: SystemError?)
 
     /// A sentence that says what happened.
     public var description: String {
@@ -36,7 +37,7 @@ public enum PoolError: Error, Sendable, Equatable, CustomStringConvertible {
         case .resultTimedOut: "the result did not arrive in time"
         case .cancelled: "the task was cancelled"
         case .protocolError(let why): "pool protocol error: \(why)"
-        case .workerStartFailed(let why): "the pool could not start a worker: \(why)"
+        case .workerStartFailed(let why, _): "the pool could not start a worker: \(why)"
         }
     }
 }

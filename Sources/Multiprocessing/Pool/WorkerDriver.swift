@@ -1,5 +1,4 @@
 import CMultiprocessing
-import Dispatch
 import Synchronization
 
 #if canImport(Glibc)
@@ -143,7 +142,9 @@ final class WorkerDriver {
     private func startWorkerRetrying() async -> WorkerHandle? {
         var lastError: (any Error)?
         for pause in [0, 20, 200] {
-            if pause > 0 { try? await Task.sleep(for: .milliseconds(pause)) }
+            // Not `Task.sleep`: at the descriptor limit, libdispatch traps if this would be the
+            // first timer of the process (it needs descriptors for its timers).
+            if pause > 0 { _ = try? await BlockingThreads.shared.run { usleep(UInt32(pause) * 1000) } }
             if core.isTerminated { return nil }
             do {
                 return try await startWorker()
@@ -151,7 +152,9 @@ final class WorkerDriver {
                 lastError = error
             }
         }
-        core.failQueued(PoolError.workerStartFailed("\(lastError.map { "\($0)" } ?? "unknown")"))
+        core.failQueued(
+            PoolError.workerStartFailed(
+                lastError.map { "\($0)" } ?? "unknown", cause: lastError.flatMap(Self.systemCause)))
         return nil
     }
 
@@ -159,14 +162,9 @@ final class WorkerDriver {
         let core = self.core
         let number = self.number
         // Starting a child waits for the launcher and writes the whole task: on a thread of its
-        // own, never on one of Swift's cooperative threads (a pool replacing workers under a
+        // own (``BlockingThreads``), never on one of Swift's cooperative threads (a pool replacing workers under a
         // stream of kills would otherwise stall every other task of the process).
-        let handle = try await withCheckedThrowingContinuation {
-            (continuation: CheckedContinuation<WorkerHandle, any Error>) in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try Self.launch(core: core, number: number) })
-            }
-        }
+        let handle = try await BlockingThreads.shared.run { try Self.launch(core: core, number: number) }
         registry.add(handle)
         installed = []
         itemsBeforeHead = 0
@@ -175,6 +173,17 @@ final class WorkerDriver {
         ready = false
         memoryCulprit = nil
         return handle
+    }
+
+    /// The system call behind a failed start, if one failed.
+    private static func systemCause(_ error: any Error) -> SystemError? {
+        switch error {
+        case let error as SystemError: error
+        case ProcessError.launchFailed(let error): error
+        case ChannelError.system(let error): error
+        case SharedMemoryError.system(let error): error
+        default: nil
+        }
     }
 
     private static func launch(core: PoolCore, number: Int) throws -> WorkerHandle {
@@ -538,7 +547,8 @@ final class WorkerDriver {
             core.workerReady()
             core.failQueued(
                 PoolError.workerStartFailed(
-                    "\(PoolCore.startupAttempts) workers in a row died while starting; the last \(why)"))
+                    "\(PoolCore.startupAttempts) workers in a row died while starting; the last \(why)",
+                    cause: nil))
         }
     }
 

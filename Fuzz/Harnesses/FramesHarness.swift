@@ -23,12 +23,12 @@ enum FramesHarness {
     /// before descriptors are counted.
     static func prepare() {
         precondition(marker >= 0)
-        _ = IOReactor.shared
+        _ = try? IOReactor.running()
         var fds: [Int32] = [-1, -1]
         guard mp_socketpair(&fds) == 0 else { fatalError("socketpair failed") }
         close(fds[0])
         _ = FramedSocket(fd: fds[1])
-        _ = DeadSocket.fd
+        _ = DeadSocket.descriptor()
     }
 
     static func run(_ data: UnsafeRawBufferPointer) {

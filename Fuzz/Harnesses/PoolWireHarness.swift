@@ -24,7 +24,16 @@ enum PoolWireHarness {
                     var items = 0
                     for _ in 0..<count {
                         ids.append(try reader.varint())
-                        items += try reader.count()
+                        let word = try reader.varint()
+                        let jobItems = Int(clamping: word >> 1)
+                        if word & 1 == 1 {
+                            for _ in 0..<(try reader.count()) {
+                                // The worker fails these jobs with a protocol error.
+                                guard try reader.count() < jobItems else { return }
+                            }
+                        }
+                        guard jobItems <= payload.count else { return }
+                        items += jobItems
                         itemEnds.append(items)
                     }
                     let inputs = try reader.blob()
@@ -36,6 +45,13 @@ enum PoolWireHarness {
                 while !reader.isAtEnd {
                     let n = try reader.count()
                     guard n > 0 else { return }
+                    if n == 1, reader.byteAfterVarint() == PoolWire.Status.partial.rawValue {
+                        _ = try reader.varint()
+                        _ = try reader.byte()
+                        _ = try reader.varint()
+                        _ = decode([ItemOutcome<Int>].self, payload, try reader.blob())
+                        continue
+                    }
                     var anyValues = false
                     for _ in 0..<n {
                         _ = try reader.varint()
@@ -47,6 +63,8 @@ enum PoolWireHarness {
                             _ = decode([ItemOutcome<Int>].self, payload, try reader.blob())
                         case .failed:
                             _ = decode(ErrorReport.self, payload, try reader.blob())
+                        case .partial:
+                            return  // The driver kills a worker that sends this inside a run.
                         }
                     }
                     if anyValues { _ = decode([Int].self, payload, try reader.blob()) }
@@ -86,10 +104,14 @@ enum PoolWireHarness {
         PoolWire.appendBytes([0], to: &install)
         return [
             install,
-            // jobs: one run of function 1, jobs 10 (2 items) and 11 (3 items), then a second run.
-            [PoolWire.jobs] + varint(1) + varint(2) + varint(10) + varint(2) + varint(11) + varint(3)
-                + blob(inputs)
+            // jobs: one run of function 1, jobs 10 (2 items) and 11 (3 items, item 1 already
+            // answered: skipped), then a second run. A job word is `items << 1 | hasSkips`.
+            [PoolWire.jobs] + varint(1) + varint(2) + varint(10) + varint(2 << 1) + varint(11)
+                + varint(3 << 1 | 1) + varint(1) + varint(1) + blob(inputs)
                 + varint(2) + varint(1) + varint(12) + varint(0) + blob(try! BinaryEncoder().encode([Int]())),
+            // results: a partial answer of job 10 (its items from position 1 on).
+            [PoolWire.results] + varint(1) + varint(10) + [PoolWire.Status.partial.rawValue] + varint(1)
+                + blob(outcomes),
             // results: two jobs with values, then a mixed one and a failed one.
             [PoolWire.results] + varint(2) + varint(10) + [0] + varint(11) + [0] + blob(inputs),
             [PoolWire.results] + varint(2) + varint(12) + [1] + blob(outcomes) + varint(13) + [2]

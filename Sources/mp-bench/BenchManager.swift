@@ -34,7 +34,7 @@ func managerDictionary(gets: Bool, count: Int) async throws -> Double {
         let dictionary = try Manager().dictionary([Int: Int].self)
         if gets { try dictionary.update(with: Dictionary(uniqueKeysWithValues: (0..<1000).map { ($0, $0) })) }
         let child = try ChildProcess(DictionaryClient(dictionary: dictionary, count: count, gets: gets))
-        try child.start()
+        try await child.start()
         rates.append(try await child.value)
         let keys = try dictionary.count
         precondition(keys == (gets ? 1000 : count + 1000), "lost keys")

@@ -44,7 +44,7 @@ func joinableSmall(count: Int, policy: AbandonedItemPolicy) async throws -> Doub
     for _ in 0..<5 {
         let queue = try JoinableQueue<Int>(unfinishedItemsOfDeadConsumers: policy)
         let producer = try ChildProcess(JoinableIntProducer(queue: queue, count: count))
-        try producer.start()
+        try await producer.start()
         _ = try queue.getBlocking()
         try queue.taskDone()
         let start = ContinuousClock.now
@@ -68,7 +68,7 @@ func queueSmall(count: Int) async throws -> Double {
     for _ in 0..<5 {
         let queue = try ProcessQueue<Int>()
         let producer = try ChildProcess(IntProducer(queue: queue, count: count))
-        try producer.start()
+        try await producer.start()
         _ = try queue.getBlocking()
         let start = ContinuousClock.now
         var sum = 0
@@ -86,7 +86,7 @@ func queueBytes(count: Int, size: Int) async throws -> Double {
     for _ in 0..<5 {
         let queue = try ProcessQueue<[UInt8]>()
         let producer = try ChildProcess(BytesProducer(queue: queue, count: count, size: size))
-        try producer.start()
+        try await producer.start()
         _ = try queue.getBlocking()
         let start = ContinuousClock.now
         var total = 0

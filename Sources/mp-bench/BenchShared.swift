@@ -59,7 +59,7 @@ func counterRace(locked: Bool, count: Int) async throws -> Double {
                 CounterRacer(
                     value: value, ready: ready, times: times, slot: slot, count: count, locked: locked))
         }
-        for racer in racers { try racer.start() }
+        for racer in racers { try await racer.start() }
         for racer in racers { try await racer.value }
         precondition(value.load() == 2 * count, "lost increments: \(value.load()) of \(2 * count)")
         let elapsed = Double(max(times[1], times[3]) - min(times[0], times[2])) / 1e9
@@ -76,7 +76,7 @@ func lockHandoff(rounds: Int) async throws -> Double {
     try ping.acquireBlocking()
     try pong.acquireBlocking()
     let ponger = try ChildProcess(LockPonger(ping: ping, pong: pong, rounds: warmup + 3 * rounds))
-    try ponger.start()
+    try await ponger.start()
     for _ in 0..<warmup {
         try ping.release()
         try pong.acquireBlocking()

@@ -27,13 +27,13 @@ func seconds(_ d: Duration) -> Double {
 
 func processStart(_ method: StartMethod, count: Int) async throws -> Double {
     let warm = try ChildProcess(EmptyTask(), startMethod: method)
-    try warm.start()
+    try await warm.start()
     try await warm.join()
     var samples: [Double] = []
     for _ in 0..<count {
         let start = ContinuousClock.now
         let child = try ChildProcess(EmptyTask(), startMethod: method)
-        try child.start()
+        try await child.start()
         try await child.join()
         samples.append(seconds(ContinuousClock.now - start) * 1e3)
     }
@@ -44,7 +44,7 @@ func roundTrip(count: Int, async useAsync: Bool) async throws -> Double {
     let (mine, theirs) = try ProcessChannel<Int>.pair()
     let child = try ChildProcess(
         useAsync ? AnyEcho.async(AsyncEchoInts(channel: theirs)) : .blocking(EchoInts(channel: theirs)))
-    try child.start()
+    try await child.start()
     for i in 0..<200 {
         try mine.sendBlocking(i)
         _ = try mine.receiveBlocking()
@@ -87,7 +87,7 @@ func throughput(count: Int) async throws -> Double {
     for _ in 0..<3 {
         let (receiver, sender) = try ProcessChannel<Int>.oneWay()
         let child = try ChildProcess(MebibyteSender(sender: sender, count: count))
-        try child.start()
+        try await child.start()
         _ = try receiver.receiveBytesBlocking()
         let start = ContinuousClock.now
         for _ in 0..<count { _ = try receiver.receiveBytesBlocking() }
@@ -172,7 +172,7 @@ func childCrashReport(count: Int) async throws -> Double {
     for _ in 0..<count {
         let start = ContinuousClock.now
         let child = try ChildProcess(NilUnwrap(text: "not a number"))
-        try child.start()
+        try await child.start()
         do {
             _ = try await child.value
         } catch ProcessError.crashed(let crash) {

@@ -26,7 +26,7 @@ let crashExamples: [Example] = [
                 try ChildProcess(ParseFields(text: "1,x"), name: "parser") as any CrashingChild,
                 try ChildProcess(LookUp(table: [1, 2, 3], index: 7), name: "lookup"),
             ] {
-                try child.start()
+                try await child.start()
                 do {
                     try await child.run()
                 } catch ProcessError.crashed(let crash) {
@@ -42,8 +42,7 @@ let crashExamples: [Example] = [
 ]
 
 /// Either child, so both run through one loop.
-protocol CrashingChild {
-    func start() throws(ProcessError)
+protocol CrashingChild: AnyChildProcess {
     func run() async throws
 }
 

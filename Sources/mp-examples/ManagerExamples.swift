@@ -32,7 +32,7 @@ let managerExamples: [Example] = [
             let list = try manager.list([1, 2, 3])
             say("before: \(try list.snapshot)")
             let child = try ChildProcess(SetFirstElement(list: list))
-            try child.start()
+            try await child.start()
             try await child.value
             say("after:  \(try list.snapshot)")
         }
@@ -46,7 +46,7 @@ let managerExamples: [Example] = [
             let children = try (0..<4).map { number in
                 try ChildProcess(RecordResult(results: results, finished: finished, number: number))
             }
-            for child in children { try child.start() }
+            for child in children { try await child.start() }
             for child in children { try await child.value }
             for (key, value) in try results.snapshot.sorted(by: { $0.key < $1.key }) {
                 say("  \(key): \(value)")

@@ -141,8 +141,8 @@ let queueExamples: [Example] = [
             let lock = try ProcessLock()
             let producer = try ChildProcess(Producer(queue: queue, lock: lock, count: 8))
             let consumer = try ChildProcess(Consumer(queue: queue, lock: lock))
-            try producer.start()
-            try consumer.start()
+            try await producer.start()
+            try await consumer.start()
             try await producer.value
             try await consumer.value
             // CPython's put_nowait raising queue.Full, as a typed error.
@@ -168,7 +168,7 @@ let queueExamples: [Example] = [
             let workers = try (1...3).map {
                 try ChildProcess(JoinableWorker(queue: queue, lock: lock, number: $0))
             }
-            for worker in workers { try worker.start() }
+            for worker in workers { try await worker.start() }
             for item in 0..<9 { try await queue.put("item \(item)") }
             try await queue.join()  // Every item has been taken and marked done.
             locked(lock, "all work completed (\(queue.unfinishedCount) unfinished)")
@@ -187,7 +187,7 @@ let queueExamples: [Example] = [
                 let workers = try (1...2).map {
                     try ChildProcess(FragileWorker(queue: queue, lock: lock, died: died, number: $0))
                 }
-                for worker in workers { try worker.start() }
+                for worker in workers { try await worker.start() }
                 for item in 0..<5 { try await queue.put("item \(item)") }
                 do {
                     try await queue.join()  // CPython's join would wait forever here.
@@ -205,9 +205,9 @@ let queueExamples: [Example] = [
         {
             let log = try ProcessQueue<LogRecord>()
             let collector = try ChildProcess(LogCollector(log: log), name: "collector")
-            try collector.start()
+            try await collector.start()
             let workers = try (0..<4).map { try ChildProcess(LoggingWorker(log: log, number: $0)) }
-            for worker in workers { try worker.start() }
+            for worker in workers { try await worker.start() }
             for worker in workers { try await worker.value }
             log.close()
             say("the collector wrote \(try await collector.value) lines")

@@ -57,7 +57,7 @@ let sharedExamples: [Example] = [
                 try ChildProcess(
                     CountedWorker(done: done, items: min(w * share, total)..<min((w + 1) * share, total)))
             }
-            for child in children { try child.start() }
+            for child in children { try await child.start() }
             var shown = -1
             while shown < total {
                 let now = done.load()
@@ -77,7 +77,7 @@ let sharedExamples: [Example] = [
             let number = try SharedValue(0.0)
             let array = try SharedArray<Int32>(0..<10)
             let child = try ChildProcess(NegateInPlace(number: number, array: array))
-            try child.start()
+            try await child.start()
             try await child.value
             say("\(number.get())")
             say("\(Array(array))")
@@ -88,7 +88,7 @@ let sharedExamples: [Example] = [
         {
             let lock = try ProcessLock()
             let children = try (0..<10).map { try ChildProcess(GreetUnderLock(lock: lock, number: $0)) }
-            for child in children { try child.start() }
+            for child in children { try await child.start() }
             for child in children { try await child.value }
         }
     ),

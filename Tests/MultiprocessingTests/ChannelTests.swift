@@ -40,7 +40,7 @@ struct ChannelTests {
     func echoChild(method: StartMethod) async throws {
         let (mine, theirs) = try ProcessChannel<EchoMessage>.pair()
         let child = try ChildProcess(Echoer(channel: theirs), startMethod: method)
-        try child.start()
+        try await child.start()
         #expect(theirs.isClosed, "an end stored in a task moves to the child")
         let big = (0..<100_000).map(Double.init)
         for message in [EchoMessage.text("one"), .numbers(big), .text("three")] {
@@ -86,7 +86,7 @@ struct ChannelTests {
     func deadPeer() async throws {
         let (mine, theirs) = try ProcessChannel<Int>.pair()
         let child = try ChildProcess(QuickExit(channel: theirs))
-        try child.start()
+        try await child.start()
         #expect(try await child.join() == .exited(0))
         await #expect(throws: ChannelError.peerClosed) { try await mine.receive(timeout: .seconds(10)) }
         await #expect(throws: ChannelError.peerClosed) {
@@ -109,7 +109,7 @@ struct ChannelTests {
     func largeFrames() async throws {
         let (receiver, sender) = try ProcessChannel<Int>.oneWay()
         let child = try ChildProcess(ByteSender(sender: sender, count: 8, size: 1 << 20))
-        try child.start()
+        try await child.start()
         var total = 0
         for _ in 0..<8 {
             let bytes = try await receiver.receiveBytes(timeout: .seconds(20))

@@ -165,7 +165,7 @@ struct TreeRoot: ProcessTask {
         let child = try ChildProcess(
             DescendantStarter(marker: marker, kind: kind, report: sender, deaf: deaf),
             startMethod: startMethod)
-        try child.start()
+        try await child.start()
         let sleeper = try await receiver.receive(timeout: .seconds(30))
         try await report.send([child.pid!, sleeper])
         try await Task.sleep(for: .seconds(120))

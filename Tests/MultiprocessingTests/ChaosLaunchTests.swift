@@ -30,7 +30,7 @@ struct ChaosLaunchTests {
         let (receiver, sender) = try ProcessChannel<[Int32]>.oneWay()
         let root = try ChildProcess(
             TreeRoot(method: method, marker: marker, kind: kind, report: sender, deaf: deaf))
-        try root.start()
+        try await root.start()
         let pids: [Int32]
         do {
             pids = try await receiver.receive(timeout: .seconds(30))

@@ -228,7 +228,7 @@ struct ChaosPoolTests {
     @Test("at the descriptor limit a pool's work fails typed; the same pool works once descriptors are free")
     func descriptorLimit() async throws {
         let child = try ChildProcess(PoolAtDescriptorLimit())
-        try child.start()
+        try await child.start()
         let report = try await child.value
         #expect(report == ["before: 9", "starved: workerStartFailed, errno \(EMFILE)", "after: 25"])
     }

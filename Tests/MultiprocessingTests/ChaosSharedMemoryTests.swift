@@ -38,7 +38,7 @@ struct ChaosSharedMemoryTests {
         let creator = try ChildProcess(
             NamedCreator(
                 tracked: [tracked], kept: [kept], attached: [shared], report: sender, waitForKill: true))
-        try creator.start()
+        try await creator.start()
         let reported = try await receiver.receive(timeout: .seconds(20))
         guard reported > 0 else {
             // Never signal a pid that is not one (kill(-1) reaches every process).
@@ -71,7 +71,7 @@ struct ChaosSharedMemoryTests {
         defer { _ = shm_unlink("/" + tracked) }  // Only if the test failed.
         let (receiver, sender) = try ProcessChannel<[Int32]>.oneWay()
         let root = try ChildProcess(NamedCreatorParent(tracked: tracked, report: sender))
-        try root.start()
+        try await root.start()
         let pids = try await receiver.receive(timeout: .seconds(30))
         guard pids.count == 2, pids[0] > 1, pids[1] > 1 else {
             root.kill()
@@ -100,7 +100,7 @@ struct ChaosSharedMemoryTests {
         }
         let (mine, theirs) = try ProcessChannel<String>.pair()
         let creator = try ChildProcess(CreatorOnCommand(channel: theirs))
-        try creator.start()
+        try await creator.start()
         defer { creator.kill() }
         try await mine.send(first)
         guard let old = Int32(try await mine.receive(timeout: .seconds(20))), old > 1 else {

@@ -115,7 +115,7 @@ struct DescriptorLimitProbe: ProcessTask {
             hog.free(left)
             do {
                 let child = try ChildProcess(Doubler(value: left))
-                try child.start()
+                try await child.start()
                 hog.freeAll()
                 let value = try await child.value
                 if value != left * 2 { report.problems.append("child start: \(value) != \(left * 2)") }
@@ -129,7 +129,7 @@ struct DescriptorLimitProbe: ProcessTask {
         }
         do {
             let child = try ChildProcess(Doubler(value: 21))
-            try child.start()
+            try await child.start()
             report.recovered["child start"] = try await child.value == 42
         } catch {
             report.problems.append("child start after recovery: \(error)")
@@ -260,7 +260,7 @@ struct ArrivalAfterDeathProbe: ProcessTask {
             let plain = try ProcessLock()
             let reentrant = try ProcessRLock()
             let holder = try ChildProcess(DeadHolder(kind: kind, lock: plain, rlock: reentrant, flag: flag))
-            try holder.start()
+            try await holder.start()
             try await waitForFlag(flag)
             holder.kill()
             _ = try await holder.join()  // Dead and reaped before anyone asks for the lock.

@@ -13,7 +13,7 @@ struct ChaosSystemTests {
     )
     func descriptorLimit() async throws {
         let probe = try ChildProcess(DescriptorLimitProbe())
-        try probe.start()
+        try await probe.start()
         let report: DescriptorLimitProbe.Report
         do {
             report = try await probe.value
@@ -34,7 +34,7 @@ struct ChaosSystemTests {
         arguments: [false, true])
     func controlChannelGarbage(hang: Bool) async throws {
         let child = try ChildProcess(ControlChannelVandal(hang: hang), name: "vandal")
-        try child.start()
+        try await child.start()
         // A vandal that hangs is killed for breaking the protocol: nobody waits for it.
         let status = try await child.join(timeout: .seconds(10))
         if status == nil { child.kill() }

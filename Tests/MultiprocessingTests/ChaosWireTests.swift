@@ -279,7 +279,7 @@ struct ChaosWireTests {
     @Test("descriptors the kernel drops at the descriptor limit are reported, for frames and queue items")
     func descriptorLimit() async throws {
         let child = try ChildProcess(WireDescriptorLimitProbe())
-        try child.start()
+        try await child.start()
         let report = try await child.value
         #expect(
             report == [

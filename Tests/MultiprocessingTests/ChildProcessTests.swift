@@ -17,7 +17,7 @@ struct ChildProcessTests {
     @Test("returns the task's output", arguments: methods)
     func output(method: StartMethod) async throws {
         let child = try ChildProcess(Doubler(value: 21), startMethod: method)
-        try child.start()
+        try await child.start()
         #expect(try await child.value == 42)
         #expect(try await child.join() == .exited(0))
         #expect(child.isAlive == false)
@@ -26,10 +26,10 @@ struct ChildProcessTests {
     @Test("generic and nested task types run")
     func genericAndNested() async throws {
         let generic = try ChildProcess(Reverser(items: ["a", "b", "c"]))
-        try generic.start()
+        try await generic.start()
         #expect(try await generic.value == ["c", "b", "a"])
         let nested = try ChildProcess(Outer.Nested(text: "quiet"))
-        try nested.start()
+        try await nested.start()
         #expect(try await nested.value == "QUIET")
     }
 
@@ -47,10 +47,10 @@ struct ChildProcessTests {
     @Test("the child knows its name, pid and parent", arguments: methods)
     func identity(method: StartMethod) async throws {
         let child = try ChildProcess(NameReport(), name: "reporter", startMethod: method)
-        try child.start()
+        try await child.start()
         #expect(try await child.value == "reporter|true")
         let who = try ChildProcess(Identity(), startMethod: method)
-        try who.start()
+        try await who.start()
         let facts = try await who.value
         #expect(facts["pid"] == who.pid)
         if method == .spawn { #expect(facts["ppid"] == getpid()) }
@@ -63,7 +63,7 @@ struct ChildProcessTests {
         arguments: [Trapper.Kind.fatalError, .indexOutOfRange, .forceUnwrap, .overflow])
     func trap(kind: Trapper.Kind) async throws {
         let child = try ChildProcess(Trapper(kind: kind), name: "trapper")
-        try child.start()
+        try await child.start()
         do {
             _ = try await child.value
             Issue.record("a trapping child returned a value")
@@ -84,7 +84,7 @@ struct ChildProcessTests {
         arguments: CrashSite.Kind.allCases, methods)
     func crashReport(kind: CrashSite.Kind, method: StartMethod) async throws {
         let child = try ChildProcess(CrashSite(kind: kind), name: "crasher", startMethod: method)
-        try child.start()
+        try await child.start()
         do {
             _ = try await child.value
             Issue.record("a crashing child returned a value")
@@ -106,7 +106,7 @@ struct ChildProcessTests {
     func forkedCrashReport() async throws {
         // See `forkMethod`: a forked copy of this many-threaded process may inherit a held lock.
         let child = try ChildProcess(CrashSite(kind: .nullWrite), startMethod: .fork)
-        try child.start()
+        try await child.start()
         if try await child.join(timeout: .seconds(10)) == nil {
             child.kill()
             return
@@ -123,7 +123,7 @@ struct ChildProcessTests {
     @Test("a child SIGKILLed from outside is reported as killed by SIGKILL", arguments: methods)
     func killedFromOutside(method: StartMethod) async throws {
         let child = try ChildProcess(Sleeper(seconds: 30), startMethod: method)
-        try child.start()
+        try await child.start()
         try await Task.sleep(for: .milliseconds(100))
         #expect(child.isAlive)
         kill(child.pid!, SIGKILL)
@@ -135,7 +135,7 @@ struct ChildProcessTests {
     @Test("an exit code is reported", arguments: methods)
     func exitCode(method: StartMethod) async throws {
         let child = try ChildProcess(Exiter(code: 3), startMethod: method)
-        try child.start()
+        try await child.start()
         #expect(try await child.join() == .exited(3))
         do {
             try await child.value
@@ -148,7 +148,7 @@ struct ChildProcessTests {
     @Test("join with a timeout returns nil while the child runs, then terminate stops it", arguments: methods)
     func joinTimeout(method: StartMethod) async throws {
         let child = try ChildProcess(Sleeper(seconds: 30), startMethod: method)
-        try child.start()
+        try await child.start()
         let start = ContinuousClock.now
         let early = try await child.join(timeout: .milliseconds(200))
         #expect(early == nil)
@@ -162,7 +162,7 @@ struct ChildProcessTests {
     func terminateReachesGrandchild() async throws {
         let (receiver, sender) = try ProcessChannel<Int32>.oneWay()
         let child = try ChildProcess(GrandparentTask(report: sender))
-        try child.start()
+        try await child.start()
         let grandchild = try await receiver.receive(timeout: .seconds(20))
         #expect(!ProcessProbe.isGone(grandchild))
         child.terminate()
@@ -174,7 +174,7 @@ struct ChildProcessTests {
     func noOrphans(method: StartMethod) async throws {
         let (receiver, sender) = try ProcessChannel<Int32>.oneWay()
         let child = try ChildProcess(LibraryGrandparent(report: sender), startMethod: method)
-        try child.start()
+        try await child.start()
         let grandchild = try await receiver.receive(timeout: .seconds(20))
         #expect(!ProcessProbe.isGone(grandchild))
         kill(child.pid!, SIGKILL)  // Only the child: the grandchild leads its own group.
@@ -185,7 +185,7 @@ struct ChildProcessTests {
     @Test("a Codable error thrown in the child is re-thrown as the same value", arguments: methods)
     func codableError(method: StartMethod) async throws {
         let child = try ChildProcess(CodableThrower(reason: "no closing quote"), startMethod: method)
-        try child.start()
+        try await child.start()
         await #expect(throws: FixtureError.badInput("no closing quote", line: 42)) { try await child.value }
         #expect(try await child.join() == .exited(1))
     }
@@ -193,7 +193,7 @@ struct ChildProcessTests {
     @Test("another error is re-thrown as a RemoteError that keeps its description")
     func plainError() async throws {
         let child = try ChildProcess(PlainThrower(), name: "plain")
-        try child.start()
+        try await child.start()
         do {
             try await child.value
             Issue.record("expected an error")
@@ -210,7 +210,7 @@ struct ChildProcessTests {
         let child = try ChildProcess(
             EnvironmentReport(key: "MP_TEST_VALUE"), startMethod: method,
             environment: ["MP_TEST_VALUE": "forty two"], workingDirectory: "/tmp")
-        try child.start()
+        try await child.start()
         #expect(try await child.value == ["forty two", "/tmp"])
         #expect(getenv("MP_TEST_VALUE") == nil)
     }
@@ -219,8 +219,8 @@ struct ChildProcessTests {
     func misuse() async throws {
         let child = try ChildProcess(Doubler(value: 1))
         await #expect(throws: ProcessError.self) { try await child.join() }
-        try child.start()
-        #expect(throws: ProcessError.self) { try child.start() }
+        try await child.start()
+        await #expect(throws: ProcessError.self) { try await child.start() }
         #expect(try await child.value == 2)
     }
 
@@ -236,7 +236,7 @@ struct ChildProcessTests {
     @Test("cancelling the task awaiting value kills the child")
     func cancellation() async throws {
         let child = try ChildProcess(Sleeper(seconds: 30))
-        try child.start()
+        try await child.start()
         let waiter = Task { try await child.value }
         try await Task.sleep(for: .milliseconds(200))
         waiter.cancel()
@@ -251,7 +251,7 @@ struct ChildProcessTests {
         var succeeded = 0
         for _ in 0..<3 {
             let child = try ChildProcess(Doubler(value: 50), startMethod: .fork)
-            try child.start()
+            try await child.start()
             if try await child.join(timeout: .seconds(20)) == nil { child.kill() }  // A deadlocked copy.
             do {
                 #expect(try await child.value == 100)
@@ -268,7 +268,7 @@ struct ChildProcessTests {
         var pids: [Int32] = []
         for _ in 0..<4 {
             let child = try ChildProcess(Exiter(code: 0))
-            try child.start()
+            try await child.start()
             pids.append(child.pid!)
         }
         for pid in pids { #expect(await ProcessProbe.waitGone(pid)) }

@@ -96,7 +96,7 @@ struct LibraryGrandparent: ProcessTask {
     var report: ChannelSender<Int32>
     func run() async throws {
         let child = try ChildProcess(Sleeper(seconds: 60))
-        try child.start()
+        try await child.start()
         try await report.send(child.pid!)
         try await Task.sleep(for: .seconds(60))
     }

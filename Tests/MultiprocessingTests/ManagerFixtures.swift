@@ -130,7 +130,7 @@ struct ManagerLeakProbe: ProcessTask {
                 ContainerCounter(
                     counters: counters, arrivals: arrivals, claims: claims, namespace: namespace, id: 0,
                     rounds: 10))
-            try child.start()
+            try await child.start()
             _ = try await child.value
             during = openMemfdCount()
         }

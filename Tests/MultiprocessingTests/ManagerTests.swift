@@ -266,7 +266,7 @@ struct ManagerTests {
                     rounds: rounds),
                 startMethod: id == 2 ? .forkserver : .spawn)
         }
-        for child in children { try child.start() }
+        for child in children { try await child.start() }
         var won = 0
         for child in children { won += try await child.value }
         #expect(try counters.value(forKey: "total") == 3 * rounds)
@@ -283,7 +283,7 @@ struct ManagerTests {
     func childChangesList(method: StartMethod) async throws {
         let list = try Manager().list([1, 2, 3])
         let child = try ChildProcess(FirstElementSetter(list: list), startMethod: method)
-        try child.start()
+        try await child.start()
         #expect(try await child.value == [100, 2, 3])
         #expect(try list.snapshot == [100, 2, 3])
     }
@@ -294,7 +294,7 @@ struct ManagerTests {
         namespace.x = 42
         namespace.label = "hello"
         let child = try ChildProcess(NamespaceReader(namespace: namespace), startMethod: .forkserver)
-        try child.start()
+        try await child.start()
         let seen = try await child.value
         #expect(seen[0] == "42" && seen[1] == "hello")
         #expect(
@@ -316,7 +316,7 @@ struct ManagerTests {
                 ),
                 startMethod: id == 1 ? .forkserver : .spawn)
         }
-        for child in children { try child.start() }
+        for child in children { try await child.start() }
         var views: [Overwriter.View] = []
         for child in children { views.append(try await child.value) }
         var expected: [Int: String] = [:]
@@ -335,7 +335,7 @@ struct ManagerTests {
         let dictionary = try SharedDictionary(["a": 1])
         let flag = try SharedMemory(size: 8)
         let writer = try ChildProcess(StuckWriter(dictionary: dictionary, flag: flag))
-        try writer.start()
+        try await writer.start()
         try await waitForFlag(flag)
         // The lock is held, and a writer of this process waits for it: reads go on regardless.
         // On a Dispatch thread: a cooperative one pinned until the kill below could leave this
@@ -373,7 +373,7 @@ struct ManagerTests {
         let flag = try SharedMemory(size: 8)
         let writer = try ChildProcess(
             InterruptedWriter(dictionary: dictionary, flag: flag, compacting: compacting))
-        try writer.start()
+        try await writer.start()
         try await waitForFlag(flag)
         let seen = try dictionary.snapshot
         #expect(seen.filter { $0.key != -1 } == before)
@@ -397,7 +397,7 @@ struct ManagerTests {
     @Test("containers leave no memfds behind once released")
     func noLeaks() async throws {
         let probe = try ChildProcess(ManagerLeakProbe())
-        try probe.start()
+        try await probe.start()
         let counts = try await probe.value
         #expect(counts.count == 3)
         #expect(counts[1] == counts[0] + 4, "memfds before, while held, after release: \(counts)")

@@ -19,8 +19,8 @@ struct ProcessLockTests {
         let asyncChild = try ChildProcess(
             AsyncLockedIncrementer(lock: lock, memory: memory, count: perProcess / 4),
             startMethod: .forkserver)
-        for child in children { try child.start() }
-        try asyncChild.start()
+        for child in children { try await child.start() }
+        try await asyncChild.start()
         let counter = memory.baseAddress.assumingMemoryBound(to: Int.self)
         try await onThread {
             let counter = memory.baseAddress.assumingMemoryBound(to: Int.self)
@@ -68,7 +68,7 @@ struct ProcessLockTests {
         let lock = try ProcessLock()
         let flag = try SharedMemory(size: 8)
         let holder = try ChildProcess(LockHolder(lock: lock, flag: flag))
-        try holder.start()
+        try await holder.start()
         try await waitForFlag(flag)
         #expect(lock.holder == holder.pid)
         let waiter = Task {
@@ -92,7 +92,7 @@ struct ProcessLockTests {
         let lock = try ProcessLock()
         let flag = try SharedMemory(size: 8)
         let holder = try ChildProcess(LockHolder(lock: lock, flag: flag))
-        try holder.start()
+        try await holder.start()
         try await waitForFlag(flag)
         holder.kill()
         _ = try await holder.join()
@@ -106,7 +106,7 @@ struct ProcessLockTests {
         let lock = try ProcessLock()
         let flag = try SharedMemory(size: 8)
         let holder = try ChildProcess(LockHolder(lock: lock, flag: flag))
-        try holder.start()
+        try await holder.start()
         try await waitForFlag(flag)
         #expect(lock.tryAcquire() == nil)
         holder.kill()
@@ -121,7 +121,7 @@ struct ProcessLockTests {
     func arrivalAfterReapedDeath(kind: DeadHolderLock) async throws {
         // In a child of its own, so that no other test's waiters touch its slice counter.
         let probe = try ChildProcess(ArrivalAfterDeathProbe(kind: kind, tries: 3))
-        try probe.start()
+        try await probe.start()
         let slept = try await probe.value
         #expect(slept == [0, 0, 0], "liveness slices slept per acquisition: \(slept)")
     }

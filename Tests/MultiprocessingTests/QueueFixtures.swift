@@ -185,7 +185,7 @@ struct QueueMemfdProbe: ProcessTask {
             let inbox = try ProcessQueue<[UInt8]>(ringBytes: 64 << 10)
             let outbox = try ProcessQueue<[UInt8]>(ringBytes: 64 << 10)
             let echo = try ChildProcess(BytesEcho(inbox: inbox, outbox: outbox, count: 4))
-            try echo.start()
+            try await echo.start()
             for i in 0..<4 { try await inbox.put(patterned(100_000 + i, seed: i)) }
             for i in 0..<4 {
                 guard try await outbox.get() == patterned(100_000 + i, seed: i) else { return [-1] }

@@ -17,7 +17,7 @@ struct QueueTests {
         let producers = try (0..<3).map { p in
             try ChildProcess(TaggedProducer(queue: queue, producer: p, count: count, useAsync: p == 2))
         }
-        for producer in producers { try producer.start() }
+        for producer in producers { try await producer.start() }
         var next = [0, 0, 0]
         for _ in 0..<(3 * count) {
             let item = try await queue.get(timeout: .seconds(30))
@@ -41,8 +41,8 @@ struct QueueTests {
             try ChildProcess(
                 Collector(queue: queue, useAsync: c == 0), startMethod: c == 1 ? .forkserver : .spawn)
         }
-        for consumer in consumers { try consumer.start() }
-        for producer in producers { try producer.start() }
+        for consumer in consumers { try await consumer.start() }
+        for producer in producers { try await producer.start() }
         for producer in producers { try await producer.value }
         queue.close()
         var all: [Int] = []
@@ -64,7 +64,7 @@ struct QueueTests {
         let queue = try ProcessQueue<[UInt8]>(ringBytes: 64 << 10)
         let sizes = [10, 2000, 300_000, 5, 3 << 20, 16_000, 0]
         let producer = try ChildProcess(ExitingProducer(queue: queue, sizes: sizes))
-        try producer.start()
+        try await producer.start()
         // Nothing is taken until the producer is gone.
         #expect(try await producer.join() == .exited(0))
         #expect(queue.count == sizes.count)
@@ -80,7 +80,7 @@ struct QueueTests {
         let outbox = try ProcessQueue<[UInt8]>()
         let sizes = [3 << 20, 17, 5 << 20, (1 << 20) - 3, 1 << 20, 200_000]
         let echo = try ChildProcess(BytesEcho(inbox: inbox, outbox: outbox, count: sizes.count))
-        try echo.start()
+        try await echo.start()
         for (i, size) in sizes.enumerated() { try await inbox.put(patterned(size, seed: i)) }
         for (i, size) in sizes.enumerated() {
             let back = try await outbox.get(timeout: .seconds(30))
@@ -90,7 +90,7 @@ struct QueueTests {
         try await echo.value
         // In a child of its own, so other tests' segments don't disturb the counts.
         let probe = try ChildProcess(QueueMemfdProbe())
-        try probe.start()
+        try await probe.start()
         #expect(try await probe.value == [0, 2, 0], "memfds: before, with two queues, after")
     }
 
@@ -191,7 +191,7 @@ struct QueueTests {
         #expect(throws: QueueError.timedOut) { try queue.getBlocking(timeout: .zero) }
         // A waiting get is answered by a put from another process well within its timeout.
         let producer = try ChildProcess(RangeProducer(queue: queue, range: 7..<8))
-        try producer.start()
+        try await producer.start()
         #expect(try await queue.get(timeout: .seconds(30)) == 7)
         try await producer.value
     }
@@ -214,7 +214,7 @@ struct QueueTests {
         let waiter = Task { try await other.get() }
         let blockedWaiter = Task { try await onThread { try other.getBlocking() } }
         let closer = try ChildProcess(DelayedCloser(queue: other, delay: .milliseconds(100)))
-        try closer.start()
+        try await closer.start()
         await #expect(throws: QueueError.closed) { try await waiter.value }
         await #expect(throws: QueueError.closed) { try await blockedWaiter.value }
         try await closer.value
@@ -267,7 +267,7 @@ struct QueueTests {
         for i in 1...4 { try queue.putBlocking(StallItem(index: i, stall: false, padding: padding)) }
         let flag = try SharedMemory(size: 8)
         let victim = try ChildProcess(StallingConsumer(queue: queue, flag: flag))
-        try victim.start()
+        try await victim.start()
         try await waitForFlag(flag)
         victim.kill()
         #expect(try await victim.join() == .signaled(.kill))
@@ -290,9 +290,9 @@ struct QueueTests {
         let victim = try ChildProcess(LoggingConsumer(queue: queue, log: log))
         let survivor = try ChildProcess(Collector(queue: queue, useAsync: false))
         let producer = try ChildProcess(RangeProducer(queue: queue, range: 0..<count))
-        try victim.start()
-        try survivor.start()
-        try producer.start()
+        try await victim.start()
+        try await survivor.start()
+        try await producer.start()
         let deadline = ContinuousClock.now + .seconds(20)
         while log[0] < 2000 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
         victim.kill()
@@ -315,7 +315,7 @@ struct QueueTests {
         let queue = try ProcessQueue<Int>()
         let flag = try SharedMemory(size: 8)
         let sleeper = try ChildProcess(BlockedConsumer(queue: queue, flag: flag))
-        try sleeper.start()
+        try await sleeper.start()
         try await waitForFlag(flag)
         try await Task.sleep(for: .milliseconds(100))  // Well into its sleep.
         sleeper.kill()
@@ -344,7 +344,7 @@ struct QueueTests {
         FutexWord(base + QueueLayout.journalValid).store(1)
         // ... while holding the lock, as a process that is now dead.
         let gone = try ChildProcess(Exiter(code: 0))
-        try gone.start()
+        try await gone.start()
         _ = try await gone.join()
         FutexWord(base + QueueLayout.lock).store(UInt32(bitPattern: gone.pid!))
         #expect(try queue.getBlocking(timeout: .seconds(5)) == 2)
@@ -382,7 +382,7 @@ struct QueueTests {
         let tasks = try JoinableQueue<Int>(capacity: 50)
         let total = try SharedValue(0)
         let workers = try (0..<2).map { _ in try ChildProcess(JoinWorker(queue: tasks, total: total)) }
-        for worker in workers { try worker.start() }
+        for worker in workers { try await worker.start() }
         for i in 1...1000 { try await tasks.put(i) }
         try await tasks.join(timeout: .seconds(30))
         #expect(total.load() == 500_500)
@@ -451,7 +451,7 @@ struct QueueTests {
         let log = try SharedArray<Int>(repeating: 0, count: 4, locked: false)
         // Takes 1, 2, 3 and marks one done: its oldest, 1.
         let victim = try ChildProcess(HoldingConsumer(queue: queue, log: log, take: 3, finish: 1))
-        try victim.start()
+        try await victim.start()
         try await waitForSlot(log)
         #expect(Array(log[1...3]) == [1, 2, 3])
         #expect(queue.unfinishedCount == 4)
@@ -496,7 +496,7 @@ struct QueueTests {
         try queue.putNowait(7)
         let log = try SharedArray<Int>(repeating: 0, count: 2, locked: false)
         let victim = try ChildProcess(HoldingConsumer(queue: queue, log: log, take: 1, finish: 0))
-        try victim.start()
+        try await victim.start()
         try await waitForSlot(log)
         let waiter = Task { try await queue.get(timeout: .seconds(20)) }
         try await Task.sleep(for: .milliseconds(100))
@@ -515,7 +515,7 @@ struct QueueTests {
         try queue.putNowait([1, 2, 3])
         let log = try SharedArray<Int>(repeating: 0, count: 2, locked: false)
         let victim = try ChildProcess(HoldingBytesConsumer(queue: queue, log: log))
-        try victim.start()
+        try await victim.start()
         try await waitForSlot(log)
         #expect(log[1] == big.count)
         victim.kill()
@@ -540,7 +540,7 @@ struct QueueTests {
         for i in 1...5 { try small.putNowait(i) }
         let log = try SharedArray<Int>(repeating: 0, count: 6, locked: false)
         let first = try ChildProcess(HoldingConsumer(queue: small, log: log, take: 5, finish: 0))
-        try first.start()
+        try await first.start()
         try await waitForSlot(log)
         let firstPid = try #require(first.pid)
         first.kill()
@@ -561,7 +561,7 @@ struct QueueTests {
         for _ in 0..<2 {
             log.store(0, at: 0)
             let victim = try ChildProcess(HoldingConsumer(queue: poison, log: log, take: 1, finish: 0))
-            try victim.start()
+            try await victim.start()
             try await waitForSlot(log)
             #expect(log[1] == 13)
             lastPid = try #require(victim.pid)
@@ -579,7 +579,7 @@ struct QueueTests {
         try closing.putNowait(21)
         log.store(0, at: 0)
         let victim = try ChildProcess(HoldingConsumer(queue: closing, log: log, take: 1, finish: 0))
-        try victim.start()
+        try await victim.start()
         try await waitForSlot(log)
         closing.close()
         let pid = try #require(victim.pid)
@@ -631,7 +631,7 @@ struct QueueTests {
         let holders = try #require(core.holders)
         let base = core.memory.baseAddress
         let gone = try ChildProcess(Exiter(code: 0))
-        try gone.start()
+        try await gone.start()
         _ = try await gone.join()
         let dead = ConsumerIdentity(pid: try #require(gone.pid), start: 1)
         // What that consumer wrote, taking item 1, before it was killed: the state and the
@@ -666,7 +666,7 @@ struct QueueTests {
         let log = try SharedArray<Int>(repeating: 0, count: 2, locked: false)
         let victim = try ChildProcess(
             HoldingConsumer(queue: queue, log: log, take: 1, finish: 0), startMethod: .fork)
-        try victim.start()
+        try await victim.start()
         // Forking this many-threaded process may leave the copy stuck before it takes anything
         // (the documented hazard): the item is then still in the queue, which is fine too.
         try? await waitForSlot(log, seconds: 10)

@@ -84,7 +84,7 @@ struct AnonymousLeakProbe: ProcessTask {
         do {
             let flag = try SharedMemory(size: 8)
             let holder = try ChildProcess(SegmentHolder(flag: flag))
-            try holder.start()
+            try await holder.start()
             try await waitForFlag(flag)
             holder.kill()
             _ = try await holder.join()
@@ -151,7 +151,7 @@ struct ForkedTracking: ProcessTask {
         let (receiver, sender) = try ProcessChannel<Int32>.oneWay()
         let child = try ChildProcess(
             NamedCreator(tracked: [childName], report: sender, waitForKill: false), startMethod: .fork)
-        try child.start()
+        try await child.start()
         _ = try await receiver.receive(timeout: .seconds(20))
         if try await child.join(timeout: .seconds(20)) == nil { child.kill() }
         _ = try await child.value
@@ -172,7 +172,7 @@ struct NamedCreatorParent: ProcessTask {
     func run() async throws {
         let (receiver, sender) = try ProcessChannel<Int32>.oneWay()
         let child = try ChildProcess(NamedCreator(tracked: [tracked], report: sender, waitForKill: true))
-        try child.start()
+        try await child.start()
         let tracker = try await receiver.receive(timeout: .seconds(20))
         try await report.send([child.pid!, tracker])
         try await Task.sleep(for: .seconds(120))

@@ -52,7 +52,7 @@ struct SharedMemoryTests {
             try ChildProcess(
                 AtomicAdder(value: value, count: 100_000), startMethod: i == 2 ? .forkserver : .spawn)
         }
-        for child in children { try child.start() }
+        for child in children { try await child.start() }
         for _ in 0..<100_000 { value.add(1) }
         for child in children { try await child.value }
         #expect(value.load() == 400_000)
@@ -71,7 +71,7 @@ struct SharedMemoryTests {
         let value = try SharedValue(0.0)
         let children = try (0..<2).map { _ in try ChildProcess(LockedDoubleAdder(value: value, count: 20_000))
         }
-        for child in children { try child.start() }
+        for child in children { try await child.start() }
         try await onThread {
             for _ in 0..<20_000 { value.withLockBlocking { $0 += 0.5 } }
         }
@@ -90,7 +90,7 @@ struct SharedMemoryTests {
         let children = try (0..<3).map { i in
             try ChildProcess(SliceWriter(array: array, histogram: histogram, index: i, width: width))
         }
-        for child in children { try child.start() }
+        for child in children { try await child.start() }
         for child in children { try await child.value }
         var expected: [Int] = []
         for i in 0..<3 { for k in 0..<width { expected.append(i * 10 + k) } }
@@ -110,7 +110,7 @@ struct SharedMemoryTests {
         let before = unrelated(sharedMemoryNames())
         // In a child of its own, so other tests running in parallel don't disturb the counts.
         let probe = try ChildProcess(AnonymousLeakProbe())
-        try probe.start()
+        try await probe.start()
         let counts = try await probe.value
         #expect(counts == [0, 1, 0], "memfds open: before, while shared with a killed child, after release")
         #expect(unrelated(sharedMemoryNames()) == before)
@@ -126,7 +126,7 @@ struct SharedMemoryTests {
             try SharedMemory.create(name: name, size: 64)
         }
         let child = try ChildProcess(NamedWriter(name: name, value: 99))
-        try child.start()
+        try await child.start()
         #expect(try await child.value == "\(SharedMemoryError.notCreator(name: "/" + name))")
         // The child attached, wrote and exited: the name is still there for everyone else.
         #expect(sharedMemoryNames().contains(name))
@@ -163,7 +163,7 @@ struct SharedMemoryTests {
         let (receiver, sender) = try ProcessChannel<Int32>.oneWay()
         let creator = try ChildProcess(
             NamedCreator(tracked: [leftover], released: [released], report: sender, waitForKill: false))
-        try creator.start()
+        try await creator.start()
         let reported = try await receiver.receive(timeout: .seconds(20))
         let tracker = try #require(reported > 0 ? reported : nil, "the creator has no resource tracker")
         #expect(try await creator.value == [], "a released name must be unlinked at once")
@@ -179,7 +179,7 @@ struct SharedMemoryTests {
         let name = uniqueSegmentName("inherit")
         defer { _ = shm_unlink("/" + name) }  // Only if the test failed.
         let creator = try ChildProcess(TrackedThenSpawn(name: name))
-        try creator.start()
+        try await creator.start()
         let sleeper = try await creator.value
         defer { if sleeper > 1 { kill(sleeper, SIGKILL) } }
         #expect(!ProcessProbe.isGone(sleeper))
@@ -195,7 +195,7 @@ struct SharedMemoryTests {
             _ = shm_unlink("/" + childName)
         }
         let creator = try ChildProcess(ForkedTracking(parentName: parentName, childName: childName))
-        try creator.start()
+        try await creator.start()
         do {
             let facts = try await creator.value
             #expect(facts == [true, true], "[parent's name kept, child's name removed]")

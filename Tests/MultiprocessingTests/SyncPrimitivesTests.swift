@@ -75,7 +75,7 @@ struct ProcessRLockTests {
         }
         #expect(thread == "\(SyncError.notOwner)")
         let stranger = try ChildProcess(RLockStranger(lock: lock))
-        try stranger.start()
+        try await stranger.start()
         #expect(try await stranger.value == "\(SyncError.notOwner)")
         #expect(lock.recursionDepth == 1)
         try lock.release()
@@ -93,7 +93,7 @@ struct ProcessRLockTests {
                 ReentrantIncrementer(lock: lock, memory: memory, count: count, async: true),
                 startMethod: .forkserver),
         ]
-        for child in children { try child.start() }
+        for child in children { try await child.start() }
         let counter = memory.baseAddress.assumingMemoryBound(to: Int.self)
         for _ in 0..<count {
             lock.withLockBlocking { lock.withLockBlocking { counter.pointee += 1 } }
@@ -110,7 +110,7 @@ struct ProcessRLockTests {
         let lock = try ProcessRLock()
         let flag = try SharedMemory(size: 8)
         let holder = try ChildProcess(RLockDeepHolder(lock: lock, flag: flag))
-        try holder.start()
+        try await holder.start()
         try await waitForFlag(flag)
         #expect(lock.holder == holder.pid)
         #expect(lock.tryAcquire() == nil)
@@ -142,7 +142,7 @@ struct ProcessRLockTests {
         let lock = try ProcessRLock()
         let flag = try SharedMemory(size: 8)
         let holder = try ChildProcess(RLockDeepHolder(lock: lock, flag: flag), startMethod: .forkserver)
-        try holder.start()
+        try await holder.start()
         try await waitForFlag(flag)
         holder.kill()
         _ = try await holder.join()
@@ -231,7 +231,7 @@ struct ProcessSemaphoreTests {
             ChildProcess(SemaphoreReleaser(semaphore: semaphore, count: perChild)),
             ChildProcess(SemaphoreReleaser(semaphore: semaphore, count: perChild), startMethod: .forkserver),
         ]
-        for child in children { try child.start() }
+        for child in children { try await child.start() }
         for index in 0..<perChild * 2 {
             if index % 2 == 0 {
                 try await semaphore.acquire(timeout: .seconds(30))
@@ -256,7 +256,7 @@ struct ProcessSemaphoreTests {
                 SemaphoreWorker(semaphore: semaphore, memory: memory, rounds: rounds, async: false),
                 startMethod: .forkserver),
         ]
-        for worker in workers { try worker.start() }
+        for worker in workers { try await worker.start() }
         for worker in workers { try await worker.value }
         #expect(sharedCounter(memory, 2).pointee.load(ordering: .sequentiallyConsistent) == rounds * 3)
         let most = sharedCounter(memory, 1).pointee.load(ordering: .sequentiallyConsistent)
@@ -318,7 +318,7 @@ struct ProcessEventTests {
         let reply = try ProcessEvent()
         let child = try ChildProcess(
             EventWaiter(event: event, reply: reply, async: async), startMethod: async ? .forkserver : .spawn)
-        try child.start()
+        try await child.start()
         #expect(try await reply.wait(timeout: .milliseconds(100)) == false)
         event.set()
         #expect(try await reply.wait(timeout: .seconds(30)))
@@ -430,7 +430,7 @@ struct ProcessConditionTests {
         let child = try ChildProcess(
             ConditionPeer(condition: condition, memory: memory, async: async),
             startMethod: async ? .forkserver : .spawn)
-        try child.start()
+        try await child.start()
         try await Task.sleep(for: .milliseconds(20))
         let answered = try await condition.withLock {
             value.pointee = 42
@@ -474,7 +474,7 @@ struct ProcessBarrierTests {
                 BarrierParty(barrier: barrier, memory: memory, generations: generations, async: true),
                 startMethod: .forkserver),
         ]
-        for child in children { try child.start() }
+        for child in children { try await child.start() }
         var mine: [Int] = []
         for generation in 0..<generations {
             sharedCounter(memory, 1 + generation).pointee.add(1, ordering: .sequentiallyConsistent)
@@ -511,7 +511,7 @@ struct ProcessBarrierTests {
     func timeoutBreaks() async throws {
         let barrier = try ProcessBarrier(parties: 3)
         let child = try ChildProcess(BarrierWaiter(barrier: barrier, timeoutSeconds: nil, async: true))
-        try child.start()
+        try await child.start()
         try await waitUntil { barrier.waitingCount == 1 }
         await #expect(throws: SyncError.brokenBarrier) { try await barrier.wait(timeout: .milliseconds(100)) }
         #expect(barrier.isBroken)
@@ -526,7 +526,7 @@ struct ProcessBarrierTests {
         quick.reset()
         let impatient = try ChildProcess(
             BarrierWaiter(barrier: quick, timeoutSeconds: nil, async: false), startMethod: .forkserver)
-        try impatient.start()
+        try await impatient.start()
         #expect(try await impatient.value == "\(SyncError.brokenBarrier)")
         #expect(quick.isBroken)
     }
@@ -537,7 +537,7 @@ struct ProcessBarrierTests {
         let startMethod: StartMethod = async ? .forkserver : .spawn
         let child = try ChildProcess(
             BarrierWaiter(barrier: barrier, timeoutSeconds: nil, async: async), startMethod: startMethod)
-        try child.start()
+        try await child.start()
         try await waitUntil { barrier.waitingCount == 1 }
         barrier.abort()
         #expect(try await child.value == "\(SyncError.brokenBarrier)")
@@ -547,7 +547,7 @@ struct ProcessBarrierTests {
         #expect(barrier.isBroken == false)
         let second = try ChildProcess(
             BarrierWaiter(barrier: barrier, timeoutSeconds: 30, async: async), startMethod: startMethod)
-        try second.start()
+        try await second.start()
         let index = try await barrier.wait(timeout: .seconds(30))
         #expect(try await second.value == "ok")
         #expect(index == 0 || index == 1)
@@ -557,7 +557,7 @@ struct ProcessBarrierTests {
     func resetWhileWaiting() async throws {
         let barrier = try ProcessBarrier(parties: 2)
         let child = try ChildProcess(BarrierWaiter(barrier: barrier, timeoutSeconds: nil, async: false))
-        try child.start()
+        try await child.start()
         try await waitUntil { barrier.waitingCount == 1 }
         barrier.reset()
         #expect(try await child.value == "\(SyncError.brokenBarrier)")
@@ -572,7 +572,7 @@ struct ProcessBarrierTests {
         struct Boom: Error {}
         let barrier = try ProcessBarrier(parties: 2) { throw Boom() }
         let child = try ChildProcess(BarrierWaiter(barrier: barrier, timeoutSeconds: 30, async: false))
-        try child.start()
+        try await child.start()
         try await waitUntil { barrier.waitingCount == 1 }
         await #expect(throws: Boom.self) { try await barrier.wait(timeout: .seconds(30)) }
         #expect(try await child.value == "\(SyncError.brokenBarrier)")

@@ -9,7 +9,7 @@
 /// ```swift
 /// let (parent, child) = try ProcessChannel<Message>.pair()
 /// let worker = try ChildProcess(Echo(channel: child))   // `child` moves to the worker
-/// try worker.start()
+/// try await worker.start()
 /// try await parent.send(.ping)
 /// let reply = try await parent.receive(timeout: .seconds(1))
 /// ```

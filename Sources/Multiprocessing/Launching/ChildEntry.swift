@@ -64,9 +64,10 @@ public func bootstrap() {
     ChildEntry.enter(spec: text)
 }
 
-/// Called by the C constructor when the child variable is set. Not for direct use.
+/// Called by the C constructor when the child variable is set: the library's own entry point,
+/// not API (internal, so it is not part of the module's interface; the linker still sees it).
 @_cdecl("swift_multiprocessing_child_entry")
-public func _swiftMultiprocessingChildEntry(_ spec: UnsafePointer<CChar>) {
+func _swiftMultiprocessingChildEntry(_ spec: UnsafePointer<CChar>) {
     ChildEntry.enter(spec: String(cString: spec))
 }
 
@@ -90,15 +91,25 @@ enum ChildRuntime {
             _exit(error == .peerClosed ? 0 : 65)  // The parent went away before telling us anything.
         }
         guard frame.kind == .launch else { _exit(65) }
-        let incoming = DescriptorTransfer.Incoming(frame.descriptors)
         let request: LaunchRequest
         do {
             request = try TaskCoding.decode(LaunchRequest.self, from: frame.payload)
         } catch {
-            incoming.closeUnclaimed()
+            for fd in frame.descriptors { systemClose(fd) }
             finish(socket, .failure(ErrorReport(ProcessError.codec(error))))
         }
+        var descriptors = frame.descriptors
+        if request.capturesStandardOutput, let output = descriptors.popLast() {
+            // Captured stdout: the pipe the parent sent last.
+            fflush(nil)
+            _ = dup2(output, 1)
+            systemClose(output)
+        }
+        let incoming = DescriptorTransfer.Incoming(descriptors)
         CurrentProcess.becomeChild(named: request.processName)
+        // The name `ps`, `top` and /proc/<pid>/comm show (15 bytes at most); this thread is the
+        // process's main thread, whose name is the process's.
+        mp_name_current_thread(request.processName)
         guard let type = TypeIdentity.resolve(request.typeName) as? any ProcessTask.Type else {
             incoming.closeUnclaimed()
             let why = ProcessError.unsupportedTaskType(

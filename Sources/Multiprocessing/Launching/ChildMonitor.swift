@@ -32,11 +32,15 @@ final class ChildMonitor: Sendable {
     private let state = Mutex(State())
     private let exited = OneShotEvent()
     private let stderrTail: StderrTee?
+    private let stdoutCapture: StderrTee?
     private let reactor: IOReactor
 
-    /// Starts watching the control socket and (if given) the read end of the child's stderr,
-    /// which the monitor then owns: it is closed here if watching fails.
-    init(name: String, socket: FramedSocket, stderrReadEnd: Int32?, reactor: IOReactor) throws(SystemError) {
+    /// Starts watching the control socket and (if given) the read ends of the child's stderr
+    /// and stdout, which the monitor then owns: they are closed here if watching fails.
+    init(
+        name: String, socket: FramedSocket, stderrReadEnd: Int32?, stdoutReadEnd: Int32? = nil,
+        reactor: IOReactor
+    ) throws(SystemError) {
         self.name = name
         self.socket = socket
         self.reactor = reactor
@@ -46,6 +50,16 @@ final class ChildMonitor: Sendable {
             }
         } catch {
             if let stderrReadEnd { systemClose(stderrReadEnd) }
+            if let stdoutReadEnd { systemClose(stdoutReadEnd) }
+            throw error
+        }
+        do {
+            stdoutCapture = try stdoutReadEnd.map { fd throws(SystemError) in
+                try StderrTee(fd: fd, reactor: reactor, keepsEverything: true)
+            }
+        } catch {
+            if let stdoutReadEnd { systemClose(stdoutReadEnd) }
+            stderrTail?.cancel()
             throw error
         }
         do {
@@ -56,6 +70,7 @@ final class ChildMonitor: Sendable {
             }
         } catch {
             stderrTail?.cancel()
+            stdoutCapture?.cancel()
             throw error
         }
     }
@@ -64,6 +79,7 @@ final class ChildMonitor: Sendable {
     func cancel() {
         reactor.forget(socket.fd)
         stderrTail?.cancel()
+        stdoutCapture?.cancel()
     }
 
     /// Learns the child's pid. `reapHere` says who reports the exit: this process (`waitpid`) or
@@ -157,6 +173,7 @@ final class ChildMonitor: Sendable {
         let (frames, _, failure) = socket.drainAvailable()
         record(frames, failure: failure)
         stderrTail?.drain()
+        stdoutCapture?.drain()
         state.withLock { s in
             if let waitStatus {
                 s.status = ExitStatus(waitStatus: waitStatus)
@@ -178,6 +195,9 @@ final class ChildMonitor: Sendable {
     var violation: String? { state.withLock { $0.violation } }
 
     var standardErrorTail: [String] { stderrTail?.lastLines ?? [] }
+
+    /// Everything the child wrote to its stdout so far, when it is captured.
+    var standardOutput: [UInt8] { stdoutCapture?.bytes ?? [] }
 
     /// Where the child crashed, from the report its crash handler sent, symbolicated on first
     /// use; `nil` if it sent none (a `SIGKILL`, an exit, a crash the handler could not report).
@@ -209,20 +229,23 @@ final class ChildMonitor: Sendable {
     }
 }
 
-/// Copies a child's stderr to ours as it arrives and keeps the last few kilobytes.
+/// Copies a child's stderr to ours as it arrives and keeps the last few kilobytes; or, for a
+/// captured stdout (`keepsEverything`), keeps everything and copies nothing.
 final class StderrTee: Sendable {
     static let tailBytes = 8 * 1024
     static let tailLines = 20
     private let fd: Int32
     private let tail = Mutex<[UInt8]>([])
     private let finished = Atomic<Bool>(false)
+    private let keepsEverything: Bool
 
     private let reactor: IOReactor
 
     /// Starts copying. Does not take `fd` over if watching it fails.
-    init(fd: Int32, reactor: IOReactor) throws(SystemError) {
+    init(fd: Int32, reactor: IOReactor, keepsEverything: Bool = false) throws(SystemError) {
         self.fd = fd
         self.reactor = reactor
+        self.keepsEverything = keepsEverything
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         try reactor.watch(fd) { [self] in readAvailable() }
     }
@@ -244,6 +267,10 @@ final class StderrTee: Sendable {
             var chunk = [UInt8](repeating: 0, count: 16 * 1024)
             while true {
                 let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n > 0, keepsEverything {
+                    tail.append(contentsOf: chunk[0..<n])
+                    continue
+                }
                 if n > 0 {
                     chunk.withUnsafeBytes { raw in
                         var offset = 0
@@ -271,6 +298,9 @@ final class StderrTee: Sendable {
     }
 
     func drain() { readAvailable() }
+
+    /// What was kept: everything, for a captured stdout.
+    var bytes: [UInt8] { tail.withLock { $0 } }
 
     var lastLines: [String] {
         let bytes = tail.withLock { $0 }

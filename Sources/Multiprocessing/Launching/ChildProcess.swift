@@ -11,7 +11,7 @@ import Synchronization
 ///
 /// ```swift
 /// let child = try ChildProcess(Greeter(delay: .seconds(1.5), message: "hello"), name: "greeter")
-/// try child.start()
+/// try await child.start()
 /// let status = try await child.join()     // .exited(0)
 /// ```
 ///
@@ -42,6 +42,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// Whether the child's stderr passes through this process (which keeps its last lines for
     /// crash reports) rather than going straight to this process's stderr.
     public let capturesStandardError: Bool
+    /// Whether the child's standard output is captured here (``standardOutput``) instead of
+    /// going to this process's.
+    public let capturesStandardOutput: Bool
 
     private let typeName: String
     private let monitor = Mutex<ChildMonitor?>(nil)
@@ -59,7 +62,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         startMethod: StartMethod = .spawn,
         environment: [String: String] = [:],
         workingDirectory: String? = nil,
-        capturesStandardError: Bool = true
+        capturesStandardError: Bool = true,
+        capturesStandardOutput: Bool = false
     ) throws(ProcessError) {
         typeName = try TypeIdentity.name(of: Work.self).get()
         guard TaskCoding.outputIsTransferable(Work.Output.self) else {
@@ -71,6 +75,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         self.environment = environment
         self.workingDirectory = workingDirectory
         self.capturesStandardError = capturesStandardError
+        self.capturesStandardOutput = capturesStandardOutput
     }
 
     /// The child's process id, once started.
@@ -88,8 +93,50 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// Where the child crashed, if it crashed and its handler could report it.
     var crashReport: CrashReport? { monitor.withLock { $0 }?.crashReport }
 
-    /// Starts the child: spawns or forks it and sends it the task. Returns at once.
+    /// What the child wrote to its standard output so far, when ``capturesStandardOutput`` is
+    /// set (empty otherwise): all of it once ``join()`` has returned. Invalid UTF-8 is
+    /// repaired. It is kept in memory, all of it: for endless output use a channel instead.
+    public var standardOutput: String {
+        String(decoding: monitor.withLock { $0 }?.standardOutput ?? [], as: UTF8.self)
+    }
+
+    /// Starts the child: spawns or forks it and sends it the task. Returns once the child
+    /// exists and has its task.
+    ///
+    /// This waits for the library's launcher thread and writes the whole task to the child:
+    /// from `async` code call the `async` overload, which does both on the library's own
+    /// threads and never blocks one of Swift's cooperative threads.
     public func start() throws(ProcessError) {
+        let launch = try prepareStart()
+        try launchPrepared(launch)
+    }
+
+    /// Starts the child without blocking the calling task's thread: the spawn (or fork) and the
+    /// write of the task run on the library's own threads while the caller is suspended.
+    /// CPython's `start()`.
+    ///
+    /// - Throws: what the blocking ``start()`` throws.
+    public func start() async throws(ProcessError) {
+        let launch = try prepareStart()
+        do {
+            try await BlockingThreads.shared.run { [self] in try launchPrepared(launch) }
+        } catch let error as ProcessError {
+            throw error
+        } catch let error as SystemError {
+            throw .launchFailed(error)  // No thread could be started to launch it.
+        } catch {
+            throw .launchFailed(SystemError("starting '\(name)': \(error)", code: EIO))
+        }
+    }
+
+    /// What a start sends the child, encoded before anything is spawned.
+    private struct PreparedStart: @unchecked Sendable {
+        let attachments: DescriptorTransfer.Outgoing
+        let launchBytes: [UInt8]
+    }
+
+    /// Marks the child started and encodes its task; everything that cannot block.
+    private func prepareStart() throws(ProcessError) -> PreparedStart {
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else {
             throw .invalidState(
                 "ChildProcess '\(name)' was already started; a process can be started only once")
@@ -99,13 +146,16 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         do {
             let payload = try TaskCoding.encode(task, attachments: attachments)
             launchBytes = try TaskCoding.encode(
-                LaunchRequest(typeName: typeName, processName: name, payload: payload))
+                LaunchRequest(
+                    typeName: typeName, processName: name, payload: payload,
+                    capturesStandardOutput: capturesStandardOutput))
         } catch {
             throw .codec(error)
         }
 
-        // Refuse what the frame could not carry before anything is spawned.
-        if attachments.descriptors.count > 64 {
+        // Refuse what the frame could not carry before anything is spawned (the captured
+        // stdout's pipe travels with the task).
+        if attachments.descriptors.count > 64 - (capturesStandardOutput ? 1 : 0) {
             throw .invalidState(
                 "the task for '\(name)' holds \(attachments.descriptors.count) descriptors (channel ends, shared memory); at most 64 can travel with it"
             )
@@ -113,6 +163,13 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         if launchBytes.count > Int(UInt32.max) >> 2 {
             throw .codec(.lengthTooLarge(launchBytes.count))
         }
+        return PreparedStart(attachments: attachments, launchBytes: launchBytes)
+    }
+
+    /// Spawns or forks the child and sends it its task: the part of a start that blocks.
+    private func launchPrepared(_ prepared: PreparedStart) throws(ProcessError) {
+        let attachments = prepared.attachments
+        let launchBytes = prepared.launchBytes
         // Everything a start needs is taken before anything is spawned, so that running out of
         // descriptors or threads is an error here and never a child left unwatched.
         let reactor: IOReactor
@@ -134,16 +191,26 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 throw .launchFailed(SystemError("pipe", code: rc))
             }
         }
+        var outPipe: [Int32] = [-1, -1]
+        if capturesStandardOutput {
+            rc = mp_pipe(&outPipe)
+            if rc != 0 {
+                for fd in channel + (capturesStandardError ? errPipe : []) { systemClose(fd) }
+                throw .launchFailed(SystemError("pipe", code: rc))
+            }
+        }
         let socket = FramedSocket(fd: channel[0])
         defer {
             systemClose(channel[1])
             if capturesStandardError { systemClose(errPipe[1]) }
+            // The child got its own copy with the task (or never will).
+            if capturesStandardOutput { systemClose(outPipe[1]) }
         }
         let child: ChildMonitor
         do throws(SystemError) {
             child = try ChildMonitor(
                 name: name, socket: socket, stderrReadEnd: capturesStandardError ? errPipe[0] : nil,
-                reactor: reactor)
+                stdoutReadEnd: capturesStandardOutput ? outPipe[0] : nil, reactor: reactor)
         } catch {
             throw .launchFailed(error)
         }
@@ -155,7 +222,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         }
         monitor.withLock { $0 = child }
         do {
-            try socket.sendBlocking(.launch, launchBytes, descriptors: attachments.descriptors)
+            // The stdout pipe goes last, where the child looks for it.
+            let descriptors = attachments.descriptors + (capturesStandardOutput ? [outPipe[1]] : [])
+            try socket.sendBlocking(.launch, launchBytes, descriptors: descriptors)
             attachments.completeSend()
         } catch .peerClosed {
             // The child died before reading its task: `join`/`value` report how.
@@ -172,9 +241,11 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         case .spawn:
             var overrides = environment
             overrides[ChildEntry.variable] = "spawn:\(getpid())"
+            // argv[0] is the child's name, which `ps` shows for it (the binary is
+            // `/proc/self/exe`, found without it).
             let pid = try Launcher.shared.spawnSelf(
-                keep: [childEnd], stderr: stderrFD, environment: Launcher.environment(with: overrides),
-                workingDirectory: workingDirectory)
+                argv0: name, keep: [childEnd], stderr: stderrFD,
+                environment: Launcher.environment(with: overrides), workingDirectory: workingDirectory)
             try child.attach(pid: pid, reapHere: true)
         case .forkserver:
             let server: ForkServer

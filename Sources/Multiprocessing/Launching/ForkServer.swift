@@ -71,7 +71,8 @@ final class ForkServer: Sendable {
         let environment = Launcher.environment(with: [ChildEntry.variable: "forkserver:\(getpid())"])
         do {
             serverPID = try Launcher.shared.spawnSelf(
-                keep: [fds[1]], stderr: -1, environment: environment, workingDirectory: nil)
+                argv0: "mp-forkserver", keep: [fds[1]], stderr: -1, environment: environment,
+                workingDirectory: nil)
         } catch {
             systemClose(fds[0])
             systemClose(fds[1])

@@ -118,11 +118,12 @@ final class Launcher: Sendable {
     }
 
     /// `posix_spawn`s the running binary. `keep` become fds 3, 4, ... in the child; `stderr`
-    /// (if not -1) becomes its fd 2; every other descriptor is closed.
-    func spawnSelf(keep: [Int32], stderr: Int32, environment: [String], workingDirectory: String?)
-        throws(SystemError) -> Int32
-    {
-        let argv0 = CommandLine.arguments.first ?? "swift-multiprocessing-child"
+    /// (if not -1) becomes its fd 2; every other descriptor is closed. `argv0` is what `ps`
+    /// shows for the child (this program's own `argv[0]` when `nil`).
+    func spawnSelf(
+        argv0: String? = nil, keep: [Int32], stderr: Int32, environment: [String], workingDirectory: String?
+    ) throws(SystemError) -> Int32 {
+        let argv0 = argv0 ?? CommandLine.arguments.first ?? "swift-multiprocessing-child"
         let outcome: (Int32, Int32) = try run {
             var pid: Int32 = 0
             let argv: [UnsafeMutablePointer<CChar>?] = [strdup(argv0), nil]

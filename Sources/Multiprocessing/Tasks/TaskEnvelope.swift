@@ -9,6 +9,8 @@ struct LaunchRequest: Codable, Sendable {
     var typeName: String
     var processName: String
     var payload: [UInt8]
+    /// The last descriptor of the launch frame is then the write end of a pipe for stdout.
+    var capturesStandardOutput: Bool
 }
 
 /// What a child sends back: the encoded output or a report of the error thrown.

@@ -13,6 +13,14 @@ struct SquareSlowly: ProcessFunction {
     }
 }
 
+/// A zero-argument task for `pool.submit`: counts down and says who did it.
+struct Countdown: ProcessTask {
+    var from: Int
+    func run() async throws -> String {
+        "\(Array((0...from).reversed())) from \(CurrentProcess.name)"
+    }
+}
+
 /// Fetches one page and returns its title and links.
 struct FetchPage: ProcessFunction {
     var port: UInt16

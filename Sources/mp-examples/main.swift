@@ -25,6 +25,8 @@ let poolExamples: [Example] = [
                 var results: [Int] = []
                 for future in futures { results.append(try await future.value) }
                 say("results \(results)")
+                // A zero-argument task, its arguments in its properties: apply_async(f, (q,)).
+                say("a ProcessTask in a worker: \(try await pool.submit(Countdown(from: 3)).value)")
             }
         }
     ),
@@ -41,16 +43,17 @@ let poolExamples: [Example] = [
         "pool-map-timeout", "map_async with a timeout",
         {
             try await withProcessPool(workers: 2) { pool in
-                let slow = Task {
-                    try await pool.map(SquareSlowly(delay: .seconds(1)), over: 0..<8, chunkSize: 1)
+                // CPython: map_async(f, inputs).get(timeout=0.5).
+                let slow = try pool.submitMap(SquareSlowly(delay: .seconds(1)), over: 0..<8, chunkSize: 1)
+                let fast = try pool.submitMap(SquareSlowly(delay: .milliseconds(10)), over: 0..<8)
+                do {
+                    say("slow map within 500 ms: \(try await slow.value(timeout: .milliseconds(500)))")
+                } catch PoolError.resultTimedOut {
+                    // The map goes on after a timed-out wait, as CPython's does; stop it here.
+                    slow.cancel()
+                    say("slow map within 500 ms: timed out (cancelled)")
                 }
-                let fast = Task { try await pool.map(SquareSlowly(delay: .milliseconds(10)), over: 0..<8) }
-                // CPython: map_async(...).get(timeout=...). Here: a child task with a deadline.
-                async let slowResult: [Int]? = withDeadline(.milliseconds(500)) { try await slow.value }
-                say(
-                    "slow map within 500 ms: \(try await slowResult.map { "\($0)" } ?? "timed out (cancelled)")"
-                )
-                say("fast map: \(try await fast.value)")
+                say("fast map: \(try await fast.value(timeout: .seconds(30)))")
             }
         }
     ),
@@ -105,23 +108,8 @@ let poolExamples: [Example] = [
 ]
 
 // Each area adds its examples in a file of its own.
-let examples = poolExamples + sharedExamples + queueExamples + managerExamples + crashExamples
-
-/// Runs `body`, giving up (and cancelling it) after `limit`: `nil` then.
-func withDeadline<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T)
-    async throws -> T?
-{
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
-        }
-        let first = try await group.next()!
-        group.cancelAll()
-        return first
-    }
-}
+let examples =
+    poolExamples + childExamples + sharedExamples + queueExamples + managerExamples + crashExamples
 
 let wanted = CommandLine.arguments.dropFirst().first
 for (name, title, run) in examples where wanted == nil || wanted == name {

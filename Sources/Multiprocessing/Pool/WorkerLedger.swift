@@ -52,8 +52,8 @@ struct WorkerLedger: Codable, Sendable {
 }
 
 /// Where a worker records that an item starts and ends (see `WorkerLedger`). Used by the
-/// inlinable item loop ``ProcessFunction/_callJobs(_:itemEnds:from:until:progress:into:failures:)``;
-/// not for use outside this library.
+/// inlinable item loop ``ProcessFunction/_callJobs(_:itemEnds:from:until:progress:into:failures:)``.
+/// Not API: public only because that requirement names it, with nothing public to call.
 public struct _ItemProgress: @unchecked Sendable {
     @usableFromInline let word: UnsafeAtomic<UInt64>
     /// How many items the worker had been sent before the current run.
@@ -65,13 +65,13 @@ public struct _ItemProgress: @unchecked Sendable {
 
     /// Item `item` of the current run starts.
     @inlinable @inline(__always)
-    public func begin(_ item: Int) {
+    func begin(_ item: Int) {
         word.store((base &+ UInt64(item)) << 1 | 1, ordering: .relaxed)
     }
 
     /// Item `item` of the current run has ended (its answer is in the worker's hands).
     @inlinable @inline(__always)
-    public func end(_ item: Int) {
+    func end(_ item: Int) {
         word.store((base &+ UInt64(item)) << 1, ordering: .relaxed)
     }
 }

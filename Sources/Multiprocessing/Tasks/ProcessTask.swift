@@ -56,9 +56,11 @@ public protocol ProcessFunction: Codable, Sendable {
     /// `deadline`. Each item's start and end are recorded in `progress`, so that if the worker
     /// dies the pool knows which item was running.
     ///
-    /// Provided for you; do not implement it. The default implementation is `@inlinable`, so it
-    /// is compiled for your type where it conforms, which keeps a worker's cost per item at one
-    /// direct call instead of the runtime's generic dispatch.
+    /// Not API: the pool's worker calls it, and nothing else should. Do not implement or call
+    /// it; it may change in any release. It is public (and underscored) only so that its
+    /// default implementation can be `@inlinable`: compiled for your type where it conforms,
+    /// which keeps a worker's cost per item at one direct call instead of the runtime's generic
+    /// dispatch.
     func _callJobs(
         _ inputs: [Input], itemEnds: [Int], from firstItem: Int, until deadline: ContinuousClock.Instant,
         progress: _ItemProgress, into outputs: inout [Output], failures: inout [(item: Int, error: any Error)]

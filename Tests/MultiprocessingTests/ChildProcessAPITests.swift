@@ -38,30 +38,26 @@ struct ChildProcessAPITests {
     func asyncStartNeverBlocks() async throws {
         let ticks = Atomic<Int>(0)
         let stop = Atomic<Bool>(false)
-        let gateHeld = Atomic<Bool>(false)
-        let releasedByTicks = Atomic<Bool>(false)
+        let releasedByTicks = Atomic<Int>(0)
         let heartbeat = Task {
             while !stop.load(ordering: .relaxed) {
                 try? await Task.sleep(for: .milliseconds(2))
                 ticks.add(1, ordering: .relaxed)
             }
         }
-        // Hold the launcher thread until the heartbeat has ticked 25 times (or 20 s pass):
-        // every start below waits for it. Starts that blocked cooperative threads while waiting
-        // (there are 2 of them on this machine) would stall the heartbeat until the deadline.
+        // Each of these starts is held where a start blocks (the spawn and the write) until the
+        // heartbeat has ticked 25 more times, or 10 s have passed. Three starts that blocked
+        // cooperative threads there (this machine has 2) would stall the heartbeat until then.
+        let prefix = "heartbeat-start-\(getpid())-"
         let tickGoal = ticks.load(ordering: .relaxed) + 25
-        try OSThread.detach(name: "test-gate") {
-            _ = try? Launcher.shared.run {
-                gateHeld.store(true, ordering: .releasing)
-                let deadline = ContinuousClock.now + .seconds(20)
-                while ticks.load(ordering: .relaxed) < tickGoal && ContinuousClock.now < deadline {
-                    usleep(1000)
-                }
-                releasedByTicks.store(ticks.load(ordering: .relaxed) >= tickGoal, ordering: .releasing)
-            }
+        StartHook.set { name in
+            guard name.hasPrefix(prefix) else { return }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while ticks.load(ordering: .relaxed) < tickGoal && ContinuousClock.now < deadline { usleep(1000) }
+            if ticks.load(ordering: .relaxed) >= tickGoal { releasedByTicks.add(1, ordering: .relaxed) }
         }
-        while !gateHeld.load(ordering: .acquiring) { try await Task.sleep(for: .milliseconds(1)) }
-        let children = try (0..<8).map { _ in try ChildProcess(Exiter(code: 0), startMethod: .spawn) }
+        defer { StartHook.set(nil) }
+        let children = try (0..<3).map { try ChildProcess(Exiter(code: 0), name: "\(prefix)\($0)") }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for child in children { group.addTask { try await child.start() } }
             try await group.waitForAll()
@@ -69,8 +65,8 @@ struct ChildProcessAPITests {
         for child in children { #expect(try await child.join() == .exited(0)) }
         stop.store(true, ordering: .relaxed)
         await heartbeat.value
-        let kept = releasedByTicks.load(ordering: .acquiring)
-        #expect(kept, "the heartbeat stalled while children started")
+        let released = releasedByTicks.load(ordering: .relaxed)
+        #expect(released == 3, "the heartbeat stalled while children started")
     }
 
     @Test("an async start twice is refused, as a blocking one is")

@@ -101,7 +101,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     }
 
     /// Starts the child: spawns or forks it and sends it the task. Returns once the child
-    /// exists and has its task.
+    /// exists and its task is written (the child may not have read it yet).
     ///
     /// This waits for the library's launcher thread and writes the whole task to the child:
     /// from `async` code call the `async` overload, which does both on the library's own
@@ -168,6 +168,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
 
     /// Spawns or forks the child and sends it its task: the part of a start that blocks.
     private func launchPrepared(_ prepared: PreparedStart) throws(ProcessError) {
+        StartHook.run(name)
         let attachments = prepared.attachments
         let launchBytes = prepared.launchBytes
         // Everything a start needs is taken before anything is spawned, so that running out of
@@ -402,6 +403,24 @@ extension ChildProcess where Work.Output == Void {
     /// - Throws: see ``ChildProcess/value``.
     public var value: Void {
         get async throws { _ = try await outcome() }
+    }
+}
+
+/// For tests: code run at the start of the blocking part of every start, with the child's name
+/// (to hold starts of chosen children where they would block). `nil`, costing one atomic load,
+/// outside tests.
+enum StartHook {
+    private static let installed = Atomic<Bool>(false)
+    private static let hook = Mutex<(@Sendable (String) -> Void)?>(nil)
+
+    static func set(_ body: (@Sendable (String) -> Void)?) {
+        hook.withLock { $0 = body }
+        installed.store(body != nil, ordering: .releasing)
+    }
+
+    static func run(_ name: String) {
+        guard installed.load(ordering: .acquiring), let body = hook.withLock({ $0 }) else { return }
+        body(name)
     }
 }
 

@@ -1,6 +1,9 @@
 import Synchronization
 
-/// The result of work submitted to a ``ProcessPool``: CPython's `AsyncResult` / `Future`.
+/// The result of work submitted to a ``ProcessPool``: CPython's `AsyncResult` / `Future`. One
+/// call (``ProcessPool/submit(_:_:)``), one task (`submit(task)`, CPython's
+/// `apply_async(f, (q,))`) or a whole map (``ProcessPool/submitMap(_:over:chunkSize:progress:)``,
+/// CPython's `map_async`).
 ///
 /// Await ``value``, await it with a time-out, check ``isDone``, or ``cancel()`` it (a running
 /// task's worker is stopped and replaced).

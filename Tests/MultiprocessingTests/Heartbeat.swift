@@ -31,13 +31,14 @@ final class Heartbeat: Sendable {
     func ticked(_ beats: Int, within bound: Duration = .seconds(20)) async -> Bool {
         let target = count + beats
         let deadline = WaitDeadline(after: bound)
-        return (try? await BlockingThreads.shared.run { [self] in
-            while count < target {
-                if deadline.hasPassed { return false }
-                usleep(1_000)
-            }
-            return true
-        }) ?? false
+        return
+            (try? await BlockingThreads.shared.run { [self] in
+                while count < target {
+                    if deadline.hasPassed { return false }
+                    usleep(1_000)
+                }
+                return true
+            }) ?? false
     }
 }
 

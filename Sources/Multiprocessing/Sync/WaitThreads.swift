@@ -35,10 +35,19 @@ enum WaitThreads {
         let job = Mutex<(@Sendable () -> Void)?>(nil)
     }
 
-    private static let idle = Mutex<[Worker]>([])
+    /// Threads waiting for a job. Replaced in a `.fork` child (see ``resetAfterFork()``).
+    nonisolated(unsafe) private static var idle = Idle()
+
+    private final class Idle: Sendable {
+        let workers = Mutex<[Worker]>([])
+    }
+
+    /// In a child made by `fork`: the idle threads did not survive (a job handed to one would
+    /// never run), and the list's lock may have been held.
+    static func resetAfterFork() { idle = Idle() }
 
     private static func submit(_ job: @escaping @Sendable () -> Void) {
-        if let worker = idle.withLock({ $0.popLast() }) {
+        if let worker = idle.workers.withLock({ $0.popLast() }) {
             worker.job.withLock { $0 = job }
             worker.signal.signal()
             return
@@ -61,10 +70,11 @@ enum WaitThreads {
             }) {
                 job()
             }
-            idle.withLock { $0.append(worker) }
+            let list = idle  // This process's list: a worker never outlives a fork.
+            list.workers.withLock { $0.append(worker) }
             if worker.signal.wait(timeout: .now() + .seconds(10)) == .timedOut {
                 // Leave unless a job was handed over between the timeout and this check.
-                let left = idle.withLock { workers -> Bool in
+                let left = list.workers.withLock { workers -> Bool in
                     guard let index = workers.firstIndex(where: { $0 === worker }) else { return false }
                     workers.remove(at: index)
                     return true

@@ -30,6 +30,23 @@ enum WaitThreads {
         }
     }
 
+    /// Like ``run(_:wake:)``, one waiter of `gate` at a time: the other tasks of this process
+    /// that wait on the same primitive queue in the gate (suspended, no thread), so a thousand
+    /// waiting tasks cost one thread, not a thousand. `gaveUp` makes the result of a wait that
+    /// ended in the gate (`true`: cancelled, `false`: `deadline` passed); `ready`, tried once
+    /// through the gate, ends the wait without a thread when it can (the waiter ahead was woken
+    /// by what wakes this one too).
+    static func run<T: Sendable>(
+        through gate: HandoffLock, until deadline: WaitDeadline,
+        _ body: @escaping @Sendable (WaitCancellation) -> T, wake: @escaping @Sendable () -> Void,
+        ready: () -> T? = { nil }, gaveUp: (_ cancelled: Bool) -> T
+    ) async -> T {
+        guard await gate.lock(until: deadline) else { return gaveUp(Task.isCancelled) }
+        defer { gate.unlock() }
+        if let result = ready() { return result }
+        return await run(body, wake: wake)
+    }
+
     private final class Worker: Sendable {
         let signal = DispatchSemaphore(value: 0)
         let job = Mutex<(@Sendable () -> Void)?>(nil)

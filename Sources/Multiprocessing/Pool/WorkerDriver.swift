@@ -229,7 +229,7 @@ final class WorkerDriver {
                 var install: [UInt8] = [PoolWire.install]
                 WireWriter.appendVarint(function.id, to: &install)
                 WireWriter.appendString(function.typeName, to: &install)
-                PoolWire.appendBytes(function.payload, to: &install)
+                WireWriter.appendBytes(function.payload, to: &install)
                 installed.insert(function.id)
                 do {
                     try await worker.socket.send(.message, install, descriptors: function.descriptors)
@@ -286,14 +286,14 @@ final class WorkerDriver {
                 for position in skipped { WireWriter.appendVarint(UInt64(position), to: &frame) }
             }
         }
-        let blob = PoolWire.beginBlob(&frame)
+        let blob = WireWriter.beginBlob(&frame)
         do {
             try batch.appendInputs(of: run, to: &frame)
         } catch {
             frame.removeSubrange(mark...)
             return error
         }
-        PoolWire.endBlob(&frame, at: blob)
+        WireWriter.endBlob(&frame, at: blob)
         return nil
     }
 
@@ -343,7 +343,7 @@ final class WorkerDriver {
     }
 
     private func handle(_ frame: Frame, from worker: WorkerHandle) throws {
-        var reader = PoolReader(frame.payload)
+        var reader = WireReader(frame.payload)
         switch try reader.byte() {
         case PoolWire.ready:
             ready = true
@@ -377,7 +377,7 @@ final class WorkerDriver {
 
     /// Reads one run of a `results` frame and claims its jobs. Nothing is claimed unless the
     /// whole run is well-formed. A partial answer is recorded in its job, and gives `nil`.
-    private func readRun(_ reader: inout PoolReader, _ payload: [UInt8], _ worker: WorkerHandle) throws
+    private func readRun(_ reader: inout WireReader, _ payload: [UInt8], _ worker: WorkerHandle) throws
         -> ResultRun?
     {
         let n = try reader.count()

@@ -1,15 +1,6 @@
 import Dispatch
 import Synchronization
 
-/// Set when the task behind an async wait is cancelled; the blocking loop checks it each time
-/// it wakes.
-final class WaitCancellation: Sendable {
-    private let flag = Atomic<Bool>(false)
-    init() {}
-    var isCancelled: Bool { flag.load(ordering: .acquiring) }
-    func cancel() { flag.store(true, ordering: .releasing) }
-}
-
 /// Runs blocking futex waits for async callers on threads of their own, so a task waiting for a
 /// process-shared lock never pins one of Swift's few cooperative threads. Threads are reused
 /// while work keeps coming and leave after a quiet spell.

@@ -1,6 +1,18 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+// Platforms: Linux is the tested platform (CI builds and tests there). The package also names
+// macOS 15, the first with the standard library's `Synchronization`, and its sources compile a
+// Darwin path for every Linux-only call, but that path is neither built nor tested here and does
+// less: waits on shared words poll instead of sleeping on a futex, the I/O reactor uses `poll`
+// instead of epoll, children get no parent-death signal, dead holders are not told from zombies,
+// and crash reports carry no registers or module offsets. README, "Linux and other systems".
+//
+// Atomics, one rule: the standard library's `Synchronization` (`Atomic`, `Mutex`) everywhere,
+// in-process state and words in mapped shared memory alike (an `UnsafeMutablePointer<Atomic<T>>`
+// bound to the mapped bytes). swift-atomics only where Synchronization cannot say it: the
+// integer operations of `SharedValue` and `SharedArray`, which are generic over any integer type
+// (`AtomicInteger`); Synchronization offers arithmetic only on each concrete type.
 let package = Package(
     name: "swift-multiprocessing",
     platforms: [.macOS(.v15)],
@@ -11,7 +23,7 @@ let package = Package(
         .executable(name: "mp-examples", targets: ["mp-examples"]),
     ],
     dependencies: [
-        // Generic lock-free integer operations on memory we map ourselves (UnsafeAtomic).
+        // Only for SharedValue/SharedArray's generic integer operations (see the rule above).
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0")
     ],
     targets: [

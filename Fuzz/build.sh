@@ -6,7 +6,7 @@
 #   FUZZ_OPTIMIZATION=-Onone Fuzz/build.sh    unoptimized, as a debug build runs the library
 #
 # It compiles, with swiftc -sanitize=fuzzer, the library files the harnesses reach (the codec,
-# the framing, the system helpers under them, the pool protocol reader) together with the
+# the framing, the system helpers under them, the pool protocol's constants) together with the
 # harnesses into one module, so the harnesses see internal types. No SwiftPM target: CI's
 # `swift build` never compiles this.
 set -euo pipefail

@@ -7,8 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 out=Fuzz/.build/stack-depth
-codec=(Sources/Multiprocessing/Wire/BinaryDecoder.swift Sources/Multiprocessing/Wire/BinaryEncoder.swift
-    Sources/Multiprocessing/Wire/CodecError.swift)
+# The codec's files: everything in Wire/ but the framing and descriptor passing.
+wire=Sources/Multiprocessing/Wire
+codec=("$wire"/Binary*.swift "$wire"/Key*.swift "$wire"/CodingPathKeys.swift "$wire"/Plain*.swift
+    "$wire"/Wire*.swift "$wire"/CodecError.swift)
 for optimization in -Onone -O; do
     mkdir -p "$out/$optimization"
     swiftc "$optimization" -swift-version 6 -parse-as-library -module-name Codec -enable-testing \

@@ -1,4 +1,4 @@
-/// Harness `poolwire`: the pool protocol's frames (see `PoolWire`), read with `PoolReader`
+/// Harness `poolwire`: the pool protocol's frames (see `PoolWire`), read with `WireReader`
 /// exactly as `PoolWorker` reads `install` and `jobs` frames and `WorkerDriver` reads `results`
 /// frames, with every blob decoded as the pool decodes it (`[Int]` inputs and outputs,
 /// `[ItemOutcome<Int>]` and `ErrorReport` failures). The reading loops are mirrored here because
@@ -6,7 +6,7 @@
 enum PoolWireHarness {
     static func run(_ data: UnsafeRawBufferPointer) {
         let payload = Array(data)
-        var reader = PoolReader(payload)
+        var reader = WireReader(payload)
         do throws(CodecError) {
             switch try reader.byte() {
             case PoolWire.install:
@@ -86,7 +86,7 @@ enum PoolWireHarness {
     static func seeds() -> [[UInt8]] {
         func blob(_ bytes: [UInt8]) -> [UInt8] {
             var out: [UInt8] = []
-            PoolWire.appendBlob(bytes, to: &out)
+            WireWriter.appendBlob(bytes, to: &out)
             return out
         }
         func varint(_ value: UInt64) -> [UInt8] {
@@ -101,7 +101,7 @@ enum PoolWireHarness {
         let report = try! BinaryEncoder().encode(ErrorReport(message: "gone"))
         var install: [UInt8] = [PoolWire.install] + varint(1)
         WireWriter.appendString("4main6SquareV", to: &install)
-        PoolWire.appendBytes([0], to: &install)
+        WireWriter.appendBytes([0], to: &install)
         return [
             install,
             // jobs: one run of function 1, jobs 10 (2 items) and 11 (3 items, item 1 already

@@ -24,6 +24,34 @@ struct ChannelTests {
         #expect(try a.receiveBlocking() == .stop)
     }
 
+    @Test("poll(timeout: .zero) never waits, not even while a messages loop waits on the same end")
+    func zeroPollNeverWaits() async throws {
+        let pairs = try (0..<4).map { _ in try ProcessChannel<Int>.pair() }
+        let heartbeat = Heartbeat()
+        let beat = heartbeat.start()
+        let receivers = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for (_, b) in pairs {
+                    group.addTask { do { for try await _ in b.messages {} } catch {} }
+                }
+            }
+        }
+        #expect(await heartbeat.ticked(20))  // Every loop is waiting by now.
+        // Were a poll to wait for a loop, only a message would free it.
+        let watchdog = Watchdog { for (a, _) in pairs { try? a.sendBlocking(0) } }
+        var ready = 0
+        for _ in 0..<10 {
+            for (_, b) in pairs where try b.poll(timeout: .zero) { ready += 1 }
+        }
+        #expect(!watchdog.cancel(), "a zero poll waited for the receiving loop")
+        #expect(ready == 0)
+        #expect(await heartbeat.ticked(20))
+        for (a, _) in pairs { a.close() }
+        await receivers.value
+        heartbeat.stop()
+        await beat.value
+    }
+
     @Test("a typed receive refuses raw bytes with a typed error")
     func kindMismatch() async throws {
         let (a, b) = try ProcessChannel<Int>.pair()

@@ -32,6 +32,27 @@ struct ProcessLockTests {
         #expect(lock.isLocked == false)
     }
 
+    @Test("a .fork child's contended async wait ends: its wait threads are its own")
+    func contendedWaitInForkChild() async throws {
+        let lock = try ProcessLock()
+        // A contended wait here leaves an idle wait thread, which a forked child does not have.
+        _ = try lock.acquireBlocking()
+        let warm = Task { try await lock.acquire() }
+        try await Task.sleep(for: .milliseconds(30))
+        try lock.release()
+        _ = try await warm.value
+        try lock.release()
+        try await Task.sleep(for: .milliseconds(50))  // The thread is back in the idle list.
+        let child = try ChildProcess(ContendedAsyncWaiter(lock: lock), startMethod: .fork)
+        try await child.start()
+        let status = try await child.join(timeout: .seconds(20))
+        if status == nil {
+            child.kill()
+            _ = try await child.join()
+        }
+        #expect(status == .exited(0))
+    }
+
     @Test("timeouts, try, release errors")
     func timeoutsAndMisuse() async throws {
         let lock = try ProcessLock()

@@ -64,3 +64,20 @@ func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thr
         DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
     }
 }
+
+/// Holds the lock while a task of its own waits for it (a contended async wait), then lets go.
+struct ContendedAsyncWaiter: ProcessTask {
+    var lock: ProcessLock
+    func run() async throws {
+        _ = try lock.acquireBlocking()
+        // Structured (`async let`), so it runs on the forked child's executor; and no
+        // `Task.sleep`: a Dispatch timer in a `.fork` child writes to an eventfd number the
+        // parent had, here the control socket.
+        async let waiter = lock.acquire()
+        let end = ContinuousClock.now + .milliseconds(30)
+        while ContinuousClock.now < end { await Task.yield() }
+        try lock.release()
+        _ = try await waiter
+        try lock.release()
+    }
+}

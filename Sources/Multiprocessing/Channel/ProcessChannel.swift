@@ -71,6 +71,9 @@ public final class ProcessChannel<Message: Codable & Sendable>: Sendable, Codabl
 
     /// `true` when a message (or the peer's end-of-file) is ready to receive, waiting up to
     /// `timeout` for one. CPython's `poll()`.
+    ///
+    /// A zero timeout never waits: while another task is receiving on this end (a `messages`
+    /// loop waiting for the next one), nothing is ready for this caller and `poll` says `false`.
     public func poll(timeout: Duration = .zero) throws(ChannelError) -> Bool {
         try socket.poll(timeout: timeout)
     }
@@ -116,7 +119,8 @@ public final class ChannelReceiver<Message: Codable & Sendable>: Sendable, Codab
         try MessageIO.receiveBlocking(Message.self, on: socket, timeout: timeout)
     }
 
-    /// `true` when a message (or end-of-file) is ready, waiting up to `timeout`.
+    /// `true` when a message (or end-of-file) is ready, waiting up to `timeout`; a zero timeout
+    /// never waits (see ``ProcessChannel/poll(timeout:)``).
     public func poll(timeout: Duration = .zero) throws(ChannelError) -> Bool {
         try socket.poll(timeout: timeout)
     }

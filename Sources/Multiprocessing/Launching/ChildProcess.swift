@@ -279,11 +279,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 if stderrFD >= 0 { _ = dup2(stderrFD, 2) }
                 _ = dup2(childEnd, 3)
                 mp_close_from(4)
-                DeadSocket.recreateAfterFork()
-                Launcher.inForkedChild = true
-                ForkServer.forgetAfterFork()
-                IOReactor.resetAfterFork()
-                BlockingThreads.resetAfterFork()
+                AfterFork.reset()
                 let defaults = Launcher.childDefaults
                 // Like a spawned child: no inherited backtracer unless this process asked for one.
                 if defaults["SWIFT_BACKTRACE"] != nil { mp_crash_handler_reset_inherited() }

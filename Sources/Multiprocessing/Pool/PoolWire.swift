@@ -34,33 +34,6 @@ enum PoolWire {
         /// alone in its run; the job's own answer follows later, with those items `skipped`.
         case partial = 3
     }
-
-    static func appendBytes(_ bytes: [UInt8], to out: inout [UInt8]) {
-        WireWriter.appendVarint(UInt64(bytes.count), to: &out)
-        out.append(contentsOf: bytes)
-    }
-
-    /// Reserves a blob's fixed32 length; ``endBlob(_:at:)`` fills it in once the bytes follow.
-    static func beginBlob(_ out: inout [UInt8]) -> Int {
-        out.append(contentsOf: [0, 0, 0, 0] as [UInt8])
-        return out.count - 4
-    }
-
-    static func endBlob(_ out: inout [UInt8], at start: Int) {
-        patchFixed32(UInt32(out.count - start - 4), in: &out, at: start)
-    }
-
-    static func appendBlob(_ bytes: [UInt8], to out: inout [UInt8]) {
-        WireWriter.appendFixed(UInt32(bytes.count), to: &out)
-        out.append(contentsOf: bytes)
-    }
-
-    static func patchFixed32(_ value: UInt32, in out: inout [UInt8], at start: Int) {
-        out[start] = UInt8(truncatingIfNeeded: value)
-        out[start + 1] = UInt8(truncatingIfNeeded: value >> 8)
-        out[start + 2] = UInt8(truncatingIfNeeded: value >> 16)
-        out[start + 3] = UInt8(truncatingIfNeeded: value >> 24)
-    }
 }
 
 /// One item's result when not every item of a chunk succeeded.
@@ -69,77 +42,4 @@ enum ItemOutcome<Output: Codable>: Codable {
     case error(ErrorReport)
     /// Not run here: the pool already has this item's result.
     case skipped
-}
-
-/// Reads the pool protocol; every read is bounds-checked and fails with a typed error.
-struct PoolReader {
-    let bytes: [UInt8]
-    var position = 0
-
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
-
-    var isAtEnd: Bool { position >= bytes.count }
-
-    /// The byte after the next varint, without moving; `nil` at the end.
-    func byteAfterVarint() -> UInt8? {
-        var p = position
-        while p < bytes.count, bytes[p] & 0x80 != 0 { p += 1 }
-        p += 1
-        return p < bytes.count ? bytes[p] : nil
-    }
-
-    mutating func byte() throws(CodecError) -> UInt8 {
-        guard position < bytes.count else { throw .truncated(needed: 1, available: 0) }
-        defer { position += 1 }
-        return bytes[position]
-    }
-
-    mutating func varint() throws(CodecError) -> UInt64 {
-        var p = position
-        let result = bytes.withUnsafeBytes { raw -> Result<UInt64, CodecError> in
-            do throws(CodecError) {
-                return .success(try WireReader.varint(in: raw, at: &p))
-            } catch {
-                return .failure(error)
-            }
-        }
-        position = p
-        return try result.get()
-    }
-
-    mutating func fixed32() throws(CodecError) -> UInt32 {
-        guard bytes.count - position >= 4 else {
-            throw .truncated(needed: 4, available: bytes.count - position)
-        }
-        var value: UInt32 = 0
-        for i in 0..<4 { value |= UInt32(bytes[position + i]) << (8 * i) }
-        position += 4
-        return value
-    }
-
-    mutating func count() throws(CodecError) -> Int {
-        let value = try varint()
-        guard value <= UInt64(bytes.count - position) else { throw .lengthTooLarge(Int(clamping: value)) }
-        return Int(value)
-    }
-
-    /// A blob's place in the bytes (see ``PoolWire``).
-    mutating func blob() throws(CodecError) -> Range<Int> {
-        let n = Int(try fixed32())
-        guard n <= bytes.count - position else { throw .lengthTooLarge(n) }
-        defer { position += n }
-        return position..<(position + n)
-    }
-
-    mutating func data() throws(CodecError) -> [UInt8] {
-        let n = try count()
-        defer { position += n }
-        return Array(bytes[position..<(position + n)])
-    }
-
-    mutating func string() throws(CodecError) -> String {
-        let raw = try data()
-        guard let text = String(validating: raw, as: UTF8.self) else { throw .invalidValue("invalid UTF-8") }
-        return text
-    }
 }

@@ -61,7 +61,7 @@ struct PoolWorker: ProcessTask {
             guard case .success(let frame) = received else {
                 return  // The pool is gone or done with us.
             }
-            var reader = PoolReader(frame.payload)
+            var reader = WireReader(frame.payload)
             switch try reader.byte() {
             case PoolWire.install:
                 let id = try reader.varint()
@@ -207,7 +207,7 @@ struct ResultWriter {
         for id in ids {
             WireWriter.appendVarint(id, to: &out)
             out.append(PoolWire.Status.failed.rawValue)
-            PoolWire.appendBlob(bytes, to: &out)
+            WireWriter.appendBlob(bytes, to: &out)
         }
     }
 
@@ -236,7 +236,7 @@ struct ResultWriter {
         WireWriter.appendVarint(run.ids[job], to: &out)
         out.append(PoolWire.Status.partial.rawValue)
         WireWriter.appendVarint(UInt64(items.lowerBound - firstOfJob), to: &out)
-        PoolWire.appendBlob(bytes, to: &out)
+        WireWriter.appendBlob(bytes, to: &out)
     }
 
     /// Answers jobs `first ..< first + ids.count` of `run`, whose items produced `outputs`
@@ -251,10 +251,10 @@ struct ResultWriter {
                 WireWriter.appendVarint(run.ids[k], to: &out)
                 out.append(PoolWire.Status.values.rawValue)
             }
-            let blob = PoolWire.beginBlob(&out)
+            let blob = WireWriter.beginBlob(&out)
             do {
                 try BinaryEncoder().encode(outputs, appendingTo: &out)
-                PoolWire.endBlob(&out, at: blob)
+                WireWriter.endBlob(&out, at: blob)
             } catch {
                 out.removeSubrange(mark...)
                 fail(run.ids[jobs], ErrorReport(ProcessError.codec(error)))
@@ -292,10 +292,10 @@ struct ResultWriter {
             do {
                 let bytes = try TaskCoding.encode(outcomes)
                 out.append(PoolWire.Status.mixed.rawValue)
-                PoolWire.appendBlob(bytes, to: &out)
+                WireWriter.appendBlob(bytes, to: &out)
             } catch {
                 out.append(PoolWire.Status.failed.rawValue)
-                PoolWire.appendBlob(
+                WireWriter.appendBlob(
                     (try? TaskCoding.encode(ErrorReport(ProcessError.codec(error)))) ?? [], to: &out)
             }
         }
@@ -303,7 +303,7 @@ struct ResultWriter {
         do {
             var encoded: [UInt8] = []
             try BinaryEncoder().encode(values, appendingTo: &encoded)
-            PoolWire.appendBlob(encoded, to: &out)
+            WireWriter.appendBlob(encoded, to: &out)
         } catch {
             out.removeSubrange(mark...)
             fail(run.ids[jobs], ErrorReport(ProcessError.codec(error)))

@@ -229,7 +229,7 @@ final class WorkerDriver {
                 var install: [UInt8] = [PoolWire.install]
                 WireWriter.appendVarint(function.id, to: &install)
                 WireWriter.appendString(function.typeName, to: &install)
-                PoolWire.appendBytes(function.payload, to: &install)
+                WireWriter.appendBytes(function.payload, to: &install)
                 installed.insert(function.id)
                 do {
                     try await worker.socket.send(.message, install, descriptors: function.descriptors)
@@ -286,14 +286,14 @@ final class WorkerDriver {
                 for position in skipped { WireWriter.appendVarint(UInt64(position), to: &frame) }
             }
         }
-        let blob = PoolWire.beginBlob(&frame)
+        let blob = WireWriter.beginBlob(&frame)
         do {
             try batch.appendInputs(of: run, to: &frame)
         } catch {
             frame.removeSubrange(mark...)
             return error
         }
-        PoolWire.endBlob(&frame, at: blob)
+        WireWriter.endBlob(&frame, at: blob)
         return nil
     }
 
@@ -343,7 +343,7 @@ final class WorkerDriver {
     }
 
     private func handle(_ frame: Frame, from worker: WorkerHandle) throws {
-        var reader = PoolReader(frame.payload)
+        var reader = WireReader(frame.payload)
         switch try reader.byte() {
         case PoolWire.ready:
             ready = true
@@ -377,7 +377,7 @@ final class WorkerDriver {
 
     /// Reads one run of a `results` frame and claims its jobs. Nothing is claimed unless the
     /// whole run is well-formed. A partial answer is recorded in its job, and gives `nil`.
-    private func readRun(_ reader: inout PoolReader, _ payload: [UInt8], _ worker: WorkerHandle) throws
+    private func readRun(_ reader: inout WireReader, _ payload: [UInt8], _ worker: WorkerHandle) throws
         -> ResultRun?
     {
         let n = try reader.count()
@@ -457,30 +457,26 @@ final class WorkerDriver {
         itemsBeforeHead = 0
         let reason = worker.stopReason.withLock { $0 }
         let live = jobs.filter { !$0.isCancelled }
-        let stage = worker.ledger.stage
-        let started = ready || stage == .idle || stage == .busy
-        if !started && reason == nil {
+        let blame = WorkerLossPolicy.blame(
+            stage: worker.ledger.stage, wasReady: ready, stoppedByPool: reason != nil,
+            runningItem: worker.ledger.runningItem, firstUnanswered: firstItem,
+            itemCounts: jobs.map(\.itemCount))
+        let job: PoolJob
+        let item: Int?
+        switch blame {
+        case .startup(let initializing):
             core.requeue(live)
-            await startupFailed(worker, status: status, initializing: stage == .initializing)
+            await startupFailed(worker, status: status, initializing: initializing)
             return
+        case .nobody:
+            core.requeue(live)
+            return
+        case .job(let index, let running):
+            job = jobs[index]
+            item = running
         }
-        // The culprit: the item that was running, or — when the worker died outside any item
-        // while handling a frame — the first unanswered job as a whole.
-        var culprit: (job: PoolJob, item: Int?)?
-        if let running = worker.ledger.runningItem, running >= firstItem {
-            var offset = Int(clamping: running - firstItem)
-            for job in jobs {
-                if offset < job.itemCount {
-                    culprit = (job, offset)
-                    break
-                }
-                offset -= job.itemCount
-            }
-        } else if stage == .busy || reason != nil {
-            culprit = jobs.first.map { ($0, nil) }
-        }
-        guard let (job, item) = culprit, !job.isCancelled else {
-            core.requeue(live)  // Killed while idle: nobody's fault.
+        guard !job.isCancelled else {
+            core.requeue(live)
             return
         }
         let others = live.filter { $0 !== job }
@@ -504,8 +500,7 @@ final class WorkerDriver {
                 "worker \(worker.pid) running task \(label) broke the protocol: \(why)")
         case nil:
             let killed = job.countKill(ofItem: item ?? 0)
-            let options = core.options
-            if killed > options.retries || killed >= options.maxWorkersKilledPerTask {
+            if WorkerLossPolicy.failsAfterKill(kills: killed, options: core.options) {
                 verdict = PoolError.workerLost(
                     WorkerLoss(
                         task: label, pid: worker.pid, status: status,
@@ -537,18 +532,21 @@ final class WorkerDriver {
         } catch {
             why = "\(error)"
         }
-        let killed = status == .signaled(.kill)
-        if initializing && !killed {
-            if core.initializerFailed() >= PoolCore.initializerAttempts {
+        let failure = WorkerLossPolicy.startupFailure(initializing: initializing, status: status)
+        switch failure {
+        case .initializer:
+            if WorkerLossPolicy.givesUp(after: failure, inARow: core.initializerFailed()) {
                 core.breakPool(why)
             }
-        } else if core.startupLost() >= PoolCore.startupAttempts {
-            // Something kills every worker it starts: fail what waits, and start afresh.
-            core.workerReady()
-            core.failQueued(
-                PoolError.workerStartFailed(
-                    "\(PoolCore.startupAttempts) workers in a row died while starting; the last \(why)",
-                    cause: nil))
+        case .lost:
+            if WorkerLossPolicy.givesUp(after: failure, inARow: core.startupLost()) {
+                // Something kills every worker it starts: fail what waits, and start afresh.
+                core.workerReady()
+                core.failQueued(
+                    PoolError.workerStartFailed(
+                        "\(PoolCore.startupAttempts) workers in a row died while starting; the last \(why)",
+                        cause: nil))
+            }
         }
     }
 

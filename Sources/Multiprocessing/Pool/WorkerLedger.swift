@@ -1,4 +1,4 @@
-import Atomics
+import Synchronization
 
 /// A page of shared memory in which a pool worker records what it is doing, so that when it
 /// dies — even by `SIGKILL`, which leaves no chance to say anything — its driver knows whether
@@ -29,24 +29,24 @@ struct WorkerLedger: Codable, Sendable {
         memory = try SharedMemory(size: 64)
     }
 
-    private var stageWord: UnsafeAtomic<UInt64> {
-        UnsafeAtomic(at: memory.baseAddress.assumingMemoryBound(to: UnsafeAtomic<UInt64>.Storage.self))
+    private var stageWord: UnsafeMutablePointer<Atomic<UInt64>> {
+        memory.baseAddress.assumingMemoryBound(to: Atomic<UInt64>.self)
     }
 
     /// The worker's progress through items.
     var progress: _ItemProgress {
         _ItemProgress(
-            word: (memory.baseAddress + 8).assumingMemoryBound(to: UnsafeAtomic<UInt64>.Storage.self))
+            word: (memory.baseAddress + 8).assumingMemoryBound(to: Atomic<UInt64>.self))
     }
 
     var stage: Stage {
-        get { Stage(rawValue: stageWord.load(ordering: .acquiring)) ?? .busy }
-        nonmutating set { stageWord.store(newValue.rawValue, ordering: .releasing) }
+        get { Stage(rawValue: stageWord.pointee.load(ordering: .acquiring)) ?? .busy }
+        nonmutating set { stageWord.pointee.store(newValue.rawValue, ordering: .releasing) }
     }
 
     /// The item that was running, counted from the worker's first item; `nil` between items.
     var runningItem: UInt64? {
-        let word = progress.word.load(ordering: .acquiring)
+        let word = progress.word.pointee.load(ordering: .acquiring)
         return word & 1 == 1 ? word >> 1 : nil
     }
 }
@@ -55,23 +55,23 @@ struct WorkerLedger: Codable, Sendable {
 /// inlinable item loop ``ProcessFunction/_callJobs(_:itemEnds:from:until:progress:into:failures:)``.
 /// Not API: public only because that requirement names it, with nothing public to call.
 public struct _ItemProgress: @unchecked Sendable {
-    @usableFromInline let word: UnsafeAtomic<UInt64>
+    @usableFromInline let word: UnsafeMutablePointer<Atomic<UInt64>>
     /// How many items the worker had been sent before the current run.
     @usableFromInline var base: UInt64 = 0
 
-    init(word: UnsafeMutablePointer<UnsafeAtomic<UInt64>.Storage>) {
-        self.word = UnsafeAtomic(at: word)
+    init(word: UnsafeMutablePointer<Atomic<UInt64>>) {
+        self.word = word
     }
 
     /// Item `item` of the current run starts.
     @inlinable @inline(__always)
     func begin(_ item: Int) {
-        word.store((base &+ UInt64(item)) << 1 | 1, ordering: .relaxed)
+        word.pointee.store((base &+ UInt64(item)) << 1 | 1, ordering: .relaxed)
     }
 
     /// Item `item` of the current run has ended (its answer is in the worker's hands).
     @inlinable @inline(__always)
     func end(_ item: Int) {
-        word.store((base &+ UInt64(item)) << 1, ordering: .relaxed)
+        word.pointee.store((base &+ UInt64(item)) << 1, ordering: .relaxed)
     }
 }

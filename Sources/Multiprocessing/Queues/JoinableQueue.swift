@@ -41,6 +41,8 @@ public final class JoinableQueue<Element: Codable & Sendable>: Sendable, Codable
     public let queue: ProcessQueue<Element>
     /// How far this handle has reported abandoned items.
     private let reported = Mutex(QueueHolders.ReportCursor())
+    /// This process's async joiners: one at a time sleeps in the kernel.
+    private let joiners = HandoffLock()
 
     /// A new, empty queue; see ``ProcessQueue/init(capacity:ringBytes:)``.
     ///
@@ -80,10 +82,13 @@ public final class JoinableQueue<Element: Codable & Sendable>: Sendable, Codable
         if core.unfinished != 0 {
             let deadline = WaitDeadline(after: timeout)
             let result = await WaitThreads.run(
+                through: joiners, until: deadline,
                 { cancellation in
                     Result { () throws(QueueError) in try core.join(.until(deadline, cancellation)) }
                 },
-                wake: { core.wakeAll() })
+                wake: { core.wakeAll() },
+                ready: { core.unfinished == 0 ? .success(()) : nil },
+                gaveUp: { .failure($0 ? .cancelled : .timedOut) })
             try result.get()
         }
         try reportAbandoned()

@@ -26,6 +26,9 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     let core: QueueCore
     /// How items become bytes.
     let form: QueueItemForm
+    /// This process's async getters and putters: one of each at a time sleeps in the kernel.
+    private let getters = HandoffLock()
+    private let putters = HandoffLock()
 
     /// The ring size used when none is given: 4 MiB (items up to 1 MiB encoded go in the ring).
     public static var defaultRingBytes: Int { QueueCore.defaultRingBytes }
@@ -78,10 +81,11 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
         let deadline = WaitDeadline(after: timeout)
         let core = self.core
         let result = await WaitThreads.run(
+            through: putters, until: deadline,
             { cancellation in
                 Result { () throws(QueueError) in try core.put(outgoing, .until(deadline, cancellation)) }
             },
-            wake: { core.wakeAll() })
+            wake: { core.wakeAll() }, gaveUp: { .failure($0 ? .cancelled : .timedOut) })
         outgoing.release()
         try result.get()
     }
@@ -182,12 +186,13 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
         }
         let deadline = WaitDeadline(after: timeout)
         let result = await WaitThreads.run(
+            through: getters, until: deadline,
             { [self] cancellation in
                 Result { () throws(QueueError) -> Element in
                     try core.get(.until(deadline, cancellation), decode)
                 }
             },
-            wake: { [core] in core.wakeAll() })
+            wake: { [core] in core.wakeAll() }, gaveUp: { .failure($0 ? .cancelled : .timedOut) })
         return try result.get()
     }
 

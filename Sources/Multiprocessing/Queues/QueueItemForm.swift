@@ -57,17 +57,10 @@ enum QueueItemForm: Sendable {
     private static func withParts<Number>(
         _ array: [Number], _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Void
     ) {
-        // The count as a LEB128 varint, as the codec writes it.
+        // The count as a varint, as the codec writes it (at most 10 bytes).
         var prefix: (UInt64, UInt64) = (0, 0)
         withUnsafeMutableBytes(of: &prefix) { prefix in
-            var count = UInt64(array.count)
-            var length = 0
-            repeat {
-                let low = UInt8(count & 0x7f)
-                count >>= 7
-                prefix[length] = count == 0 ? low : low | 0x80
-                length += 1
-            } while count != 0
+            let length = WireWriter.writeVarint(UInt64(array.count), into: prefix)
             array.withUnsafeBytes { memory in
                 body(UnsafeRawBufferPointer(rebasing: prefix[..<length]), memory)
             }

@@ -22,6 +22,8 @@ public final class ProcessEvent: Sendable, Codable {
     static let magic: UInt32 = 0x4556_5431  // "EVT1"
 
     let placement: SharedPlacement
+    /// This process's async waiters: one at a time sleeps in the kernel.
+    private let waiters = HandoffLock()
 
     /// A new event, initially not set.
     public init() throws(SyncError) {
@@ -74,8 +76,11 @@ public final class ProcessEvent: Sendable, Codable {
         if Task.isCancelled { throw .cancelled }
         let deadline = WaitDeadline(after: timeout)
         let outcome = await WaitThreads.run(
+            through: waiters, until: deadline,
             { [self] cancellation in sleep(from: start, until: deadline, cancellation: cancellation) },
-            wake: { [self] in state.wakeAll() })
+            wake: { [self] in state.wakeAll() },
+            ready: { state.load() != start ? .acquired : nil },
+            gaveUp: { cancelled in cancelled ? .cancelled : state.load() != start ? .acquired : .timedOut })
         if outcome == .cancelled { throw .cancelled }
         return outcome == .acquired
     }

@@ -32,6 +32,8 @@ public final class ProcessLock: Sendable, Codable {
 
     let placement: SharedPlacement
     let word: LockWord
+    /// This process's async waiters: one at a time sleeps on the word.
+    private let waiters = HandoffLock()
 
     /// A new, unlocked lock in its own shared memory.
     public convenience init() throws(SyncError) {
@@ -55,8 +57,10 @@ public final class ProcessLock: Sendable, Codable {
         let deadline = WaitDeadline(after: timeout)
         let me = LockWord.currentOwner
         let outcome = await WaitThreads.run(
+            through: waiters, until: deadline,
             { [self] cancellation in word.sleepingLock(me, until: deadline, cancellation: cancellation) },
-            wake: { [self] in word.word.wakeAll() })
+            wake: { [self] in word.word.wakeAll() }, ready: { word.tryLock() },
+            gaveUp: { $0 ? .cancelled : .timedOut })
         return try settle(outcome)
     }
 

@@ -32,6 +32,8 @@ public final class ProcessRLock: Sendable, Codable {
 
     let placement: SharedPlacement
     let word: LockWord
+    /// This process's async waiters: one at a time sleeps in the kernel.
+    private let waiters = HandoffLock()
 
     /// A new, unlocked reentrant lock in its own shared memory.
     public convenience init() throws(SyncError) {
@@ -87,8 +89,10 @@ public final class ProcessRLock: Sendable, Codable {
         let deadline = WaitDeadline(after: timeout)
         let pid = LockWord.currentOwner
         let outcome = await WaitThreads.run(
+            through: waiters, until: deadline,
             { [self] cancellation in word.sleepingLock(pid, until: deadline, cancellation: cancellation) },
-            wake: { [self] in word.word.wakeAll() })
+            wake: { [self] in word.word.wakeAll() }, ready: { word.tryLock() },
+            gaveUp: { $0 ? .cancelled : .timedOut })
         return try settle(outcome, holder: me)
     }
 

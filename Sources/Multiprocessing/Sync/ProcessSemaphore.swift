@@ -27,6 +27,8 @@ public final class ProcessSemaphore: Sendable, Codable {
     static let maximumValue = Int(Int32.max)
 
     let placement: SharedPlacement
+    /// This process's async waiters: one at a time sleeps in the kernel.
+    private let waiters = HandoffLock()
 
     /// The highest value a release may bring the semaphore to, or `nil` if unbounded.
     public let limit: Int?
@@ -66,8 +68,10 @@ public final class ProcessSemaphore: Sendable, Codable {
         if tryAcquire() { return }
         let deadline = WaitDeadline(after: timeout)
         let outcome = await WaitThreads.run(
+            through: waiters, until: deadline,
             { [self] cancellation in take(until: deadline, cancellation: cancellation) },
-            wake: { [self] in count.wakeAll() })
+            wake: { [self] in count.wakeAll() }, ready: { tryAcquire() ? .acquired : nil },
+            gaveUp: { $0 ? .cancelled : .timedOut })
         try settle(outcome)
     }
 

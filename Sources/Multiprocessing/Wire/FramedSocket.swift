@@ -291,9 +291,15 @@ final class FramedSocket: @unchecked Sendable {
     }
 
     /// `true` when a frame (or EOF) can be received without waiting, waiting up to `timeout`.
+    ///
+    /// Never waits longer than `timeout`, not even for a receiver that holds the end (an async
+    /// `messages` loop waiting for the next frame): nothing can be received without waiting then.
     func poll(timeout: Duration) throws(ChannelError) -> Bool {
         let deadline = ContinuousClock.now + timeout
-        receiveLock.lockBlocking()
+        guard receiveLock.lockBlocking(until: deadline) else {
+            if isClosed { throw .closed }
+            return false
+        }
         defer { receiveLock.unlock() }
         while true {
             if isClosed { throw .closed }

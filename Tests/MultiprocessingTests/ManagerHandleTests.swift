@@ -34,7 +34,7 @@ struct ContainerHandleFields: Codable {
     }
 }
 
-@Suite("Manager review: forged handles")
+@Suite("Manager: forged handles")
 struct ManagerForgedHandleTests {
     @Test("a handle with a capacity so large that doubling it overflows is refused, not a trap")
     func overflowingCapacityIsRefused() throws {

@@ -5,8 +5,8 @@ import Testing
 
 @testable import Multiprocessing
 
-@Suite("Queue review: async forms and the queue's lock")
-struct QueueLockReviewTests {
+@Suite("Queues: async forms waiting behind the queue's lock")
+struct QueueLockTests {
     /// Holds `queue`'s internal lock (as another process decoding a large item would) while
     /// `body` runs; a Dispatch thread lets it go after `valve` seconds if `body` has not, so that
     /// a regression fails instead of hanging. Returns whether the valve had to fire.
@@ -64,23 +64,5 @@ struct QueueLockReviewTests {
         var received: [Int] = []
         for _ in 0..<8 { received.append(try queue.getNowait()) }
         #expect(received.sorted() == Array(0..<8))
-    }
-}
-
-@Suite("Queue review: the side channel")
-struct QueueSideChannelReviewTests {
-    @Test("a malformed message on the side channel costs no large item behind it")
-    func malformedMessageIsDroppedAlone() throws {
-        let queue = try ProcessQueue<[UInt8]>(ringBytes: 4096)
-        // Not one of the queue's messages: 8 bytes, no descriptor.
-        let junk: [UInt64] = [42]
-        let sent = junk.withUnsafeBytes {
-            mp_queue_send(queue.core.sockets.sender, $0.baseAddress, $0.count, -1)
-        }
-        #expect(sent == 8)
-        let large = [UInt8](repeating: 7, count: 10_000)
-        try queue.putNowait(large)
-        #expect(try queue.getNowait() == large)
-        #expect(queue.core.skippedItems == 0)
     }
 }

@@ -3,8 +3,8 @@ import Testing
 
 @testable import Multiprocessing
 
-@Suite("Sync review: timeouts")
-struct SyncTimeoutReviewTests {
+@Suite("Wait deadlines")
+struct WaitDeadlineTests {
     @Test("a timeout whose nanoseconds overflow when added up is no deadline, not one in the past")
     func wrappingTimeoutIsNotExpired() async throws {
         // 9_223_372_036 s + 999_999_999 ns is more than Int64.max nanoseconds.

@@ -69,6 +69,15 @@ struct ChildProcessAPITests {
         #expect(released == 3, "the heartbeat stalled while children started")
     }
 
+    @Test(
+        "an async start of a task larger than a socket buffer", arguments: [StartMethod.spawn, .forkserver])
+    func asyncStartLargeTask(method: StartMethod) async throws {
+        let items = Array(0..<100_000)  // Several hundred kilobytes encoded.
+        let child = try ChildProcess(Reverser(items: items), startMethod: method)
+        try await child.start()
+        #expect(try await child.value == items.reversed())
+    }
+
     @Test("an async start twice is refused, as a blocking one is")
     func asyncStartTwice() async throws {
         let child = try ChildProcess(Exiter(code: 0))

@@ -118,6 +118,29 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// - Throws: what the blocking ``start()`` throws.
     public func start() async throws(ProcessError) {
         let launch = try prepareStart()
+        if launch.launchBytes.count <= Self.launcherSendLimit {
+            // Small enough to be written without waiting for the child (a fresh socket's buffer
+            // takes it): the launcher thread does the whole start, as it does the spawn of a
+            // blocking one, and no thread waits for it.
+            let outcome = await withCheckedContinuation { (done: CheckedContinuation<ProcessError?, Never>) in
+                do throws(SystemError) {
+                    try Launcher.shared.runDetached { [self] in
+                        do throws(ProcessError) {
+                            try launchPrepared(launch)
+                            done.resume(returning: nil)
+                        } catch {
+                            done.resume(returning: error)
+                        }
+                    }
+                } catch {
+                    done.resume(returning: .launchFailed(error))
+                }
+            }
+            if let outcome { throw outcome }
+            return
+        }
+        // A large task is written while the child reads it: on a thread of its own, so that
+        // other starts do not wait behind it.
         do {
             try await BlockingThreads.shared.run { [self] in try launchPrepared(launch) }
         } catch let error as ProcessError {
@@ -128,6 +151,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             throw .launchFailed(SystemError("starting '\(name)': \(error)", code: EIO))
         }
     }
+
+    /// The largest launch frame an `async` start writes from the launcher thread.
+    private static var launcherSendLimit: Int { 64 << 10 }
 
     /// What a start sends the child, encoded before anything is spawned.
     private struct PreparedStart: @unchecked Sendable {

@@ -27,6 +27,8 @@ final class Launcher: Sendable {
     private let wake = DispatchSemaphore(value: 0)
     /// Whether the thread runs; it starts on first use, and a failed start is tried again then.
     private let threadStarted = Mutex(false)
+    /// The launcher thread, once it runs: work it does itself runs inline.
+    private let thread = Mutex<pthread_t?>(nil)
 
     private init() {}
 
@@ -34,6 +36,7 @@ final class Launcher: Sendable {
         try threadStarted.withLock { started throws(SystemError) in
             guard !started else { return }
             try OSThread.detach(name: "mp-launcher") { [self] in
+                thread.withLock { $0 = pthread_self() }
                 while true {
                     wake.wait()
                     let job = jobs.withLock { $0.isEmpty ? nil : $0.removeFirst() }
@@ -55,7 +58,7 @@ final class Launcher: Sendable {
     /// - Throws: when the launcher thread cannot be started (no thread left); `body` does not
     ///   run then.
     func run<T>(_ body: () -> T) throws(SystemError) -> T {
-        if Self.inForkedChild { return body() }
+        if Self.inForkedChild || isLauncherThread { return body() }
         try startThread()
         return withoutActuallyEscaping(body) { body in
             nonisolated(unsafe) var result: T?
@@ -66,6 +69,23 @@ final class Launcher: Sendable {
             job.done.wait()
             return result!
         }
+    }
+
+    /// Whether the caller is the launcher thread (running a job of ``runDetached(_:)``).
+    private var isLauncherThread: Bool {
+        guard let launcher = thread.withLock({ $0 }) else { return false }
+        return pthread_equal(launcher, pthread_self()) != 0
+    }
+
+    /// Runs `body` on the launcher thread and returns at once; `body` may call ``run(_:)``
+    /// (which then runs inline). For `async` starts, whose caller waits without a thread.
+    ///
+    /// - Throws: when the launcher thread cannot be started; `body` does not run then.
+    func runDetached(_ body: @escaping @Sendable () -> Void) throws(SystemError) {
+        if Self.inForkedChild { return body() }
+        try startThread()
+        jobs.withLock { $0.append(Job(body)) }
+        wake.signal()
     }
 
     /// The running binary, as the kernel sees it (works even if the file was replaced).

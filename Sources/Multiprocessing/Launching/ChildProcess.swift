@@ -111,13 +111,19 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         try launchPrepared(launch)
     }
 
-    /// Starts the child without blocking the calling task's thread: the spawn (or fork) and the
-    /// write of the task run on the library's own threads while the caller is suspended.
-    /// CPython's `start()`.
+    /// Starts the child without blocking the calling task's thread: whatever waits (the spawn
+    /// or fork, the fork server's answer, writing a large task) happens on the library's own
+    /// threads or while the caller is suspended. CPython's `start()`.
     ///
     /// - Throws: what the blocking ``start()`` throws.
     public func start() async throws(ProcessError) {
         let launch = try prepareStart()
+        if startMethod.kind == .forkserver, launch.launchBytes.count <= Self.launcherSendLimit,
+            let server = ForkServer.running
+        {
+            try await launchThroughForkServer(launch, server)
+            return
+        }
         if launch.launchBytes.count <= Self.launcherSendLimit {
             // Small enough to be written without waiting for the child (a fresh socket's buffer
             // takes it): the launcher thread does the whole start, as it does the spawn of a
@@ -195,8 +201,59 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// Spawns or forks the child and sends it its task: the part of a start that blocks.
     private func launchPrepared(_ prepared: PreparedStart) throws(ProcessError) {
         StartHook.run(name)
-        let attachments = prepared.attachments
-        let launchBytes = prepared.launchBytes
+        let setup = try setUpLaunch()
+        defer { setup.closeChildEnds() }
+        do throws(SystemError) {
+            try launch(setup.child, childEnd: setup.channel[1], stderrWrite: setup.errPipe[1])
+        } catch {
+            setup.child.cancel()
+            throw .launchFailed(error)
+        }
+        try sendTask(prepared, setup)
+    }
+
+    /// An `async` start through a running fork server: the request is sent from here and the
+    /// caller is suspended until the server answers; the task (small: see the caller) is
+    /// written to a fresh socket whose buffer takes it whole.
+    private func launchThroughForkServer(_ prepared: PreparedStart, _ server: ForkServer)
+        async throws(ProcessError)
+    {
+        let setup = try setUpLaunch()
+        defer { setup.closeChildEnds() }
+        let child = setup.child
+        do throws(SystemError) {
+            _ = try await server.fork(
+                channelFD: setup.channel[1], stderrFD: capturesStandardError ? setup.errPipe[1] : -1,
+                environment: environment, workingDirectory: workingDirectory
+            ) { pid in
+                try? child.attach(pid: pid, reapHere: false)  // The server reaps: cannot fail.
+                return child
+            }
+        } catch {
+            child.cancel()
+            throw .launchFailed(error)
+        }
+        try sendTask(prepared, setup)
+    }
+
+    /// What a start holds between taking its descriptors and sending the task.
+    private struct LaunchSetup {
+        let socket: FramedSocket
+        let child: ChildMonitor
+        let channel: [Int32]
+        let errPipe: [Int32]
+        let outPipe: [Int32]
+
+        /// The child's ends: it has its own copies (or never will).
+        func closeChildEnds() {
+            systemClose(channel[1])
+            if errPipe[1] >= 0 { systemClose(errPipe[1]) }
+            if outPipe[1] >= 0 { systemClose(outPipe[1]) }
+        }
+    }
+
+    /// Takes what a start needs: the channel, the pipes, the monitor.
+    private func setUpLaunch() throws(ProcessError) -> LaunchSetup {
         // Everything a start needs is taken before anything is spawned, so that running out of
         // descriptors or threads is an error here and never a child left unwatched.
         let reactor: IOReactor
@@ -227,26 +284,24 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             }
         }
         let socket = FramedSocket(fd: channel[0])
-        defer {
-            systemClose(channel[1])
-            if capturesStandardError { systemClose(errPipe[1]) }
-            // The child got its own copy with the task (or never will).
-            if capturesStandardOutput { systemClose(outPipe[1]) }
-        }
         let child: ChildMonitor
         do throws(SystemError) {
             child = try ChildMonitor(
                 name: name, socket: socket, stderrReadEnd: capturesStandardError ? errPipe[0] : nil,
                 stdoutReadEnd: capturesStandardOutput ? outPipe[0] : nil, reactor: reactor)
         } catch {
+            systemClose(channel[1])
+            if capturesStandardError { systemClose(errPipe[1]) }
+            if capturesStandardOutput { systemClose(outPipe[1]) }
             throw .launchFailed(error)
         }
-        do throws(SystemError) {
-            try launch(child, childEnd: channel[1], stderrWrite: errPipe[1])
-        } catch {
-            child.cancel()
-            throw .launchFailed(error)
-        }
+        return LaunchSetup(socket: socket, child: child, channel: channel, errPipe: errPipe, outPipe: outPipe)
+    }
+
+    /// Publishes the started child and sends it its task.
+    private func sendTask(_ prepared: PreparedStart, _ setup: LaunchSetup) throws(ProcessError) {
+        let (attachments, launchBytes) = (prepared.attachments, prepared.launchBytes)
+        let (socket, child, outPipe) = (setup.socket, setup.child, setup.outPipe)
         monitor.withLock { $0 = child }
         do {
             // The stdout pipe goes last, where the child looks for it.

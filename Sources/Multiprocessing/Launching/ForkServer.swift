@@ -43,11 +43,45 @@ final class ForkServer: Sendable {
         return try result.get()
     }
 
-    private final class Pending: Sendable {
+    /// The server is running already (``shared()`` would not start it).
+    static var running: ForkServer? { slot.server.withLock { $0 } }
+
+    /// One request's answer, waited for by a blocked thread or a suspended task.
+    final class Pending: Sendable {
         let monitor: @Sendable (Int32) -> ChildMonitor
-        let done = DispatchSemaphore(value: 0)
-        let result = Mutex<Result<ChildMonitor, SystemError>?>(nil)
+        private let done = DispatchSemaphore(value: 0)
+        private let state = Mutex<
+            (result: Result<ChildMonitor, SystemError>?, waiter: CheckedContinuation<Void, Never>?)
+        >(
+            (nil, nil))
         init(monitor: @escaping @Sendable (Int32) -> ChildMonitor) { self.monitor = monitor }
+
+        func settle(_ result: Result<ChildMonitor, SystemError>) {
+            let waiter = state.withLock { s in
+                s.result = result
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            done.signal()
+            waiter?.resume()
+        }
+
+        func wait() throws(SystemError) -> ChildMonitor {
+            done.wait()
+            return try state.withLock { $0.result }!.get()
+        }
+
+        func wait() async throws(SystemError) -> ChildMonitor {
+            await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { s in
+                    if s.result != nil { return true }
+                    s.waiter = waiter
+                    return false
+                }
+                if ready { waiter.resume() }
+            }
+            return try state.withLock { $0.result }!.get()
+        }
     }
 
     private struct State {
@@ -105,6 +139,31 @@ final class ForkServer: Sendable {
         channelFD: Int32, stderrFD: Int32, environment: [String: String], workingDirectory: String?,
         monitor: @escaping @Sendable (Int32) -> ChildMonitor
     ) throws(SystemError) -> ChildMonitor {
+        try request(
+            channelFD: channelFD, stderrFD: stderrFD, environment: environment,
+            workingDirectory: workingDirectory,
+            monitor: monitor
+        ).wait()
+    }
+
+    /// ``fork(channelFD:stderrFD:environment:workingDirectory:monitor:)`` for `async` code: the
+    /// caller is suspended, not blocked, until the server answers.
+    func fork(
+        channelFD: Int32, stderrFD: Int32, environment: [String: String], workingDirectory: String?,
+        monitor: @escaping @Sendable (Int32) -> ChildMonitor
+    ) async throws(SystemError) -> ChildMonitor {
+        try await request(
+            channelFD: channelFD, stderrFD: stderrFD, environment: environment,
+            workingDirectory: workingDirectory,
+            monitor: monitor
+        ).wait()
+    }
+
+    /// Sends a fork request (the socket never blocks: a full one is an error).
+    private func request(
+        channelFD: Int32, stderrFD: Int32, environment: [String: String], workingDirectory: String?,
+        monitor: @escaping @Sendable (Int32) -> ChildMonitor
+    ) throws(SystemError) -> Pending {
         var request: [UInt8] = []
         var header: (UInt32, UInt32, UInt32) = (0x6d70_6673, 0, 0)
         var env: [UInt8] = []
@@ -138,11 +197,7 @@ final class ForkServer: Sendable {
             return nil
         }
         if let sendError { throw SystemError("fork server", code: sendError) }
-        pending.done.wait()
-        switch pending.result.withLock({ $0 })! {
-        case .success(let monitor): return monitor
-        case .failure(let error): throw error
-        }
+        return pending
     }
 
     /// Runs on the reactor thread: started replies and exit notices.
@@ -163,11 +218,10 @@ final class ForkServer: Sendable {
                 if pid > 0 {
                     let monitor = pending.monitor(pid)
                     state.withLock { $0.children[pid] = monitor }
-                    pending.result.withLock { $0 = .success(monitor) }
+                    pending.settle(.success(monitor))
                 } else {
-                    pending.result.withLock { $0 = .failure(SystemError("fork", code: err)) }
+                    pending.settle(.failure(SystemError("fork", code: err)))
                 }
-                pending.done.signal()
             } else if kind == 2 {
                 state.withLock { $0.children.removeValue(forKey: pid) }?.recordExit(waitStatus: status)
             }
@@ -184,8 +238,7 @@ final class ForkServer: Sendable {
             return (s.pending, s.children)
         }
         for p in pending {
-            p.result.withLock { $0 = .failure(SystemError("fork server exited", code: EPIPE)) }
-            p.done.signal()
+            p.settle(.failure(SystemError("fork server exited", code: EPIPE)))
         }
         // Its children were killed with it (parent-death signal).
         for (_, monitor) in children { monitor.recordExit(waitStatus: SIGKILL) }

@@ -59,9 +59,20 @@ final class IOReactor: Sendable {
         case failed(SystemError)
     }
 
+    /// A suspended task. Not a ``WaiterQueue``: readiness wakes every waiter of a descriptor at
+    /// once (no value to hand to the first), and the lists must change under the same lock as
+    /// the descriptor's epoll registration.
     private struct Waiter {
         let id: UInt64
-        let continuation: UnsafeContinuation<Void, any Error>
+        /// Resumed with `true` when ready, `false` when its deadline passed.
+        let continuation: UnsafeContinuation<Bool, any Error>
+        /// Its deadline on ``WaitTimer``, cancelled when it is resumed otherwise.
+        var timer: WaitTimer.Token?
+
+        func resume(_ result: Result<Bool, WaitError>) {
+            WaitTimer.shared.cancel(timer)
+            continuation.resume(with: result.mapError { $0 as any Error })
+        }
     }
 
     private struct Entry {
@@ -136,16 +147,39 @@ final class IOReactor: Sendable {
     func wait(_ fd: Int32, for interest: Interest, unless stop: @Sendable () -> Bool = { false })
         async throws(WaitError)
     {
+        _ = try await wait(fd, for: interest, until: .never, unless: stop)
+    }
+
+    /// Waits like ``wait(_:for:unless:)`` but gives up after `timeout`; returns `false` on
+    /// time-out.
+    func wait(
+        _ fd: Int32, for interest: Interest, timeout: Duration,
+        unless stop: @escaping @Sendable () -> Bool = { false }
+    ) async throws(WaitError) -> Bool {
+        try await wait(fd, for: interest, until: WaitDeadline(after: timeout), unless: stop)
+    }
+
+    /// Waits until `fd` is ready (`true`) or `deadline` passes (`false`): the deadline is
+    /// on ``WaitTimer``'s thread, not `Task.sleep` (no Dispatch timer, no extra task).
+    private func wait(
+        _ fd: Int32, for interest: Interest, until deadline: WaitDeadline, unless stop: @Sendable () -> Bool
+    ) async throws(WaitError) -> Bool {
+        if deadline.hasPassed { return false }
         let id = state.withLock { s -> UInt64 in
             defer { s.nextID += 1 }
             return s.nextID
         }
         do {
-            try await withTaskCancellationHandler {
+            return try await withTaskCancellationHandler {
                 try await withUnsafeThrowingContinuation {
-                    (continuation: UnsafeContinuation<Void, any Error>) in
-                    let waiter = Waiter(id: id, continuation: continuation)
+                    (continuation: UnsafeContinuation<Bool, any Error>) in
                     let refused = state.withLock { s -> Int32? in
+                        var waiter = Waiter(id: id, continuation: continuation)
+                        // Under the lock, so the action finds the waiter (or nothing, if
+                        // it was resumed already).
+                        waiter.timer = WaitTimer.shared.schedule(at: deadline) { [self] in
+                            finishWaiter(fd, id, with: .success(false))
+                        }
                         var entry = s.entries[fd] ?? Entry()
                         switch interest {
                         case .read: entry.readers.append(waiter)
@@ -157,53 +191,21 @@ final class IOReactor: Sendable {
                     }
                     // Checked after registering, so a close or cancel that raced us is never missed.
                     if let refused {
-                        cancelWaiter(fd, id, with: .failed(SystemError("epoll_ctl", code: refused)))
+                        finishWaiter(fd, id, with: .failure(.failed(SystemError("epoll_ctl", code: refused))))
                     } else if stop() {
-                        cancelWaiter(fd, id, with: .closed)
+                        finishWaiter(fd, id, with: .failure(.closed))
                     } else if Task.isCancelled {
-                        cancelWaiter(fd, id, with: .cancelled)
+                        finishWaiter(fd, id, with: .failure(.cancelled))
                     }
                 }
             } onCancel: {
-                cancelWaiter(fd, id, with: .cancelled)
+                finishWaiter(fd, id, with: .failure(.cancelled))
             }
         } catch let error as WaitError {
             throw error
         } catch {
             throw .cancelled
         }
-    }
-
-    /// Waits like ``wait(_:for:)`` but gives up after `timeout`; returns `false` on time-out.
-    func wait(
-        _ fd: Int32, for interest: Interest, timeout: Duration,
-        unless stop: @escaping @Sendable () -> Bool = { false }
-    ) async throws(WaitError) -> Bool {
-        let outcome: Result<Bool, WaitError> = await withTaskGroup(of: Result<Bool, WaitError>?.self) {
-            group in
-            group.addTask {
-                do throws(WaitError) {
-                    try await self.wait(fd, for: interest, unless: stop)
-                    return .success(true)
-                } catch {
-                    return Task.isCancelled ? nil : .failure(error)
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return Task.isCancelled ? nil : .success(false)
-            }
-            var first: Result<Bool, WaitError>? = nil
-            for await result in group {
-                if let result {
-                    first = result
-                    break
-                }
-            }
-            group.cancelAll()
-            return first ?? .failure(.cancelled)
-        }
-        return try outcome.get()
     }
 
     /// Runs `handler` on the reactor thread each time `fd` is readable, until it returns `false`
@@ -244,10 +246,11 @@ final class IOReactor: Sendable {
             return entry
         }
         guard let entry else { return }
-        for waiter in entry.readers + entry.writers { waiter.continuation.resume(throwing: WaitError.closed) }
+        for waiter in entry.readers + entry.writers { waiter.resume(.failure(.closed)) }
     }
 
-    private func cancelWaiter(_ fd: Int32, _ id: UInt64, with error: WaitError) {
+    /// Takes waiter `id` off `fd`'s lists, if it is still there, and resumes it with `result`.
+    private func finishWaiter(_ fd: Int32, _ id: UInt64, with result: Result<Bool, WaitError>) {
         let waiter = state.withLock { s -> Waiter? in
             guard var entry = s.entries[fd] else { return nil }
             var found: Waiter?
@@ -267,7 +270,7 @@ final class IOReactor: Sendable {
             }
             return found
         }
-        waiter?.continuation.resume(throwing: error)
+        waiter?.resume(result)
     }
 
     /// Tells the kernel about the events `entry` wants, if that changed. Called under the lock.
@@ -324,7 +327,7 @@ final class IOReactor: Sendable {
             s.entries[fd] = entry
             return (ready, readable ? entry.handler : nil, entry.generation)
         }
-        for waiter in ready { waiter.continuation.resume() }
+        for waiter in ready { waiter.resume(.success(true)) }
         if let handler {
             let keep = handler()
             state.withLock { s in
@@ -348,7 +351,7 @@ final class IOReactor: Sendable {
         }
         if let (waiters, refused) = stranded {
             let error = WaitError.failed(SystemError("epoll_ctl", code: refused))
-            for waiter in waiters { waiter.continuation.resume(throwing: error) }
+            for waiter in waiters { waiter.resume(.failure(error)) }
         }
     }
 

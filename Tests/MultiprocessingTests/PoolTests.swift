@@ -291,6 +291,32 @@ struct PoolTests {
         }
     }
 
+    @Test(
+        "cancelling the task iterating a streaming map ends it while every worker is busy",
+        .timeLimit(.minutes(1)), arguments: [false, true])
+    func cancelStreamingMap(ordered: Bool) async throws {
+        let started = try SharedValue(0)
+        try await withProcessPool(workers: 1) { (pool: ProcessPool) async throws in
+            // Items of ten minutes: the loop may end only by giving up on them.
+            let naps = [600.0, 600.0]
+            let function = SignallingNap(started: started)
+            let loop = Task {
+                var yielded = 0
+                if ordered {
+                    for try await _ in pool.orderedMap(function, over: naps) { yielded += 1 }
+                } else {
+                    for try await _ in pool.unorderedMap(function, over: naps) { yielded += 1 }
+                }
+                return yielded
+            }
+            while started.load() == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            loop.cancel()
+            await #expect(throws: PoolError.cancelled) { try await loop.value }
+            // The worker that ran the item was stopped, and the pool still works.
+            #expect(try await pool.apply(Square(), 3) == 9)
+        }
+    }
+
     @Test("functions of two arguments: apply and a map over pairs (starmap)")
     func twoArguments() async throws {
         try await withProcessPool(workers: 2) { (pool: ProcessPool) async throws in

@@ -7,7 +7,6 @@ final class PoolCore: Sendable {
 
     private struct State {
         var queue = JobQueue()
-        var idleDrivers: [UnsafeContinuation<Bool, Never>] = []
         var closed = false
         var terminated = false
         var broken: String?
@@ -17,9 +16,6 @@ final class PoolCore: Sendable {
         var descriptorOwners: [any Sendable] = []
         var nextFunctionID: UInt64 = 1
         var liveDrivers = 0
-        var drainWaiters: [UnsafeContinuation<Void, Never>] = []
-        /// Jobs submitted and not yet finished.
-        var outstanding = 0
     }
 
     private struct FunctionKey: Hashable {
@@ -28,7 +24,12 @@ final class PoolCore: Sendable {
         let descriptors: [Int32]
     }
 
-    private let state = Mutex(State())
+    /// The state, and the idle drivers waiting for work in it (handed `true`: there is work;
+    /// `false`: the pool is done with them).
+    private let state = WaiterQueue<State, Bool>(State())
+    /// Jobs submitted and not yet finished, and the tasks waiting for none to remain. Counted
+    /// before a job is queued, so a job that finishes at once never takes it below zero.
+    private let outstanding = WaiterQueue<Int, Void>(0)
     private let nextJobID = Atomic<UInt64>(1)
     /// Initializer failures and deaths while starting since a worker last became ready.
     private let initializerFailures = Atomic<Int>(0)
@@ -68,27 +69,29 @@ final class PoolCore: Sendable {
     ) -> InstalledFunction {
         let key = FunctionKey(typeName: typeName, payload: payload, descriptors: descriptors)
         let id = state.withLock { s in
-            if let id = s.functions[key] { return id }
-            defer { s.nextFunctionID += 1 }
-            s.functions[key] = s.nextFunctionID
-            if !descriptors.isEmpty, let owner { s.descriptorOwners.append(owner) }
-            return s.nextFunctionID
+            if let id = s.state.functions[key] { return id }
+            defer { s.state.nextFunctionID += 1 }
+            s.state.functions[key] = s.state.nextFunctionID
+            if !descriptors.isEmpty, let owner { s.state.descriptorOwners.append(owner) }
+            return s.state.nextFunctionID
         }
         return InstalledFunction(id: id, typeName: typeName, payload: payload, descriptors: descriptors)
     }
 
     /// Queues jobs and wakes idle drivers. Throws when the pool no longer takes work.
     func enqueue(_ jobs: [PoolJob]) throws(PoolError) {
-        let woken = try state.withLock { s throws(PoolError) -> [UnsafeContinuation<Bool, Never>] in
-            if let broken = s.broken { throw .initializerFailed(broken) }
-            if s.closed { throw .closed }
-            s.queue.append(contentsOf: jobs)
-            s.outstanding += jobs.count
-            let n = min(s.idleDrivers.count, jobs.count)
-            defer { s.idleDrivers.removeFirst(n) }
-            return Array(s.idleDrivers.prefix(n))
+        outstanding.withLock { $0.state += jobs.count }
+        do {
+            try state.withLock { l throws(PoolError) in
+                if let broken = l.state.broken { throw .initializerFailed(broken) }
+                if l.state.closed { throw .closed }
+                l.state.queue.append(contentsOf: jobs)
+                for _ in jobs where l.resumeFirst(true) {}
+            }
+        } catch {
+            finished(jobs.count)
+            throw error
         }
-        for driver in woken { driver.resume(returning: true) }
     }
 
     /// Puts jobs back at the front (their worker died or was recycled before answering).
@@ -99,19 +102,17 @@ final class PoolCore: Sendable {
             for job in jobs { _ = job.cancel() }
             return
         }
-        let woken = state.withLock { s -> [UnsafeContinuation<Bool, Never>] in
-            s.queue.prepend(jobs)
-            defer { s.idleDrivers.removeAll() }
-            return s.idleDrivers
+        state.withLock { l in
+            l.state.queue.prepend(jobs)
+            l.resumeAll(true)
         }
-        for driver in woken { driver.resume(returning: true) }
     }
 
     /// Up to `max` jobs that are still wanted.
     func take(max: Int) -> [PoolJob] {
-        state.withLock { s in
+        state.withLock { l in
             var taken: [PoolJob] = []
-            while taken.count < max, let job = s.queue.popFirst() {
+            while taken.count < max, let job = l.state.queue.popFirst() {
                 if job.isCancelled { continue }  // Its end was already counted.
                 taken.append(job)
             }
@@ -121,83 +122,64 @@ final class PoolCore: Sendable {
 
     /// Records that `count` jobs reached an end; wakes `drain()` waiters when none remain.
     func finished(_ count: Int) {
-        let waiters = state.withLock { s -> [UnsafeContinuation<Void, Never>] in
-            s.outstanding -= count
-            guard s.outstanding <= 0 else { return [] }
-            defer { s.drainWaiters.removeAll() }
-            return s.drainWaiters
+        outstanding.withLock { l in
+            l.state -= count
+            if l.state <= 0 { l.resumeAll(()) }
         }
-        for waiter in waiters { waiter.resume() }
     }
 
     /// Waits until there is work (`true`) or the pool is closed and empty (`false`).
     func waitForWork() async -> Bool {
-        await withUnsafeContinuation { (continuation: UnsafeContinuation<Bool, Never>) in
-            let answer: Bool? = state.withLock { s in
-                if !s.queue.isEmpty { return true }
-                if s.closed { return false }
-                s.idleDrivers.append(continuation)
-                return nil
-            }
-            if let answer { continuation.resume(returning: answer) }
-        }
+        // Not cancellable: a driver ends when the pool says so, not when its task is cancelled.
+        await state.wait(cancellable: false) { l in
+            if !l.state.queue.isEmpty { return true }
+            if l.state.closed { return false }
+            return nil
+        }.value ?? false
     }
 
-    var isClosed: Bool { state.withLock { $0.closed } }
+    var isClosed: Bool { state.withLock { $0.state.closed } }
 
     /// No new work; idle drivers finish once the queue is empty.
     func close() {
-        let woken = state.withLock { s -> [UnsafeContinuation<Bool, Never>] in
-            s.closed = true
-            defer { s.idleDrivers.removeAll() }
-            return s.idleDrivers
+        state.withLock { l in
+            l.state.closed = true
+            l.resumeAll(!l.state.queue.isEmpty)
         }
-        for driver in woken { driver.resume(returning: !isQueueEmpty) }
     }
-
-    private var isQueueEmpty: Bool { state.withLock { $0.queue.isEmpty } }
 
     /// Fails everything queued and refuses new work: the initializer cannot succeed.
     func breakPool(_ reason: String) {
-        let (jobs, woken) = state.withLock { s in
-            s.broken = s.broken ?? reason
-            s.closed = true
-            defer { s.idleDrivers.removeAll() }
-            return (s.queue.removeAll(), s.idleDrivers)
+        let jobs = state.withLock { l in
+            l.state.broken = l.state.broken ?? reason
+            l.state.closed = true
+            l.resumeAll(false)
+            return l.state.queue.removeAll()
         }
         for job in jobs { job.fail(PoolError.initializerFailed(reason)) }
-        for driver in woken { driver.resume(returning: false) }
     }
 
     /// Fails every queued job with `error`; the pool goes on taking work.
     func failQueued(_ error: PoolError) {
-        let jobs = state.withLock { $0.queue.removeAll() }
+        let jobs = state.withLock { $0.state.queue.removeAll() }
         for job in jobs { job.fail(error) }
     }
 
-    var isTerminated: Bool { state.withLock { $0.terminated } }
+    var isTerminated: Bool { state.withLock { $0.state.terminated } }
 
     /// Stops taking and running work: queued jobs are cancelled, idle drivers end.
     func terminate() {
-        let (jobs, woken) = state.withLock { s in
-            s.terminated = true
-            s.closed = true
-            defer { s.idleDrivers.removeAll() }
-            return (s.queue.removeAll(), s.idleDrivers)
+        let jobs = state.withLock { l in
+            l.state.terminated = true
+            l.state.closed = true
+            l.resumeAll(false)
+            return l.state.queue.removeAll()
         }
         for job in jobs { _ = job.cancel() }
-        for driver in woken { driver.resume(returning: false) }
     }
 
     /// Waits until every submitted job has finished.
     func drain() async {
-        await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
-            let done = state.withLock { s in
-                if s.outstanding <= 0 { return true }
-                s.drainWaiters.append(continuation)
-                return false
-            }
-            if done { continuation.resume() }
-        }
+        _ = await outstanding.wait(cancellable: false) { l in l.state <= 0 ? () : nil }
     }
 }

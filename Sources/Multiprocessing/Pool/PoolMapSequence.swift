@@ -5,7 +5,8 @@ import Synchronization
 /// results are consumed, keeping a few chunks per worker in flight.
 ///
 /// An item whose function threw (or whose worker died) throws from `next()` and ends the
-/// iteration; chunks still in flight are cancelled.
+/// iteration; chunks still in flight are cancelled. Cancelling the iterating task does the same
+/// at once: `next()` throws ``PoolError/cancelled`` without waiting for a chunk to finish.
 public struct PoolMapSequence<F: ProcessFunction, Inputs: Sequence>: AsyncSequence
 where Inputs.Element == F.Input {
     /// One result.
@@ -76,10 +77,11 @@ where Inputs.Element == F.Input {
                     } catch {
                         chunk = .failure(error)
                     }
-                } else {
-                    let (index, result) = await arrivals.next()
+                } else if let (index, result) = await arrivals.next() {
                     waiting.removeValue(forKey: index)
                     chunk = result
+                } else {
+                    chunk = .failure(PoolError.cancelled)  // Not waiting for the next chunk.
                 }
                 switch chunk {
                 case .success(let items):
@@ -131,28 +133,17 @@ where Inputs.Element == F.Input {
 /// Chunk results in the order they arrive, for the unordered map.
 final class Arrivals<Output: Sendable>: Sendable {
     typealias Item = (Int, Result<ChunkValues<Output>, any Error>)
-    private let state = Mutex<(items: [Item], waiter: UnsafeContinuation<Item, Never>?)>(([], nil))
+    /// Results nobody waited for yet, and the iterating task while it waits.
+    private let queue = WaiterQueue<[Item], Item>([])
 
     func add(_ index: Int, _ result: Result<ChunkValues<Output>, any Error>) {
-        let waiter = state.withLock { s -> UnsafeContinuation<Item, Never>? in
-            if let waiter = s.waiter {
-                s.waiter = nil
-                return waiter
-            }
-            s.items.append((index, result))
-            return nil
+        queue.withLock { l in
+            if !l.resumeFirst((index, result)) { l.state.append((index, result)) }
         }
-        waiter?.resume(returning: (index, result))
     }
 
-    func next() async -> Item {
-        await withUnsafeContinuation { continuation in
-            let ready = state.withLock { s -> Item? in
-                if !s.items.isEmpty { return s.items.removeFirst() }
-                s.waiter = continuation
-                return nil
-            }
-            if let ready { continuation.resume(returning: ready) }
-        }
+    /// The next result to arrive, or `nil` when the waiting task is cancelled first.
+    func next() async -> Item? {
+        await queue.wait { l in l.state.isEmpty ? nil : l.state.removeFirst() }.value
     }
 }

@@ -109,10 +109,10 @@ final class WaiterQueue<State: Sendable, Value: Sendable>: Sendable {
     }
 
     /// Runs `body` under the lock; waiters it resumed run once the lock is released.
-    func withLock<R>(_ body: (inout Locked) throws -> R) rethrows -> R {
+    func withLock<R, E: Error>(_ body: (inout Locked) throws(E) -> R) throws(E) -> R {
         var resumptions: [(Waiter, WaiterOutcome<Value>)] = []
         defer { Self.resume(resumptions) }
-        return try locked.withLock { l in
+        return try locked.withLock { l throws(E) in
             defer {
                 resumptions = l.resumptions
                 l.resumptions = []
@@ -122,37 +122,52 @@ final class WaiterQueue<State: Sendable, Value: Sendable>: Sendable {
     }
 
     /// Runs `attempt` under the lock: its value ends the wait at once; `nil` joins the line,
-    /// until a value is handed over, `deadline` passes or the task is cancelled.
+    /// until a value is handed over, `deadline` passes or (if `cancellable`) the task is
+    /// cancelled.
     func wait(
-        until deadline: WaitDeadline = .never, _ attempt: (inout Locked) -> Value?
+        until deadline: WaitDeadline = .never, cancellable: Bool = true, _ attempt: (inout Locked) -> Value?
     ) async -> WaiterOutcome<Value> {
+        guard cancellable else {
+            return await withUnsafeContinuation { continuation in
+                _ = join(continuation, deadline, attempt, nil)
+            }
+        }
         if Task.isCancelled { return .cancelled }
         let id = JoinedID()
         return await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<WaiterOutcome<Value>, Never>) in
-                let joined = withLock { l -> UInt64? in
-                    if let value = attempt(&l) {
-                        l.resumptions.append((.task(continuation, timer: nil), .resumed(value)))
-                        return nil
-                    }
-                    if deadline.hasPassed {
-                        l.resumptions.append((.task(continuation, timer: nil), .timedOut))
-                        return nil
-                    }
-                    let me = l.join(.task(continuation, timer: nil))
-                    let timer = WaitTimer.shared.schedule(at: deadline) { [self] in
-                        withLock { $0.leave(me, .timedOut) }
-                    }
-                    if let timer { l.waiters[me] = .task(continuation, timer: timer) }
-                    id.value.store(me, ordering: .releasing)
-                    return me
-                }
+                let joined = join(continuation, deadline, attempt, id)
                 // Checked after joining, so a cancellation that raced us is never missed.
                 if let joined, Task.isCancelled { withLock { $0.leave(joined, .cancelled) } }
             }
         } onCancel: {
             let joined = id.value.load(ordering: .acquiring)
             if joined != 0 { withLock { $0.leave(joined, .cancelled) } }
+        }
+    }
+
+    /// Resumes `continuation` with what `attempt` finds, or puts it in line (its place
+    /// published in `id`); returns the place.
+    private func join(
+        _ continuation: UnsafeContinuation<WaiterOutcome<Value>, Never>, _ deadline: WaitDeadline,
+        _ attempt: (inout Locked) -> Value?, _ id: JoinedID?
+    ) -> UInt64? {
+        withLock { l -> UInt64? in
+            if let value = attempt(&l) {
+                l.resumptions.append((.task(continuation, timer: nil), .resumed(value)))
+                return nil
+            }
+            if deadline.hasPassed {
+                l.resumptions.append((.task(continuation, timer: nil), .timedOut))
+                return nil
+            }
+            let me = l.join(.task(continuation, timer: nil))
+            let timer = WaitTimer.shared.schedule(at: deadline) { [self] in
+                withLock { $0.leave(me, .timedOut) }
+            }
+            if let timer { l.waiters[me] = .task(continuation, timer: timer) }
+            id?.value.store(me, ordering: .releasing)
+            return me
         }
     }
 

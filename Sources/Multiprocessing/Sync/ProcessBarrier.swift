@@ -51,6 +51,10 @@ public final class ProcessBarrier: Sendable, Codable {
     let placement: SharedPlacement
     private let word: LockWord
     private let sequence: ConditionSequence
+    /// This handle's async waiters: one thread sleeps for all of them.
+    private let watch: SequenceWatch
+    /// Serializes the locked steps of this handle's async waits.
+    private let steps = HandoffLock()
 
     /// How many parties must call ``wait(timeout:)`` to release a generation.
     public let parties: Int
@@ -97,6 +101,7 @@ public final class ProcessBarrier: Sendable, Codable {
         self.placement = placement
         self.word = LockWord(placement.address)
         self.sequence = sequence
+        self.watch = SequenceWatch(sequence, counted: false)
         self.parties = parties
         self.timeout = timeout
         self.action = action
@@ -123,12 +128,15 @@ public final class ProcessBarrier: Sendable, Codable {
     public func wait(timeout: Duration? = nil) async throws -> Int {
         if Task.isCancelled { throw SyncError.cancelled }
         let deadline = WaitDeadline(after: timeout ?? self.timeout)
-        let result = await WaitThreads.run(
-            { [self] cancellation in pass(until: deadline, cancellation: cancellation) },
-            wake: { [self] in
-                sequence.word.wakeAll()
-                word.word.wakeAll()
-            })
+        // The steps that take the barrier's lock (and may run the action) run one at a time on
+        // a helper thread; the sleeping between them is shared by every waiting task of this
+        // process (one thread watches the sequence). Arrivals never queue behind a sleeper.
+        var next = await step { [self] in arrive() }
+        while case .sleep(let start, let stage) = next {
+            let outcome = await watch.wait(from: start, until: deadline)
+            next = await step { [self] in afterWake(stage, outcome, deadline) }
+        }
+        guard case .done(let result) = next else { fatalError("unreachable") }
         return try result.get()
     }
 
@@ -181,62 +189,103 @@ public final class ProcessBarrier: Sendable, Codable {
     /// holder's lock is taken over).
     private func lockBriefly() { _ = word.lock(until: .never) }
 
-    /// The whole of a wait, on whichever thread runs it.
+    /// Where a wait is: done, or asleep (having entered the sequence's sleepers at `start`).
+    private enum Progress: Sendable {
+        case done(Result<Int, any Error>)
+        case sleep(start: UInt32, stage: Stage)
+    }
+
+    private enum Stage: Sendable {
+        /// The previous generation (or a reset) is still leaving.
+        case beforeArrival
+        /// Arrived as party `index`, waiting for the others.
+        case arrived(index: Int)
+    }
+
+    /// Runs `body` on a helper thread, one step of this handle's async waits at a time; never
+    /// ends early (a step leaves the barrier's state consistent).
+    private func step(_ body: @escaping @Sendable () -> Progress) async -> Progress {
+        await steps.lockUncancellable()
+        defer { steps.unlock() }
+        return await WaitThreads.run({ _ in body() }, wake: {})
+    }
+
+    /// The whole of a blocking wait.
     private func pass(until deadline: WaitDeadline, cancellation: WaitCancellation?) -> Result<Int, any Error>
     {
-        if word.lock(until: .never, cancellation: cancellation) == .cancelled {
-            return .failure(SyncError.cancelled)
+        var next = arrive()
+        while case .sleep(let start, let stage) = next {
+            let outcome = sequence.sleep(
+                from: start, until: deadline, cancellation: cancellation, counted: false)
+            next = afterWake(stage, outcome, deadline)
         }
+        guard case .done(let result) = next else { fatalError("unreachable") }
+        return result
+    }
+
+    /// Arrives, unless the previous generation is still leaving (then sleeps first).
+    private func arrive() -> Progress {
+        lockBriefly()
         defer { word.unlock() }
+        return arriveLocked()
+    }
+
+    /// The lock is held.
+    private func arriveLocked() -> Progress {
         // Let the previous generation (or a reset) finish leaving.
-        while phase == .draining || phase == .resetting {
-            let outcome = sleepUnlocked(until: deadline, cancellation: cancellation)
-            if phase != .draining && phase != .resetting { break }
-            if outcome == .cancelled { return .failure(SyncError.cancelled) }
-            if outcome == .timedOut { return .failure(SyncError.timedOut) }
-        }
-        if phase == .broken { return .failure(SyncError.brokenBarrier) }
+        if phase == .draining || phase == .resetting { return sleep(.beforeArrival) }
+        if phase == .broken { return .done(.failure(SyncError.brokenBarrier)) }
 
         let index = Int(arrived.load())
         arrived.store(UInt32(index + 1))
-        defer { leave() }
         if index + 1 == parties {
+            defer { leave() }
             if let action {
                 do {
                     try action()
                 } catch {
                     breakLocked()
-                    return .failure(error)
+                    return .done(.failure(error))
                 }
             }
             phase = .draining
             sequence.notify(Int32.max)
-            return .success(index)
+            return .done(.success(index))
         }
-        while phase == .filling {
-            let outcome = sleepUnlocked(until: deadline, cancellation: cancellation)
-            if phase != .filling { break }
-            if outcome == .cancelled {
-                breakLocked()
-                return .failure(SyncError.cancelled)
-            }
-            if outcome == .timedOut {
-                breakLocked()
-                return .failure(SyncError.brokenBarrier)
-            }
-        }
-        return phase == .draining ? .success(index) : .failure(SyncError.brokenBarrier)
+        return sleep(.arrived(index: index))
     }
 
-    /// Releases the lock, sleeps until notified, the deadline or cancellation, and takes the
-    /// lock back.
-    private func sleepUnlocked(until deadline: WaitDeadline, cancellation: WaitCancellation?) -> LockOutcome {
-        let start = sequence.enter()
-        word.unlock()
-        let outcome = sequence.sleep(from: start, until: deadline, cancellation: cancellation)
+    /// Enters the sequence's sleepers (lock held; the caller then releases it).
+    private func sleep(_ stage: Stage) -> Progress { .sleep(start: sequence.enter(), stage: stage) }
+
+    /// Takes the lock back after a sleep that ended with `outcome`, and goes on.
+    private func afterWake(_ stage: Stage, _ outcome: LockOutcome, _ deadline: WaitDeadline) -> Progress {
         sequence.leave()
         lockBriefly()
-        return outcome
+        defer { word.unlock() }
+        switch stage {
+        case .beforeArrival:
+            if phase != .draining && phase != .resetting { return arriveLocked() }
+            if outcome == .cancelled { return .done(.failure(SyncError.cancelled)) }
+            if outcome == .timedOut { return .done(.failure(SyncError.timedOut)) }
+            return sleep(.beforeArrival)
+        case .arrived(let index):
+            if phase == .filling {
+                if outcome == .cancelled {
+                    breakLocked()
+                    leave()
+                    return .done(.failure(SyncError.cancelled))
+                }
+                if outcome == .timedOut {
+                    breakLocked()
+                    leave()
+                    return .done(.failure(SyncError.brokenBarrier))
+                }
+                return sleep(stage)
+            }
+            defer { leave() }
+            return .done(phase == .draining ? .success(index) : .failure(SyncError.brokenBarrier))
+        }
     }
 
     /// A party leaves (lock held); the last one out of a released or reset generation opens the

@@ -48,6 +48,8 @@ public final class ProcessCondition: Sendable, Codable {
 
     let lock: Lock
     let sequence: ConditionSequence
+    /// This handle's async waiters: one thread sleeps for all of them.
+    private let watch: SequenceWatch
 
     /// A condition with a new ``ProcessRLock`` of its own (in the same shared memory).
     public convenience init() throws(SyncError) {
@@ -73,6 +75,7 @@ public final class ProcessCondition: Sendable, Codable {
     init(lock: Lock, sequence: ConditionSequence) {
         self.lock = lock
         self.sequence = sequence
+        self.watch = SequenceWatch(sequence, counted: true)
     }
 
     // MARK: The lock
@@ -152,14 +155,13 @@ public final class ProcessCondition: Sendable, Codable {
         try checkHeld()
         if Task.isCancelled { throw .cancelled }
         let ticket = try beginWait()
-        let deadline = WaitDeadline(after: timeout)
-        let outcome = await WaitThreads.run(
-            { [self] cancellation in
-                let outcome = sequence.sleep(
-                    from: ticket.sequence, until: deadline, cancellation: cancellation)
-                endWait(ticket)
-                return outcome
-            }, wake: { [sequence] in sequence.word.wakeAll() })
+        // Suspended while one thread sleeps for every waiting task of this process.
+        let outcome = await watch.wait(from: ticket.sequence, until: WaitDeadline(after: timeout))
+        sequence.leave()
+        switch lock {
+        case .plain(let lock): await lock.acquireUncancellable()
+        case .reentrant(let lock): await lock.takeBack(holder: ticket.holder, levels: ticket.levels)
+        }
         return try Self.settle(outcome)
     }
 
@@ -348,13 +350,19 @@ public final class ProcessCondition: Sendable, Codable {
 }
 
 /// The waiting half of a condition variable in shared memory: a sequence number that every
-/// notification bumps (waiters sleep on it as a futex) and a count of sleepers, so that a
-/// notification with nobody waiting costs no system call.
+/// notification bumps (waiters sleep on it as a futex), a count of sleepers, so that a
+/// notification with nobody waiting costs no system call, and a count of wake-ups owed.
+///
+/// A notification for `count` waiters adds `count` wake-ups (at most one per sleeper) and a
+/// counted waiter returns only once the sequence moved on from where it started *and* it took
+/// one of them: so `notify(1)` ends one wait even when the futex wake-up reaches a thread that
+/// sleeps for a thousand tasks (see ``SequenceWatch``). The barrier, which always wakes everyone,
+/// does not count.
 ///
 /// Callers hold the condition's lock around ``enter()`` and ``notify(_:)``, which orders them:
 /// a waiter that noted the sequence before releasing the lock cannot miss a later notification.
 struct ConditionSequence: Sendable {
-    // Layout: [sequence: UInt32][sleepers: UInt32][magic: UInt32][unused: UInt32].
+    // Layout: [sequence: UInt32][sleepers: UInt32][magic: UInt32][wake-ups owed: UInt32].
     static let layoutSize = 16
     static let magic: UInt32 = 0x434F_4E31  // "CON1"
 
@@ -362,6 +370,7 @@ struct ConditionSequence: Sendable {
 
     var word: FutexWord { FutexWord(placement.address) }
     private var sleepers: FutexWord { FutexWord(placement.address + 4) }
+    private var owed: FutexWord { FutexWord(placement.address + 12) }
 
     /// Writes the magic into fresh zeroed memory.
     static func formatted(_ placement: SharedPlacement) -> ConditionSequence {
@@ -383,25 +392,64 @@ struct ConditionSequence: Sendable {
         return word.load()
     }
 
-    /// Leaves the sleepers.
-    func leave() { _ = sleepers.subtractSequentially(1) }
+    /// Leaves the sleepers; wake-ups owed to more waiters than remain are dropped.
+    func leave() {
+        let remaining = sleepers.subtractSequentially(1) &- 1
+        var current = owed.load()
+        while current > remaining {
+            let (exchanged, found) = owed.compareExchange(current, remaining)
+            if exchanged { return }
+            current = found
+        }
+    }
 
-    /// Sleeps until the sequence moves on from `start`, the deadline passes or the wait is
-    /// cancelled. `.acquired` stands for notified.
-    func sleep(from start: UInt32, until deadline: WaitDeadline, cancellation: WaitCancellation?)
-        -> LockOutcome
-    {
+    /// Takes one wake-up owed, if there is one.
+    func takeWakeUp() -> Bool {
+        var current = owed.load()
+        while current > 0 {
+            let (exchanged, found) = owed.compareExchange(current, current - 1)
+            if exchanged { return true }
+            current = found
+        }
+        return false
+    }
+
+    /// Gives back a wake-up taken for a waiter that was gone.
+    func returnWakeUp() { _ = owed.add(1) }
+
+    /// Whether a waiter that started at `start` may return now: the sequence moved on and, if
+    /// `counted`, a wake-up was there to take.
+    func isNotified(since start: UInt32, counted: Bool) -> Bool {
+        word.load() != start && (!counted || takeWakeUp())
+    }
+
+    /// Sleeps until the sequence moves on from `start` (and, if `counted`, a wake-up is taken),
+    /// the deadline passes or the wait is cancelled. `.acquired` stands for notified.
+    func sleep(
+        from start: UInt32, until deadline: WaitDeadline, cancellation: WaitCancellation?,
+        counted: Bool = true
+    ) -> LockOutcome {
         while true {
-            if word.load() != start { return .acquired }
+            let current = word.load()
+            if current != start && (!counted || takeWakeUp()) { return .acquired }
             if cancellation?.isCancelled == true { return .cancelled }
             if deadline.hasPassed { return .timedOut }
-            _ = word.wait(ifEqualTo: start, until: deadline, cancellation: cancellation)
+            // On the current value: a waiter that found no wake-up to take sleeps on.
+            _ = word.wait(ifEqualTo: current, until: deadline, cancellation: cancellation)
         }
     }
 
     /// Moves the sequence on and wakes up to `count` sleepers (lock held).
     func notify(_ count: Int32) {
+        let waiting = sleepers.loadSequentially()
+        var current = owed.load()
+        while true {
+            let target = UInt32(min(UInt64(current) + UInt64(count), UInt64(waiting)))
+            let (exchanged, found) = owed.compareExchange(current, target)
+            if exchanged { break }
+            current = found
+        }
         _ = word.addSequentially(1)
-        if sleepers.loadSequentially() > 0 { word.wake(count) }
+        if waiting > 0 { word.wake(count) }
     }
 }

@@ -64,6 +64,17 @@ public final class ProcessLock: Sendable, Codable {
         return try settle(outcome)
     }
 
+    /// Acquires the lock however long it takes, even if the task is cancelled (a condition wait
+    /// takes its lock back), without blocking a cooperative thread.
+    func acquireUncancellable() async {
+        if let outcome = word.fastLock() {
+            _ = try? settle(outcome)
+            return
+        }
+        // In a task of its own, which the caller's cancellation does not reach.
+        _ = await Task { try? await acquire() }.value
+    }
+
     /// Acquires the lock, blocking the calling thread up to `timeout` (forever if `nil`).
     @discardableResult
     public func acquireBlocking(timeout: Duration? = nil) throws(SyncError) -> LockAcquisition {

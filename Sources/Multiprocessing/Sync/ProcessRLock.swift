@@ -232,6 +232,25 @@ public final class ProcessRLock: Sendable, Codable {
         _ = try? settle(word.lock(until: .never), holder: holder, depth: levels)
     }
 
+    /// Like ``restore(holder:levels:)``, without blocking a cooperative thread; even a
+    /// cancelled task takes the lock back.
+    func takeBack(holder: UInt64, levels: UInt32) async {
+        if let outcome = word.fastLock() {
+            _ = try? settle(outcome, holder: holder, depth: levels)
+            return
+        }
+        let pid = LockWord.currentOwner
+        // In a task of its own, which the caller's cancellation does not reach.
+        let outcome = await Task { [self] in
+            await WaitThreads.run(
+                through: waiters, until: .never,
+                { [self] cancellation in word.sleepingLock(pid, until: .never, cancellation: cancellation) },
+                wake: { [self] in word.word.wakeAll() }, ready: { word.tryLock() },
+                gaveUp: { $0 ? .cancelled : .timedOut })
+        }.value
+        _ = try? settle(outcome, holder: holder, depth: levels)
+    }
+
     /// Encodes the shared memory (its descriptor travels with the message) and the offset.
     public func encode(to encoder: any Encoder) throws { try placement.encode(to: encoder) }
 

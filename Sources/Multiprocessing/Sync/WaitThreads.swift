@@ -55,18 +55,25 @@ enum WaitThreads {
     static func resetAfterFork() { idle = Idle() }
 
     private static func submit(_ job: @escaping @Sendable () -> Void) {
+        // No thread left: wait here, on the caller's thread, rather than not at all.
+        if !start(job) { job() }
+    }
+
+    /// Runs `job` on one of the threads (a new one if none is idle); `false` when no thread
+    /// could be started (the job does not run then).
+    static func start(_ job: @escaping @Sendable () -> Void) -> Bool {
         if let worker = idle.workers.withLock({ $0.popLast() }) {
             worker.job.withLock { $0 = job }
             worker.signal.signal()
-            return
+            return true
         }
         let worker = Worker()
         worker.job.withLock { $0 = job }
         do {
             try OSThread.detach(name: "mp-wait") { serve(worker) }
+            return true
         } catch {
-            // No thread left: wait here, on the caller's thread, rather than not at all.
-            job()
+            return false
         }
     }
 

@@ -27,6 +27,9 @@ final class HandoffLock: Sendable {
         await queue.wait(until: deadline, Self.take).value != nil
     }
 
+    /// Takes the lock however long it takes, even if the task is cancelled.
+    func lockUncancellable() async { _ = await queue.wait(cancellable: false, Self.take) }
+
     func lockBlocking() { _ = lockBlocking(until: nil) }
 
     /// Takes the lock, blocking the thread until `deadline` (forever if `nil`). `true` when the

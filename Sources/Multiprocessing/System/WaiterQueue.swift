@@ -44,6 +44,8 @@ final class WaiterQueue<State: Sendable, Value: Sendable>: Sendable {
         fileprivate var line: [UInt64] = []
         fileprivate var head = 0
         fileprivate var waiters: [UInt64: Waiter] = [:]
+        /// What each waiter waits for, when it said (see ``resumeFirst(_:where:)``).
+        fileprivate var tags: [UInt64: UInt64] = [:]
         fileprivate var nextID: UInt64 = 1
         fileprivate var resumptions: [(Waiter, WaiterOutcome<Value>)] = []
 
@@ -58,6 +60,7 @@ final class WaiterQueue<State: Sendable, Value: Sendable>: Sendable {
                 let id = line[head]
                 head += 1
                 if let waiter = waiters.removeValue(forKey: id) {
+                    tags.removeValue(forKey: id)
                     compact()
                     resumptions.append((waiter, .resumed(value)))
                     return true
@@ -72,16 +75,40 @@ final class WaiterQueue<State: Sendable, Value: Sendable>: Sendable {
             while resumeFirst(value) {}
         }
 
-        fileprivate mutating func join(_ waiter: Waiter) -> UInt64 {
+        /// Hands `value` to the longest-waiting waiter whose tag (`0` if it gave none) passes
+        /// `test`; `false` when there is none. The others keep their places.
+        @discardableResult
+        mutating func resumeFirst(_ value: Value, where test: (UInt64) -> Bool) -> Bool {
+            while head < line.count, waiters[line[head]] == nil { head += 1 }
+            for index in head..<line.count {
+                let id = line[index]
+                guard waiters[id] != nil, test(tags[id] ?? 0) else { continue }
+                leave(id, .resumed(value))
+                return true
+            }
+            return false
+        }
+
+        /// Hands `value` to every waiter whose tag passes `test`.
+        mutating func resumeAll(_ value: Value, where test: (UInt64) -> Bool) {
+            while head < line.count, waiters[line[head]] == nil { head += 1 }
+            for id in line[head...] where waiters[id] != nil && test(tags[id] ?? 0) {
+                leave(id, .resumed(value))
+            }
+        }
+
+        fileprivate mutating func join(_ waiter: Waiter, tag: UInt64 = 0) -> UInt64 {
             let id = nextID
             nextID += 1
             line.append(id)
             waiters[id] = waiter
+            if tag != 0 { tags[id] = tag }
             return id
         }
 
         fileprivate mutating func leave(_ id: UInt64, _ outcome: WaiterOutcome<Value>) {
             guard let waiter = waiters.removeValue(forKey: id) else { return }
+            tags.removeValue(forKey: id)
             resumptions.append((waiter, outcome))
             compact()
         }
@@ -121,22 +148,23 @@ final class WaiterQueue<State: Sendable, Value: Sendable>: Sendable {
         }
     }
 
-    /// Runs `attempt` under the lock: its value ends the wait at once; `nil` joins the line,
-    /// until a value is handed over, `deadline` passes or (if `cancellable`) the task is
-    /// cancelled.
+    /// Runs `attempt` under the lock: its value ends the wait at once; `nil` joins the line
+    /// (tagged with `tag`), until a value is handed over, `deadline` passes or (if
+    /// `cancellable`) the task is cancelled.
     func wait(
-        until deadline: WaitDeadline = .never, cancellable: Bool = true, _ attempt: (inout Locked) -> Value?
+        until deadline: WaitDeadline = .never, tag: UInt64 = 0, cancellable: Bool = true,
+        _ attempt: (inout Locked) -> Value?
     ) async -> WaiterOutcome<Value> {
         guard cancellable else {
             return await withUnsafeContinuation { continuation in
-                _ = join(continuation, deadline, attempt, nil)
+                _ = join(continuation, deadline, tag, attempt, nil)
             }
         }
         if Task.isCancelled { return .cancelled }
         let id = JoinedID()
         return await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<WaiterOutcome<Value>, Never>) in
-                let joined = join(continuation, deadline, attempt, id)
+                let joined = join(continuation, deadline, tag, attempt, id)
                 // Checked after joining, so a cancellation that raced us is never missed.
                 if let joined, Task.isCancelled { withLock { $0.leave(joined, .cancelled) } }
             }
@@ -150,7 +178,7 @@ final class WaiterQueue<State: Sendable, Value: Sendable>: Sendable {
     /// published in `id`); returns the place.
     private func join(
         _ continuation: UnsafeContinuation<WaiterOutcome<Value>, Never>, _ deadline: WaitDeadline,
-        _ attempt: (inout Locked) -> Value?, _ id: JoinedID?
+        _ tag: UInt64, _ attempt: (inout Locked) -> Value?, _ id: JoinedID?
     ) -> UInt64? {
         withLock { l -> UInt64? in
             if let value = attempt(&l) {
@@ -161,7 +189,7 @@ final class WaiterQueue<State: Sendable, Value: Sendable>: Sendable {
                 l.resumptions.append((.task(continuation, timer: nil), .timedOut))
                 return nil
             }
-            let me = l.join(.task(continuation, timer: nil))
+            let me = l.join(.task(continuation, timer: nil), tag: tag)
             let timer = WaitTimer.shared.schedule(at: deadline) { [self] in
                 withLock { $0.leave(me, .timedOut) }
             }

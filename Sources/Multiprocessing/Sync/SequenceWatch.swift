@@ -1,3 +1,5 @@
+import CMultiprocessing
+
 /// This process's tasks waiting on one ``ConditionSequence`` (a condition's, a barrier's): they
 /// wait suspended in a ``WaiterQueue`` while a single thread sleeps in the kernel for all of
 /// them, so a thousand waiting tasks cost one thread, not a thousand.
@@ -8,8 +10,9 @@
 /// barrier, one per wake-up owed for a condition (so `notify(1)` ends one task's wait).
 final class SequenceWatch: Sendable {
     private struct State {
-        /// A thread is watching (it stops once nobody waits).
-        var watching = false
+        /// The process whose thread is watching (it stops once nobody waits), or 0. A pid, so
+        /// that a `.fork` child, where the thread did not survive, starts one of its own.
+        var watcher: Int32 = 0
     }
 
     /// `true`: notified; `false`: no watching thread could be started (wait on a thread of
@@ -33,10 +36,11 @@ final class SequenceWatch: Sendable {
         let tag = UInt64(start) | (1 << 32)
         let outcome = await queue.wait(until: deadline, tag: tag) { [self] l in
             if sequence.isNotified(since: start, counted: counted) { return true }
-            if !l.state.watching {
+            let me = mp_current_pid()
+            if l.state.watcher != me {
                 // Under the lock, so the thread cannot look before this waiter is in line.
                 guard WaitThreads.start({ [self] in watch() }) else { return false }
-                l.state.watching = true
+                l.state.watcher = me
             }
             return nil
         }
@@ -69,7 +73,7 @@ final class SequenceWatch: Sendable {
                 } else {
                     l.resumeAll(true, where: moved)
                 }
-                if l.waiterCount == 0 { l.state.watching = false }
+                if l.waiterCount == 0 { l.state.watcher = 0 }
                 return l.waiterCount > 0
             }
             guard waiting else { return }

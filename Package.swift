@@ -59,7 +59,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MultiprocessingTests",
-            dependencies: ["Multiprocessing"],
+            dependencies: ["Multiprocessing", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

@@ -272,7 +272,9 @@ final class StderrTee: Sendable {
             var chunk = [UInt8](repeating: 0, count: 16 * 1024)
             while true {
                 let result = chunk.withUnsafeMutableBytes { raw in
-                    Result { () throws(SystemError) in try Syscall.readNonBlocking(fd, raw.baseAddress, raw.count) }
+                    Result { () throws(SystemError) in
+                        try Syscall.readNonBlocking(fd, raw.baseAddress, raw.count)
+                    }
                 }
                 // An error other than EAGAIN ends the copy like EOF: the pipe is of no more use.
                 guard case .success(let outcome) = result else { return finish() }
@@ -286,7 +288,9 @@ final class StderrTee: Sendable {
                         var offset = 0
                         // Never block the reactor on our own stderr: if nobody reads it, the
                         // child's output is dropped here (its tail is still kept).
-                        while offset < n, (try? Syscall.poll(2, events: Int16(POLLOUT), milliseconds: 0)) ?? 0 > 0 {
+                        while offset < n,
+                            (try? Syscall.poll(2, events: Int16(POLLOUT), milliseconds: 0)) ?? 0 > 0
+                        {
                             let w = (try? Syscall.write(2, raw.baseAddress! + offset, n - offset)) ?? 0
                             if w <= 0 { break }
                             offset += w

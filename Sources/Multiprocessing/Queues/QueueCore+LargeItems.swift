@@ -67,7 +67,8 @@ extension QueueCore {
         var written = 0
         while written < bytes.count {
             do {
-                written += try Syscall.pwrite(fd, bytes.baseAddress! + written, bytes.count - written, at: offset + written)
+                written += try Syscall.pwrite(
+                    fd, bytes.baseAddress! + written, bytes.count - written, at: offset + written)
             } catch {
                 throw .system(error)
             }

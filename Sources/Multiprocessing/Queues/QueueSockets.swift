@@ -56,14 +56,17 @@ final class QueueSockets: Sendable {
         let result = words.withUnsafeBytes { raw in
             Result { () throws(SystemError) in
                 try Syscall.sendWithDescriptors(
-                    sender, raw.baseAddress, raw.count, &descriptor, descriptor >= 0 ? 1 : 0, flags: Int32(MSG_DONTWAIT))
+                    sender, raw.baseAddress, raw.count, &descriptor, descriptor >= 0 ? 1 : 0,
+                    flags: Int32(MSG_DONTWAIT))
             }
         }
         switch result {
         case .success(.processed(QueueLayout.largePayload)): return .sent
         case .success(.processed(let n)):
             // A SOCK_SEQPACKET message goes whole or not at all: a short one is the kernel's bug.
-            throw .system(SystemError("sendmsg (sent \(n) of \(QueueLayout.largePayload) bytes)", errno: .messageTooLong))
+            throw .system(
+                SystemError(
+                    "sendmsg (sent \(n) of \(QueueLayout.largePayload) bytes)", errno: .messageTooLong))
         case .success(.wouldBlock): return .full
         case .failure(let error) where error.errno == .noBufferSpace || error.errno == .tooManyReferences:
             return .full
@@ -123,7 +126,8 @@ final class QueueSockets: Sendable {
         let flags = Int32(MSG_DONTWAIT) | (peek ? Int32(MSG_PEEK) : 0)
         let result = words.withUnsafeMutableBytes { raw in
             Result { () throws(SystemError) in
-                try Syscall.receiveWithDescriptors(socket, raw.baseAddress, raw.count, &fd, 1, &count, &notes, flags: flags)
+                try Syscall.receiveWithDescriptors(
+                    socket, raw.baseAddress, raw.count, &fd, 1, &count, &notes, flags: flags)
             }
         }
         if count == 0 { fd = -1 }

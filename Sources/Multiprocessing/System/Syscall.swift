@@ -1,10 +1,11 @@
+import CMultiprocessing
+import SystemPackage
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import CMultiprocessing
-import SystemPackage
 
 /// The library's system calls, in one place (swift-nio's `System.swift`, swift-system's
 /// `valueOrErrno`): each wrapper returns the call's value or throws a ``SystemError`` with the
@@ -63,13 +64,15 @@ enum Syscall {
 
     /// `read`, retried on `EINTR`. 0 at end of file.
     @inline(__always)
-    static func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) throws(SystemError) -> Int {
+    static func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) throws(SystemError) -> Int
+    {
         try retrying("read") { libc_read(fd, buffer, count) }
     }
 
     /// `read` on a non-blocking descriptor, retried on `EINTR`.
     @inline(__always)
-    static func readNonBlocking(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) throws(SystemError)
+    static func readNonBlocking(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int)
+        throws(SystemError)
         -> IOResult<Int>
     {
         try nonBlocking("read") { libc_read(fd, buffer, count) }
@@ -82,14 +85,16 @@ enum Syscall {
     }
 
     /// `pread`, retried on `EINTR`.
-    static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, at offset: Int) throws(SystemError)
+    static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, at offset: Int)
+        throws(SystemError)
         -> Int
     {
         try retrying("pread") { libc_pread(fd, buffer, count, off_t(offset)) }
     }
 
     /// `pwrite`, retried on `EINTR`.
-    static func pwrite(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int, at offset: Int) throws(SystemError)
+    static func pwrite(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int, at offset: Int)
+        throws(SystemError)
         -> Int
     {
         try retrying("pwrite") { libc_pwrite(fd, bytes, count, off_t(offset)) }
@@ -167,7 +172,9 @@ enum Syscall {
         private static let seqpacketType = SOCK_SEQPACKET
     #endif
 
-    private static func socketPair(_ type: Int32, _ operation: StaticString) throws(SystemError) -> (Int32, Int32) {
+    private static func socketPair(_ type: Int32, _ operation: StaticString) throws(SystemError) -> (
+        Int32, Int32
+    ) {
         var fds: (Int32, Int32) = (-1, -1)
         #if os(Linux)
             let cloexec = Int32(SOCK_CLOEXEC.rawValue)
@@ -188,7 +195,9 @@ enum Syscall {
     /// A close-on-exec pipe: (read end, write end). In C: Swift's Glibc module has no `pipe2`.
     static func pipe() throws(SystemError) -> (Int32, Int32) {
         var fds: (Int32, Int32) = (-1, -1)
-        let code = withUnsafeMutableBytes(of: &fds) { mp_pipe($0.baseAddress!.assumingMemoryBound(to: Int32.self)) }
+        let code = withUnsafeMutableBytes(of: &fds) {
+            mp_pipe($0.baseAddress!.assumingMemoryBound(to: Int32.self))
+        }
         if code != 0 { throw SystemError("pipe2", code: code) }
         return fds
     }
@@ -197,7 +206,8 @@ enum Syscall {
 
     /// A non-blocking `send` (never raising SIGPIPE).
     @inline(__always)
-    static func send(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int, flags: Int32 = 0) throws(SystemError)
+    static func send(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int, flags: Int32 = 0)
+        throws(SystemError)
         -> IOResult<Int>
     {
         #if os(Linux)
@@ -227,7 +237,8 @@ enum Syscall {
     /// `received` gets their count and `notes` the `MP_FDS_*` bits.
     @inline(__always)
     static func receiveWithDescriptors(
-        _ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, _ descriptors: UnsafeMutablePointer<Int32>?,
+        _ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int,
+        _ descriptors: UnsafeMutablePointer<Int32>?,
         _ capacity: Int32, _ received: inout Int32, _ notes: inout Int32, flags: Int32 = 0
     ) throws(SystemError) -> IOResult<Int> {
         try nonBlocking("recvmsg") {
@@ -258,7 +269,8 @@ enum Syscall {
 
     /// Maps `size` bytes of `fd` shared and read-only, faulting them all in at once where the
     /// system can (one fault instead of one per page).
-    static func mapReadOnlyPopulated(_ fd: Int32, _ size: Int) throws(SystemError) -> UnsafeMutableRawPointer {
+    static func mapReadOnlyPopulated(_ fd: Int32, _ size: Int) throws(SystemError) -> UnsafeMutableRawPointer
+    {
         #if os(Linux)
             let flags = MAP_SHARED | MAP_POPULATE
         #else
@@ -282,9 +294,15 @@ enum Syscall {
 }
 
 // The C library's calls under names that `Syscall`'s own methods do not hide.
-@inline(__always) private func libc_read(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int) -> Int { read(fd, p, n) }
-@inline(__always) private func libc_write(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int) -> Int { write(fd, p, n) }
-@inline(__always) private func libc_pread(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int, _ o: off_t) -> Int {
+@inline(__always) private func libc_read(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int) -> Int {
+    read(fd, p, n)
+}
+@inline(__always) private func libc_write(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int) -> Int {
+    write(fd, p, n)
+}
+@inline(__always) private func libc_pread(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int, _ o: off_t)
+    -> Int
+{
     pread(fd, p, n, o)
 }
 @inline(__always) private func libc_pwrite(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int, _ o: off_t) -> Int {
@@ -294,16 +312,23 @@ enum Syscall {
 @inline(__always) private func libc_open(_ path: String, _ flags: Int32) -> Int32 { open(path, flags) }
 @inline(__always) private func libc_dup2(_ fd: Int32, _ target: Int32) -> Int32 { dup2(fd, target) }
 @inline(__always) private func libc_ftruncate(_ fd: Int32, _ size: off_t) -> Int32 { ftruncate(fd, size) }
-@inline(__always) private func libc_poll(_ fds: UnsafeMutablePointer<pollfd>, _ n: nfds_t, _ ms: Int32) -> Int32 {
+@inline(__always) private func libc_poll(_ fds: UnsafeMutablePointer<pollfd>, _ n: nfds_t, _ ms: Int32)
+    -> Int32
+{
     poll(fds, n, ms)
 }
-@inline(__always) private func libc_send(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int, _ flags: Int32) -> Int {
+@inline(__always) private func libc_send(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int, _ flags: Int32) -> Int
+{
     send(fd, p, n, flags)
 }
-@inline(__always) private func libc_recv(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int, _ flags: Int32) -> Int {
+@inline(__always) private func libc_recv(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int, _ flags: Int32)
+    -> Int
+{
     recv(fd, p, n, flags)
 }
-@inline(__always) private func libc_waitpid(_ pid: Int32, _ status: UnsafeMutablePointer<Int32>, _ options: Int32) -> Int32 {
+@inline(__always) private func libc_waitpid(
+    _ pid: Int32, _ status: UnsafeMutablePointer<Int32>, _ options: Int32
+) -> Int32 {
     waitpid(pid, status, options)
 }
 @inline(__always) private func libc_kill(_ pid: Int32, _ signal: Int32) -> Int32 { kill(pid, signal) }

@@ -1,9 +1,10 @@
+import SystemPackage
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import SystemPackage
 
 /// A failed system call: which operation failed and the `errno` it reported.
 public struct SystemError: Error, Sendable, Hashable, CustomStringConvertible {

@@ -189,7 +189,8 @@ final class FramedSocket: @unchecked Sendable {
                 let result = scratch.withUnsafeBytes { raw in
                     step.descriptors.withUnsafeBufferPointer { fds in
                         Result { () throws(SystemError) in
-                            try Syscall.sendWithDescriptors(fd, raw.baseAddress, raw.count, fds.baseAddress, Int32(fds.count))
+                            try Syscall.sendWithDescriptors(
+                                fd, raw.baseAddress, raw.count, fds.baseAddress, Int32(fds.count))
                         }
                     }
                 }
@@ -201,7 +202,8 @@ final class FramedSocket: @unchecked Sendable {
                 let result = withUnsafeBytes(of: head) { raw in
                     step.descriptors.withUnsafeBufferPointer { fds in
                         Result { () throws(SystemError) in
-                            try Syscall.sendWithDescriptors(fd, raw.baseAddress, raw.count, fds.baseAddress, Int32(fds.count))
+                            try Syscall.sendWithDescriptors(
+                                fd, raw.baseAddress, raw.count, fds.baseAddress, Int32(fds.count))
                         }
                     }
                 }
@@ -214,7 +216,8 @@ final class FramedSocket: @unchecked Sendable {
             let head = header(step.kind, count, step.descriptors.count)
             let result = withUnsafeBytes(of: head) { raw in
                 Result { () throws(SystemError) in
-                    try Syscall.send(fd, raw.baseAddress! + step.headerSent, Self.headerSize - step.headerSent)
+                    try Syscall.send(
+                        fd, raw.baseAddress! + step.headerSent, Self.headerSize - step.headerSent)
                 }
             }
             guard let sent = try sendOutcome(result) else { return .wouldBlock }
@@ -223,7 +226,9 @@ final class FramedSocket: @unchecked Sendable {
         while step.payloadSent < count {
             let offset = step.payloadSent
             let result = step.payload.withUnsafeBytes { raw in
-                Result { () throws(SystemError) in try Syscall.send(fd, raw.baseAddress! + offset, count - offset) }
+                Result { () throws(SystemError) in
+                    try Syscall.send(fd, raw.baseAddress! + offset, count - offset)
+                }
             }
             guard let sent = try sendOutcome(result) else { return .wouldBlock }
             step.payloadSent += sent
@@ -233,7 +238,9 @@ final class FramedSocket: @unchecked Sendable {
 
     /// The bytes one send took, `nil` when it would block; a peer that is gone is `.peerClosed`.
     @inline(__always)
-    private func sendOutcome(_ result: Result<Syscall.IOResult<Int>, SystemError>) throws(ChannelError) -> Int? {
+    private func sendOutcome(_ result: Result<Syscall.IOResult<Int>, SystemError>) throws(ChannelError)
+        -> Int?
+    {
         switch result {
         case .success(.processed(let n)): return n
         case .success(.wouldBlock): return nil
@@ -565,7 +572,8 @@ final class FramedSocket: @unchecked Sendable {
         }
         let result = Result { () throws(SystemError) in
             try Syscall.receiveWithDescriptors(
-                fd, storage.baseAddress! + writeIndex, Self.bufferCapacity - writeIndex, fds, capacity, &count, &notes)
+                fd, storage.baseAddress! + writeIndex, Self.bufferCapacity - writeIndex, fds, capacity,
+                &count, &notes)
         }
         if case .success(.processed(let n)) = result { writeIndex += n }
         return result

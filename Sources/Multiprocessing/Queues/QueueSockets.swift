@@ -135,7 +135,7 @@ final class QueueSockets: Sendable {
         if notes & Int32(MP_FDS_TRUNCATED) != 0 {
             if fd >= 0 { Syscall.close(fd) }
             fd = -1
-            throw SystemError("recvmsg (a large item's descriptor)", errno: .tooManyOpenFiles)
+            throw SystemError("recvmsg", errno: .tooManyOpenFiles)
         }
         return n
     }

@@ -24,15 +24,22 @@ let package = Package(
     ],
     dependencies: [
         // Only for SharedValue/SharedArray's generic integer operations (see the rule above).
-        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0")
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
+        // `Errno`: the error code every `SystemError` carries (System/Syscall.swift).
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
-        // The few things Swift cannot reach: a constructor that runs before `main`,
-        // fork in a single-threaded server, SCM_RIGHTS, prctl.
+        // The few things Swift cannot reach: a constructor that runs before `main`, fork in a
+        // single-threaded server and fork-child code, SCM_RIGHTS (CMSG macros), prctl, futex and
+        // other variadic `syscall`s, signal handlers.
         .target(name: "CMultiprocessing"),
         .target(
             name: "Multiprocessing",
-            dependencies: ["CMultiprocessing", .product(name: "Atomics", package: "swift-atomics")],
+            dependencies: [
+                "CMultiprocessing",
+                .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(
@@ -52,7 +59,7 @@ let package = Package(
         ),
         .testTarget(
             name: "MultiprocessingTests",
-            dependencies: ["Multiprocessing"],
+            dependencies: ["Multiprocessing", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

@@ -39,6 +39,17 @@ for source in Sources/CMultiprocessing/*.c; do
     objects+=("$object")
 done
 
+# swift-system (`SystemPackage`, for `Errno`): the module and objects SwiftPM built for the
+# package's release configuration (built here first if missing).
+if [ ! -f .build/release/Modules/SystemPackage.swiftmodule ]; then
+    swift build -c release --target SystemPackage > /dev/null
+fi
+system=(
+    -I .build/release/Modules
+    -Xcc -fmodule-map-file=.build/checkouts/swift-system/Sources/CSystem/include/module.modulemap
+    .build/release/SystemPackage.build/*.o .build/release/CSystem.build/*.o
+)
+
 library=(
     Sources/Multiprocessing/Wire/*.swift
     Sources/Multiprocessing/System/*.swift
@@ -47,7 +58,7 @@ library=(
 # Output goes to a log (gold warns about every ASan symbol it cannot export); shown on failure.
 if ! swiftc -sanitize="$sanitizers" "$optimization" -gline-tables-only -parse-as-library -swift-version 6 \
     -module-name MPFuzz -Xcc -fmodule-map-file="$out/module.modulemap" \
-    "${library[@]}" Fuzz/Support/*.swift Fuzz/Harnesses/*.swift "${objects[@]}" \
+    "${system[@]}" "${library[@]}" Fuzz/Support/*.swift Fuzz/Harnesses/*.swift "${objects[@]}" \
     -o "$out/$name" > "$out/build-$name.log" 2>&1; then
     grep -v "Cannot export local symbol" "$out/build-$name.log" >&2
     exit 1

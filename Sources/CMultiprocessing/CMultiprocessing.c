@@ -38,7 +38,6 @@ __attribute__((constructor)) static void mp_child_constructor(void) {
     swift_multiprocessing_child_entry(copy);
 }
 
-int mp_errno(void) { return errno; }
 
 int mp_spawn(const char *path, char *const argv[], char *const envp[], const int *keep_fds,
              int keep_count, int stderr_fd, const char *cwd, pid_t *out_pid) {
@@ -182,9 +181,6 @@ ssize_t mp_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int max_fds, i
     return n;
 }
 
-ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count) {
-    return mp_recvmsg_fds(sock, buf, len, fds, max_fds, fd_count, 0, NULL);
-}
 
 int mp_set_parent_death_signal(int sig) {
 #ifdef __linux__

@@ -40,10 +40,6 @@ enum {
 ssize_t mp_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count,
                        int flags, int *notes);
 
-/// Receives up to `len` bytes and up to `max_fds` descriptors (made close-on-exec).
-/// Returns bytes received (0 at EOF) or -1 with errno; `*fd_count` receives the count.
-ssize_t mp_recv_with_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count);
-
 /// Linux: the child receives `sig` when its parent thread dies. No-op elsewhere.
 int mp_set_parent_death_signal(int sig);
 
@@ -105,9 +101,6 @@ int mp_forkserver_serve(int control_fd);
 
 /// `fork()` for the explicit, documented-unsafe fork start method.
 pid_t mp_fork(void);
-
-/// The current `errno`.
-int mp_errno(void);
 
 /// The process environment (`environ`).
 char **mp_environ(void);
@@ -216,21 +209,5 @@ char *mp_demangle_cxx(const char *mangled);
 /// NULL when `mangled` is not a Swift symbol.
 char *swift_demangle(const char *mangled, size_t length, char *output, size_t *output_size,
                      uint32_t flags);
-
-/// Queues (Queues.c): the side channel for items too large for a queue's ring.
-
-/// Sends `len` bytes and, if `fd` >= 0, that descriptor, without ever blocking (MSG_DONTWAIT).
-/// Returns bytes sent or -1 with errno (EAGAIN when the socket's buffer is full).
-ssize_t mp_queue_send(int sock, const void *buf, size_t len, int fd);
-
-/// Receives (or, with `peek`, copies without consuming) the next message, without blocking.
-/// `*fd` gets its descriptor (close-on-exec; a peek gets a duplicate) or -1; any further
-/// descriptors are closed. Returns the bytes received, or -1 with errno (EAGAIN when no message
-/// is waiting; EMFILE when the kernel could not install the message's descriptor here, in which
-/// case a peeked message stays in the socket).
-ssize_t mp_queue_receive(int sock, void *buf, size_t len, int *fd, int peek);
-
-/// Maps `size` bytes of `fd` shared and read-only, faulting them in at once. NULL on failure.
-void *mp_queue_map_readonly(int fd, uint64_t size);
 
 #endif

@@ -16,7 +16,7 @@ enum MessageIO {
 
     static func decode<M: Decodable>(_ type: M.Type, _ frame: Frame) throws(ChannelError) -> M {
         guard frame.kind == .message else {
-            for fd in frame.descriptors { systemClose(fd) }
+            for fd in frame.descriptors { Syscall.close(fd) }
             throw .unexpectedFrameKind(expected: FrameKind.message.name, received: frame.kind.name)
         }
         let incoming = DescriptorTransfer.Incoming(frame.descriptors)
@@ -65,7 +65,7 @@ enum MessageIO {
     }
 
     static func bytes(of frame: Frame) -> [UInt8] {
-        for fd in frame.descriptors { systemClose(fd) }
+        for fd in frame.descriptors { Syscall.close(fd) }
         return frame.payload
     }
 

@@ -95,7 +95,7 @@ enum ChildRuntime {
         do {
             request = try TaskCoding.decode(LaunchRequest.self, from: frame.payload)
         } catch {
-            for fd in frame.descriptors { systemClose(fd) }
+            for fd in frame.descriptors { Syscall.close(fd) }
             finish(socket, .failure(ErrorReport(ProcessError.codec(error))))
         }
         var descriptors = frame.descriptors
@@ -103,7 +103,7 @@ enum ChildRuntime {
             // Captured stdout: the pipe the parent sent last.
             fflush(nil)
             _ = dup2(output, 1)
-            systemClose(output)
+            Syscall.close(output)
         }
         let incoming = DescriptorTransfer.Incoming(descriptors)
         CurrentProcess.becomeChild(named: request.processName)

@@ -49,8 +49,8 @@ final class ChildMonitor: Sendable {
                 try StderrTee(fd: fd, reactor: reactor)
             }
         } catch {
-            if let stderrReadEnd { systemClose(stderrReadEnd) }
-            if let stdoutReadEnd { systemClose(stdoutReadEnd) }
+            if let stderrReadEnd { Syscall.close(stderrReadEnd) }
+            if let stdoutReadEnd { Syscall.close(stdoutReadEnd) }
             throw error
         }
         do {
@@ -58,7 +58,7 @@ final class ChildMonitor: Sendable {
                 try StderrTee(fd: fd, reactor: reactor, keepsEverything: true)
             }
         } catch {
-            if let stdoutReadEnd { systemClose(stdoutReadEnd) }
+            if let stdoutReadEnd { Syscall.close(stdoutReadEnd) }
             stderrTail?.cancel()
             throw error
         }
@@ -99,35 +99,34 @@ final class ChildMonitor: Sendable {
             do {
                 try reactor.watch(pidfd) { [self] in
                     var status: Int32 = 0
-                    let r = waitpid(pid, &status, WNOHANG)
-                    if r == 0 || (r < 0 && errno == EINTR) { return true }  // Not yet: keep watching.
+                    // Fails (ECHILD) only when something else in the program reaped it.
+                    let r = (try? Syscall.waitpid(pid, &status, WNOHANG)) ?? -1
+                    if r == 0 { return true }  // Not yet: keep watching.
                     state.withLock { $0.reaped = true }
                     reactor.forget(pidfd)
-                    systemClose(pidfd)
+                    Syscall.close(pidfd)
                     // r < 0: something else in the program reaped it (SIGCHLD ignored, waitpid(-1)).
                     recordExit(waitStatus: r == pid ? status : nil)
                     return false
                 }
                 return
             } catch {
-                systemClose(pidfd)  // Then a thread, as without pidfds.
+                Syscall.close(pidfd)  // Then a thread, as without pidfds.
             }
         }
         do {
             // No pidfd (old kernel, other systems, no descriptor left): a thread blocked in waitpid.
             try OSThread.detach(name: "mp-reaper") { [self] in
                 var status: Int32 = 0
-                var r: Int32
-                repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
+                let r = (try? Syscall.waitpid(pid, &status, 0)) ?? -1  // ECHILD: reaped elsewhere.
                 state.withLock { $0.reaped = true }
                 recordExit(waitStatus: r == pid ? status : nil)
             }
         } catch {
             // Nothing could watch it: it must not run unwatched.
-            if systemKill(-pid, SIGKILL) != 0 { _ = systemKill(pid, SIGKILL) }
+            Self.kill(pid, SIGKILL)
             var status: Int32 = 0
-            var r: Int32
-            repeat { r = waitpid(pid, &status, 0) } while r < 0 && errno == EINTR
+            let r = (try? Syscall.waitpid(pid, &status, 0)) ?? -1  // ECHILD: reaped elsewhere.
             state.withLock { $0.reaped = true }
             recordExit(waitStatus: r == pid ? status : nil)
             throw error
@@ -147,7 +146,7 @@ final class ChildMonitor: Sendable {
                 if frame.kind == .outcome { outcomes += 1 }
                 kept.append(frame)
             default:
-                for fd in frame.descriptors { systemClose(fd) }
+                for fd in frame.descriptors { Syscall.close(fd) }
                 violation = violation ?? "it sent \(frame.kind.name) where only its outcome may come"
             }
         }
@@ -224,8 +223,14 @@ final class ChildMonitor: Sendable {
     func signal(_ signal: Signal) {
         state.withLock { s in
             guard !s.reaped, s.pid > 0 else { return }
-            if systemKill(-s.pid, signal.rawValue) != 0 { _ = systemKill(s.pid, signal.rawValue) }
+            Self.kill(s.pid, signal.rawValue)
         }
+    }
+
+    /// Signals `pid`'s process group, or `pid` alone when it leads none (it has not called
+    /// `setpgid` yet). A failure of both means it is gone already: nothing left to signal.
+    private static func kill(_ pid: Int32, _ signal: Int32) {
+        if (try? Syscall.kill(-pid, signal)) == nil { _ = try? Syscall.kill(pid, signal) }
     }
 }
 
@@ -246,7 +251,7 @@ final class StderrTee: Sendable {
         self.fd = fd
         self.reactor = reactor
         self.keepsEverything = keepsEverything
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        try Syscall.setNonBlocking(fd)
         try reactor.watch(fd) { [self] in readAvailable() }
     }
 
@@ -255,7 +260,7 @@ final class StderrTee: Sendable {
         tail.withLock { _ in
             guard !finished.exchange(true, ordering: .acquiringAndReleasing) else { return }
             reactor.forget(fd)
-            systemClose(fd)
+            Syscall.close(fd)
         }
     }
 
@@ -266,7 +271,14 @@ final class StderrTee: Sendable {
             if finished.load(ordering: .acquiring) { return false }
             var chunk = [UInt8](repeating: 0, count: 16 * 1024)
             while true {
-                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                let result = chunk.withUnsafeMutableBytes { raw in
+                    Result { () throws(SystemError) in
+                        try Syscall.readNonBlocking(fd, raw.baseAddress, raw.count)
+                    }
+                }
+                // An error other than EAGAIN ends the copy like EOF: the pipe is of no more use.
+                guard case .success(let outcome) = result else { return finish() }
+                guard case .processed(let n) = outcome else { return true }
                 if n > 0, keepsEverything {
                     tail.append(contentsOf: chunk[0..<n])
                     continue
@@ -276,8 +288,10 @@ final class StderrTee: Sendable {
                         var offset = 0
                         // Never block the reactor on our own stderr: if nobody reads it, the
                         // child's output is dropped here (its tail is still kept).
-                        while offset < n, systemPoll(2, events: Int16(POLLOUT), milliseconds: 0) > 0 {
-                            let w = write(2, raw.baseAddress! + offset, n - offset)
+                        while offset < n,
+                            (try? Syscall.poll(2, events: Int16(POLLOUT), milliseconds: 0)) ?? 0 > 0
+                        {
+                            let w = (try? Syscall.write(2, raw.baseAddress! + offset, n - offset)) ?? 0
                             if w <= 0 { break }
                             offset += w
                         }
@@ -286,15 +300,17 @@ final class StderrTee: Sendable {
                     if tail.count > Self.tailBytes { tail.removeFirst(tail.count - Self.tailBytes) }
                     continue
                 }
-                if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return true }
-                if n < 0 && errno == EINTR { continue }
-                // EOF (or an error): every writer is gone.
-                finished.store(true, ordering: .releasing)
-                reactor.forget(fd)
-                systemClose(fd)
-                return false
+                return finish()  // EOF: every writer is gone.
             }
         }
+    }
+
+    /// Stops copying at EOF (called with `tail` held): closes the pipe; `false`.
+    private func finish() -> Bool {
+        finished.store(true, ordering: .releasing)
+        reactor.forget(fd)
+        Syscall.close(fd)
+        return false
     }
 
     func drain() { readAvailable() }

@@ -246,9 +246,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
 
         /// The child's ends: it has its own copies (or never will).
         func closeChildEnds() {
-            systemClose(channel[1])
-            if errPipe[1] >= 0 { systemClose(errPipe[1]) }
-            if outPipe[1] >= 0 { systemClose(outPipe[1]) }
+            Syscall.close(channel[1])
+            if errPipe[1] >= 0 { Syscall.close(errPipe[1]) }
+            if outPipe[1] >= 0 { Syscall.close(outPipe[1]) }
         }
     }
 
@@ -270,8 +270,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         if capturesStandardError {
             rc = mp_pipe(&errPipe)
             if rc != 0 {
-                systemClose(channel[0])
-                systemClose(channel[1])
+                Syscall.close(channel[0])
+                Syscall.close(channel[1])
                 throw .launchFailed(SystemError("pipe", code: rc))
             }
         }
@@ -279,7 +279,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         if capturesStandardOutput {
             rc = mp_pipe(&outPipe)
             if rc != 0 {
-                for fd in channel + (capturesStandardError ? errPipe : []) { systemClose(fd) }
+                for fd in channel + (capturesStandardError ? errPipe : []) { Syscall.close(fd) }
                 throw .launchFailed(SystemError("pipe", code: rc))
             }
         }
@@ -290,9 +290,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 name: name, socket: socket, stderrReadEnd: capturesStandardError ? errPipe[0] : nil,
                 stdoutReadEnd: capturesStandardOutput ? outPipe[0] : nil, reactor: reactor)
         } catch {
-            systemClose(channel[1])
-            if capturesStandardError { systemClose(errPipe[1]) }
-            if capturesStandardOutput { systemClose(outPipe[1]) }
+            Syscall.close(channel[1])
+            if capturesStandardError { Syscall.close(errPipe[1]) }
+            if capturesStandardOutput { Syscall.close(outPipe[1]) }
             throw .launchFailed(error)
         }
         return LaunchSetup(socket: socket, child: child, channel: channel, errPipe: errPipe, outPipe: outPipe)
@@ -416,7 +416,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// Cancelling the awaiting task kills the child.
     func outcome() async throws -> [UInt8] {
         let child = try running("await the result of")
-        defer { for frame in child.frames { for fd in frame.descriptors { systemClose(fd) } } }
+        defer { for frame in child.frames { for fd in frame.descriptors { Syscall.close(fd) } } }
         await withTaskCancellationHandler {
             await child.waitForExit()
         } onCancel: {

@@ -108,27 +108,28 @@ final class ForkServer: Sendable {
                 argv0: "mp-forkserver", keep: [fds[1]], stderr: -1, environment: environment,
                 workingDirectory: nil)
         } catch {
-            systemClose(fds[0])
-            systemClose(fds[1])
+            Syscall.close(fds[0])
+            Syscall.close(fds[1])
             throw .launchFailed(error)
         }
-        systemClose(fds[1])
+        Syscall.close(fds[1])
         controlFD = fds[0]
-        _ = fcntl(controlFD, F_SETFL, fcntl(controlFD, F_GETFL) | O_NONBLOCK)
+        // Fails only for a descriptor that is not open; the reactor then reports the hang-up.
+        try? Syscall.setNonBlocking(controlFD)
         // The server is our direct child: reap it when it goes.
         let server = serverPID
         do throws(SystemError) {
             try OSThread.detach(name: "mp-fs-reaper") {
                 var status: Int32 = 0
-                while waitpid(server, &status, 0) < 0 && errno == EINTR {}
+                _ = try? Syscall.waitpid(server, &status, 0)  // ECHILD: reaped elsewhere.
             }
             try reactor.watch(controlFD) { [self] in readReplies() }
         } catch {
             // No thread or watch for it: a server nobody can hear must not run.
-            _ = systemKill(server, SIGKILL)
+            _ = try? Syscall.kill(server, SIGKILL)  // ESRCH: it died already.
             var status: Int32 = 0
-            while waitpid(server, &status, 0) < 0 && errno == EINTR {}
-            systemClose(controlFD)
+            _ = try? Syscall.waitpid(server, &status, 0)  // ECHILD: reaped elsewhere.
+            Syscall.close(controlFD)
             throw .launchFailed(error)
         }
     }
@@ -244,6 +245,6 @@ final class ForkServer: Sendable {
         for (_, monitor) in children { monitor.recordExit(waitStatus: SIGKILL) }
         Self.slot.server.withLock { if $0 === self { $0 = nil } }
         IOReactor.existing?.forget(controlFD)
-        systemClose(controlFD)
+        Syscall.close(controlFD)
     }
 }

@@ -81,12 +81,12 @@ extension QueueCore {
                         value = try mapAndDecode(message.descriptor, size: message.length, decode)
                     } catch {
                         next.unfinished = next.unfinished == 0 ? 0 : next.unfinished - 1
-                        systemClose(message.descriptor)
+                        Syscall.close(message.descriptor)
                         commit(next, between: { sockets.discard() })
                         finishTake()
                         throw error
                     }
-                    systemClose(message.descriptor)
+                    Syscall.close(message.descriptor)
                     commit(next, between: { sockets.discard() })
                     finishTake()
                     return value
@@ -182,12 +182,12 @@ extension QueueCore {
                         }
                     } catch {
                         next.unfinished = next.unfinished == 0 ? 0 : next.unfinished - 1
-                        systemClose(message.descriptor)
+                        Syscall.close(message.descriptor)
                         commit(next, between: { sockets.discard() })
                         finishTake()
                         throw error
                     }
-                    systemClose(message.descriptor)
+                    Syscall.close(message.descriptor)
                     commit(next, writes, between: { sockets.discard() })
                     finishTake()
                     return value

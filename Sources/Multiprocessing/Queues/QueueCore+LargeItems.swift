@@ -19,7 +19,7 @@ struct OutgoingItem: Sendable {
 
     /// Closes the large item's memory (the consumer has its own descriptor by now).
     func release() {
-        if descriptor >= 0 { systemClose(descriptor) }
+        if descriptor >= 0 { Syscall.close(descriptor) }
     }
 }
 
@@ -55,7 +55,7 @@ extension QueueCore {
             try Self.write(head, to: fd, at: 0)
             try Self.write(body, to: fd, at: head.count)
         } catch {
-            systemClose(fd)
+            Syscall.close(fd)
             throw error
         }
         return OutgoingItem(bytes: [], descriptor: fd, length: length)
@@ -66,10 +66,12 @@ extension QueueCore {
     {
         var written = 0
         while written < bytes.count {
-            let n = pwrite(fd, bytes.baseAddress! + written, bytes.count - written, off_t(offset + written))
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw .system(SystemError("pwrite")) }
-            written += n
+            do {
+                written += try Syscall.pwrite(
+                    fd, bytes.baseAddress! + written, bytes.count - written, at: offset + written)
+            } catch {
+                throw .system(error)
+            }
         }
     }
 
@@ -79,12 +81,12 @@ extension QueueCore {
         while let message = try sockets.peek() {
             if message.sequence < number {
                 // Left by a consumer killed between its commit and its receive.
-                systemClose(message.descriptor)
+                Syscall.close(message.descriptor)
                 sockets.discard()
                 continue
             }
             guard message.sequence == number, message.length == size else {
-                systemClose(message.descriptor)
+                Syscall.close(message.descriptor)
                 return nil
             }
             return message
@@ -98,12 +100,18 @@ extension QueueCore {
         _ fd: Int32, size: UInt64, _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T,
         keep: (UnsafeRawBufferPointer) -> Void = { _ in }
     ) throws(QueueError) -> T {
-        guard size > 0, mp_fd_size(fd) >= Int64(clamping: size),
-            let address = mp_queue_map_readonly(fd, size)
-        else {
-            throw .system(SystemError("mmap"))
+        let address: UnsafeMutableRawPointer
+        do throws(SystemError) {
+            // A descriptor shorter than the item it claims to hold is refused before mapping
+            // (touching a mapped page past its end would raise SIGBUS).
+            guard size > 0, try Syscall.fileSize(fd) >= Int(clamping: size) else {
+                throw SystemError("mmap (an item's memory is shorter than its size)", errno: .invalidArgument)
+            }
+            address = try Syscall.mapReadOnlyPopulated(fd, Int(size))
+        } catch {
+            throw .system(error)
         }
-        defer { mp_unmap(address, size) }
+        defer { Syscall.unmap(address, Int(size)) }
         let bytes = UnsafeRawBufferPointer(start: address, count: Int(size))
         do {
             let value = try decode(bytes)

@@ -29,12 +29,13 @@ final class QueueSockets: Sendable {
     enum SendOutcome { case sent, full }
 
     init() throws(QueueError) {
-        var fds: [Int32] = [-1, -1]
-        let rc = mp_seqpacket_pair(&fds)
-        guard rc == 0 else { throw .system(SystemError("socketpair", code: rc)) }
-        sender = fds[0]
-        receiver = fds[1]
-        // Producers never read their end and consumers never write theirs.
+        do {
+            (sender, receiver) = try Syscall.seqpacketPair()
+        } catch {
+            throw .system(error)
+        }
+        // Producers never read their end and consumers never write theirs. Only a hint to the
+        // kernel: nothing depends on it, so its result is not checked.
         _ = shutdown(sender, Int32(SHUT_RD))
     }
 
@@ -44,20 +45,33 @@ final class QueueSockets: Sendable {
     }
 
     deinit {
-        systemClose(sender)
-        systemClose(receiver)
+        Syscall.close(sender)
+        Syscall.close(receiver)
     }
 
     /// Sends large item `sequence` (`length` bytes in `descriptor`), never blocking.
     func send(sequence: UInt64, length: UInt64, descriptor: Int32) throws(QueueError) -> SendOutcome {
         let words = [sequence, length]
-        let sent = words.withUnsafeBytes { mp_queue_send(sender, $0.baseAddress, $0.count, descriptor) }
-        if sent == QueueLayout.largePayload { return .sent }
-        let code = errno
-        if sent < 0 && (code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS || code == ETOOMANYREFS) {
-            return .full
+        var descriptor = descriptor
+        let result = words.withUnsafeBytes { raw in
+            Result { () throws(SystemError) in
+                try Syscall.sendWithDescriptors(
+                    sender, raw.baseAddress, raw.count, &descriptor, descriptor >= 0 ? 1 : 0,
+                    flags: Int32(MSG_DONTWAIT))
+            }
         }
-        throw .system(SystemError("sendmsg", code: sent < 0 ? code : EMSGSIZE))
+        switch result {
+        case .success(.processed(QueueLayout.largePayload)): return .sent
+        case .success(.processed(let n)):
+            // A SOCK_SEQPACKET message goes whole or not at all: a short one is the kernel's bug.
+            throw .system(
+                SystemError(
+                    "sendmsg (sent \(n) of \(QueueLayout.largePayload) bytes)", errno: .messageTooLong))
+        case .success(.wouldBlock): return .full
+        case .failure(let error) where error.errno == .noBufferSpace || error.errno == .tooManyReferences:
+            return .full
+        case .failure(let error): throw .system(error)
+        }
     }
 
     /// The next message, left in the socket (its descriptor is a duplicate the caller closes),
@@ -72,30 +86,58 @@ final class QueueSockets: Sendable {
         // remove the good message behind it.
         var words: [UInt64] = [0, 0]
         var fd: Int32 = -1
-        let n = words.withUnsafeMutableBytes { mp_queue_receive(receiver, $0.baseAddress, $0.count, &fd, 0) }
-        if n >= 0 && fd >= 0 { systemClose(fd) }
+        // Nothing to do about a failure: a message that cannot be received is not there to drop.
+        _ = try? Self.receive(receiver, &words, &fd, peek: false)
+        if fd >= 0 { Syscall.close(fd) }
     }
 
     private func receive(peek: Bool) throws(QueueError) -> Message? {
         var words: [UInt64] = [0, 0]
         var fd: Int32 = -1
-        let n = words.withUnsafeMutableBytes {
-            mp_queue_receive(receiver, $0.baseAddress, $0.count, &fd, peek ? 1 : 0)
-        }
-        if n < 0 {
-            let code = errno
-            if code == EAGAIN || code == EWOULDBLOCK { return nil }
-            throw .system(SystemError("recvmsg", code: code))
+        let n: Int
+        do {
+            guard let received = try Self.receive(receiver, &words, &fd, peek: peek) else { return nil }
+            n = received
+        } catch {
+            throw .system(error)
         }
         // End of file: cannot happen while this handle holds the sending end too, but never loop.
         if n == 0 && fd < 0 { return nil }
         guard n == QueueLayout.largePayload, fd >= 0 else {
             // Not one of ours: drop it so it cannot block the ones behind it.
-            if fd >= 0 { systemClose(fd) }
+            if fd >= 0 { Syscall.close(fd) }
             if peek { discard() }
             return try receive(peek: peek)
         }
         return Message(sequence: words[0], length: words[1], descriptor: fd)
+    }
+
+    /// Receives (or, with `peek`, copies without consuming) the next message without blocking:
+    /// its bytes, or `nil` when none is waiting. `fd` gets its descriptor (close-on-exec; a peek
+    /// gets a duplicate) or -1; any further descriptors are closed. `EMFILE` when the kernel
+    /// could not install the message's descriptor here (a peeked message then stays queued):
+    /// passing it off as a message without one would drop the item for good.
+    private static func receive(_ socket: Int32, _ words: inout [UInt64], _ fd: inout Int32, peek: Bool)
+        throws(SystemError) -> Int?
+    {
+        var count: Int32 = 0
+        var notes: Int32 = 0
+        fd = -1
+        let flags = Int32(MSG_DONTWAIT) | (peek ? Int32(MSG_PEEK) : 0)
+        let result = words.withUnsafeMutableBytes { raw in
+            Result { () throws(SystemError) in
+                try Syscall.receiveWithDescriptors(
+                    socket, raw.baseAddress, raw.count, &fd, 1, &count, &notes, flags: flags)
+            }
+        }
+        if count == 0 { fd = -1 }
+        guard case .processed(let n) = try result.get() else { return nil }
+        if notes & Int32(MP_FDS_TRUNCATED) != 0 {
+            if fd >= 0 { Syscall.close(fd) }
+            fd = -1
+            throw SystemError("recvmsg", errno: .tooManyOpenFiles)
+        }
+        return n
     }
 
     /// Encodes both descriptors (they travel beside the message; these copies stay open).
@@ -121,8 +163,8 @@ final class QueueSockets: Sendable {
         let sender = incoming.take(senderIndex)
         let receiver = incoming.take(receiverIndex)
         guard let sender, let receiver else {
-            if let sender { systemClose(sender) }
-            if let receiver { systemClose(receiver) }
+            if let sender { Syscall.close(sender) }
+            if let receiver { Syscall.close(receiver) }
             throw DescriptorTransfer.missing("a queue", decoder.codingPath)
         }
         return QueueSockets(sender: sender, receiver: receiver)

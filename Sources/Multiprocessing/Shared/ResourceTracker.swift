@@ -48,18 +48,18 @@ final class ResourceTracker: Sendable {
                 return
             }
             // No tracker yet, or it died: start one and tell it everything still registered.
-            if s.fd >= 0 { systemClose(s.fd) }
+            if s.fd >= 0 { Syscall.close(s.fd) }
             s.fd = -1
             s.trackerPID = nil
             let fd = try Self.start()
             for (registered, count) in s.names {
                 for _ in 0..<count where !Self.send("R", registered, on: fd) {
-                    systemClose(fd)
+                    Syscall.close(fd)
                     throw SystemError("registering with the resource tracker", code: EPIPE)
                 }
             }
             guard Self.send("R", name, on: fd) else {
-                systemClose(fd)
+                Syscall.close(fd)
                 throw SystemError("registering with the resource tracker", code: EPIPE)
             }
             s.fd = fd
@@ -86,12 +86,15 @@ final class ResourceTracker: Sendable {
             if let pid = s.trackerPID { return pid }
             guard s.fd >= 0 else { return nil }
             let milliseconds = Int32(clamping: timeout.components.seconds * 1000)
-            guard systemPoll(s.fd, events: Int16(POLLIN), milliseconds: milliseconds) > 0 else { return nil }
+            // A failed poll or recv reads as "no pid yet": the caller treats both alike.
+            guard (try? Syscall.poll(s.fd, events: Int16(POLLIN), milliseconds: milliseconds)) ?? 0 > 0 else {
+                return nil
+            }
             var pid: Int32 = 0
             let n = withUnsafeMutableBytes(of: &pid) {
-                recv(s.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
+                try? Syscall.recv(s.fd, $0.baseAddress, $0.count, flags: Int32(MSG_DONTWAIT))
             }
-            guard n == MemoryLayout<Int32>.size else { return nil }
+            guard case .processed(MemoryLayout<Int32>.size) = n else { return nil }
             s.trackerPID = pid
             return pid
         }
@@ -117,18 +120,17 @@ final class ResourceTracker: Sendable {
             launcher = try Launcher.shared.spawnSelf(
                 keep: [fds[1]], stderr: -1, environment: environment, workingDirectory: nil)
         } catch {
-            systemClose(fds[0])
-            systemClose(fds[1])
+            Syscall.close(fds[0])
+            Syscall.close(fds[1])
             throw error
         }
-        systemClose(fds[1])
+        Syscall.close(fds[1])
         // The spawned copy forks the tracker and exits at once; reap it, so that the tracker is
         // detached before anything is registered. A copy that could not fork exits non-zero.
         var status: Int32 = 0
-        var r: Int32
-        repeat { r = waitpid(launcher, &status, 0) } while r < 0 && errno == EINTR
+        let r = (try? Syscall.waitpid(launcher, &status, 0)) ?? -1  // ECHILD: reaped elsewhere.
         if r == launcher && status != 0 {
-            systemClose(fds[0])
+            Syscall.close(fds[0])
             throw SystemError("starting the resource tracker", code: EAGAIN)
         }
         return fds[0]
@@ -139,11 +141,11 @@ final class ResourceTracker: Sendable {
         let message = Array(String(operation).utf8) + Array(name.utf8)
         for _ in 0..<2 {
             let n = message.withUnsafeBytes {
-                mp_sendmsg_fds(fd, $0.baseAddress, $0.count, nil, 0, Int32(MSG_DONTWAIT))
+                try? Syscall.send(fd, $0.baseAddress, $0.count, flags: Int32(MSG_DONTWAIT))
             }
-            if n == message.count { return true }
-            guard n < 0, errno == EAGAIN || errno == EWOULDBLOCK else { return false }
-            _ = systemPoll(fd, events: Int16(POLLOUT), milliseconds: 1000)
+            if case .processed(message.count) = n { return true }
+            guard case .wouldBlock = n else { return false }
+            _ = try? Syscall.poll(fd, events: Int16(POLLOUT), milliseconds: 1000)  // Then one more try.
         }
         return false
     }

@@ -117,12 +117,10 @@ final class IOReactor: Sendable {
             epollFD = mp_epoll_create()
             if epollFD < 0 { throw SystemError("epoll_create1") }
         #else
-            var fds: [Int32] = [-1, -1]
-            let rc = mp_pipe(&fds)
-            if rc != 0 { throw SystemError("pipe (the reactor's wake pipe)", code: rc) }
-            _ = fcntl(fds[0], F_SETFL, O_NONBLOCK)
-            _ = fcntl(fds[1], F_SETFL, O_NONBLOCK)
-            wakeFDs = (fds[0], fds[1])
+            let fds = try Syscall.pipe()
+            try? Syscall.setNonBlocking(fds.0)  // Fails only for a closed descriptor.
+            try? Syscall.setNonBlocking(fds.1)
+            wakeFDs = fds
         #endif
         do {
             // `unowned`: the reactor is never freed once published; one that failed to start
@@ -130,10 +128,10 @@ final class IOReactor: Sendable {
             try OSThread.detach(name: "mp-reactor") { [unowned self] in self.run() }
         } catch {
             #if os(Linux)
-                systemClose(epollFD)
+                Syscall.close(epollFD)
             #else
-                systemClose(wakeFDs.0)
-                systemClose(wakeFDs.1)
+                Syscall.close(wakeFDs.0)
+                Syscall.close(wakeFDs.1)
             #endif
             throw error
         }
@@ -295,7 +293,7 @@ final class IOReactor: Sendable {
             }
         #else
             var byte: UInt8 = 1
-            _ = write(wakeFDs.1, &byte, 1)
+            _ = try? Syscall.write(wakeFDs.1, &byte, 1)  // A full pipe already wakes the loop.
         #endif
         entry.armed = wanted
         return nil
@@ -375,7 +373,7 @@ final class IOReactor: Sendable {
                 if poll(&fds, nfds_t(fds.count), -1) < 0 { continue }
                 if fds[0].revents != 0 {
                     var drain = [UInt8](repeating: 0, count: 64)
-                    while read(wakeFDs.0, &drain, 64) > 0 {}
+                    while (try? Syscall.read(wakeFDs.0, &drain, 64)) ?? 0 > 0 {}
                 }
                 for p in fds.dropFirst() where p.revents != 0 {
                     dispatch(p.fd, events: UInt32(UInt16(bitPattern: p.revents)))

@@ -95,7 +95,7 @@ final class SymbolTable: Sendable {
         // The path comes from a child's report: never wait on it (a FIFO), never read past it.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
-        defer { systemClose(fd) }
+        defer { Syscall.close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
         let fileSize = UInt64(info.st_size)

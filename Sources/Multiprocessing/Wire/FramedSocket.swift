@@ -82,16 +82,16 @@ final class FramedSocket: @unchecked Sendable {
         self.fd = fd
         self.maximumFrameSize = min(maximumFrameSize, Int(UInt32.max))
         storage = .allocate(byteCount: Self.bufferCapacity, alignment: 16)
-        let flags = fcntl(fd, F_GETFL)
-        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+        // Fails only for a descriptor that is not open: every operation then reports EBADF.
+        try? Syscall.setNonBlocking(fd)
     }
 
     deinit {
         if !closedFlag.load(ordering: .acquiring) { IOReactor.existing?.forget(fd) }
-        systemClose(fd)
+        Syscall.close(fd)
         storage.deallocate()
-        for fd in pendingDescriptors { systemClose(fd) }
-        if let partial { for fd in partial.descriptors { systemClose(fd) } }
+        for fd in pendingDescriptors { Syscall.close(fd) }
+        if let partial { for fd in partial.descriptors { Syscall.close(fd) } }
     }
 
     var isClosed: Bool { closedFlag.load(ordering: .acquiring) }
@@ -105,7 +105,8 @@ final class FramedSocket: @unchecked Sendable {
     func close() {
         guard !closedFlag.exchange(true, ordering: .acquiringAndReleasing) else { return }
         IOReactor.existing?.forget(fd)
-        if let dead = DeadSocket.descriptor() { _ = dup2(dead, fd) }
+        // Without a dead socket (or if dup2 fails), the socket is only marked closed (above).
+        if let dead = DeadSocket.descriptor() { _ = try? Syscall.dup2(dead, fd) }
     }
 
     /// The process's reactor; failing to start it (no descriptor left) is a system error.
@@ -185,48 +186,69 @@ final class FramedSocket: @unchecked Sendable {
                 scratch.removeAll(keepingCapacity: true)
                 withUnsafeBytes(of: head) { scratch.append(contentsOf: $0) }
                 scratch.append(contentsOf: step.payload)
-                sent = scratch.withUnsafeBytes { raw in
-                    step.descriptors.withUnsafeBufferPointer {
-                        mp_send_with_fds(fd, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count))
+                let result = scratch.withUnsafeBytes { raw in
+                    step.descriptors.withUnsafeBufferPointer { fds in
+                        Result { () throws(SystemError) in
+                            try Syscall.sendWithDescriptors(
+                                fd, raw.baseAddress, raw.count, fds.baseAddress, Int32(fds.count))
+                        }
                     }
                 }
-                if sent < 0 { return try sendFailure() }
+                guard let n = try sendOutcome(result) else { return .wouldBlock }
+                sent = n
                 step.headerSent = min(sent, Self.headerSize)
                 step.payloadSent = max(0, sent - Self.headerSize)
             } else {
-                sent = withUnsafeBytes(of: head) { raw in
-                    step.descriptors.withUnsafeBufferPointer {
-                        mp_send_with_fds(fd, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count))
+                let result = withUnsafeBytes(of: head) { raw in
+                    step.descriptors.withUnsafeBufferPointer { fds in
+                        Result { () throws(SystemError) in
+                            try Syscall.sendWithDescriptors(
+                                fd, raw.baseAddress, raw.count, fds.baseAddress, Int32(fds.count))
+                        }
                     }
                 }
-                if sent < 0 { return try sendFailure() }
+                guard let n = try sendOutcome(result) else { return .wouldBlock }
+                sent = n
                 step.headerSent = sent
             }
         }
         while step.headerSent < Self.headerSize {
             let head = header(step.kind, count, step.descriptors.count)
-            let sent = withUnsafeBytes(of: head) { raw in
-                systemSend(fd, raw.baseAddress! + step.headerSent, Self.headerSize - step.headerSent)
+            let result = withUnsafeBytes(of: head) { raw in
+                Result { () throws(SystemError) in
+                    try Syscall.send(
+                        fd, raw.baseAddress! + step.headerSent, Self.headerSize - step.headerSent)
+                }
             }
-            if sent < 0 { return try sendFailure() }
+            guard let sent = try sendOutcome(result) else { return .wouldBlock }
             step.headerSent += sent
         }
         while step.payloadSent < count {
             let offset = step.payloadSent
-            let sent = step.payload.withUnsafeBytes {
-                systemSend(fd, $0.baseAddress! + offset, count - offset)
+            let result = step.payload.withUnsafeBytes { raw in
+                Result { () throws(SystemError) in
+                    try Syscall.send(fd, raw.baseAddress! + offset, count - offset)
+                }
             }
-            if sent < 0 { return try sendFailure() }
+            guard let sent = try sendOutcome(result) else { return .wouldBlock }
             step.payloadSent += sent
         }
         return .done
     }
 
-    private func sendFailure() throws(ChannelError) -> Progress {
-        switch errno {
-        case EAGAIN, EWOULDBLOCK, EINTR: return .wouldBlock
-        case EPIPE, ECONNRESET, ENOTCONN: throw isClosed ? .closed : .peerClosed
-        case let code: throw .system(SystemError("send", code: code))
+    /// The bytes one send took, `nil` when it would block; a peer that is gone is `.peerClosed`.
+    @inline(__always)
+    private func sendOutcome(_ result: Result<Syscall.IOResult<Int>, SystemError>) throws(ChannelError)
+        -> Int?
+    {
+        switch result {
+        case .success(.processed(let n)): return n
+        case .success(.wouldBlock): return nil
+        case .failure(let error):
+            switch error.errno {
+            case .brokenPipe, .connectionReset, .socketNotConnected: throw isClosed ? .closed : .peerClosed
+            default: throw .system(error)
+            }
         }
     }
 
@@ -375,9 +397,9 @@ final class FramedSocket: @unchecked Sendable {
     /// drops what is buffered, and returns `error`, which every later receive throws too.
     private func refuse(_ error: ChannelError) -> ChannelError {
         if broken == nil { broken = error }
-        for fd in pendingDescriptors { systemClose(fd) }
+        for fd in pendingDescriptors { Syscall.close(fd) }
         pendingDescriptors = []
-        if let partial { for fd in partial.descriptors { systemClose(fd) } }
+        if let partial { for fd in partial.descriptors { Syscall.close(fd) } }
         partial = nil
         (readIndex, writeIndex) = (0, 0)
         return broken ?? error
@@ -465,7 +487,7 @@ final class FramedSocket: @unchecked Sendable {
             // Too large for the buffer: receive the rest straight into the payload's own storage.
             let descriptors = try takeDescriptors(fdCount)
             guard pendingDescriptors.isEmpty else {
-                for fd in descriptors { systemClose(fd) }
+                for fd in descriptors { Syscall.close(fd) }
                 throw refuse(
                     .unexpectedDescriptors(received: fdCount + pendingDescriptors.count, allowed: fdCount))
             }
@@ -491,15 +513,14 @@ final class FramedSocket: @unchecked Sendable {
         let inPayload = partial != nil
         // Room for all the kernel passes with one message, on the stack: a peer that sends more
         // than a frame may carry is seen (and refused), not silently cut short.
-        let (n, code, received, notes) = withUnsafeTemporaryAllocation(
+        let (result, received, notes) = withUnsafeTemporaryAllocation(
             of: Int32.self, capacity: Int(MP_SCM_MAX_FD)
         ) { fds in
             var count: Int32 = 0
             var notes: Int32 = 0
-            let n = receiveSome(fds.baseAddress!, Int32(fds.count), &count, &notes)
-            let code = errno
+            let result = receiveSome(fds.baseAddress!, Int32(fds.count), &count, &notes)
             if count > 0 { pendingDescriptors.append(contentsOf: fds[..<Int(count)]) }
-            return (n, code, Int(count), notes)
+            return (result, Int(count), notes)
         }
         if notes & Int32(MP_FDS_TRUNCATED) != 0 { throw refuse(.descriptorsDropped) }
         if received > Self.maximumDescriptorsPerFrame || notes & Int32(MP_FDS_EXCESS) != 0 {
@@ -509,47 +530,53 @@ final class FramedSocket: @unchecked Sendable {
             // A large frame's payload never carries descriptors: its own came with its header.
             throw refuse(.unexpectedDescriptors(received: received, allowed: 0))
         }
-        if n > 0 { return true }
-        if n == 0 {
-            sawEOF = true
+        switch result {
+        case .success(.processed(let n)):
+            if n == 0 { sawEOF = true }
             return true
-        }
-        switch code {
-        case EAGAIN, EWOULDBLOCK, EINTR: return false
-        case ECONNRESET, ENOTCONN, EPIPE:
-            sawEOF = true
-            return true
-        case let code: throw .system(SystemError("recvmsg", code: code))
+        case .success(.wouldBlock):
+            return false
+        case .failure(let error):
+            switch error.errno {
+            case .connectionReset, .socketNotConnected, .brokenPipe:
+                sawEOF = true
+                return true
+            default: throw .system(error)
+            }
         }
     }
 
     /// One `recvmsg`, into the large frame in progress or else the buffer.
     private func receiveSome(
         _ fds: UnsafeMutablePointer<Int32>, _ capacity: Int32, _ count: inout Int32, _ notes: inout Int32
-    ) -> Int {
+    ) -> Result<Syscall.IOResult<Int>, SystemError> {
         if var p = partial {
             partial = nil
             defer { partial = p }
             if p.filled == p.payload.count {
                 p.payload += repeatElement(0, count: min(p.payload.count, p.length - p.payload.count))
             }
-            let n = p.payload.withUnsafeMutableBytes { dst in
-                mp_recvmsg_fds(
-                    fd, dst.baseAddress! + p.filled, dst.count - p.filled, fds, capacity, &count, 0, &notes)
+            let result = p.payload.withUnsafeMutableBytes { dst in
+                Result { () throws(SystemError) in
+                    try Syscall.receiveWithDescriptors(
+                        fd, dst.baseAddress! + p.filled, dst.count - p.filled, fds, capacity, &count, &notes)
+                }
             }
-            if n > 0 { p.filled += n }
-            return n
+            if case .success(.processed(let n)) = result { p.filled += n }
+            return result
         }
         if readIndex > 0 && Self.bufferCapacity - writeIndex < Self.bufferCapacity / 2 {
             let live = writeIndex - readIndex
             storage.baseAddress!.copyMemory(from: storage.baseAddress! + readIndex, byteCount: live)
             (readIndex, writeIndex) = (0, live)
         }
-        let n = mp_recvmsg_fds(
-            fd, storage.baseAddress! + writeIndex, Self.bufferCapacity - writeIndex, fds, capacity, &count, 0,
-            &notes)
-        if n > 0 { writeIndex += n }
-        return n
+        let result = Result { () throws(SystemError) in
+            try Syscall.receiveWithDescriptors(
+                fd, storage.baseAddress! + writeIndex, Self.bufferCapacity - writeIndex, fds, capacity,
+                &count, &notes)
+        }
+        if case .success(.processed(let n)) = result { writeIndex += n }
+        return result
     }
 
     /// Waits with `poll` in short slices, so that a `close` from another thread is noticed.
@@ -567,9 +594,12 @@ final class FramedSocket: @unchecked Sendable {
                     / 1_000_000_000_000_000
                 sliceMS = Int32(min(100, max(1, ms)))
             }
-            let r = systemPoll(fd, events: Int16(interest == .read ? POLLIN : POLLOUT), milliseconds: sliceMS)
-            if r > 0 { return }
-            if r < 0 && errno != EINTR { throw .system(SystemError("poll")) }
+            do {
+                let events = Int16(interest == .read ? POLLIN : POLLOUT)
+                if try Syscall.poll(fd, events: events, milliseconds: sliceMS) > 0 { return }
+            } catch {
+                throw .system(error)
+            }
         }
     }
 }
@@ -592,14 +622,12 @@ enum DeadSocket {
     static func prepare() throws(SystemError) -> Int32 {
         let existing = published.load(ordering: .acquiring)
         if existing >= 0 { return existing }
-        var fds: [Int32] = [-1, -1]
-        let rc = mp_socketpair(&fds)
-        if rc != 0 { throw SystemError("socketpair (a dead socket for close)", code: rc) }
-        systemClose(fds[1])
+        let fds = try Syscall.socketPair()
+        Syscall.close(fds.1)
         let (won, winner) = published.compareExchange(
-            expected: -1, desired: fds[0], ordering: .acquiringAndReleasing)
-        if won { return fds[0] }
-        systemClose(fds[0])  // Another thread made one first.
+            expected: -1, desired: fds.0, ordering: .acquiringAndReleasing)
+        if won { return fds.0 }
+        Syscall.close(fds.0)  // Another thread made one first.
         return winner
     }
 
@@ -608,13 +636,14 @@ enum DeadSocket {
     static func recreateAfterFork() {
         let fd = published.load(ordering: .acquiring)
         guard fd >= 0 else { return }
-        var fds: [Int32] = [-1, -1]
-        guard mp_socketpair(&fds) == 0 else {
+        guard let fds = try? Syscall.socketPair() else {
             published.store(-1, ordering: .releasing)
             return
         }
-        _ = dup2(fds[0], fd)
-        systemClose(fds[0])
-        systemClose(fds[1])
+        defer {
+            Syscall.close(fds.0)
+            Syscall.close(fds.1)
+        }
+        if (try? Syscall.dup2(fds.0, fd)) == nil { published.store(-1, ordering: .releasing) }
     }
 }

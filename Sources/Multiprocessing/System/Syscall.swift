@@ -1,0 +1,334 @@
+import CMultiprocessing
+import SystemPackage
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The library's system calls, in one place (swift-nio's `System.swift`, swift-system's
+/// `valueOrErrno`): each wrapper returns the call's value or throws a ``SystemError`` with the
+/// real `errno` and the call's name.
+///
+/// Interrupt policy (`EINTR`), here and nowhere else:
+/// - Calls that are safe to repeat (read, write, send, recv, sendmsg, recvmsg, pread, pwrite,
+///   waitpid, dup2, fcntl, ftruncate, open, shm_open) are retried.
+/// - `close` is never retried: Linux releases the descriptor even when it reports `EINTR`, so a
+///   retry could close a descriptor another thread has just been given.
+/// - Waits with a timeout (`poll`) report `EINTR` as "nothing ready yet" (0): every caller
+///   loops and recomputes what is left of its deadline, so a retry here would overshoot it.
+///
+/// Non-blocking calls return ``IOResult``: `EAGAIN`/`EWOULDBLOCK` is an outcome, not an error.
+/// The hot ones (read, write, send, sendmsg, recvmsg) are `@inline(__always)`: the wrapper
+/// costs a compare on the success path.
+enum Syscall {
+    /// What a non-blocking call did.
+    enum IOResult<Value> {
+        /// The call went through with this value.
+        case processed(Value)
+        /// The call would have blocked (`EAGAIN`/`EWOULDBLOCK`).
+        case wouldBlock
+    }
+
+    // MARK: The policy
+
+    /// `call()` until it does not fail with `EINTR`; a result of -1 throws with the `errno`.
+    @inline(__always)
+    static func retrying<T: FixedWidthInteger>(
+        _ operation: StaticString, _ call: () -> T
+    ) throws(SystemError) -> T {
+        while true {
+            let result = call()
+            if result != -1 { return result }
+            let code = currentErrno()
+            if code != EINTR { throw SystemError(operation.description, code: code) }
+        }
+    }
+
+    /// ``retrying(_:_:)`` for a non-blocking call: `EAGAIN`/`EWOULDBLOCK` is `.wouldBlock`.
+    @inline(__always)
+    static func nonBlocking<T: FixedWidthInteger>(
+        _ operation: StaticString, _ call: () -> T
+    ) throws(SystemError) -> IOResult<T> {
+        while true {
+            let result = call()
+            if result != -1 { return .processed(result) }
+            let code = currentErrno()
+            if code == EAGAIN || code == EWOULDBLOCK { return .wouldBlock }
+            if code != EINTR { throw SystemError(operation.description, code: code) }
+        }
+    }
+
+    // MARK: Descriptors
+
+    /// `read`, retried on `EINTR`. 0 at end of file.
+    @inline(__always)
+    static func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) throws(SystemError) -> Int
+    {
+        try retrying("read") { libc_read(fd, buffer, count) }
+    }
+
+    /// `read` on a non-blocking descriptor, retried on `EINTR`.
+    @inline(__always)
+    static func readNonBlocking(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int)
+        throws(SystemError)
+        -> IOResult<Int>
+    {
+        try nonBlocking("read") { libc_read(fd, buffer, count) }
+    }
+
+    /// `write`, retried on `EINTR`.
+    @inline(__always)
+    static func write(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int) throws(SystemError) -> Int {
+        try retrying("write") { libc_write(fd, bytes, count) }
+    }
+
+    /// `pread`, retried on `EINTR`.
+    static func pread(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, at offset: Int)
+        throws(SystemError)
+        -> Int
+    {
+        try retrying("pread") { libc_pread(fd, buffer, count, off_t(offset)) }
+    }
+
+    /// `pwrite`, retried on `EINTR`.
+    static func pwrite(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int, at offset: Int)
+        throws(SystemError)
+        -> Int
+    {
+        try retrying("pwrite") { libc_pwrite(fd, bytes, count, off_t(offset)) }
+    }
+
+    /// `close`, never retried (see the policy above); its error is discarded, because no caller
+    /// can act on it: the descriptor is released whatever it reports.
+    @inline(__always)
+    static func close(_ fd: Int32) {
+        _ = libc_close(fd)
+    }
+
+    /// `open` with close-on-exec, retried on `EINTR`.
+    static func open(_ path: String, _ flags: Int32) throws(SystemError) -> Int32 {
+        try retrying("open") { libc_open(path, flags | O_CLOEXEC) }
+    }
+
+    /// `dup2`, retried on `EINTR`.
+    @discardableResult
+    static func dup2(_ fd: Int32, _ target: Int32) throws(SystemError) -> Int32 {
+        try retrying("dup2") { libc_dup2(fd, target) }
+    }
+
+    /// Sets `O_NONBLOCK` on `fd`.
+    static func setNonBlocking(_ fd: Int32) throws(SystemError) {
+        let flags = try retrying("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+        if flags & O_NONBLOCK != 0 { return }
+        _ = try retrying("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+    }
+
+    /// Sets `FD_CLOEXEC` on `fd`.
+    static func setCloseOnExec(_ fd: Int32) throws(SystemError) {
+        _ = try retrying("fcntl(F_SETFD)") { fcntl(fd, F_SETFD, FD_CLOEXEC) }
+    }
+
+    /// The size of the file behind `fd` (`fstat`).
+    static func fileSize(_ fd: Int32) throws(SystemError) -> Int {
+        var info = stat()
+        _ = try retrying("fstat") { fstat(fd, &info) }
+        return Int(info.st_size)
+    }
+
+    /// `ftruncate`, retried on `EINTR`.
+    static func ftruncate(_ fd: Int32, _ size: Int) throws(SystemError) {
+        _ = try retrying("ftruncate") { libc_ftruncate(fd, off_t(size)) }
+    }
+
+    /// `poll` on one descriptor: how many are ready (0 after `timeout` or on `EINTR`).
+    static func poll(_ fd: Int32, events: Int16, milliseconds: Int32) throws(SystemError) -> Int32 {
+        var entry = pollfd(fd: fd, events: events, revents: 0)
+        let ready = libc_poll(&entry, 1, milliseconds)
+        if ready >= 0 { return ready }
+        let code = currentErrno()
+        if code == EINTR { return 0 }
+        throw SystemError("poll", code: code)
+    }
+
+    // MARK: Pairs
+
+    /// A close-on-exec `socketpair(AF_UNIX, SOCK_STREAM)`.
+    static func socketPair() throws(SystemError) -> (Int32, Int32) {
+        try socketPair(streamType, "socketpair")
+    }
+
+    /// A close-on-exec `socketpair(AF_UNIX, SOCK_SEQPACKET)`: message boundaries kept.
+    static func seqpacketPair() throws(SystemError) -> (Int32, Int32) {
+        try socketPair(seqpacketType, "socketpair(SOCK_SEQPACKET)")
+    }
+
+    #if os(Linux)
+        private static let streamType = Int32(SOCK_STREAM.rawValue)
+        private static let seqpacketType = Int32(SOCK_SEQPACKET.rawValue)
+    #else
+        private static let streamType = SOCK_STREAM
+        private static let seqpacketType = SOCK_SEQPACKET
+    #endif
+
+    private static func socketPair(_ type: Int32, _ operation: StaticString) throws(SystemError) -> (
+        Int32, Int32
+    ) {
+        var fds: (Int32, Int32) = (-1, -1)
+        #if os(Linux)
+            let cloexec = Int32(SOCK_CLOEXEC.rawValue)
+        #else
+            let cloexec: Int32 = 0
+        #endif
+        _ = try withUnsafeMutableBytes(of: &fds) { raw throws(SystemError) in
+            let p = raw.baseAddress!.assumingMemoryBound(to: Int32.self)
+            return try retrying(operation) { socketpair(AF_UNIX, type | cloexec, 0, p) }
+        }
+        #if !os(Linux)
+            try? setCloseOnExec(fds.0)
+            try? setCloseOnExec(fds.1)
+        #endif
+        return fds
+    }
+
+    /// A close-on-exec pipe: (read end, write end). In C: Swift's Glibc module has no `pipe2`.
+    static func pipe() throws(SystemError) -> (Int32, Int32) {
+        var fds: (Int32, Int32) = (-1, -1)
+        let code = withUnsafeMutableBytes(of: &fds) {
+            mp_pipe($0.baseAddress!.assumingMemoryBound(to: Int32.self))
+        }
+        if code != 0 { throw SystemError("pipe2", code: code) }
+        return fds
+    }
+
+    // MARK: Sockets
+
+    /// A non-blocking `send` (never raising SIGPIPE).
+    @inline(__always)
+    static func send(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int, flags: Int32 = 0)
+        throws(SystemError)
+        -> IOResult<Int>
+    {
+        #if os(Linux)
+            let flags = flags | Int32(MSG_NOSIGNAL)
+        #endif
+        return try nonBlocking("send") { libc_send(fd, bytes, count, flags) }
+    }
+
+    /// A non-blocking `recv`.
+    @inline(__always)
+    static func recv(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, flags: Int32 = 0)
+        throws(SystemError) -> IOResult<Int>
+    {
+        try nonBlocking("recv") { libc_recv(fd, buffer, count, flags) }
+    }
+
+    /// `sendmsg` with `descriptors` (SCM_RIGHTS, built in C: the CMSG macros).
+    @inline(__always)
+    static func sendWithDescriptors(
+        _ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int, _ descriptors: UnsafePointer<Int32>?,
+        _ descriptorCount: Int32, flags: Int32 = 0
+    ) throws(SystemError) -> IOResult<Int> {
+        try nonBlocking("sendmsg") { mp_sendmsg_fds(fd, bytes, count, descriptors, descriptorCount, flags) }
+    }
+
+    /// `recvmsg` that takes up to `capacity` descriptors (close-on-exec) into `descriptors`;
+    /// `received` gets their count and `notes` the `MP_FDS_*` bits.
+    @inline(__always)
+    static func receiveWithDescriptors(
+        _ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int,
+        _ descriptors: UnsafeMutablePointer<Int32>?,
+        _ capacity: Int32, _ received: inout Int32, _ notes: inout Int32, flags: Int32 = 0
+    ) throws(SystemError) -> IOResult<Int> {
+        try nonBlocking("recvmsg") {
+            mp_recvmsg_fds(fd, buffer, count, descriptors, capacity, &received, flags, &notes)
+        }
+    }
+
+    // MARK: Processes
+
+    /// `waitpid`, retried on `EINTR`: the pid reaped (0 with `WNOHANG` when none is ready).
+    static func waitpid(_ pid: Int32, _ status: inout Int32, _ options: Int32) throws(SystemError) -> Int32 {
+        try retrying("waitpid") { libc_waitpid(pid, &status, options) }
+    }
+
+    /// `kill`.
+    static func kill(_ pid: Int32, _ signal: Int32) throws(SystemError) {
+        _ = try retrying("kill") { libc_kill(pid, signal) }
+    }
+
+    // MARK: Memory
+
+    /// Maps `size` bytes of `fd` shared, read-write.
+    static func mapShared(_ fd: Int32, _ size: Int) throws(SystemError) -> UnsafeMutableRawPointer {
+        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let address, address != MAP_FAILED else { throw SystemError("mmap") }
+        return address
+    }
+
+    /// Maps `size` bytes of `fd` shared and read-only, faulting them all in at once where the
+    /// system can (one fault instead of one per page).
+    static func mapReadOnlyPopulated(_ fd: Int32, _ size: Int) throws(SystemError) -> UnsafeMutableRawPointer
+    {
+        #if os(Linux)
+            let flags = MAP_SHARED | MAP_POPULATE
+        #else
+            let flags = MAP_SHARED
+        #endif
+        let address = mmap(nil, size, PROT_READ, flags, fd, 0)
+        guard let address, address != MAP_FAILED else { throw SystemError("mmap") }
+        return address
+    }
+
+    /// `munmap`. Its only failures (EINVAL) mean a wrong address or size: a bug, not a state.
+    static func unmap(_ address: UnsafeMutableRawPointer, _ size: Int) {
+        let rc = munmap(address, size)
+        assert(rc == 0, "munmap: errno \(currentErrno())")
+    }
+
+    /// `shm_unlink`.
+    static func shmUnlink(_ name: String) throws(SystemError) {
+        _ = try retrying("shm_unlink") { shm_unlink(name) }
+    }
+}
+
+// The C library's calls under names that `Syscall`'s own methods do not hide.
+@inline(__always) private func libc_read(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int) -> Int {
+    read(fd, p, n)
+}
+@inline(__always) private func libc_write(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int) -> Int {
+    write(fd, p, n)
+}
+@inline(__always) private func libc_pread(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int, _ o: off_t)
+    -> Int
+{
+    pread(fd, p, n, o)
+}
+@inline(__always) private func libc_pwrite(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int, _ o: off_t) -> Int {
+    pwrite(fd, p, n, o)
+}
+@inline(__always) private func libc_close(_ fd: Int32) -> Int32 { close(fd) }
+@inline(__always) private func libc_open(_ path: String, _ flags: Int32) -> Int32 { open(path, flags) }
+@inline(__always) private func libc_dup2(_ fd: Int32, _ target: Int32) -> Int32 { dup2(fd, target) }
+@inline(__always) private func libc_ftruncate(_ fd: Int32, _ size: off_t) -> Int32 { ftruncate(fd, size) }
+@inline(__always) private func libc_poll(_ fds: UnsafeMutablePointer<pollfd>, _ n: nfds_t, _ ms: Int32)
+    -> Int32
+{
+    poll(fds, n, ms)
+}
+@inline(__always) private func libc_send(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int, _ flags: Int32) -> Int
+{
+    send(fd, p, n, flags)
+}
+@inline(__always) private func libc_recv(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int, _ flags: Int32)
+    -> Int
+{
+    recv(fd, p, n, flags)
+}
+@inline(__always) private func libc_waitpid(
+    _ pid: Int32, _ status: UnsafeMutablePointer<Int32>, _ options: Int32
+) -> Int32 {
+    waitpid(pid, status, options)
+}
+@inline(__always) private func libc_kill(_ pid: Int32, _ signal: Int32) -> Int32 { kill(pid, signal) }

@@ -66,7 +66,7 @@ enum Syscall {
     @inline(__always)
     static func read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) throws(SystemError) -> Int
     {
-        try retrying("read") { libc_read(fd, buffer, count) }
+        try retrying("read") { libcRead(fd, buffer, count) }
     }
 
     /// `read` on a non-blocking descriptor, retried on `EINTR`.
@@ -75,13 +75,13 @@ enum Syscall {
         throws(SystemError)
         -> IOResult<Int>
     {
-        try nonBlocking("read") { libc_read(fd, buffer, count) }
+        try nonBlocking("read") { libcRead(fd, buffer, count) }
     }
 
     /// `write`, retried on `EINTR`.
     @inline(__always)
     static func write(_ fd: Int32, _ bytes: UnsafeRawPointer?, _ count: Int) throws(SystemError) -> Int {
-        try retrying("write") { libc_write(fd, bytes, count) }
+        try retrying("write") { libcWrite(fd, bytes, count) }
     }
 
     /// `pread`, retried on `EINTR`.
@@ -89,7 +89,7 @@ enum Syscall {
         throws(SystemError)
         -> Int
     {
-        try retrying("pread") { libc_pread(fd, buffer, count, off_t(offset)) }
+        try retrying("pread") { libcPread(fd, buffer, count, off_t(offset)) }
     }
 
     /// `pwrite`, retried on `EINTR`.
@@ -97,25 +97,25 @@ enum Syscall {
         throws(SystemError)
         -> Int
     {
-        try retrying("pwrite") { libc_pwrite(fd, bytes, count, off_t(offset)) }
+        try retrying("pwrite") { libcPwrite(fd, bytes, count, off_t(offset)) }
     }
 
     /// `close`, never retried (see the policy above); its error is discarded, because no caller
     /// can act on it: the descriptor is released whatever it reports.
     @inline(__always)
     static func close(_ fd: Int32) {
-        _ = libc_close(fd)
+        _ = libcClose(fd)
     }
 
     /// `open` with close-on-exec, retried on `EINTR`.
     static func open(_ path: String, _ flags: Int32) throws(SystemError) -> Int32 {
-        try retrying("open") { libc_open(path, flags | O_CLOEXEC) }
+        try retrying("open") { libcOpen(path, flags | O_CLOEXEC) }
     }
 
     /// `dup2`, retried on `EINTR`.
     @discardableResult
     static func dup2(_ fd: Int32, _ target: Int32) throws(SystemError) -> Int32 {
-        try retrying("dup2") { libc_dup2(fd, target) }
+        try retrying("dup2") { libcDup2(fd, target) }
     }
 
     /// Sets `O_NONBLOCK` on `fd`.
@@ -139,13 +139,13 @@ enum Syscall {
 
     /// `ftruncate`, retried on `EINTR`.
     static func ftruncate(_ fd: Int32, _ size: Int) throws(SystemError) {
-        _ = try retrying("ftruncate") { libc_ftruncate(fd, off_t(size)) }
+        _ = try retrying("ftruncate") { libcFtruncate(fd, off_t(size)) }
     }
 
     /// `poll` on one descriptor: how many are ready (0 after `timeout` or on `EINTR`).
     static func poll(_ fd: Int32, events: Int16, milliseconds: Int32) throws(SystemError) -> Int32 {
         var entry = pollfd(fd: fd, events: events, revents: 0)
-        let ready = libc_poll(&entry, 1, milliseconds)
+        let ready = libcPoll(&entry, 1, milliseconds)
         if ready >= 0 { return ready }
         let code = currentErrno()
         if code == EINTR { return 0 }
@@ -213,7 +213,7 @@ enum Syscall {
         #if os(Linux)
             let flags = flags | Int32(MSG_NOSIGNAL)
         #endif
-        return try nonBlocking("send") { libc_send(fd, bytes, count, flags) }
+        return try nonBlocking("send") { libcSend(fd, bytes, count, flags) }
     }
 
     /// A non-blocking `recv`.
@@ -221,7 +221,7 @@ enum Syscall {
     static func recv(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, flags: Int32 = 0)
         throws(SystemError) -> IOResult<Int>
     {
-        try nonBlocking("recv") { libc_recv(fd, buffer, count, flags) }
+        try nonBlocking("recv") { libcRecv(fd, buffer, count, flags) }
     }
 
     /// `sendmsg` with `descriptors` (SCM_RIGHTS, built in C: the CMSG macros).
@@ -250,12 +250,12 @@ enum Syscall {
 
     /// `waitpid`, retried on `EINTR`: the pid reaped (0 with `WNOHANG` when none is ready).
     static func waitpid(_ pid: Int32, _ status: inout Int32, _ options: Int32) throws(SystemError) -> Int32 {
-        try retrying("waitpid") { libc_waitpid(pid, &status, options) }
+        try retrying("waitpid") { libcWaitpid(pid, &status, options) }
     }
 
     /// `kill`.
     static func kill(_ pid: Int32, _ signal: Int32) throws(SystemError) {
-        _ = try retrying("kill") { libc_kill(pid, signal) }
+        _ = try retrying("kill") { libcKill(pid, signal) }
     }
 
     // MARK: Memory
@@ -294,41 +294,41 @@ enum Syscall {
 }
 
 // The C library's calls under names that `Syscall`'s own methods do not hide.
-@inline(__always) private func libc_read(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int) -> Int {
+@inline(__always) private func libcRead(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int) -> Int {
     read(fd, p, n)
 }
-@inline(__always) private func libc_write(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int) -> Int {
+@inline(__always) private func libcWrite(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int) -> Int {
     write(fd, p, n)
 }
-@inline(__always) private func libc_pread(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int, _ o: off_t)
+@inline(__always) private func libcPread(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int, _ o: off_t)
     -> Int
 {
     pread(fd, p, n, o)
 }
-@inline(__always) private func libc_pwrite(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int, _ o: off_t) -> Int {
+@inline(__always) private func libcPwrite(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int, _ o: off_t) -> Int {
     pwrite(fd, p, n, o)
 }
-@inline(__always) private func libc_close(_ fd: Int32) -> Int32 { close(fd) }
-@inline(__always) private func libc_open(_ path: String, _ flags: Int32) -> Int32 { open(path, flags) }
-@inline(__always) private func libc_dup2(_ fd: Int32, _ target: Int32) -> Int32 { dup2(fd, target) }
-@inline(__always) private func libc_ftruncate(_ fd: Int32, _ size: off_t) -> Int32 { ftruncate(fd, size) }
-@inline(__always) private func libc_poll(_ fds: UnsafeMutablePointer<pollfd>, _ n: nfds_t, _ ms: Int32)
+@inline(__always) private func libcClose(_ fd: Int32) -> Int32 { close(fd) }
+@inline(__always) private func libcOpen(_ path: String, _ flags: Int32) -> Int32 { open(path, flags) }
+@inline(__always) private func libcDup2(_ fd: Int32, _ target: Int32) -> Int32 { dup2(fd, target) }
+@inline(__always) private func libcFtruncate(_ fd: Int32, _ size: off_t) -> Int32 { ftruncate(fd, size) }
+@inline(__always) private func libcPoll(_ fds: UnsafeMutablePointer<pollfd>, _ n: nfds_t, _ ms: Int32)
     -> Int32
 {
     poll(fds, n, ms)
 }
-@inline(__always) private func libc_send(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int, _ flags: Int32) -> Int
+@inline(__always) private func libcSend(_ fd: Int32, _ p: UnsafeRawPointer?, _ n: Int, _ flags: Int32) -> Int
 {
     send(fd, p, n, flags)
 }
-@inline(__always) private func libc_recv(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int, _ flags: Int32)
+@inline(__always) private func libcRecv(_ fd: Int32, _ p: UnsafeMutableRawPointer?, _ n: Int, _ flags: Int32)
     -> Int
 {
     recv(fd, p, n, flags)
 }
-@inline(__always) private func libc_waitpid(
+@inline(__always) private func libcWaitpid(
     _ pid: Int32, _ status: UnsafeMutablePointer<Int32>, _ options: Int32
 ) -> Int32 {
     waitpid(pid, status, options)
 }
-@inline(__always) private func libc_kill(_ pid: Int32, _ signal: Int32) -> Int32 { kill(pid, signal) }
+@inline(__always) private func libcKill(_ pid: Int32, _ signal: Int32) -> Int32 { kill(pid, signal) }

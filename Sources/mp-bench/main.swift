@@ -149,14 +149,20 @@ func poolSpeedup() async throws -> Double {
 }
 
 func poolCrashDetect() async throws -> Double {
-    // One worker, warmed before each kill, so a replacement's start-up is never counted.
+    try await poolLossDetect(SelfKill())
+}
+
+/// Milliseconds from `apply` of a function that ends its worker to `PoolError.workerLost`, median
+/// of 15, on one worker warmed before each loss so that a replacement's start-up is never counted.
+func poolLossDetect<Crash: ProcessFunction>(_ crash: Crash) async throws -> Double
+where Crash.Input == Int, Crash.Output == Int {
     try await withProcessPool(workers: 1) { pool in
         var samples: [Double] = []
         for _ in 0..<15 {
             _ = try await pool.apply(Identity(), 0)
             let start = ContinuousClock.now
             do {
-                _ = try await pool.apply(SelfKill(), 0)
+                _ = try await pool.apply(crash, 0)
             } catch PoolError.workerLost {
                 samples.append(seconds(ContinuousClock.now - start) * 1e3)
             }
@@ -187,19 +193,7 @@ func childCrashReport(count: Int) async throws -> Double {
 
 func poolTrapDetect() async throws -> Double {
     // As pool_crash_detect, but the worker traps (its crash handler runs) instead of being killed.
-    try await withProcessPool(workers: 1) { pool in
-        var samples: [Double] = []
-        for _ in 0..<15 {
-            _ = try await pool.apply(Identity(), 0)
-            let start = ContinuousClock.now
-            do {
-                _ = try await pool.apply(NilUnwrapOnCall(), 0)
-            } catch PoolError.workerLost {
-                samples.append(seconds(ContinuousClock.now - start) * 1e3)
-            }
-        }
-        return median(samples)
-    }
+    try await poolLossDetect(NilUnwrapOnCall())
 }
 
 let arguments = CommandLine.arguments.dropFirst()

@@ -144,7 +144,7 @@ final class WorkerDriver {
         for pause in [0, 20, 200] {
             // Not `Task.sleep`: at the descriptor limit, libdispatch traps if this would be the
             // first timer of the process (it needs descriptors for its timers).
-            if pause > 0 { _ = try? await BlockingThreads.shared.run { usleep(UInt32(pause) * 1000) } }
+            if pause > 0 { await WaitTimer.sleep(for: .milliseconds(pause)) }
             if core.isTerminated { return nil }
             do {
                 return try await startWorker()

@@ -13,6 +13,16 @@ final class WaitTimer: Sendable {
     /// In a child made by `fork`: the timer thread did not survive, and its lock may be held.
     static func resetAfterFork() { shared = WaitTimer() }
 
+    /// Suspends the calling task for `duration` (not cancellable; no Dispatch timer, no thread
+    /// held while it sleeps).
+    static func sleep(for duration: Duration) async {
+        let deadline = WaitDeadline(after: duration)
+        if deadline.isNever || deadline.hasPassed { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            shared.schedule(at: deadline) { continuation.resume() }
+        }
+    }
+
     /// Names a scheduled action, to cancel it.
     struct Token: Sendable, Hashable {
         fileprivate let id: UInt64

@@ -14,3 +14,6 @@ func work(_ job: Job) async throws -> Outcome { Outcome(id: job.id) }
 func compute(_ index: Int) -> Double { Double(index) }
 func save() async throws {}
 func download() async throws {}
+func httpStatus(of url: String) async throws -> Int { 200 }
+func makeThumbnail(of path: String, width: Int) throws -> String { path }
+func process(_ item: Int) {}

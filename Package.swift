@@ -27,6 +27,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
         // `Errno`: the error code every `SystemError` carries (System/Syscall.swift).
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        // Documentation only: `swift package generate-documentation` (Scripts/docs.sh). A command
+        // plugin, so nothing of it is linked into the library.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
     targets: [
         // The few things Swift cannot reach: a constructor that runs before `main`, fork in a

@@ -15,7 +15,7 @@ import Synchronization
 /// let status = try await child.join()     // .exited(0)
 /// ```
 ///
-/// A task that returns a value hands it back through ``value``; an error it throws is re-thrown
+/// A task that returns a value hands it back through ``value-9ekns``; an error it throws is re-thrown
 /// there; a crash (a Swift trap, a segfault in C code, `SIGKILL`) becomes
 /// ``ProcessError/crashed(_:)`` with the signal, where the child crashed (``ChildCrash/report``:
 /// the crashing function and the crashing thread's backtrace, sent by the child's crash handler)
@@ -50,7 +50,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     private let monitor = Mutex<ChildMonitor?>(nil)
     private let started = Atomic<Bool>(false)
 
-    /// Prepares a child for `task`. Nothing runs until ``start()``.
+    /// Prepares a child for `task`. Nothing runs until ``start()-76zqq``.
     ///
     /// - Throws: ``ProcessError/unsupportedTaskType(typeName:reason:)`` when a child could not
     ///   find `Work` by name (private, fileprivate or local types), and
@@ -81,7 +81,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// The child's process id, once started.
     public var pid: Int32? { monitor.withLock { $0?.pid } }
 
-    /// `true` between ``start()`` and the child's exit.
+    /// `true` between ``start()-76zqq`` and the child's exit.
     public var isAlive: Bool { monitor.withLock { $0.map { $0.status == nil } ?? false } }
 
     /// How the child ended, or `nil` while it runs (or before it starts).
@@ -497,7 +497,7 @@ extension ChildProcess where Work.Output: Decodable {
 extension ChildProcess where Work.Output == Void {
     /// Waits for the task to finish; throws what it threw, or why it did not finish.
     ///
-    /// - Throws: see ``ChildProcess/value``.
+    /// - Throws: see ``ChildProcess/value-9ekns``.
     public var value: Void {
         get async throws { _ = try await outcome() }
     }

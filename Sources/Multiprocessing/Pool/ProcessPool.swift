@@ -105,7 +105,7 @@ public final class ProcessPool: Sendable {
         }
     }
 
-    /// Like ``map(_:over:chunkSize:progress:)`` but every item gets its own result, so one
+    /// Like ``map(_:over:chunkSize:progress:)-(_,Inputs,_,_)`` but every item gets its own result, so one
     /// failure (a thrown error, a crashed worker) never stops the batch.
     @inlinable
     public func mapResults<F: ProcessFunction, Inputs: Sequence>(

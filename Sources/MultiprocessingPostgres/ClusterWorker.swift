@@ -94,20 +94,19 @@ public final class ClusterWorker: Service, Sendable {
         // Serving runs in a task of its own, so that cancelling `run()` stops the work in order
         // (hand back, record what finished) instead of cutting the database off mid-way.
         let serving = Task { try await serve(db) }
-        defer {
-            signalTask?.cancel()
-            clientTask.cancel()
-        }
-        try await withTaskCancellationHandler {
-            try await withGracefulShutdownHandler {
-                try await serving.value
+        let result = await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await serving.result
             } onGracefulShutdown: { [core] in
                 core.beginDraining()
             }
         } onCancel: { [core] in
             core.stopNow()
         }
+        signalTask?.cancel()
+        clientTask.cancel()
         await clientTask.value
+        try result.get()
     }
 
     private func serve(_ db: ClusterDatabase) async throws {

@@ -58,7 +58,8 @@ public final class ClusterAdmin: Service, Sendable {
         let s = self.s
         return try await db.retrying("reading queue figures") {
             var figures: [ClusterQueueFigures] = []
-            for try await (name, queued, running, succeeded, failed, cancelled, oldest, lastMinute) in try await db.client
+            for try await (name, queued, running, succeeded, failed, cancelled, oldest, lastMinute)
+                in try await db.client
                 .query(
                     """
                     SELECT queue,
@@ -94,7 +95,8 @@ public final class ClusterAdmin: Service, Sendable {
         let s = self.s
         return try await db.retrying("reading workers") {
             var figures: [ClusterWorkerFigures] = []
-            for try await (id, host, pid, concurrency, queues, names, heartbeat, lease, stopping, held) in try await db
+            for try await (id, host, pid, concurrency, queues, names, heartbeat, lease, stopping, held)
+                in try await db
                 .client.query(
                     """
                     SELECT w.id, w.host, w.pid, w.concurrency, w.queues, w.task_names,
@@ -107,7 +109,8 @@ public final class ClusterAdmin: Service, Sendable {
                 let sinceHeartbeat = Duration.milliseconds(heartbeat)
                 figures.append(
                     ClusterWorkerFigures(
-                        id: id, host: host, pid: pid, concurrency: Int(concurrency), queues: queues, taskNames: names,
+                        id: id, host: host, pid: pid, concurrency: Int(concurrency), queues: queues,
+                        taskNames: names,
                         sinceHeartbeat: sinceHeartbeat, isLive: heartbeat < 2 * lease, isStopping: stopping,
                         tasksHeld: held))
             }
@@ -188,7 +191,9 @@ public final class ClusterAdmin: Service, Sendable {
     /// Deletes a queue's tasks in the given states (by default the finished ones). Returns how
     /// many.
     @discardableResult
-    public func purge(queue: String, states: Set<ClusterTaskState> = ClusterTaskState.finished) async throws -> Int {
+    public func purge(queue: String, states: Set<ClusterTaskState> = ClusterTaskState.finished) async throws
+        -> Int
+    {
         try await ready()
         let db = self.db
         let s = self.s
@@ -253,11 +258,13 @@ public final class ClusterAdmin: Service, Sendable {
 }
 
 /// Runs `body` with a running ``ClusterAdmin``, then stops it.
-public func withClusterAdmin<Result: Sendable>(
-    configuration: ClusterConfiguration, _ body: @Sendable (ClusterAdmin) async throws -> Result
+public func withClusterAdmin<Result>(
+    configuration: ClusterConfiguration, isolation: isolated (any Actor)? = #isolation,
+    _ body: (ClusterAdmin) async throws -> Result
 ) async throws -> Result {
     let admin = ClusterAdmin(configuration: configuration)
-    return try await withThrowingTaskGroup(of: Void.self) { group in
+    return try await withThrowingTaskGroup(of: Void.self, returning: Result.self, isolation: isolation) {
+        group in
         group.addTask { try await admin.run() }
         do {
             let result = try await body(admin)

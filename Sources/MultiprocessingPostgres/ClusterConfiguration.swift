@@ -100,7 +100,9 @@ public struct ClusterConfiguration: Sendable {
             host = String(rest[rest.index(after: rest.startIndex)..<close])
             let after = rest[rest.index(after: close)...]
             if after.hasPrefix(":") {
-                guard let value = Int(after.dropFirst()) else { throw fail("bad port '\(after.dropFirst())'") }
+                guard let value = Int(after.dropFirst()) else {
+                    throw fail("bad port '\(after.dropFirst())'")
+                }
                 port = value
             }
         } else if let colon = rest.lastIndex(of: ":") {

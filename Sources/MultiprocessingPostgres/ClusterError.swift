@@ -35,7 +35,8 @@ public enum ClusterError: Error, Sendable, Hashable, CustomStringConvertible {
             "no live worker registered task name '\(name)' within \(waited)"
         case .undecodablePayload(let task, let name, let reason):
             "task \(task) (\(name)): its stored function or input cannot be decoded: \(reason)"
-        case .undecodableResult(let task, let reason): "task \(task): its stored result cannot be decoded: \(reason)"
+        case .undecodableResult(let task, let reason):
+            "task \(task): its stored result cannot be decoded: \(reason)"
         case .encodingFailed(let why): "cannot encode for the queue: \(why)"
         case .leaseExpired(let task, let attempts):
             "task \(task): its worker stopped renewing its lease, \(attempts) attempt(s) in all"

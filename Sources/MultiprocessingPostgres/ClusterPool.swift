@@ -87,7 +87,9 @@ public final class ClusterPool: Service, Sendable {
     ///
     /// With a ``ClusterTaskOptions/deduplicationKey`` that a queued or running task of the same
     /// queue already has, the future is that task's.
-    public func submit<F: ProcessFunction>(_ function: F, _ input: F.Input, options: ClusterTaskOptions? = nil)
+    public func submit<F: ProcessFunction>(
+        _ function: F, _ input: F.Input, options: ClusterTaskOptions? = nil
+    )
         async throws -> ClusterFuture<F.Output>
     {
         let options = options ?? defaults
@@ -102,9 +104,11 @@ public final class ClusterPool: Service, Sendable {
     /// submitted with.
     ///
     /// - Throws: ``ClusterError/noSuchTask(_:)`` when the queue has no such task.
-    public func result<F: ProcessFunction>(of id: ClusterTaskID, as type: F.Type) async throws -> ClusterFuture<
-        F.Output
-    > {
+    public func result<F: ProcessFunction>(of id: ClusterTaskID, as type: F.Type) async throws
+        -> ClusterFuture<
+            F.Output
+        >
+    {
         try await ready()
         let db = self.db
         let exists = try await db.retrying("looking up a task") {
@@ -139,7 +143,8 @@ public final class ClusterPool: Service, Sendable {
         _ function: F, over inputs: Inputs, options: ClusterTaskOptions? = nil,
         progress: (@Sendable (PoolProgress) -> Void)? = nil
     ) async throws -> [F.Output] where Inputs.Element == F.Input {
-        let results = try await run(function, Array(inputs), options: options, failFast: true, progress: progress)
+        let results = try await run(
+            function, Array(inputs), options: options, failFast: true, progress: progress)
         return try results.map { try $0.get() }
     }
 
@@ -193,7 +198,9 @@ public final class ClusterPool: Service, Sendable {
                     let chunkIDs = try await enqueue(function, Array(items[start..<end]), options: options)
                     for (offset, id) in chunkIDs.enumerated() {
                         let index = start + offset
-                        keys += router.wait(for: [id]) { row in collector.deliver(index, row.outcome(as: F.Output.self)) }
+                        keys += router.wait(for: [id]) { row in
+                            collector.deliver(index, row.outcome(as: F.Output.self))
+                        }
                     }
                     ids += chunkIDs
                     start = end
@@ -221,7 +228,8 @@ public final class ClusterPool: Service, Sendable {
 
     /// Stores one task per input and returns their ids in input order. Safe to repeat after a
     /// lost connection: rows are keyed by a random batch id and their index in it.
-    func enqueue<F: ProcessFunction>(_ function: F, _ inputs: [F.Input], options: ClusterTaskOptions) async throws
+    func enqueue<F: ProcessFunction>(_ function: F, _ inputs: [F.Input], options: ClusterTaskOptions)
+        async throws
         -> [Int64]
     {
         try await ready()
@@ -299,12 +307,14 @@ public final class ClusterPool: Service, Sendable {
 
 /// Runs `body` with a running ``ClusterPool`` on `configuration`'s queue, then stops it (tasks
 /// still queued stay queued: their results can be read later by id).
-public func withClusterPool<Result: Sendable>(
+public func withClusterPool<Result>(
     configuration: ClusterConfiguration, defaults: ClusterTaskOptions = ClusterTaskOptions(),
-    _ body: @Sendable (ClusterPool) async throws -> Result
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (ClusterPool) async throws -> Result
 ) async throws -> Result {
     let pool = ClusterPool(configuration: configuration, defaults: defaults)
-    return try await withThrowingTaskGroup(of: Void.self) { group in
+    return try await withThrowingTaskGroup(of: Void.self, returning: Result.self, isolation: isolation) {
+        group in
         group.addTask { try await pool.run() }
         do {
             let result = try await body(pool)

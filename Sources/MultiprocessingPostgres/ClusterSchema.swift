@@ -145,7 +145,8 @@ enum ClusterSchema {
                     try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
                 }
                 try await connection.query(
-                    "INSERT INTO \(unescaped: schema).schema_version (version) VALUES (\(version))", logger: logger)
+                    "INSERT INTO \(unescaped: schema).schema_version (version) VALUES (\(version))",
+                    logger: logger)
             }
         }
     }

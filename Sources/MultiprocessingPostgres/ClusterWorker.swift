@@ -1,13 +1,14 @@
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Darwin)
-    import Darwin
-#endif
 import Multiprocessing
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Serves a cluster's queue from this host: claims tasks of the types it registered, runs each
 /// in its own local ``ProcessPool``, and records the results.
@@ -110,10 +111,13 @@ public final class ClusterWorker: Service, Sendable {
     }
 
     private func serve(_ db: ClusterDatabase) async throws {
-        try await db.retrying("migrating the schema") { try await ClusterSchema.migrate(db.client, configuration: configuration) }
+        try await db.retrying("migrating the schema") {
+            try await ClusterSchema.migrate(db.client, configuration: configuration)
+        }
         let queries = WorkerQueries(db: db, workerID: id)
         let registration = WorkerRegistration(
-            host: options.hostName ?? Self.hostName(), pid: getpid(), concurrency: Int32(options.concurrency.value),
+            host: options.hostName ?? Self.hostName(), pid: getpid(),
+            concurrency: Int32(options.concurrency.value),
             queues: options.queues, names: taskNames, lease: options.lease, stopping: false)
         try await db.retrying("registering the worker") { try await queries.register(registration) }
         var poolOptions = options.pool

@@ -1,9 +1,10 @@
+import Multiprocessing
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Multiprocessing
 
 /// A failed attempt's error as it is stored in a task's row, in the library's wire codec: the
 /// error value itself when its type is `Codable` (and the reader's binary has it), the pool's
@@ -26,9 +27,11 @@ enum ErrorEnvelope: Codable, Sendable {
             self = .cluster(ClusterErrorRecord(cluster))
         } else if let remote = error as? RemoteError {
             self = .remote(
-                typeName: remote.typeName, description: remote.errorDescription, processName: remote.processName,
+                typeName: remote.typeName, description: remote.errorDescription,
+                processName: remote.processName,
                 pid: remote.pid)
-        } else if let codable = error as? any Error & Codable, let mangled = _mangledTypeName(type(of: codable)),
+        } else if let codable = error as? any Error & Codable,
+            let mangled = _mangledTypeName(type(of: codable)),
             let payload = try? Self.encode(codable)
         {
             self = .value(
@@ -58,7 +61,8 @@ enum ErrorEnvelope: Codable, Sendable {
             {
                 return error
             }
-            return RemoteError(typeName: typeName, errorDescription: description, processName: "worker", pid: pid)
+            return RemoteError(
+                typeName: typeName, errorDescription: description, processName: "worker", pid: pid)
         case .remote(let typeName, let description, let processName, let pid):
             return RemoteError(
                 typeName: typeName, errorDescription: description, processName: processName, pid: pid)
@@ -107,11 +111,13 @@ enum PoolErrorRecord: Codable, Sendable {
     var error: any Error {
         switch self {
         case .workerLost(let record): PoolError.workerLost(record.loss)
-        case .timedOut(let task, let after, let pid): PoolError.timedOut(task: task, after: .nanoseconds(after), pid: pid)
+        case .timedOut(let task, let after, let pid):
+            PoolError.timedOut(task: task, after: .nanoseconds(after), pid: pid)
         case .memoryLimitExceeded(let task, let resident, let limit, let pid):
             PoolError.memoryLimitExceeded(task: task, residentBytes: resident, limit: limit, pid: pid)
         case .other(let text):
-            RemoteError(typeName: "Multiprocessing.PoolError", errorDescription: text, processName: "worker", pid: 0)
+            RemoteError(
+                typeName: "Multiprocessing.PoolError", errorDescription: text, processName: "worker", pid: 0)
         }
     }
 }
@@ -162,12 +168,16 @@ struct WorkerLossRecord: Codable, Sendable {
         var report: CrashReport?
         if let crashSignal, let frames {
             report = CrashReport(
-                signal: Signal(rawValue: crashSignal), faultAddress: faultAddress, threadName: threadName ?? "",
-                frames: frames.map { CrashFrame(address: $0.address, symbol: $0.symbol, offset: $0.offset, image: $0.image) },
+                signal: Signal(rawValue: crashSignal), faultAddress: faultAddress,
+                threadName: threadName ?? "",
+                frames: frames.map {
+                    CrashFrame(address: $0.address, symbol: $0.symbol, offset: $0.offset, image: $0.image)
+                },
                 crashingFrameIndex: crashingFrameIndex)
         }
         return WorkerLoss(
-            task: task, pid: pid, status: status, standardErrorTail: standardErrorTail, workersKilled: workersKilled,
+            task: task, pid: pid, status: status, standardErrorTail: standardErrorTail,
+            workersKilled: workersKilled,
             crashReport: report)
     }
 }
@@ -192,7 +202,8 @@ enum ClusterErrorRecord: Codable, Sendable {
 
     var error: any Error {
         switch self {
-        case .unknownTaskName(let name, let waited): ClusterError.unknownTaskName(name, waited: .nanoseconds(waited))
+        case .unknownTaskName(let name, let waited):
+            ClusterError.unknownTaskName(name, waited: .nanoseconds(waited))
         case .undecodablePayload(let task, let name, let reason):
             ClusterError.undecodablePayload(task: task, taskName: name, reason: reason)
         case .leaseExpired(let task, let attempts): ClusterError.leaseExpired(task: task, attempts: attempts)

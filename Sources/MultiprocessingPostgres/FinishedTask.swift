@@ -57,7 +57,8 @@ struct FinishedTask: Sendable {
         case "cancelled": return PoolError.cancelled
         default:
             return RemoteError(
-                typeName: "task \(id)", errorDescription: errorText ?? "failed", processName: "worker", pid: 0)
+                typeName: "task \(id)", errorDescription: errorText ?? "failed", processName: "worker", pid: 0
+            )
         }
     }
 }

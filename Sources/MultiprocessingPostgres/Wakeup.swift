@@ -107,7 +107,8 @@ final class Gate<Value: Sendable>: Sendable {
             return state.nextKey
         }
         let result = await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Result<Value, any Error>, Never>) in
+            await withCheckedContinuation {
+                (continuation: CheckedContinuation<Result<Value, any Error>, Never>) in
                 let ready = state.withLock { state -> Result<Value, any Error>? in
                     if let result = state.result { return result }
                     if Task.isCancelled { return .failure(CancellationError()) }

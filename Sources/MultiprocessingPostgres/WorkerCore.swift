@@ -151,7 +151,8 @@ final class WorkerCore: Sendable {
     /// caller cancels the call).
     func attach(_ call: RegisteredFunction.Call, to task: ClaimedTask) -> Bool {
         state.withLock { state in
-            guard var held = state.held[task.id], held.task.attempt == task.attempt, state.phase != .stopping else {
+            guard var held = state.held[task.id], held.task.attempt == task.attempt, state.phase != .stopping
+            else {
                 return false
             }
             held.call = call

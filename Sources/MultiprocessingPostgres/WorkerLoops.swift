@@ -118,9 +118,12 @@ struct WorkerLoops: Sendable {
             let registration = current
             let held = core.heldIDs
             let lease = options.lease
-            if let lost = try? await db.retrying("renewing leases", {
-                try await queries.heartbeat(held: held, lease: lease, registration: registration)
-            }) {
+            if let lost = try? await db.retrying(
+                "renewing leases",
+                {
+                    try await queries.heartbeat(held: held, lease: lease, registration: registration)
+                })
+            {
                 core.abandon(lost)
             }
         }
@@ -145,7 +148,8 @@ struct WorkerLoops: Sendable {
         if let function = worker.functions[task.name] {
             switch function.submit(pool, task.function, task.input) {
             case .failure(.undecodable(let why)):
-                result = .failure(ClusterError.undecodablePayload(task: task.id, taskName: task.name, reason: why))
+                result = .failure(
+                    ClusterError.undecodablePayload(task: task.id, taskName: task.name, reason: why))
                 final = true
             case .failure(.rejected(let error)):
                 result = .failure(error)
@@ -173,9 +177,11 @@ struct WorkerLoops: Sendable {
         core.finished(task, outcome)
     }
 
-    private func outcome(of call: RegisteredFunction.Call, timeout: Duration?, task: ClaimedTask) async -> Result<
-        [UInt8], any Error
-    > {
+    private func outcome(of call: RegisteredFunction.Call, timeout: Duration?, task: ClaimedTask) async
+        -> Result<
+            [UInt8], any Error
+        >
+    {
         guard let timeout else { return await call.outcome() }
         return await withTaskGroup(of: Result<[UInt8], any Error>?.self) { group in
             group.addTask { await call.outcome() }

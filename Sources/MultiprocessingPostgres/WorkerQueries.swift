@@ -135,7 +135,9 @@ struct WorkerQueries: Sendable {
 
     /// Renews the leases of held tasks and the worker's own heartbeat; returns the held ids
     /// that are no longer this worker's (cancelled, or rescued after a lost lease).
-    func heartbeat(held: [Int64], lease: Duration, registration: WorkerRegistration) async throws -> Set<Int64> {
+    func heartbeat(held: [Int64], lease: Duration, registration: WorkerRegistration) async throws -> Set<
+        Int64
+    > {
         try await register(registration)
         guard !held.isEmpty else { return [] }
         var renewed = Set<Int64>()
@@ -165,7 +167,8 @@ struct WorkerQueries: Sendable {
 
     /// Removes the worker's row.
     func deregister() async throws {
-        try await db.client.query("DELETE FROM \(unescaped: s).workers WHERE id = \(workerID)", logger: db.logger)
+        try await db.client.query(
+            "DELETE FROM \(unescaped: s).workers WHERE id = \(workerID)", logger: db.logger)
     }
 }
 

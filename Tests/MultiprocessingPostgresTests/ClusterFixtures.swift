@@ -61,7 +61,9 @@ struct NobodyKnows: ProcessFunction {
 }
 
 /// Every function the tests' workers register.
-let testFunctions: [any ProcessFunction.Type] = [CSquare.self, Shout.self, LoggedNap.self, FailOdd.self, AlwaysTrap.self]
+let testFunctions: [any ProcessFunction.Type] = [
+    CSquare.self, Shout.self, LoggedNap.self, FailOdd.self, AlwaysTrap.self,
+]
 
 // MARK: Worker hosts in child processes
 
@@ -132,7 +134,8 @@ enum TestDatabase {
         guard access("/bin/bash", X_OK) == 0, hasServerBinaries() else {
             throw TestSetupError(
                 "PostgreSQL is needed: set MP_POSTGRES_URL, or install Debian's postgresql package "
-                    + "(apt-get install -y postgresql) so that Scripts/postgres.sh can start a throwaway cluster")
+                    + "(apt-get install -y postgresql) so that Scripts/postgres.sh can start a throwaway cluster"
+            )
         }
         let child = try ChildProcess(
             ShellCommand(arguments: ["/bin/bash", script, "start"]), capturesStandardOutput: true)
@@ -141,7 +144,8 @@ enum TestDatabase {
         _ = try await child.join()
         let url = child.standardOutput.split(separator: "\n").last.map(String.init) ?? ""
         guard status == 0, url.hasPrefix("postgres://") else {
-            throw TestSetupError("Scripts/postgres.sh start failed (status \(status)): \(child.standardOutput)")
+            throw TestSetupError(
+                "Scripts/postgres.sh start failed (status \(status)): \(child.standardOutput)")
         }
         resolved.withLock { $0 = url }
         return url
@@ -176,7 +180,9 @@ enum TestDatabase {
     /// Runs `psql` with `sql` and returns its exit status.
     static func psql(_ sql: String) async throws -> Int32 {
         let child = try ChildProcess(
-            ShellCommand(arguments: ["/usr/bin/psql", "-q", "-v", "ON_ERROR_STOP=1", try await url(), "-c", sql]),
+            ShellCommand(arguments: [
+                "/usr/bin/psql", "-q", "-v", "ON_ERROR_STOP=1", try await url(), "-c", sql,
+            ]),
             capturesStandardOutput: true)
         try await child.start()
         return try await child.value
@@ -185,7 +191,9 @@ enum TestDatabase {
     /// Runs `psql` and returns its unaligned, tuples-only output.
     static func query(_ sql: String) async throws -> [String] {
         let child = try ChildProcess(
-            ShellCommand(arguments: ["/usr/bin/psql", "-At", "-v", "ON_ERROR_STOP=1", try await url(), "-c", sql]),
+            ShellCommand(arguments: [
+                "/usr/bin/psql", "-At", "-v", "ON_ERROR_STOP=1", try await url(), "-c", sql,
+            ]),
             capturesStandardOutput: true)
         try await child.start()
         let status = try await child.value
@@ -196,13 +204,15 @@ enum TestDatabase {
 
     /// Drops a test's schema.
     static func drop(_ configuration: ClusterConfiguration) async {
-        _ = try? await psql("DROP SCHEMA IF EXISTS \(configuration.schema) CASCADE")
+        _ = try? await psql(
+            "SET client_min_messages TO warning; DROP SCHEMA IF EXISTS \(configuration.schema) CASCADE")
     }
 
     /// `Scripts/postgres.sh restart`: `pg_ctl restart -m fast` on the script's cluster.
     static func restart() async throws {
         let url = try await url()
-        let scriptURL = "postgres://postgres@127.0.0.1:\(getenv("MP_POSTGRES_PORT").map { String(cString: $0) } ?? "55432")/postgres"
+        let scriptURL =
+            "postgres://postgres@127.0.0.1:\(getenv("MP_POSTGRES_PORT").map { String(cString: $0) } ?? "55432")/postgres"
         guard url == scriptURL else {
             throw TestSetupError(
                 "the restart test needs the cluster of Scripts/postgres.sh (\(scriptURL)), not \(url)")
@@ -262,9 +272,10 @@ func testWorkerOptions(concurrency: Int = 2) -> ClusterWorkerOptions {
 }
 
 /// Runs an in-process worker while `body` runs, then stops it and waits for it.
-func withWorker<T: Sendable>(
+func withWorker<T>(
     _ configuration: ClusterConfiguration, options: ClusterWorkerOptions = testWorkerOptions(),
-    _ body: @Sendable (ClusterWorker) async throws -> T
+    isolation: isolated (any Actor)? = #isolation,
+    _ body: (ClusterWorker) async throws -> T
 ) async throws -> T {
     let worker = ClusterWorker(configuration: configuration, functions: testFunctions, options: options)
     let running = Task { try await worker.run() }

@@ -84,7 +84,10 @@ final class WorkerCore: Sendable {
     func add(_ claimed: [ClaimedTask]) {
         guard !claimed.isEmpty else { return }
         state.withLock { state in
-            for task in claimed where state.held[task.id] == nil {
+            for task in claimed {
+                // A newer attempt of a task whose last outcome is still being written (the
+                // claim's answer came first) supersedes the old entry.
+                if let held = state.held[task.id], held.task.attempt >= task.attempt { continue }
                 state.held[task.id] = Held(task: task)
                 state.ready.append(task.id)
             }

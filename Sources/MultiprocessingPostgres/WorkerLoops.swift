@@ -69,8 +69,10 @@ struct WorkerLoops: Sendable {
                     }
                     core.add(claimed)
                     if !claimed.isEmpty { continue }
-                } catch {
+                } catch  where !Task.isCancelled {
                     db.logger.warning("claiming failed", metadata: ["error": "\(error)"])
+                } catch {
+                    break
                 }
             }
             await core.claimWake.wait(upTo: db.configuration.pollInterval)

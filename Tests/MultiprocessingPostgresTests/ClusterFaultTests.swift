@@ -51,6 +51,7 @@ extension ClusterTests {
             stale.lease = .seconds(1)
             stale.heartbeatInterval = .seconds(3600)
             stale.rescueInterval = .seconds(3600)
+            stale.maximumHeld = 1
             try await withClusterPool(configuration: configuration) { (pool: ClusterPool) async throws in
                 let future = try await pool.submit(LoggedNap(log: log.path, milliseconds: 2500), 1)
                 try await withWorker(configuration, options: stale) { (first: ClusterWorker) async throws in

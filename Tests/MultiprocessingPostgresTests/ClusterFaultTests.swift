@@ -1,5 +1,7 @@
 import Multiprocessing
 import MultiprocessingPostgres
+import PostgresNIO
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -142,6 +144,54 @@ extension ClusterTests {
                     for future in futures.dropFirst() { #expect(try await future.value == getpid()) }
                 }
             }
+        }
+
+        @Test("a second SIGTERM stops at once: the running task goes back to the queue uncharged")
+        func secondSignal() async throws {
+            let configuration = try await TestDatabase.configuration("second")
+            defer { Task { await TestDatabase.drop(configuration) } }
+            let log = RunLog("second")
+            defer { log.remove() }
+            let host = try ChildProcess(
+                WorkerHost(url: try await TestDatabase.url(), schema: configuration.schema, concurrency: 1))
+            try await host.start()
+            defer { host.kill() }
+            try await withClusterPool(configuration: configuration) { (pool: ClusterPool) async throws in
+                let future = try await pool.submit(LoggedNap(log: log.path, milliseconds: 600_000), 1)
+                #expect(try await eventually { log.lines.count == 1 })
+                host.terminate()
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(host.isAlive)  // Draining: the running task has its grace.
+                host.terminate()
+                #expect(try await host.join() == .exited(0))
+                #expect(
+                    try await TestDatabase.query(
+                        "SELECT state, attempt, worker_id IS NULL FROM \(configuration.schema).tasks WHERE id = \(future.id)"
+                    ) == ["queued|0|t"])
+                #expect(try await pool.cancel([future.id]) == 1)
+            }
+        }
+
+        @Test("in a ServiceGroup: its graceful shutdown drains the worker, the running task finishes")
+        func serviceGroup() async throws {
+            let configuration = try await TestDatabase.configuration("group")
+            defer { Task { await TestDatabase.drop(configuration) } }
+            let log = RunLog("group")
+            defer { log.remove() }
+            let worker = ClusterWorker(
+                configuration: configuration, functions: testFunctions, options: testWorkerOptions())
+            let group = ServiceGroup(services: [worker], logger: Logger(label: "test"))
+            let running = Task { try await group.run() }
+            try await withClusterPool(configuration: configuration) { (pool: ClusterPool) async throws in
+                #expect(try await pool.apply(CSquare(), 3) == 9)
+                let future = try await pool.submit(LoggedNap(log: log.path, milliseconds: 500), 1)
+                #expect(try await eventually { log.lines.count == 1 })
+                await group.triggerGracefulShutdown()
+                #expect(try await future.value == getpid())
+            }
+            try await running.value
+            #expect(worker.statistics.recorded == 2)
+            #expect(worker.statistics.handedBack == 0)
         }
 
         @Test(

@@ -281,6 +281,12 @@ public struct PoolProgress: Sendable, Hashable {
     /// Items in the map.
     public var total: Int
 
+    /// A progress report: `completed` of `total` items finished.
+    public init(completed: Int, total: Int) {
+        self.completed = completed
+        self.total = total
+    }
+
     /// The finished fraction, 0...1.
     public var fraction: Double { total == 0 ? 1 : Double(completed) / Double(total) }
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Type-checks every ```swift sample of the DocC catalog against the library, so that a renamed or
+# Type-checks every ```swift sample of the DocC catalogs against the libraries, so that a renamed or
 # removed API breaks this check instead of a reader's first try. Each article is checked as a
 # module of its own: the declarations its samples make at column 0 (the tasks, functions and
 # types, which the library wants at file scope anyway) go to file scope, and every sample's
@@ -14,12 +14,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 
-catalog=Sources/Multiprocessing/Multiprocessing.docc
+catalogs=(Sources/Multiprocessing/Multiprocessing.docc Sources/MultiprocessingPostgres/MultiprocessingPostgres.docc)
 build=.build/debug
 work=$(mktemp -d)
 trap '[ -n "${KEEP_SAMPLES:-}" ] || rm -rf "$work"' EXIT
 
-[ -e "$build/Modules/Multiprocessing.swiftmodule" ] || swift build --target Multiprocessing
+[ -e "$build/Modules/MultiprocessingPostgres.swiftmodule" ] || swift build --target MultiprocessingPostgres
 
 extract() {
   awk -v file="$PWD/$1" -v name="$(basename "$1" .md | tr -c 'A-Za-z0-9\n' '_')" '
@@ -69,18 +69,21 @@ extract() {
 
 status=0
 checked=0
-for article in "$catalog"/*.md; do
-  grep -q '^```swift' "$article" || continue
-  name=$(basename "$article" .md)
-  extract "$article" > "$work/$name.swift"
-  checked=$((checked + $(grep -c '^```swift' "$article")))
-  swiftc -typecheck -parse-as-library -swift-version 6 -suppress-warnings -module-name "Sample$name" \
-    -I "$build/Modules" \
-    -Xcc -fmodule-map-file="$build/CMultiprocessing.build/module.modulemap" \
-    -Xcc -I -Xcc Sources/CMultiprocessing/include \
-    -Xcc -fmodule-map-file=.build/checkouts/swift-atomics/Sources/_AtomicsShims/include/module.modulemap \
-    -Xcc -fmodule-map-file=.build/checkouts/swift-system/Sources/CSystem/include/module.modulemap \
-    Scripts/doc-samples-prelude.swift "$work/$name.swift" || status=1
+# Every C module the libraries import (the package's own and its dependencies'): the generated
+# maps of the build and the checkouts' own.
+module_maps=()
+while IFS= read -r map; do module_maps+=(-Xcc "-fmodule-map-file=$map"); done < <(
+  { find "$build/" -maxdepth 2 -name module.modulemap; find .build/checkouts -path '*/include/module.modulemap'; } | sort)
+for catalog in "${catalogs[@]}"; do
+  for article in "$catalog"/*.md; do
+    grep -q '^```swift' "$article" || continue
+    name=$(basename "$article" .md)
+    extract "$article" > "$work/$name.swift"
+    checked=$((checked + $(grep -c '^```swift' "$article")))
+    swiftc -typecheck -parse-as-library -swift-version 6 -suppress-warnings -module-name "Sample$name" \
+      -I "$build/Modules" -Xcc -I -Xcc Sources/CMultiprocessing/include "${module_maps[@]}" \
+      Scripts/doc-samples-prelude.swift "$work/$name.swift" || status=1
+  done
 done
 if [ "$status" -eq 0 ]; then
   echo "doc samples: all $checked Swift samples type-check"

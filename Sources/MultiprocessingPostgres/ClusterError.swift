@@ -1,8 +1,8 @@
 /// Why cluster work failed, other than an error thrown by the function itself (which comes back
-/// as itself, or as a `RemoteError`) or a ``Multiprocessing/PoolError`` from the worker host's
+/// as itself, or as a `RemoteError`) or a `PoolError` from the worker host's
 /// local pool (a crash, a time-out, a memory limit: it comes back as that `PoolError`).
-/// Cancellation and a result wait that timed out are ``Multiprocessing/PoolError/cancelled`` and
-/// ``Multiprocessing/PoolError/resultTimedOut``, as with a local pool.
+/// Cancellation and a result wait that timed out are `PoolError.cancelled` and
+/// `PoolError.resultTimedOut`, as with a local pool.
 public enum ClusterError: Error, Sendable, Hashable, CustomStringConvertible {
     /// No live worker registered this task name within the task's
     /// ``ClusterTaskOptions/unknownNameTimeout``.

@@ -1,7 +1,7 @@
 import Multiprocessing
 
 /// The result of a task submitted to a ``ClusterPool``, or looked up by id: the cluster's
-/// ``Multiprocessing/PoolFuture``.
+/// `PoolFuture`.
 ///
 /// Await ``value``, await it with a time-out, check ``isDone``, or ``cancel()`` the task. The
 /// task and its result live in the database, not in this object: a future dropped, or a
@@ -46,7 +46,7 @@ public final class ClusterFuture<Output: Codable & Sendable>: Sendable {
         }
     }
 
-    /// Waits at most `timeout`; throws ``Multiprocessing/PoolError/resultTimedOut`` if the
+    /// Waits at most `timeout`; throws `PoolError.resultTimedOut` if the
     /// result is not in by then (the task goes on: ``cancel()`` it to stop it).
     public func value(timeout: Duration) async throws -> Output {
         if let result = gate.result { return try result.get() }
@@ -72,7 +72,7 @@ public final class ClusterFuture<Output: Codable & Sendable>: Sendable {
     }
 
     /// Cancels the task: a queued task never runs, a running one is stopped by its worker. The
-    /// result becomes ``Multiprocessing/PoolError/cancelled`` unless it was already in. Returns
+    /// result becomes `PoolError.cancelled` unless it was already in. Returns
     /// at once; the cancellation is written in the background (``ClusterPool/cancel(_:)``
     /// writes it and waits).
     public func cancel() {

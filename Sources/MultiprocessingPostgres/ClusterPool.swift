@@ -3,7 +3,7 @@ import PostgresNIO
 import ServiceLifecycle
 
 /// A process pool whose workers are ``ClusterWorker``s on any number of hosts, coordinated
-/// through PostgreSQL: the verbs of ``Multiprocessing/ProcessPool``, with the same typed results
+/// through PostgreSQL: the verbs of `ProcessPool`, with the same typed results
 /// and errors.
 ///
 /// ```swift
@@ -21,10 +21,10 @@ import ServiceLifecycle
 /// loses nothing: ``result(of:as:)`` reads a result later, from any process. An error thrown by
 /// the function comes back as the same value when its type is `Codable` (and this binary has
 /// it), otherwise as a `RemoteError`; a crash, a time-out or a memory limit on the worker host
-/// as the ``Multiprocessing/PoolError`` the local pool gave. Results arrive through
+/// as the `PoolError` the local pool gave. Results arrive through
 /// `LISTEN/NOTIFY`, with polling as the fallback.
 ///
-/// The pool needs its ``run()`` running (``withClusterPool(configuration:defaults:_:)`` does
+/// The pool needs its ``run()`` running (``withClusterPool(configuration:defaults:isolation:_:)`` does
 /// that), as postgres-nio's client does; it is a swift-service-lifecycle `Service`.
 public final class ClusterPool: Service, Sendable {
     /// The queue.

@@ -11,7 +11,7 @@ import UnixSignals
 #endif
 
 /// Serves a cluster's queue from this host: claims tasks of the types it registered, runs each
-/// in its own local ``ProcessPool``, and records the results.
+/// in its own local `ProcessPool`, and records the results.
 ///
 /// ```swift
 /// // In the worker's main, a binary that contains the task types:

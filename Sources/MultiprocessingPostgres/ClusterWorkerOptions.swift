@@ -4,7 +4,7 @@ import Multiprocessing
 public struct ClusterWorkerOptions: Sendable {
     /// The queues this worker takes work from. Default `["default"]`.
     public var queues: [String] = ["default"]
-    /// How many tasks run at once: the size of the worker's local ``ProcessPool``. Default: one
+    /// How many tasks run at once: the size of the worker's local `ProcessPool`. Default: one
     /// per CPU this process may use.
     public var concurrency: WorkerCount = .cpuCount
     /// The local pool's options (time-out, memory limit, start method, environment, the

@@ -171,9 +171,18 @@ struct ChaosPoolTests {
         let killerDone = DispatchSemaphore(value: 0)
         DispatchQueue.global().async {
             var generator = SystemRandomNumberGenerator()
+            // Only workers seen for 200 ms or more: a worker killed while it starts counts
+            // towards the pool's "50 failed starts in a row" rule (its own test), and on a
+            // loaded machine a start can outlast the pause between kills.
+            var firstSeen: [Int32: ContinuousClock.Instant] = [:]
             while !done.load(ordering: .relaxed) {
                 usleep(UInt32.random(in: 5_000...40_000, using: &generator))
-                if let pid = pool.workerPIDs.randomElement(using: &generator), kill(pid, SIGKILL) == 0 {
+                let now = ContinuousClock.now
+                let pids = pool.workerPIDs
+                firstSeen = firstSeen.filter { pids.contains($0.key) }
+                for pid in pids where firstSeen[pid] == nil { firstSeen[pid] = now }
+                let started = pids.filter { now - firstSeen[$0]! >= .milliseconds(200) }
+                if let pid = started.randomElement(using: &generator), kill(pid, SIGKILL) == 0 {
                     kills.add(1, ordering: .relaxed)
                 }
             }

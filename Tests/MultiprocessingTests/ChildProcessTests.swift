@@ -152,7 +152,8 @@ struct ChildProcessTests {
         let start = ContinuousClock.now
         let early = try await child.join(timeout: .milliseconds(200))
         #expect(early == nil)
-        #expect(ContinuousClock.now - start < .seconds(5))
+        // A hang detector, not a timing: well under the child's 30 s, far over a loaded machine's stalls.
+        #expect(ContinuousClock.now - start < .seconds(15))
         #expect(child.isAlive)
         child.terminate()
         #expect(try await child.join(timeout: .seconds(10)) == .signaled(.terminate))

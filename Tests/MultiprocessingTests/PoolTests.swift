@@ -34,7 +34,8 @@ struct PoolTests {
         try await withProcessPool(workers: 2, options: options) { (pool: ProcessPool) async throws in
             let start = ContinuousClock.now
             let results = try await pool.mapResults(KillOn(victim: 3), over: 0..<8, chunkSize: 1)
-            #expect(ContinuousClock.now - start < .seconds(20))
+            // A hang detector (the map must not wait for the lost item forever), not a timing.
+            #expect(ContinuousClock.now - start < .seconds(60))
             for (i, result) in results.enumerated() where i != 3 { #expect(try result.get() == i * 10) }
             guard case .failure(PoolError.workerLost(let loss)) = results[3] else {
                 Issue.record("item 3 should have lost its worker: \(results[3])")

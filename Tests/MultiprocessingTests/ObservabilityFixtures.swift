@@ -72,7 +72,8 @@ final class TestMetrics: MetricsFactory, Sendable {
         return metrics
     }()
 
-    final class Handler: CounterHandler, FloatingPointCounterHandler, RecorderHandler, MeterHandler, TimerHandler,
+    final class Handler: CounterHandler, FloatingPointCounterHandler, RecorderHandler, MeterHandler,
+        TimerHandler,
         Sendable
     {
         let values = Mutex<[Double]>([])
@@ -112,15 +113,23 @@ final class TestMetrics: MetricsFactory, Sendable {
         }
     }
 
-    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler { make(label, dimensions) }
-    func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> any FloatingPointCounterHandler {
+    func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
+        make(label, dimensions)
+    }
+    func makeFloatingPointCounter(label: String, dimensions: [(String, String)])
+        -> any FloatingPointCounterHandler
+    {
         make(label, dimensions)
     }
     func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
         make(label, dimensions)
     }
-    func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler { make(label, dimensions) }
-    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler { make(label, dimensions) }
+    func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
+        make(label, dimensions)
+    }
+    func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
+        make(label, dimensions)
+    }
     func destroyCounter(_ handler: any CounterHandler) {}
     func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {}
     func destroyRecorder(_ handler: any RecorderHandler) {}

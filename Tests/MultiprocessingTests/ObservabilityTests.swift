@@ -20,11 +20,14 @@ private func recordingLogger(level: Logger.Level = .info) -> (Logger, InMemoryLo
 
 @Suite("Observability: logging")
 struct LoggingTests {
-    @Test("a child's swift-log records reach the parent's logger with its name and pid", arguments: [StartMethod.spawn, .forkserver])
+    @Test(
+        "a child's swift-log records reach the parent's logger with its name and pid",
+        arguments: [StartMethod.spawn, .forkserver])
     func forwarded(method: StartMethod) async throws {
         let (logger, records) = recordingLogger()
         let child = try ChildProcess(
-            ChattyTask(count: 3), name: "chatty-child", startMethod: method, logger: logger, forwardsLogs: true)
+            ChattyTask(count: 3), name: "chatty-child", startMethod: method, logger: logger,
+            forwardsLogs: true)
         try await child.start()
         try await child.value
         let pid = try #require(child.pid)
@@ -42,7 +45,8 @@ struct LoggingTests {
     @Test("a flood of records arrives whole, and a crash right after them loses none")
     func floodThenCrash() async throws {
         let (logger, records) = recordingLogger()
-        let child = try ChildProcess(ChattyTask(count: 5000, trapAfter: true), logger: logger, forwardsLogs: true)
+        let child = try ChildProcess(
+            ChattyTask(count: 5000, trapAfter: true), logger: logger, forwardsLogs: true)
         try await child.start()
         await #expect(throws: ProcessError.self) { try await child.value }
         #expect(records.entries.filter { $0.metadata["logger.label"] == "chatty" }.count == 5000)
@@ -59,7 +63,8 @@ struct LoggingTests {
         try await child.start()
         try await child.value
         #expect(!records.entries.contains { $0.metadata["logger.label"] != nil })
-        #expect(records.entries.map(\.message.description) == ["child process started", "child process exited"])
+        #expect(
+            records.entries.map(\.message.description) == ["child process started", "child process exited"])
     }
 
     @Test("a pool logs a lost worker with its task and attempt, the retry, and the workers' own records")
@@ -74,10 +79,13 @@ struct LoggingTests {
             #expect(try await pool.apply(ChattyFunction(), 7) == 7)
             await #expect(throws: PoolError.self) { try await pool.apply(KillOn(victim: 1), 1) }
         }
-        let lost = records.entries.filter { $0.message.description == "pool worker lost while running a task" }
+        let lost = records.entries.filter {
+            $0.message.description == "pool worker lost while running a task"
+        }
         #expect(lost.map { $0.metadata["attempt"]?.description } == ["1", "2"])
         #expect(lost.allSatisfy { $0.metadata["task"] == "1" && $0.metadata["pool"] == "logged-pool" })
-        #expect(records.entries.filter { $0.message.description == "retrying task on a fresh worker" }.count == 1)
+        #expect(
+            records.entries.filter { $0.message.description == "retrying task on a fresh worker" }.count == 1)
         let worker = records.entries.filter { $0.metadata["logger.label"] == "chatty.worker" }
         #expect(worker.map(\.message.description) == ["working on 7"])
         #expect(worker.first?.metadata["process.name"] == "PoolWorker-1")
@@ -162,7 +170,8 @@ struct TracingTests {
                 }
             }
         }
-        let library = try #require(tracer.finishedSpans.first { $0.operationName == "multiprocessing.pool.task" })
+        let library = try #require(
+            tracer.finishedSpans.first { $0.operationName == "multiprocessing.pool.task" })
         #expect(seen[0] == parentTrace)
         #expect(seen[1] == parentTrace)
         #expect(seen[2] == library.spanID)
@@ -176,5 +185,18 @@ struct TracingTests {
         let child = try ChildProcess(TraceProbe())
         try await child.start()
         #expect(try await child.value[0] == "none")
+    }
+}
+
+extension MetricsTests {
+    @Test("the Manager counts its log compactions")
+    func managerCompactions() throws {
+        let metrics = TestMetrics.shared
+        let writer = try SharedDictionary<Int, String>(capacity: 512)
+        let before = metrics.handler("multiprocessing_manager_log_compactions", [])?.value ?? 0
+        for round in 0..<500 { try writer.updateValue("value \(round)", forKey: round % 7) }
+        let after = try #require(metrics.handler("multiprocessing_manager_log_compactions", [])?.value)
+        // Other tests compact too, in parallel: at least this one's.
+        #expect(after - before >= Double(writer.log.compactions))
     }
 }

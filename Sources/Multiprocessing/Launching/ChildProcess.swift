@@ -339,7 +339,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             }
             child = try ChildMonitor(
                 name: name, socket: socket, stderrReadEnd: capturesStandardError ? errPipe[0] : nil,
-                stdoutReadEnd: capturesStandardOutput ? outPipe[0] : nil, reactor: reactor, observer: observer)
+                stdoutReadEnd: capturesStandardOutput ? outPipe[0] : nil, reactor: reactor, observer: observer
+            )
         } catch {
             Syscall.close(channel[1])
             if capturesStandardError { Syscall.close(errPipe[1]) }
@@ -348,7 +349,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             observer?.cancelled(error)
             throw .launchFailed(error)
         }
-        var setup = LaunchSetup(socket: socket, child: child, channel: channel, errPipe: errPipe, outPipe: outPipe)
+        var setup = LaunchSetup(
+            socket: socket, child: child, channel: channel, errPipe: errPipe, outPipe: outPipe)
         setup.records = records
         return setup
     }

@@ -163,6 +163,7 @@ final class LogSegment: @unchecked Sendable {
         let sequence = current.sequence &+ 1
         word.pointee.store(
             LogPosition(sequence: sequence, words: UInt32(needed / 8)).raw, ordering: .releasing)
+        ManagerMetrics.compactions?.increment()
         return LogPosition(sequence: sequence, words: UInt32(snapshot.count / 8))
     }
 

@@ -106,6 +106,7 @@ enum ChildObservation {
     static func launch(forwardedLevel: Logger.Level?, trace: TaskTrace?) -> LaunchObservation? {
         let setup = setupTypeName.withLock { $0 }
         guard setup != nil || forwardedLevel != nil || trace != nil else { return nil }
-        return LaunchObservation(setupType: setup, forwardedLevel: forwardedLevel, traceContext: trace?.carrier)
+        return LaunchObservation(
+            setupType: setup, forwardedLevel: forwardedLevel, traceContext: trace?.carrier)
     }
 }

@@ -22,7 +22,8 @@ struct ForwardedLogRecord: Codable, Sendable {
     func send(on fd: Int32) -> Bool {
         var record = self
         if record.message.utf8.count > Self.maxBytes / 2 {
-            record.message = String(decoding: record.message.utf8.prefix(Self.maxBytes / 2), as: UTF8.self) + "…"
+            record.message =
+                String(decoding: record.message.utf8.prefix(Self.maxBytes / 2), as: UTF8.self) + "…"
         }
         guard var bytes = try? TaskCoding.encode(record) else { return false }
         if bytes.count > Self.maxBytes {
@@ -38,7 +39,9 @@ struct ForwardedLogRecord: Codable, Sendable {
 
     /// The record as a line for stderr, when no parent takes it.
     var plainText: String {
-        let extra = metadata.isEmpty ? "" : " " + metadata.sorted { $0.key < $1.key }.map { "\($0)=\($1)" }.joined(separator: " ")
+        let extra =
+            metadata.isEmpty
+            ? "" : " " + metadata.sorted { $0.key < $1.key }.map { "\($0)=\($1)" }.joined(separator: " ")
         return "\(level) \(label):\(extra) [\(processName) \(pid)] \(message)"
     }
 

@@ -55,7 +55,8 @@ public struct ParentLogHandler: LogHandler {
         let record = ForwardedLogRecord(
             label: label, level: event.level, message: event.message.description,
             metadata: merged.mapValues { $0.description }, source: event.source, file: event.file,
-            function: event.function, line: event.line, pid: CurrentProcess.pid, processName: CurrentProcess.name)
+            function: event.function, line: event.line, pid: CurrentProcess.pid,
+            processName: CurrentProcess.name)
         let fd = Self.connection.withLock { $0.fd }
         if fd >= 0, record.send(on: fd) { return }
         report(record.plainText)

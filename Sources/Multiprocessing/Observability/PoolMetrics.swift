@@ -9,9 +9,15 @@ final class PoolMetrics: Sendable {
 
     /// Why a task failed, as the `reason` dimension says it.
     enum FailureReason: String, CaseIterable, Sendable {
-        case error, workerLost = "worker_lost", timeout, memoryLimit = "memory_limit", cancelled
-        case protocolError = "protocol_error", startFailed = "start_failed"
-        case initializerFailed = "initializer_failed", other
+        case error
+        case workerLost = "worker_lost"
+        case timeout
+        case memoryLimit = "memory_limit"
+        case cancelled
+        case protocolError = "protocol_error"
+        case startFailed = "start_failed"
+        case initializerFailed = "initializer_failed"
+        case other
 
         init(_ error: any Error) {
             switch error {
@@ -30,8 +36,11 @@ final class PoolMetrics: Sendable {
 
     /// Why a worker ended, as the `cause` dimension of restarts says it.
     enum RestartCause: String, CaseIterable, Sendable {
-        case crash, exit, timeout, memoryLimit = "memory_limit", recycle, cancelled
-        case protocolError = "protocol_error", startup
+        case crash, exit, timeout
+        case memoryLimit = "memory_limit"
+        case recycle, cancelled
+        case protocolError = "protocol_error"
+        case startup
     }
 
     let submitted: Counter
@@ -55,15 +64,27 @@ final class PoolMetrics: Sendable {
         completed = Counter(label: Self.prefix + "tasks_completed", dimensions: dimensions)
         failed = Dictionary(
             uniqueKeysWithValues: FailureReason.allCases.map {
-                ($0, Counter(label: Self.prefix + "tasks_failed", dimensions: dimensions + [("reason", $0.rawValue)]))
+                (
+                    $0,
+                    Counter(
+                        label: Self.prefix + "tasks_failed",
+                        dimensions: dimensions + [("reason", $0.rawValue)])
+                )
             })
-        duration = Timer(label: Self.prefix + "task_duration", dimensions: dimensions, preferredDisplayUnit: .milliseconds)
-        queueWait = Timer(label: Self.prefix + "queue_wait", dimensions: dimensions, preferredDisplayUnit: .milliseconds)
+        duration = Timer(
+            label: Self.prefix + "task_duration", dimensions: dimensions, preferredDisplayUnit: .milliseconds)
+        queueWait = Timer(
+            label: Self.prefix + "queue_wait", dimensions: dimensions, preferredDisplayUnit: .milliseconds)
         queueDepth = Meter(label: Self.prefix + "queue_depth", dimensions: dimensions)
         workersAlive = Meter(label: Self.prefix + "workers_alive", dimensions: dimensions)
         restarts = Dictionary(
             uniqueKeysWithValues: RestartCause.allCases.map {
-                ($0, Counter(label: Self.prefix + "worker_restarts", dimensions: dimensions + [("cause", $0.rawValue)]))
+                (
+                    $0,
+                    Counter(
+                        label: Self.prefix + "worker_restarts",
+                        dimensions: dimensions + [("cause", $0.rawValue)])
+                )
             })
     }
 }

@@ -73,7 +73,8 @@ final class PoolTelemetry: Sendable {
     func workerStarted(pid: Int32, number: Int) {
         metrics?.workersAlive.increment()
         logger?.debug(
-            "pool worker started", metadata: ["process.pid": .stringConvertible(pid), "worker": .stringConvertible(number)])
+            "pool worker started",
+            metadata: ["process.pid": .stringConvertible(pid), "worker": .stringConvertible(number)])
     }
 
     /// A worker process is gone; `cause` is `nil` when the pool is shutting down.
@@ -117,7 +118,8 @@ final class PoolTelemetry: Sendable {
     ) {
         guard let logger else { return }
         var metadata: Logger.Metadata = [
-            "process.pid": .stringConvertible(pid), "task": .string(task), "attempt": .stringConvertible(attempt),
+            "process.pid": .stringConvertible(pid), "task": .string(task),
+            "attempt": .stringConvertible(attempt),
             "exit.status": .string("\(status)"),
         ]
         if logger.logLevel <= .error {

@@ -28,7 +28,8 @@ final class TaskTrace: Sendable {
     static func begin(_ operation: String, attributes: (inout SpanAttributes) -> Void) -> TaskTrace? {
         guard isActive else { return nil }
         let tracer = InstrumentationSystem.tracer
-        let span = tracer.startSpan(operation, context: ServiceContext.current ?? .topLevel, ofKind: .producer)
+        let span = tracer.startSpan(
+            operation, context: ServiceContext.current ?? .topLevel, ofKind: .producer)
         span.updateAttributes(attributes)
         span.addEvent("queued")
         var carrier: [String: String] = [:]

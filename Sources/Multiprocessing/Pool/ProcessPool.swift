@@ -257,7 +257,8 @@ public final class ProcessPool: Sendable {
         let batch = MapBatch<F>(
             core: core, function: try installed(function), items: items, chunkSize: size, failFast: failFast,
             progress: progress)
-        batch.trace = traceBatch("multiprocessing.pool.map", batch.function, items: items.count, jobs: batch.chunkCount)
+        batch.trace = traceBatch(
+            "multiprocessing.pool.map", batch.function, items: items.count, jobs: batch.chunkCount)
         do {
             try core.enqueue(batch.makeJobs())
         } catch {
@@ -269,13 +270,19 @@ public final class ProcessPool: Sendable {
     }
 
     /// The span of a call or map, when a tracer records spans (and the map has chunks).
-    private func traceBatch(_ operation: String, _ function: InstalledFunction, items: Int, jobs: Int) -> BatchTrace? {
-        guard jobs > 0, let trace = TaskTrace.begin(operation, attributes: { attributes in
-            attributes["pool"] = core.telemetry.label
-            attributes["task.function"] = function.typeName
-            attributes["task.items"] = items
-            attributes["task.jobs"] = jobs
-        }) else { return nil }
+    private func traceBatch(_ operation: String, _ function: InstalledFunction, items: Int, jobs: Int)
+        -> BatchTrace?
+    {
+        guard jobs > 0,
+            let trace = TaskTrace.begin(
+                operation,
+                attributes: { attributes in
+                    attributes["pool"] = core.telemetry.label
+                    attributes["task.function"] = function.typeName
+                    attributes["task.items"] = items
+                    attributes["task.jobs"] = jobs
+                })
+        else { return nil }
         return BatchTrace(trace, jobs: jobs)
     }
 }

@@ -462,7 +462,8 @@ final class WorkerDriver {
         let status = (try? await worker.child.join()) ?? .signaled(.kill)
         self.worker = nil
         registry.remove(worker)
-        core.telemetry.workerEnded(pid: worker.pid, cause: Self.cause(of: worker, status: status, ready: ready), status: status)
+        core.telemetry.workerEnded(
+            pid: worker.pid, cause: Self.cause(of: worker, status: status, ready: ready), status: status)
         let jobs = Array(inFlight[inFlightHead...])
         let firstItem = itemsBeforeHead
         inFlight.removeAll()
@@ -517,7 +518,8 @@ final class WorkerDriver {
             let fails = WorkerLossPolicy.failsAfterKill(kills: killed, options: core.options)
             core.telemetry.workerLost(
                 pid: worker.pid, task: label, attempt: killed, status: status,
-                crashReport: { worker.child.crashReport }, standardErrorTail: { worker.child.standardErrorTail },
+                crashReport: { worker.child.crashReport },
+                standardErrorTail: { worker.child.standardErrorTail },
                 willRetry: !fails, poisoned: fails && killed >= core.options.maxWorkersKilledPerTask)
             if fails {
                 verdict = PoolError.workerLost(
@@ -588,7 +590,8 @@ final class WorkerDriver {
         }
         registry.remove(worker)
         core.telemetry.workerStopped(pid: worker.pid, task: nil, reason: reason)
-        core.telemetry.workerEnded(pid: worker.pid, cause: Self.cause(of: reason), status: worker.child.exitStatus)
+        core.telemetry.workerEnded(
+            pid: worker.pid, cause: Self.cause(of: reason), status: worker.child.exitStatus)
         self.worker = nil
     }
 }
@@ -607,7 +610,9 @@ final class WorkerRegistry: Sendable {
 
 extension WorkerDriver {
     /// Why a worker ended, for the restart metric.
-    fileprivate static func cause(of worker: WorkerHandle, status: ExitStatus, ready: Bool) -> PoolMetrics.RestartCause {
+    fileprivate static func cause(of worker: WorkerHandle, status: ExitStatus, ready: Bool)
+        -> PoolMetrics.RestartCause
+    {
         if let reason = worker.stopReason.withLock({ $0 }) { return cause(of: reason) }
         if !ready { return .startup }
         if case .exited = status { return .exit }

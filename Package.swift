@@ -27,7 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
         // `Errno`: the error code every `SystemError` carries (System/Syscall.swift).
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
-        // Observability (README, "Logging, metrics and tracing"): API-only packages whose default
+        // Observability (README, "Observability"): API-only packages whose default
         // backends do nothing; a service bootstraps the real ones (BENCHMARKS.md: their cost).
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),

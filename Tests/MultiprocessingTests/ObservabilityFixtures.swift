@@ -76,6 +76,14 @@ final class TestMetrics: MetricsFactory, Sendable {
         TimerHandler,
         Sendable
     {
+        let label: String
+        let dimensions: [(String, String)]
+        let kind: String
+        init(label: String, dimensions: [(String, String)], kind: String) {
+            self.label = label
+            self.dimensions = dimensions
+            self.kind = kind
+        }
         let values = Mutex<[Double]>([])
         private let total = Mutex<Double>(0)
         func increment(by amount: Int64) { add(Double(amount)) }
@@ -103,36 +111,53 @@ final class TestMetrics: MetricsFactory, Sendable {
         handlers.withLock { $0[Self.key(label, dimensions)] }
     }
 
-    private func make(_ label: String, _ dimensions: [(String, String)]) -> Handler {
+    /// Every metric made so far: label, dimensions and kind (`counter`, `meter`, `timer`...).
+    var made: [(label: String, dimensions: [(String, String)], kind: String)] {
+        handlers.withLock { $0.values.map { ($0.label, $0.dimensions, $0.kind) } }
+    }
+
+    private func make(_ label: String, _ dimensions: [(String, String)], _ kind: String) -> Handler {
         handlers.withLock { handlers in
             let key = Self.key(label, dimensions)
             if let existing = handlers[key] { return existing }
-            let handler = Handler()
+            let handler = Handler(label: label, dimensions: dimensions, kind: kind)
             handlers[key] = handler
             return handler
         }
     }
 
     func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler {
-        make(label, dimensions)
+        make(label, dimensions, "counter")
     }
     func makeFloatingPointCounter(label: String, dimensions: [(String, String)])
         -> any FloatingPointCounterHandler
     {
-        make(label, dimensions)
+        make(label, dimensions, "floating-point counter")
     }
     func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler {
-        make(label, dimensions)
+        make(label, dimensions, "recorder")
     }
     func makeMeter(label: String, dimensions: [(String, String)]) -> any MeterHandler {
-        make(label, dimensions)
+        make(label, dimensions, "meter")
     }
     func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler {
-        make(label, dimensions)
+        make(label, dimensions, "timer")
     }
     func destroyCounter(_ handler: any CounterHandler) {}
     func destroyFloatingPointCounter(_ handler: any FloatingPointCounterHandler) {}
     func destroyRecorder(_ handler: any RecorderHandler) {}
     func destroyMeter(_ handler: any MeterHandler) {}
     func destroyTimer(_ handler: any TimerHandler) {}
+}
+
+/// Takes one traced item and reports the trace it sees: outside the item's context (the
+/// child's own), then inside it (the producer's), as ``TraceProbe`` does.
+struct TracedItemConsumer: ProcessTask {
+    var queue: ProcessQueue<TracedItem<Int>>
+    func run() async throws -> [String] {
+        let outside = ServiceContext.current?.inMemorySpanContext?.traceID ?? "none"
+        let item = try await queue.get(timeout: .seconds(20))
+        let inside = await item.withContext { value in TraceProbe.probe() + ["\(value)"] }
+        return [outside] + inside
+    }
 }

@@ -3,7 +3,7 @@ import Synchronization
 
 /// A pool's metrics (swift-metrics), made once when the pool is created, and only when a
 /// metrics backend is bootstrapped: with the default no-op backend the pool holds none and
-/// reads no clock. Names and dimensions: README, "Logging, metrics and tracing".
+/// reads no clock. Names and dimensions: README, "Observability".
 final class PoolMetrics: Sendable {
     static let prefix = "multiprocessing_pool_"
 

@@ -86,6 +86,8 @@ struct LoggingTests {
         #expect(lost.allSatisfy { $0.metadata["task"] == "1" && $0.metadata["pool"] == "logged-pool" })
         #expect(
             records.entries.filter { $0.message.description == "retrying task on a fresh worker" }.count == 1)
+        // Once, by the pool (with the task and attempt), not again as a child process's end.
+        #expect(!records.entries.contains { $0.message.description.hasPrefix("child process") })
         let worker = records.entries.filter { $0.metadata["logger.label"] == "chatty.worker" }
         #expect(worker.map(\.message.description) == ["working on 7"])
         #expect(worker.first?.metadata["process.name"] == "PoolWorker-1")

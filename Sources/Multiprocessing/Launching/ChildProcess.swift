@@ -217,16 +217,18 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
 
     /// Opens the task's span and prepares the observer; what the child is told about them.
     private func observe() -> LaunchObservation? {
-        // A pool worker's life is not a task: the pool traces its jobs instead.
+        // A pool worker's life is not a task: the pool traces its jobs and logs the worker's
+        // start and end itself (with its task and attempt).
+        let worker = Work.self == PoolWorker.self
         let trace =
-            Work.self == PoolWorker.self
+            worker
             ? nil
             : TaskTrace.begin("multiprocessing.process") { attributes in
                 attributes["process.name"] = name
                 attributes["process.task"] = typeName
             }
         if logger != nil || trace != nil {
-            observer.withLock { $0 = ChildObserver(logger: logger, trace: trace) }
+            observer.withLock { $0 = ChildObserver(logger: logger, trace: trace, logsLifecycle: !worker) }
         }
         return ChildObservation.launch(forwardedLevel: forwardsLogs ? logger?.logLevel : nil, trace: trace)
     }

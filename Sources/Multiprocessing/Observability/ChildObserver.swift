@@ -8,11 +8,14 @@ import Tracing
 final class ChildObserver: Sendable {
     let logger: Logger?
     let trace: TaskTrace?
+    /// Whether the start and end are logged here (not for a pool worker: the pool logs them).
+    let logsLifecycle: Bool
     private let reader = Mutex<ForwardedLogReader?>(nil)
 
-    init(logger: Logger?, trace: TaskTrace?) {
+    init(logger: Logger?, trace: TaskTrace?, logsLifecycle: Bool = true) {
         self.logger = logger
         self.trace = trace
+        self.logsLifecycle = logsLifecycle
     }
 
     /// Takes the parent's end of the record socket; `false` when it cannot be watched (then it
@@ -30,6 +33,7 @@ final class ChildObserver: Sendable {
     func started(name: String, pid: Int32) {
         trace?.span.attributes["process.pid"] = Int(pid)
         trace?.span.addEvent("running")
+        guard logsLifecycle else { return }
         logger?.debug(
             "child process started",
             metadata: ["process.name": .string(name), "process.pid": .stringConvertible(pid)])
@@ -45,7 +49,7 @@ final class ChildObserver: Sendable {
     func exited(name: String, pid: Int32, status: ExitStatus, crashReport: () -> CrashReport?) {
         reader.withLock { $0 }?.drain()
         reader.withLock { $0 }?.cancel()
-        if let logger {
+        if logsLifecycle, let logger {
             let metadata: Logger.Metadata = [
                 "process.name": .string(name), "process.pid": .stringConvertible(pid),
                 "exit.status": .string("\(status)"),

@@ -109,6 +109,39 @@ struct LoggingTests {
     }
 }
 
+extension LoggingTests {
+    @Test("a worker killed on a time-out: a warning with its task, counted as a timeout failure and restart")
+    func timeout() async throws {
+        let metrics = TestMetrics.shared
+        let (logger, records) = recordingLogger()
+        var options = PoolOptions()
+        options.logger = logger
+        options.label = "timeouts-\(getpid())"
+        options.taskTimeout = .milliseconds(300)
+        options.terminationGrace = .milliseconds(200)
+        let pid = try await withProcessPool(workers: 1, options: options) {
+            (pool: ProcessPool) async throws in
+            let pid = try await pool.apply(Nap(), 0)
+            await #expect(throws: PoolError.self) { try await pool.apply(Nap(), 30) }
+            return pid
+        }
+        let killed = records.entries.filter {
+            $0.message.description == "pool worker killed: its task timed out"
+        }
+        #expect(killed.count == 1)
+        #expect(killed.first?.level == .warning)
+        #expect(killed.first?.metadata["process.pid"]?.description == "\(pid)")
+        #expect(killed.first?.metadata["task"] != nil)
+        #expect(killed.first?.metadata["pool"]?.description == options.label)
+        let pool = [("pool", options.label!)]
+        #expect(
+            metrics.handler("multiprocessing_pool_tasks_failed", pool + [("reason", "timeout")])?.value == 1)
+        #expect(
+            metrics.handler("multiprocessing_pool_worker_restarts", pool + [("cause", "timeout")])?.value == 1
+        )
+    }
+}
+
 @Suite("Observability: metrics")
 struct MetricsTests {
     @Test("a pool counts its tasks by outcome, times them, and counts its workers and restarts")

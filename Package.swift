@@ -28,6 +28,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
         // `Errno`: the error code every `SystemError` carries (System/Syscall.swift).
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        // Observability (README, "Observability"): API-only packages whose default
+        // backends do nothing; a service bootstraps the real ones (BENCHMARKS.md: their cost).
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
         // Documentation only: `swift package generate-documentation` (Scripts/docs.sh). A command
         // plugin, so nothing of it is linked into the library.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
@@ -47,6 +52,9 @@ let package = Package(
                 "CMultiprocessing",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
@@ -78,7 +86,14 @@ let package = Package(
         ),
         .testTarget(
             name: "MultiprocessingTests",
-            dependencies: ["Multiprocessing", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: [
+                "Multiprocessing", .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(

@@ -10,7 +10,10 @@ import Testing
 private let interruptions = Atomic<Int>(0)
 
 /// The system-call layer (System/Syscall.swift): its interrupt policy and its errors.
-@Suite("System-call layer")
+/// Serialized: its tests install a process-wide SIGUSR2 handler and restore the previous one
+/// after; run in parallel, one restores the default action (terminate) while another still
+/// signals its thread, and the test process dies of SIGUSR2.
+@Suite("System-call layer", .serialized)
 struct SyscallTests {
     @Test("a blocking read interrupted by a signal (no SA_RESTART) is retried and still returns the data")
     func readRetriesEINTR() async throws {

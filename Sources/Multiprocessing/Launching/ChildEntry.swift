@@ -119,8 +119,9 @@ enum ChildRuntime {
             }
             Syscall.close(output)
         }
-        let incoming = DescriptorTransfer.Incoming(descriptors)
         CurrentProcess.becomeChild(named: request.processName)
+        ChildObservation.enter(request.observation, descriptors: &descriptors, forked: !mainThread)
+        let incoming = DescriptorTransfer.Incoming(descriptors)
         // The name `ps`, `top` and /proc/<pid>/comm show (15 bytes at most); this thread is the
         // process's main thread, whose name is the process's.
         mp_name_current_thread(request.processName)
@@ -158,7 +159,7 @@ enum ChildRuntime {
         }
         descriptors.closeUnclaimed()
         do {
-            let output = try await task.run()
+            let output = try await ChildObservation.running { try await task.run() }
             return .success(try TaskCoding.encodeOutput(output))
         } catch {
             return .failure(ErrorReport(error))

@@ -34,16 +34,19 @@ final class ChildMonitor: Sendable {
     private let stderrTail: StderrTee?
     private let stdoutCapture: StderrTee?
     private let reactor: IOReactor
+    /// Logs and traces the child, when someone listens (Observability/).
+    let observer: ChildObserver?
 
     /// Starts watching the control socket and (if given) the read ends of the child's stderr
     /// and stdout, which the monitor then owns: they are closed here if watching fails.
     init(
         name: String, socket: FramedSocket, stderrReadEnd: Int32?, stdoutReadEnd: Int32? = nil,
-        reactor: IOReactor
+        reactor: IOReactor, observer: ChildObserver? = nil
     ) throws(SystemError) {
         self.name = name
         self.socket = socket
         self.reactor = reactor
+        self.observer = observer
         do {
             stderrTail = try stderrReadEnd.map { fd throws(SystemError) in
                 try StderrTee(fd: fd, reactor: reactor)
@@ -80,6 +83,7 @@ final class ChildMonitor: Sendable {
         reactor.forget(socket.fd)
         stderrTail?.cancel()
         stdoutCapture?.cancel()
+        observer?.cancelled(ProcessError.invalidState("the child '\(name)' could not be started"))
     }
 
     /// Learns the child's pid. `reapHere` says who reports the exit: this process (`waitpid`) or
@@ -93,6 +97,7 @@ final class ChildMonitor: Sendable {
             return s.violation != nil
         }
         if broke { signal(.kill) }
+        observer?.started(name: name, pid: pid)
         guard reapHere else { return }
         let pidfd = mp_pidfd_open(pid)
         if pidfd >= 0 {
@@ -179,6 +184,9 @@ final class ChildMonitor: Sendable {
             } else {
                 s.status = .exited(s.frames.contains { $0.kind == .outcome } ? 0 : 255)
             }
+        }
+        if let observer, let status {
+            observer.exited(name: name, pid: pid, status: status) { crashReport }
         }
         exited.fire()
     }

@@ -1,4 +1,5 @@
 import CMultiprocessing
+import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -45,10 +46,20 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// Whether the child's standard output is captured here (``standardOutput``) instead of
     /// going to this process's.
     public let capturesStandardOutput: Bool
+    /// Where the library logs the child's start and end (a crash at `error`, with its report),
+    /// and where its forwarded records go; `nil`: nowhere.
+    public let logger: Logger?
+    /// Whether the child's own swift-log records come to ``logger`` (with `process.name` and
+    /// `process.pid` metadata) instead of its stderr: the child's `LoggingSystem` is
+    /// bootstrapped with a ``ParentLogHandler`` before its task runs. Not with
+    /// ``StartMethod/fork``, whose child keeps this process's logging.
+    public let forwardsLogs: Bool
 
     private let typeName: String
     private let monitor = Mutex<ChildMonitor?>(nil)
     private let started = Atomic<Bool>(false)
+    /// Logs and traces this child, when someone listens (set by the start).
+    private let observer = Mutex<ChildObserver?>(nil)
 
     /// Prepares a child for `task`. Nothing runs until ``start()-76zqq``.
     ///
@@ -63,7 +74,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         environment: [String: String] = [:],
         workingDirectory: String? = nil,
         capturesStandardError: Bool = true,
-        capturesStandardOutput: Bool = false
+        capturesStandardOutput: Bool = false,
+        logger: Logger? = nil,
+        forwardsLogs: Bool = false
     ) throws(ProcessError) {
         typeName = try TypeIdentity.name(of: Work.self).get()
         guard TaskCoding.outputIsTransferable(Work.Output.self) else {
@@ -76,6 +89,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         self.workingDirectory = workingDirectory
         self.capturesStandardError = capturesStandardError
         self.capturesStandardOutput = capturesStandardOutput
+        self.logger = logger
+        self.forwardsLogs = forwardsLogs && logger != nil
     }
 
     /// The child's process id, once started.
@@ -175,19 +190,21 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         }
         let attachments = DescriptorTransfer.Outgoing()
         let launchBytes: [UInt8]
+        let observation = observe()
         do {
             let payload = try TaskCoding.encode(task, attachments: attachments)
             launchBytes = try TaskCoding.encode(
                 LaunchRequest(
                     typeName: typeName, processName: name, payload: payload,
-                    capturesStandardOutput: capturesStandardOutput))
+                    capturesStandardOutput: capturesStandardOutput, observation: observation))
         } catch {
+            observer.withLock { $0 }?.cancelled(error)
             throw .codec(error)
         }
 
         // Refuse what the frame could not carry before anything is spawned (the captured
         // stdout's pipe travels with the task).
-        if attachments.descriptors.count > 64 - (capturesStandardOutput ? 1 : 0) {
+        if attachments.descriptors.count > 64 - (capturesStandardOutput ? 1 : 0) - (forwardsLogs ? 1 : 0) {
             throw .invalidState(
                 "the task for '\(name)' holds \(attachments.descriptors.count) descriptors (channel ends, shared memory); at most 64 can travel with it"
             )
@@ -196,6 +213,24 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             throw .codec(.lengthTooLarge(launchBytes.count))
         }
         return PreparedStart(attachments: attachments, launchBytes: launchBytes)
+    }
+
+    /// Opens the task's span and prepares the observer; what the child is told about them.
+    private func observe() -> LaunchObservation? {
+        // A pool worker's life is not a task: the pool traces its jobs and logs the worker's
+        // start and end itself (with its task and attempt).
+        let worker = Work.self == PoolWorker.self
+        let trace =
+            worker
+            ? nil
+            : TaskTrace.begin("multiprocessing.process") { attributes in
+                attributes["process.name"] = name
+                attributes["process.task"] = typeName
+            }
+        if logger != nil || trace != nil {
+            observer.withLock { $0 = ChildObserver(logger: logger, trace: trace, logsLifecycle: !worker) }
+        }
+        return ChildObservation.launch(forwardedLevel: forwardsLogs ? logger?.logLevel : nil, trace: trace)
     }
 
     /// Spawns or forks the child and sends it its task: the part of a start that blocks.
@@ -243,10 +278,13 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         let channel: [Int32]
         let errPipe: [Int32]
         let outPipe: [Int32]
+        /// The record socket of a child whose logs are forwarded.
+        var records: [Int32] = [-1, -1]
 
         /// The child's ends: it has its own copies (or never will).
         func closeChildEnds() {
             Syscall.close(channel[1])
+            if records[1] >= 0 { Syscall.close(records[1]) }
             if errPipe[1] >= 0 { Syscall.close(errPipe[1]) }
             if outPipe[1] >= 0 { Syscall.close(outPipe[1]) }
         }
@@ -293,17 +331,30 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         }
         let socket = FramedSocket(fd: channel[0])
         let child: ChildMonitor
+        let observer = self.observer.withLock { $0 }
+        var records: [Int32] = [-1, -1]
         do throws(SystemError) {
+            if forwardsLogs, let observer {
+                let pair = try Syscall.seqpacketPair()
+                records = [pair.0, pair.1]
+                try observer.readRecords(fd: pair.0, reactor: reactor)
+            }
             child = try ChildMonitor(
                 name: name, socket: socket, stderrReadEnd: capturesStandardError ? errPipe[0] : nil,
-                stdoutReadEnd: capturesStandardOutput ? outPipe[0] : nil, reactor: reactor)
+                stdoutReadEnd: capturesStandardOutput ? outPipe[0] : nil, reactor: reactor, observer: observer
+            )
         } catch {
             Syscall.close(channel[1])
             if capturesStandardError { Syscall.close(errPipe[1]) }
             if capturesStandardOutput { Syscall.close(outPipe[1]) }
+            if records[1] >= 0 { Syscall.close(records[1]) }
+            observer?.cancelled(error)
             throw .launchFailed(error)
         }
-        return LaunchSetup(socket: socket, child: child, channel: channel, errPipe: errPipe, outPipe: outPipe)
+        var setup = LaunchSetup(
+            socket: socket, child: child, channel: channel, errPipe: errPipe, outPipe: outPipe)
+        setup.records = records
+        return setup
     }
 
     /// Publishes the started child and sends it its task.
@@ -312,8 +363,10 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         let (socket, child, outPipe) = (setup.socket, setup.child, setup.outPipe)
         monitor.withLock { $0 = child }
         do {
-            // The stdout pipe goes last, where the child looks for it.
-            let descriptors = attachments.descriptors + (capturesStandardOutput ? [outPipe[1]] : [])
+            // The stdout pipe goes last, where the child looks for it; the record socket before it.
+            let descriptors =
+                attachments.descriptors + (setup.records[1] >= 0 ? [setup.records[1]] : [])
+                + (capturesStandardOutput ? [outPipe[1]] : [])
             try socket.sendBlocking(.launch, launchBytes, descriptors: descriptors)
             attachments.completeSend()
         } catch .peerClosed {

@@ -105,7 +105,10 @@ final class LogSegment: @unchecked Sendable {
     /// Takes the lock, waiting as long as it takes (writers hold it for microseconds; a dead
     /// holder is detected within about 50 ms and its lock taken over).
     @usableFromInline func lockForWriting() {
-        if case .ownerDied = lock.lock(until: .never) { _ = deaths.add(1) }
+        if case .ownerDied(let holder) = lock.lock(until: .never) {
+            _ = deaths.add(1)
+            LibraryLogger.ownerDied("Manager container's log", holder: holder)
+        }
     }
 
     @usableFromInline func unlock() { lock.unlock() }
@@ -163,6 +166,10 @@ final class LogSegment: @unchecked Sendable {
         let sequence = current.sequence &+ 1
         word.pointee.store(
             LogPosition(sequence: sequence, words: UInt32(needed / 8)).raw, ordering: .releasing)
+        ManagerMetrics.compactions?.increment()
+        LibraryLogger.current.withLock { $0 }?.debug(
+            "Manager container's log compacted",
+            metadata: ["log.sequence": .stringConvertible(sequence), "log.bytes": .stringConvertible(needed)])
         return LogPosition(sequence: sequence, words: UInt32(snapshot.count / 8))
     }
 

@@ -4,6 +4,8 @@ import Synchronization
 final class PoolCore: Sendable {
     let options: PoolOptions
     let workerCount: Int
+    /// Its logger and metrics (Observability/).
+    let telemetry: PoolTelemetry
 
     private struct State {
         var queue = JobQueue()
@@ -56,6 +58,7 @@ final class PoolCore: Sendable {
     init(workers: Int, options: PoolOptions) {
         self.workerCount = workers
         self.options = options
+        self.telemetry = PoolTelemetry(options: options)
     }
 
     /// The first of `count` fresh job ids.
@@ -87,6 +90,10 @@ final class PoolCore: Sendable {
                 if l.state.closed { throw .closed }
                 l.state.queue.append(contentsOf: jobs)
                 for _ in jobs where l.resumeFirst(true) {}
+                if telemetry.metrics != nil {
+                    telemetry.submitted(jobs)
+                    telemetry.queueDepth(l.state.queue.count)
+                }
             }
         } catch {
             finished(jobs.count)
@@ -116,6 +123,7 @@ final class PoolCore: Sendable {
                 if job.isCancelled { continue }  // Its end was already counted.
                 taken.append(job)
             }
+            if telemetry.metrics != nil { telemetry.queueDepth(l.state.queue.count) }
             return taken
         }
     }

@@ -33,6 +33,9 @@ enum JobLabel: Sendable, CustomStringConvertible {
 class JobBatch: @unchecked Sendable {
     let core: PoolCore
     let function: InstalledFunction
+    /// The library's span for the batch, when a tracer records spans: set before its jobs are
+    /// queued, its context travels with each of them.
+    var trace: BatchTrace?
 
     init(core: PoolCore, function: InstalledFunction) {
         self.core = core
@@ -120,6 +123,10 @@ final class PoolJob: Sendable {
     /// the driver holding the job.
     private let verdicts = Mutex<ItemVerdicts>(ItemVerdicts())
     private let hasVerdicts = Atomic<Bool>(false)
+    /// When it was queued and when it last went to a worker (monotonic nanoseconds), kept only
+    /// when metrics are recorded.
+    let queuedAt = Atomic<Int64>(0)
+    let startedAt = Atomic<Int64>(0)
 
     init(id: UInt64, batch: JobBatch, index: Int) {
         self.id = id
@@ -207,6 +214,7 @@ final class PoolJob: Sendable {
     /// Fails the job unless it already finished or was cancelled.
     func fail(_ error: any Error) {
         guard claim() else { return }
+        batch.core.telemetry.ended(self, error: error, answered: false)
         batch.fail(index, error)
         batch.core.finished(1)
     }
@@ -219,6 +227,7 @@ final class PoolJob: Sendable {
             if old == Phase.finished.rawValue { phase.store(Phase.finished.rawValue, ordering: .releasing) }
             return nil
         }
+        batch.core.telemetry.ended(self, error: PoolError.cancelled, answered: false)
         batch.fail(index, PoolError.cancelled)
         batch.core.finished(1)
         let pid = runningOn.load(ordering: .acquiring)

@@ -1,3 +1,5 @@
+import Logging
+
 /// How many worker processes a pool runs.
 public struct WorkerCount: Sendable, Hashable, ExpressibleByIntegerLiteral {
     /// The number of workers.
@@ -71,6 +73,17 @@ public struct PoolOptions: Sendable {
     public var maxWorkersKilledPerTask: Int = 3
     /// Variables set in each worker's environment.
     public var environment: [String: String] = [:]
+    /// Where the pool logs its events: workers started and lost (a crash at `error`, with its
+    /// report), killed for a time-out or the memory limit, retries, the poison rule. Each
+    /// record has `pool` metadata, and `process.pid`, `task` and `attempt` where they apply.
+    /// `nil`: nowhere.
+    public var logger: Logger?
+    /// Whether the workers' own swift-log records come to ``logger`` (see
+    /// ``ChildProcess/forwardsLogs``).
+    public var forwardsWorkerLogs = false
+    /// The pool's name in its log metadata and metrics (the `pool` dimension); `pool-N` when
+    /// `nil`.
+    public var label: String?
 
     /// Default options.
     public init() {}

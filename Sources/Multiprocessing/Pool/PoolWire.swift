@@ -6,7 +6,8 @@
 /// nanoseconds, not a system call.
 ///
 /// A `jobs` frame is a varint count of runs; a run is jobs of one function (and, in the parent,
-/// of one map or call): varint function id, varint job count, each job's varint id and varint
+/// of one map or call): varint function id shifted left by one, its low bit set when a trace
+/// context follows (a varint count of key and value strings), varint job count, each job's varint id and varint
 /// item count, then one blob (fixed32 length, bytes) holding every item of the run as one
 /// encoded `[Input]`. A `results` frame is runs until its end; a run answers a stretch of one
 /// `jobs` run: varint job count, each job's varint id, status byte and, unless the status is
@@ -19,6 +20,25 @@ enum PoolWire {
     static let shutdown: UInt8 = 3
     static let results: UInt8 = 4
     static let ready: UInt8 = 5
+
+    /// Appends a trace context: a varint count, then each key and value.
+    static func appendCarrier(_ carrier: [String: String], to frame: inout [UInt8]) {
+        WireWriter.appendVarint(UInt64(carrier.count), to: &frame)
+        for (key, value) in carrier {
+            WireWriter.appendString(key, to: &frame)
+            WireWriter.appendString(value, to: &frame)
+        }
+    }
+
+    /// Reads what ``appendCarrier(_:to:)`` wrote.
+    static func readCarrier(_ reader: inout WireReader) throws -> [String: String] {
+        var carrier: [String: String] = [:]
+        for _ in 0..<(try reader.count()) {
+            let key = try reader.string()
+            carrier[key] = try reader.string()
+        }
+        return carrier
+    }
 
     /// How a job ended in the worker.
     enum Status: UInt8 {

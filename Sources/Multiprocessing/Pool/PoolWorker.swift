@@ -1,3 +1,5 @@
+import Tracing
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -73,7 +75,10 @@ struct PoolWorker: ProcessTask {
             case PoolWire.jobs:
                 writer.begin()
                 while !reader.isAtEnd {
-                    let functionID = try reader.varint()
+                    let word = try reader.varint()
+                    let functionID = word >> 1
+                    // The low bit: the caller's trace context follows.
+                    let carrier = word & 1 == 1 ? try PoolWire.readCarrier(&reader) : nil
                     let count = try reader.count()
                     var run = JobRun(payload: frame.payload)
                     run.ids.reserveCapacity(count)
@@ -103,6 +108,10 @@ struct PoolWorker: ProcessTask {
                     progress.base = itemsSeen
                     itemsSeen &+= UInt64(items)
                     switch runners[functionID] {
+                    case .success(let runner)? where carrier != nil:
+                        try await ServiceContext.withValue(TaskTrace.extract(carrier!)) {
+                            try await runner.run(run, progress, &writer)
+                        }
                     case .success(let runner)?:
                         try await runner.run(run, progress, &writer)
                     case .failure(let report)?:

@@ -70,7 +70,12 @@ public final class ProcessPool: Sendable {
                 registry.worker(pid)?.stop(.cancelled, grace: core.options.terminationGrace)
             }
         }
-        try core.enqueue([job])
+        do {
+            try core.enqueue([job])
+        } catch {
+            job.batch.trace?.trace.end(error: error)
+            throw error
+        }
         return future
     }
 
@@ -239,6 +244,7 @@ public final class ProcessPool: Sendable {
         let batch = SingleJobBatch<F.Output>(
             core: core, function: installed, input: input, count: inputs.count, label: label,
             completion: deliver)
+        batch.trace = traceBatch("multiprocessing.pool.task", installed, items: inputs.count, jobs: 1)
         return batch.makeJob()
     }
 
@@ -251,13 +257,33 @@ public final class ProcessPool: Sendable {
         let batch = MapBatch<F>(
             core: core, function: try installed(function), items: items, chunkSize: size, failFast: failFast,
             progress: progress)
+        batch.trace = traceBatch(
+            "multiprocessing.pool.map", batch.function, items: items.count, jobs: batch.chunkCount)
         do {
             try core.enqueue(batch.makeJobs())
         } catch {
             batch.dropJobs()
+            batch.trace?.trace.end(error: error)
             throw error
         }
         return batch
+    }
+
+    /// The span of a call or map, when a tracer records spans (and the map has chunks).
+    private func traceBatch(_ operation: String, _ function: InstalledFunction, items: Int, jobs: Int)
+        -> BatchTrace?
+    {
+        guard jobs > 0,
+            let trace = TaskTrace.begin(
+                operation,
+                attributes: { attributes in
+                    attributes["pool"] = core.telemetry.label
+                    attributes["task.function"] = function.typeName
+                    attributes["task.items"] = items
+                    attributes["task.jobs"] = jobs
+                })
+        else { return nil }
+        return BatchTrace(trace, jobs: jobs)
     }
 }
 

@@ -98,8 +98,9 @@ final class WorkerDriver {
             if core.isTerminated {
                 if let worker {
                     worker.stop(.cancelled, grace: .zero)
-                    _ = try? await worker.child.join()
+                    let status = try? await worker.child.join()
                     registry.remove(worker)
+                    core.telemetry.workerEnded(pid: worker.pid, cause: nil, status: status)
                 }
                 for job in inFlight[inFlightHead...] { _ = job.cancel() }
                 return
@@ -129,8 +130,9 @@ final class WorkerDriver {
                 if await core.waitForWork() { continue }
                 // Closed and drained: let the worker finish and go.
                 try? await worker.socket.send(.message, [PoolWire.shutdown])
-                _ = try? await worker.child.join()
+                let status = try? await worker.child.join()
                 registry.remove(worker)
+                core.telemetry.workerEnded(pid: worker.pid, cause: nil, status: status)
                 return
             }
             await awaitResults(worker)
@@ -150,6 +152,7 @@ final class WorkerDriver {
                 return try await startWorker()
             } catch {
                 lastError = error
+                core.telemetry.workerStartFailed(error)
             }
         }
         core.failQueued(
@@ -166,6 +169,7 @@ final class WorkerDriver {
         // stream of kills would otherwise stall every other task of the process).
         let handle = try await BlockingThreads.shared.run { try Self.launch(core: core, number: number) }
         registry.add(handle)
+        core.telemetry.workerStarted(pid: handle.pid, number: number)
         installed = []
         itemsBeforeHead = 0
         jobsDone = 0
@@ -196,7 +200,8 @@ final class WorkerDriver {
             initializerDescriptors: options.initializer?.descriptors ?? PassedDescriptors([]), ledger: ledger)
         let child = try ChildProcess(
             task, name: "PoolWorker-\(number)", startMethod: options.startMethod,
-            environment: options.environment)
+            environment: options.environment, logger: core.telemetry.logger,
+            forwardsLogs: options.forwardsWorkerLogs)
         try child.start()
         return WorkerHandle(child: child, socket: mine, pid: child.pid ?? 0, ledger: ledger)
     }
@@ -212,6 +217,7 @@ final class WorkerDriver {
         guard room > 0 else { return true }
         let jobs = core.take(max: room).filter { $0.markRunning(on: worker.pid) }
         guard !jobs.isEmpty else { return true }
+        core.telemetry.running(jobs, pid: worker.pid)
         // Runs: stretches of jobs of one batch, each with its inputs in one piece.
         var frame: [UInt8] = [PoolWire.jobs]
         var sent: [PoolJob] = []
@@ -275,7 +281,9 @@ final class WorkerDriver {
     private static func append(_ run: ArraySlice<PoolJob>, to frame: inout [UInt8]) -> CodecError? {
         let mark = frame.count
         let batch = run[run.startIndex].batch
-        WireWriter.appendVarint(batch.function.id, to: &frame)
+        // The low bit: the run's trace context follows (a run holds jobs of one batch).
+        WireWriter.appendVarint(batch.function.id << 1 | (batch.trace == nil ? 0 : 1), to: &frame)
+        if let trace = batch.trace { PoolWire.appendCarrier(trace.carrier, to: &frame) }
         WireWriter.appendVarint(UInt64(run.count), to: &frame)
         for job in run {
             WireWriter.appendVarint(job.id, to: &frame)
@@ -437,6 +445,10 @@ final class WorkerDriver {
                 entries[k].override = memoryError(job, culprit.resident, worker)
             }
             entries[k].claimed = job.claim()
+            if entries[k].claimed {
+                let failed = entries[k].override ?? (entries[k].status == .values ? nil : SomeItemsFailed())
+                core.telemetry.ended(job, error: failed, answered: entries[k].override == nil)
+            }
         }
         return ResultRun(payload: payload, entries: entries, values: values)
     }
@@ -450,6 +462,8 @@ final class WorkerDriver {
         let status = (try? await worker.child.join()) ?? .signaled(.kill)
         self.worker = nil
         registry.remove(worker)
+        core.telemetry.workerEnded(
+            pid: worker.pid, cause: Self.cause(of: worker, status: status, ready: ready), status: status)
         let jobs = Array(inFlight[inFlightHead...])
         let firstItem = itemsBeforeHead
         inFlight.removeAll()
@@ -481,6 +495,7 @@ final class WorkerDriver {
         }
         let others = live.filter { $0 !== job }
         let label = item.map { job.itemLabel($0) } ?? job.label
+        if let reason { core.telemetry.workerStopped(pid: worker.pid, task: label, reason: reason) }
         var verdict: (any Error)?
         switch reason {
         case .cancelled?, .recycle?:
@@ -500,7 +515,13 @@ final class WorkerDriver {
                 "worker \(worker.pid) running task \(label) broke the protocol: \(why)")
         case nil:
             let killed = job.countKill(ofItem: item ?? 0)
-            if WorkerLossPolicy.failsAfterKill(kills: killed, options: core.options) {
+            let fails = WorkerLossPolicy.failsAfterKill(kills: killed, options: core.options)
+            core.telemetry.workerLost(
+                pid: worker.pid, task: label, attempt: killed, status: status,
+                crashReport: { worker.child.crashReport },
+                standardErrorTail: { worker.child.standardErrorTail },
+                willRetry: !fails, poisoned: fails && killed >= core.options.maxWorkersKilledPerTask)
+            if fails {
                 verdict = PoolError.workerLost(
                     WorkerLoss(
                         task: label, pid: worker.pid, status: status,
@@ -535,7 +556,9 @@ final class WorkerDriver {
         let failure = WorkerLossPolicy.startupFailure(initializing: initializing, status: status)
         switch failure {
         case .initializer:
-            if WorkerLossPolicy.givesUp(after: failure, inARow: core.initializerFailed()) {
+            let givesUp = WorkerLossPolicy.givesUp(after: failure, inARow: core.initializerFailed())
+            core.telemetry.initializerFailed(why, brokePool: givesUp)
+            if givesUp {
                 core.breakPool(why)
             }
         case .lost:
@@ -566,6 +589,9 @@ final class WorkerDriver {
             _ = try? await worker.child.join()
         }
         registry.remove(worker)
+        core.telemetry.workerStopped(pid: worker.pid, task: nil, reason: reason)
+        core.telemetry.workerEnded(
+            pid: worker.pid, cause: Self.cause(of: reason), status: worker.child.exitStatus)
         self.worker = nil
     }
 }
@@ -580,4 +606,32 @@ final class WorkerRegistry: Sendable {
     func worker(_ pid: Int32) -> WorkerHandle? { workers.withLock { $0[pid] } }
     var all: [WorkerHandle] { workers.withLock { Array($0.values) } }
     var pids: [Int32] { workers.withLock { Array($0.keys) } }
+}
+
+extension WorkerDriver {
+    /// Why a worker ended, for the restart metric.
+    fileprivate static func cause(of worker: WorkerHandle, status: ExitStatus, ready: Bool)
+        -> PoolMetrics.RestartCause
+    {
+        if let reason = worker.stopReason.withLock({ $0 }) { return cause(of: reason) }
+        if !ready { return .startup }
+        if case .exited = status { return .exit }
+        return .crash
+    }
+
+    fileprivate static func cause(of reason: StopReason) -> PoolMetrics.RestartCause {
+        switch reason {
+        case .cancelled: .cancelled
+        case .timedOut: .timeout
+        case .memory: .memoryLimit
+        case .recycle: .recycle
+        case .protocolViolation: .protocolError
+        }
+    }
+}
+
+/// A job answered with some of its items failed (their errors go to the caller): what its
+/// span and the failure metric record.
+struct SomeItemsFailed: Error, CustomStringConvertible {
+    var description: String { "some of the task's items failed" }
 }

@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 
 /// A ``ProcessQueue`` that also counts unfinished work (CPython's `multiprocessing.JoinableQueue`),
@@ -44,7 +45,7 @@ public final class JoinableQueue<Element: Codable & Sendable>: Sendable, Codable
     /// This process's async joiners: one at a time sleeps in the kernel.
     private let joiners = HandoffLock()
 
-    /// A new, empty queue; see ``ProcessQueue/init(capacity:ringBytes:)``.
+    /// A new, empty queue; see ``ProcessQueue/init(capacity:ringBytes:label:logger:)``.
     ///
     /// - Parameters:
     ///   - capacity: The most items the queue holds, or `nil` for no limit.
@@ -55,15 +56,22 @@ public final class JoinableQueue<Element: Codable & Sendable>: Sendable, Codable
     ///     keeps a copy of each item until it is marked done, in a store as large as the ring (and
     ///     up to 4096 items): an item taken while that store is full is reported instead of put
     ///     back.
+    ///   - label: The queue's `queue` log metadata and metrics dimension (`queue-N` if `nil`).
+    ///   - logger: Where this process logs the queue's rare events: those of
+    ///     ``ProcessQueue/init(capacity:ringBytes:label:logger:)``, and a consumer that died
+    ///     holding items, with how many were put back and how many counted done (`warning`).
+    ///     `nil`: ``CurrentProcess/logger``.
     /// - Throws: ``QueueError/invalidConfiguration(_:)``, ``QueueError/memory(_:)``,
     ///   ``QueueError/system(_:)``.
     public init(
         capacity: Int? = nil, ringBytes: Int = ProcessQueue<Element>.defaultRingBytes,
-        unfinishedItemsOfDeadConsumers: AbandonedItemPolicy = .report
+        unfinishedItemsOfDeadConsumers: AbandonedItemPolicy = .report, label: String? = nil,
+        logger: Logger? = nil
     ) throws(QueueError) {
         queue = ProcessQueue(
             core: try QueueCore.create(
-                capacity: capacity, ringBytes: ringBytes, holding: unfinishedItemsOfDeadConsumers))
+                capacity: capacity, ringBytes: ringBytes, holding: unfinishedItemsOfDeadConsumers,
+                telemetry: QueueTelemetry.make(label: label, logger: logger)))
     }
 
     // MARK: - Tasks

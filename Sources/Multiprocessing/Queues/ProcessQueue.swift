@@ -1,3 +1,5 @@
+import Logging
+
 /// A first-in, first-out queue shared by many producer and consumer processes (CPython's
 /// `multiprocessing.Queue`).
 ///
@@ -40,10 +42,20 @@ public final class ProcessQueue<Element: Codable & Sendable>: Sendable, Codable 
     ///     ``QueueError/full``) while it holds that many. `nil`: no item limit.
     ///   - ringBytes: The shared ring's size. Whatever the capacity, the encoded items waiting
     ///     must fit in it; an item larger than a quarter of it travels outside the ring.
+    ///   - label: The queue's `queue` log metadata and metrics dimension (`queue-N` if `nil`).
+    ///   - logger: Where this process logs the queue's rare events: its lock taken over from a
+    ///     process that died holding it, a large item lost with its producer (`warning`).
+    ///     `nil`: ``CurrentProcess/logger``. The logger and the metrics (made here when a
+    ///     metrics backend is bootstrapped) belong to this handle; a copy sent to another
+    ///     process has neither.
     /// - Throws: ``QueueError/invalidConfiguration(_:)``, ``QueueError/memory(_:)`` or
     ///   ``QueueError/system(_:)``.
-    public init(capacity: Int? = nil, ringBytes: Int = defaultRingBytes) throws(QueueError) {
-        core = try QueueCore.create(capacity: capacity, ringBytes: ringBytes)
+    public init(
+        capacity: Int? = nil, ringBytes: Int = defaultRingBytes, label: String? = nil, logger: Logger? = nil
+    ) throws(QueueError) {
+        core = try QueueCore.create(
+            capacity: capacity, ringBytes: ringBytes,
+            telemetry: QueueTelemetry.make(label: label, logger: logger))
         form = .of(Element.self)
     }
 

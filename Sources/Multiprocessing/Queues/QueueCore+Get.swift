@@ -92,6 +92,7 @@ extension QueueCore {
                     return value
                 case .skipped:
                     finishTake()
+                    telemetry.largeItemLost()
                     continue
                 }
             }
@@ -193,6 +194,7 @@ extension QueueCore {
                     return value
                 case .skipped:
                     finishTake()
+                    telemetry.largeItemLost()
                     continue
                 }
             }
@@ -298,6 +300,7 @@ extension QueueCore {
         unlock()
         if wake { wakeSleepers(notFullSequence, all: true, QueueLayout.fruitlessFullWakes) }
         if wakeJoiners { joinSequence.wakeAll() }
+        telemetry?.depth(approximateCount)
     }
 
     /// Under the lock: whether a drop (an undecodable or lost item, counted done) has just

@@ -110,7 +110,8 @@ extension QueueCore {
             let holder = holders.holder(slot)
             guard holder.pid != 0, holder != me, holders.held(slot) > 0, holder.isGone else { continue }
             lock()
-            var requeued = false
+            var requeued = 0
+            var abandoned = 0
             if holders.holder(slot) == holder {
                 var record: QueueHolders.Record? = nil
                 while true {
@@ -119,15 +120,17 @@ extension QueueCore {
                     var next = state
                     next.unfinished = next.unfinished > step.abandoned ? next.unfinished - step.abandoned : 0
                     commit(next, writes)
-                    requeued = requeued || step.requeued
+                    if step.requeued { requeued += 1 }
+                    abandoned += Int(clamping: step.abandoned)
                     if step.finished { break }
                 }
             }
-            if requeued { _ = notEmptySequence.add(1) }
+            if requeued > 0 { _ = notEmptySequence.add(1) }
             let wakeJoiners = joinersToWake()
             unlock()
-            if requeued { notEmptySequence.wakeAll() }
+            if requeued > 0 { notEmptySequence.wakeAll() }
             if wakeJoiners { joinSequence.wakeAll() }
+            telemetry.deadConsumer(pid: holder.pid, requeued: requeued, abandoned: abandoned)
         }
     }
 

@@ -43,6 +43,7 @@ extension QueueCore {
                     QueueLayout.notEmptyWaiters, notEmptySequence, QueueLayout.fruitlessWakes)
                 unlock()
                 if wake { wakeSleepers(notEmptySequence, all: false, QueueLayout.fruitlessWakes) }
+                telemetry?.depth(approximateCount)
                 return
             }
             try waitForOtherSide(

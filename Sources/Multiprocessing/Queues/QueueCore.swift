@@ -21,6 +21,8 @@ final class QueueCore: @unchecked Sendable {
 
     /// A ``JoinableQueue``'s record of who holds which items, or `nil` for other queues.
     let holders: QueueHolders?
+    /// This process's logger and metrics for the queue, when it was made here with some.
+    let telemetry: QueueTelemetry?
 
     let base: UnsafeMutableRawPointer
     let ring: UnsafeMutableRawPointer
@@ -55,9 +57,9 @@ final class QueueCore: @unchecked Sendable {
 
     /// A new, empty queue in its own segment; with `holding`, one that records who holds which
     /// items and treats the items of dead holders as `holding` says (``JoinableQueue``).
-    static func create(capacity: Int?, ringBytes: Int, holding: AbandonedItemPolicy? = nil)
-        throws(QueueError) -> QueueCore
-    {
+    static func create(
+        capacity: Int?, ringBytes: Int, holding: AbandonedItemPolicy? = nil, telemetry: QueueTelemetry? = nil
+    ) throws(QueueError) -> QueueCore {
         if let capacity, capacity < 1 {
             throw .invalidConfiguration("capacity \(capacity): at least 1, or nil for no limit")
         }
@@ -86,11 +88,11 @@ final class QueueCore: @unchecked Sendable {
         SharedWord64(base + QueueLayout.capacity).store(UInt64(capacity ?? 0))
         SharedWord64(base + QueueLayout.maximumInline).store(UInt64(ring / 4))
         SharedWord64(base + QueueLayout.magic).store(QueueLayout.magicValue)
-        return try QueueCore(memory: memory, sockets: QueueSockets())
+        return try QueueCore(memory: memory, sockets: QueueSockets(), telemetry: telemetry)
     }
 
     /// Attaches to the queue in `memory` (a handle that arrived from another process).
-    init(memory: SharedMemory, sockets: QueueSockets) throws(QueueError) {
+    init(memory: SharedMemory, sockets: QueueSockets, telemetry: QueueTelemetry? = nil) throws(QueueError) {
         let base = memory.baseAddress
         guard memory.size > QueueLayout.headerBytes,
             SharedWord64(base + QueueLayout.magic).load() == QueueLayout.magicValue
@@ -122,6 +124,7 @@ final class QueueCore: @unchecked Sendable {
         self.base = base
         self.ring = base + QueueLayout.headerBytes
         self.lockWord = LockWord(base + QueueLayout.lock)
+        self.telemetry = telemetry
     }
 
     // MARK: - Fields
@@ -165,7 +168,7 @@ final class QueueCore: @unchecked Sendable {
     // MARK: - Lock and commit
 
     @inline(__always) func lock() {
-        if case .ownerDied = lockWord.lock(until: .never) { recover() }
+        if case .ownerDied(let holder) = lockWord.lock(until: .never) { recover(from: holder) }
     }
 
     /// Takes the lock, or (for a wait that may not wait for it) only if that needs no sleep.
@@ -175,15 +178,16 @@ final class QueueCore: @unchecked Sendable {
             return true
         }
         guard let outcome = lockWord.tryLock() ?? lockWord.spin() else { return false }
-        if case .ownerDied = outcome { recover() }
+        if case .ownerDied(let holder) = outcome { recover(from: holder) }
         return true
     }
 
     @inline(__always) func unlock() { lockWord.unlock() }
 
     /// Finishes what a holder killed in the middle of a commit started.
-    private func recover() {
+    private func recover(from holder: Int32) {
         _ = word(QueueLayout.recoveries).add(1)
+        telemetry.lockRecovered(holder: holder)
         let valid = word(QueueLayout.journalValid)
         let mark = valid.load()
         if mark != 0 {

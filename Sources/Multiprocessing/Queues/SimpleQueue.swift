@@ -1,3 +1,5 @@
+import Logging
+
 /// A minimal unbounded queue between processes (CPython's `multiprocessing.SimpleQueue`): put,
 /// get, empty, close.
 ///
@@ -12,9 +14,12 @@
 public final class SimpleQueue<Element: Codable & Sendable>: Sendable, Codable {
     let queue: ProcessQueue<Element>
 
-    /// A new, empty queue with a ring of `ringBytes` (4 MiB by default).
-    public init(ringBytes: Int = ProcessQueue<Element>.defaultRingBytes) throws(QueueError) {
-        queue = try ProcessQueue(capacity: nil, ringBytes: ringBytes)
+    /// A new, empty queue with a ring of `ringBytes` (4 MiB by default); `label` and `logger`
+    /// as in ``ProcessQueue/init(capacity:ringBytes:label:logger:)``.
+    public init(
+        ringBytes: Int = ProcessQueue<Element>.defaultRingBytes, label: String? = nil, logger: Logger? = nil
+    ) throws(QueueError) {
+        queue = try ProcessQueue(capacity: nil, ringBytes: ringBytes, label: label, logger: logger)
     }
 
     /// Puts `item` at the back, waiting (without blocking a cooperative thread) while the ring

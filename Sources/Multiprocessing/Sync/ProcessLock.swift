@@ -97,7 +97,10 @@ public final class ProcessLock: Sendable, Codable {
     public func withLockBlocking<Result, Failure: Error>(_ body: () throws(Failure) -> Result) throws(Failure)
         -> Result
     {
-        if case .ownerDied = word.lock(until: .never) { _ = deaths.add(1) }
+        if case .ownerDied(let holder) = word.lock(until: .never) {
+            _ = deaths.add(1)
+            LibraryLogger.ownerDied("ProcessLock", holder: holder)
+        }
         defer { word.unlock() }
         return try body()
     }
@@ -131,6 +134,7 @@ public final class ProcessLock: Sendable, Codable {
         case .acquired: return .acquired
         case .ownerDied(let pid):
             _ = deaths.add(1)
+            LibraryLogger.ownerDied("ProcessLock", holder: pid)
             return .ownerDied(pid: pid)
         case .timedOut: throw .timedOut
         case .cancelled: throw .cancelled

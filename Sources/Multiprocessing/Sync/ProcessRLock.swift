@@ -192,6 +192,7 @@ public final class ProcessRLock: Sendable, Codable {
             return .acquired
         case .ownerDied(let pid):
             _ = deaths.add(1)
+            LibraryLogger.ownerDied("ProcessRLock", holder: pid)
             take(holder, levels)
             return .ownerDied(pid: pid)
         case .timedOut: throw .timedOut

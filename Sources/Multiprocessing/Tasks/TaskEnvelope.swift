@@ -11,6 +11,8 @@ struct LaunchRequest: Codable, Sendable {
     var payload: [UInt8]
     /// The last descriptor of the launch frame is then the write end of a pipe for stdout.
     var capturesStandardOutput: Bool
+    /// Logging, setup and trace context for the child (Observability/), when there are any.
+    var observation: LaunchObservation? = nil
 }
 
 /// What a child sends back: the encoded output or a report of the error thrown.

@@ -66,6 +66,9 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
@@ -87,7 +90,8 @@ let package = Package(
         .testTarget(
             name: "MultiprocessingTests",
             dependencies: [
-                "Multiprocessing", .product(name: "SystemPackage", package: "swift-system"),
+                "Multiprocessing", "MultiprocessingTestSupport",
+                .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "InMemoryLogging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -96,12 +100,24 @@ let package = Package(
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        // A recording metrics backend both test targets share: they run in one test process,
+        // where a backend can be bootstrapped only once.
+        .target(
+            name: "MultiprocessingTestSupport",
+            dependencies: [.product(name: "CoreMetrics", package: "swift-metrics")],
+            path: "Tests/MultiprocessingTestSupport",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(
             name: "MultiprocessingPostgresTests",
             dependencies: [
-                "Multiprocessing", "MultiprocessingPostgres",
+                "Multiprocessing", "MultiprocessingPostgres", "MultiprocessingTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),

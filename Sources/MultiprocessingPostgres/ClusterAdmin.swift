@@ -233,7 +233,7 @@ public final class ClusterAdmin: Service, Sendable {
     public func rescueExpiredLeases() async throws -> Int {
         try await ready()
         let maintenance = MaintenanceQueries(db: db)
-        return try await db.retrying("rescuing leases") { try await maintenance.rescueExpiredLeases() }
+        return try await db.retrying("rescuing leases") { try await maintenance.rescueExpiredLeases() }.count
     }
 
     static func count(_ rows: PostgresRowSequence) async throws -> Int {

@@ -1,3 +1,4 @@
+import Logging
 import PostgresNIO
 
 /// Where a cluster's queue lives and how its clients talk to it: a PostgreSQL connection and the
@@ -27,6 +28,14 @@ public struct ClusterConfiguration: Sendable {
     /// How long an operation keeps trying through connection loss before it fails with
     /// ``ClusterError/database(_:)``. Default: five minutes.
     public var reconnectTimeout: Duration = .seconds(300)
+    /// Where producers, workers and admins log the cluster's events, with `task`, `task.name`,
+    /// `attempt`, `queue` and `worker` metadata: a worker started or stopped (`info`), tasks
+    /// claimed (`debug`), an attempt that failed (`notice`), a payload that does not decode
+    /// (`error`), expired leases rescued and tasks failed for want of a worker that knows their
+    /// name (`warning`), a late outcome refused by the fence (`warning`), a database operation
+    /// that failed and is tried again (`warning`). `nil` (the default): nothing is logged.
+    /// The worker's local pool logs through its own `PoolOptions.logger`.
+    public var logger: Logger?
 
     /// A configuration from a postgres-nio client configuration.
     public init(_ connection: PostgresClient.Configuration, schema: String = "multiprocessing")

@@ -7,6 +7,10 @@ final class ClusterDatabase: Sendable {
     let configuration: ClusterConfiguration
     let client: PostgresClient
     let logger: Logger
+    /// The user's logger for the cluster's events (``ClusterConfiguration/logger``).
+    let events: Logger?
+    /// `nil` when no metrics backend is bootstrapped.
+    let metrics: ClusterMetrics?
     /// The schema name, for statements.
     var schema: String { configuration.schema }
 
@@ -16,6 +20,8 @@ final class ClusterDatabase: Sendable {
         connection.options.connectTimeout = .seconds(5)
         client = PostgresClient(configuration: connection)
         logger = Logger(label: "multiprocessing.postgres.\(label)")
+        events = configuration.logger
+        metrics = ClusterMetrics.make()
     }
 
     /// Starts the client's background work in a detached task, which inherits no graceful
@@ -53,6 +59,11 @@ final class ClusterDatabase: Sendable {
                     throw ClusterError.database("\(what): \(Self.describe(error))")
                 }
                 logger.debug("\(what) failed, trying again", metadata: ["error": "\(Self.describe(error))"])
+                // The first failure of an operation is worth a warning; its further tries are not.
+                if attempt == 1 {
+                    events?.warning(
+                        "\(what) failed, trying again", metadata: ["error": "\(Self.describe(error))"])
+                }
                 try await Task.sleep(for: pause)
                 pause = min(pause * 2, configuration.maximumReconnectDelay)
             }

@@ -260,47 +260,62 @@ public final class ClusterPool: Service, Sendable {
         let dedup = options.deduplicationKey
         let maxAttempts = Int32(max(1, options.maxAttempts))
         let inputsToBind = inputBytes
-        while true {
-            let found = try await db.retryingCounted("storing tasks") { attempt -> [Int32: Int64] in
-                var found: [Int32: Int64] = [:]
-                for try await (id, index) in try await db.client.query(
-                    """
-                    INSERT INTO \(unescaped: s).tasks (queue, task_name, function, input, priority, run_after,
-                        dedup_key, max_attempts, timeout_ms, unknown_name_timeout_ms, batch_id, batch_index)
-                    SELECT \(queue), \(name), \(function), i.input, \(priority),
-                        now() + \(delay) * interval '1 ms', \(dedup), \(maxAttempts), \(timeout), \(unknown),
-                        \(batch), i.index
-                    FROM unnest(\(inputsToBind)::bytea[], \(indices)::integer[]) AS i(input, index)
-                    ON CONFLICT DO NOTHING
-                    RETURNING id, batch_index
-                    """, logger: db.logger
-                ).decode((Int64, Int32).self) {
-                    found[index] = id
-                }
-                if found.count < indices.count {
-                    // Stored by an earlier try whose answer was lost, or a duplicate key.
+        let trace = ClusterTracing.beginEnqueue(name: name, queue: queue, count: inputs.count)
+        let traceContext = trace.flatMap { try? BinaryEncoder().encode($0.carrier).buffer }
+        do {
+            let ids = try await store()
+            trace?.end()
+            db.metrics?.submitted(ids.count, queue: queue)
+            return ids
+        } catch {
+            trace?.end(error: error)
+            throw error
+        }
+
+        @Sendable func store() async throws -> [Int64] {
+            while true {
+                let found = try await db.retryingCounted("storing tasks") { attempt -> [Int32: Int64] in
+                    var found: [Int32: Int64] = [:]
                     for try await (id, index) in try await db.client.query(
                         """
-                        SELECT id, batch_index FROM \(unescaped: s).tasks WHERE batch_id = \(batch)
+                        INSERT INTO \(unescaped: s).tasks (queue, task_name, function, input, priority, run_after,
+                            dedup_key, max_attempts, timeout_ms, unknown_name_timeout_ms, batch_id, batch_index,
+                            trace_context)
+                        SELECT \(queue), \(name), \(function), i.input, \(priority),
+                            now() + \(delay) * interval '1 ms', \(dedup), \(maxAttempts), \(timeout), \(unknown),
+                            \(batch), i.index, \(traceContext)
+                        FROM unnest(\(inputsToBind)::bytea[], \(indices)::integer[]) AS i(input, index)
+                        ON CONFLICT DO NOTHING
+                        RETURNING id, batch_index
                         """, logger: db.logger
                     ).decode((Int64, Int32).self) {
                         found[index] = id
                     }
-                    if let dedup, found[0] == nil {
-                        for try await id in try await db.client.query(
+                    if found.count < indices.count {
+                        // Stored by an earlier try whose answer was lost, or a duplicate key.
+                        for try await (id, index) in try await db.client.query(
                             """
-                            SELECT id FROM \(unescaped: s).tasks
-                            WHERE queue = \(queue) AND dedup_key = \(dedup) AND state IN ('queued','running')
+                            SELECT id, batch_index FROM \(unescaped: s).tasks WHERE batch_id = \(batch)
                             """, logger: db.logger
-                        ).decode(Int64.self) {
-                            found[0] = id
+                        ).decode((Int64, Int32).self) {
+                            found[index] = id
+                        }
+                        if let dedup, found[0] == nil {
+                            for try await id in try await db.client.query(
+                                """
+                                SELECT id FROM \(unescaped: s).tasks
+                                WHERE queue = \(queue) AND dedup_key = \(dedup) AND state IN ('queued','running')
+                                """, logger: db.logger
+                            ).decode(Int64.self) {
+                                found[0] = id
+                            }
                         }
                     }
+                    return found
                 }
-                return found
+                // A duplicate that finished between the insert and the look-up: insert again.
+                if found.count == indices.count { return indices.map { found[$0]! } }
             }
-            // A duplicate that finished between the insert and the look-up: insert again.
-            if found.count == indices.count { return indices.map { found[$0]! } }
         }
     }
 }

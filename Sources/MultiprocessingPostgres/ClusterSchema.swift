@@ -112,7 +112,9 @@ enum ClusterSchema {
                 REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
                 FOR EACH STATEMENT EXECUTE FUNCTION {S}.tasks_updated()
             """,
-        ]
+        ],
+        // 2: the producer's trace context (swift-distributed-tracing), stored with each task.
+        ["ALTER TABLE {S}.tasks ADD COLUMN trace_context bytea"],
     ]
 
     /// Creates or upgrades the schema to ``latestVersion``.

@@ -123,6 +123,14 @@ public final class ClusterWorker: Service, Sendable {
         var poolOptions = options.pool
         poolOptions.retries = 0
         let pool = ProcessPool(workers: options.concurrency, options: poolOptions)
+        db.events?.info(
+            "worker started",
+            metadata: [
+                "worker": "\(id)", "host": "\(registration.host)", "process.pid": "\(registration.pid)",
+                "concurrency": "\(registration.concurrency)",
+                "queues": "\(options.queues.joined(separator: ","))",
+                "task.names": "\(taskNames.joined(separator: ","))",
+            ])
         let loops = WorkerLoops(
             worker: self, db: db, queries: queries, maintenance: MaintenanceQueries(db: db), pool: pool,
             registration: registration)
@@ -147,6 +155,13 @@ public final class ClusterWorker: Service, Sendable {
         await loops.flushOnce()
         try? await db.retrying("deregistering") { try await queries.deregister() }
         await pool.terminate()
+        let done = statistics
+        db.events?.info(
+            "worker stopped",
+            metadata: [
+                "worker": "\(id)", "claimed": "\(done.claimed)", "recorded": "\(done.recorded)",
+                "refused": "\(done.refused)", "handed.back": "\(done.handedBack)",
+            ])
     }
 
     static func hostName() -> String {
@@ -164,7 +179,8 @@ public struct ClusterWorkerStatistics: Sendable, Hashable {
     /// Outcomes recorded (success or failure).
     public var recorded = 0
     /// Outcomes refused because the lease was no longer this worker's (the task was cancelled,
-    /// or rescued and handed to another worker).
+    /// or rescued and handed to another worker), or because an earlier try of the same write,
+    /// whose answer was lost with its connection, had already recorded them.
     public var refused = 0
     /// Tasks stopped here because they were cancelled or taken away while running.
     public var stoppedRunning = 0

@@ -1,3 +1,4 @@
+import Logging
 import Multiprocessing
 import PostgresNIO
 
@@ -68,9 +69,17 @@ struct WorkerLoops: Sendable {
                         return found
                     }
                     core.add(claimed)
-                    if !claimed.isEmpty { continue }
+                    if !claimed.isEmpty {
+                        db.metrics?.claimed(claimed)
+                        db.events?.debug(
+                            "claimed tasks",
+                            metadata: ["tasks": "\(claimed.count)", "worker": "\(worker.id)"])
+                        continue
+                    }
                 } catch  where !Task.isCancelled {
                     db.logger.warning("claiming failed", metadata: ["error": "\(error)"])
+                    db.events?.warning(
+                        "claiming failed", metadata: ["error": "\(error)", "worker": "\(worker.id)"])
                 } catch {
                     break
                 }
@@ -108,6 +117,20 @@ struct WorkerLoops: Sendable {
             }.value
             // Not written at all: the leases run out and the tasks run again elsewhere.
             core.recorded(batch, accepted: accepted ?? [])
+            if let accepted {
+                let refused = batch.filter { !accepted.contains($0.id) }
+                if !refused.isEmpty {
+                    db.metrics?.refused(refused.count)
+                    for outcome in refused {
+                        db.events?.warning(
+                            "outcome refused: the task no longer runs this attempt here (lease passed on, cancelled, or written by an earlier try)",
+                            metadata: [
+                                "task": "\(outcome.id)", "attempt": "\(outcome.attempt)",
+                                "worker": "\(worker.id)",
+                            ])
+                    }
+                }
+            }
         }
     }
 
@@ -136,8 +159,17 @@ struct WorkerLoops: Sendable {
         var round = 0
         while !Task.isCancelled {
             guard (try? await Task.sleep(for: options.rescueInterval)) != nil else { return }
-            _ = try? await maintenance.rescueExpiredLeases()
-            _ = try? await maintenance.failUnknownNames()
+            if let queues = try? await maintenance.rescueExpiredLeases(), !queues.isEmpty {
+                db.metrics?.rescued(queues: queues)
+                db.events?.warning(
+                    "expired leases rescued: their workers stopped renewing them",
+                    metadata: ["tasks": "\(queues.count)", "worker": "\(worker.id)"])
+            }
+            if let failed = try? await maintenance.failUnknownNames(), failed > 0 {
+                db.events?.warning(
+                    "tasks failed: no live worker registered their name in time",
+                    metadata: ["tasks": "\(failed)", "worker": "\(worker.id)"])
+            }
             round += 1
             if round % 30 == 0 { try? await maintenance.forgetDeadWorkers() }
         }
@@ -145,8 +177,35 @@ struct WorkerLoops: Sendable {
 
     /// Runs one attempt in the local pool and queues its outcome.
     func execute(_ task: ClaimedTask) async {
-        let result: Result<[UInt8], any Error>
         var final = false
+        let result = await ClusterTracing.attempt(task, worker: worker.id) {
+            await run(task, final: &final)
+        }
+        let outcome: AttemptOutcome
+        switch result {
+        case .success(let bytes):
+            outcome = AttemptOutcome(
+                id: task.id, attempt: task.attempt, output: bytes, error: nil, errorText: "", final: false)
+        case .failure(let error):
+            db.metrics?.attemptFailed(queue: task.queue)
+            var metadata = Logger.Metadata.attempt(task, worker: worker.id)
+            metadata["error"] = "\(error)"
+            if final {
+                db.events?.error("task payload does not decode: the task fails", metadata: metadata)
+            } else {
+                db.events?.notice("attempt failed", metadata: metadata)
+            }
+            outcome = AttemptOutcome(
+                id: task.id, attempt: task.attempt, output: nil, error: ErrorEnvelope(error),
+                errorText: String(describing: error), final: final)
+        }
+        core.finished(task, outcome)
+    }
+
+    /// Runs one attempt in the local pool (inside the attempt's span, so that the pool's own
+    /// span and the task's process join the trace).
+    private func run(_ task: ClaimedTask, final: inout Bool) async -> Result<[UInt8], any Error> {
+        let result: Result<[UInt8], any Error>
         if let function = worker.functions[task.name] {
             switch function.submit(pool, task.function, task.input) {
             case .failure(.undecodable(let why)):
@@ -166,17 +225,7 @@ struct WorkerLoops: Sendable {
         } else {
             result = .failure(ClusterError.unknownTaskName(task.name, waited: .zero))
         }
-        let outcome: AttemptOutcome
-        switch result {
-        case .success(let bytes):
-            outcome = AttemptOutcome(
-                id: task.id, attempt: task.attempt, output: bytes, error: nil, errorText: "", final: false)
-        case .failure(let error):
-            outcome = AttemptOutcome(
-                id: task.id, attempt: task.attempt, output: nil, error: ErrorEnvelope(error),
-                errorText: String(describing: error), final: final)
-        }
-        core.finished(task, outcome)
+        return result
     }
 
     private func outcome(of call: RegisteredFunction.Call, timeout: Duration?, task: ClaimedTask) async

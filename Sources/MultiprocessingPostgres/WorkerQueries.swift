@@ -1,3 +1,4 @@
+import Multiprocessing
 import PostgresNIO
 
 /// A task as a worker claimed it.
@@ -9,6 +10,9 @@ struct ClaimedTask: Sendable {
     var attempt: Int32
     var priority: Int32
     var timeout: Duration?
+    var queue: String = "default"
+    /// The producer's trace context, stored with the task (``ClusterTracing``).
+    var trace: [String: String]? = nil
 }
 
 /// How one attempt ended, ready to be recorded.
@@ -48,7 +52,8 @@ struct WorkerQueries: Sendable {
                     LIMIT \(limit) FOR UPDATE SKIP LOCKED
                 ) picked
                 WHERE t.id = picked.id
-                RETURNING t.id, t.task_name, t.function, t.input, t.attempt, t.priority, t.timeout_ms
+                RETURNING t.id, t.task_name, t.function, t.input, t.attempt, t.priority, t.timeout_ms, t.queue,
+                    t.trace_context
                 """, logger: db.logger))
     }
 
@@ -58,20 +63,25 @@ struct WorkerQueries: Sendable {
         try await decodeClaims(
             db.client.query(
                 """
-                SELECT id, task_name, function, input, attempt, priority, timeout_ms FROM \(unescaped: s).tasks
+                SELECT id, task_name, function, input, attempt, priority, timeout_ms, queue, trace_context
+                FROM \(unescaped: s).tasks
                 WHERE state = 'running' AND worker_id = \(workerID) AND NOT (id = ANY(\(known)))
                 """, logger: db.logger))
     }
 
     private func decodeClaims(_ rows: PostgresRowSequence) async throws -> [ClaimedTask] {
         var claimed: [ClaimedTask] = []
-        for try await (id, name, function, input, attempt, priority, timeout) in rows.decode(
-            (Int64, String, ByteBuffer, ByteBuffer, Int32, Int32, Int64?).self)
+        for try await (id, name, function, input, attempt, priority, timeout, queue, trace) in rows.decode(
+            (Int64, String, ByteBuffer, ByteBuffer, Int32, Int32, Int64?, String, ByteBuffer?).self)
         {
             claimed.append(
                 ClaimedTask(
                     id: id, name: name, function: function.bytes, input: input.bytes, attempt: attempt,
-                    priority: priority, timeout: timeout.map { .milliseconds($0) }))
+                    priority: priority, timeout: timeout.map { .milliseconds($0) }, queue: queue,
+                    // A context that does not decode costs the trace, not the task.
+                    trace: trace.flatMap {
+                        try? BinaryDecoder().decode([String: String].self, from: $0.bytes)
+                    }))
         }
         return claimed.sorted { ($0.priority, -$0.id) > ($1.priority, -$1.id) }
     }
@@ -188,11 +198,12 @@ struct MaintenanceQueries: Sendable {
     let db: ClusterDatabase
     var s: String { db.schema }
 
-    /// Returns tasks whose lease expired to the queue, or fails them when no attempt is left.
+    /// Returns tasks whose lease expired to the queue, or fails them when no attempt is left;
+    /// returns the queue of each task rescued.
     @discardableResult
-    func rescueExpiredLeases() async throws -> Int {
-        var count = 0
-        for try await _ in try await db.client.query(
+    func rescueExpiredLeases() async throws -> [String] {
+        var queues: [String] = []
+        for try await queue in try await db.client.query(
             """
             UPDATE \(unescaped: s).tasks SET
                 state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END,
@@ -203,12 +214,12 @@ struct MaintenanceQueries: Sendable {
                 finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
                 worker_id = NULL, lease_expires_at = NULL
             WHERE state = 'running' AND lease_expires_at < now()
-            RETURNING id
+            RETURNING queue
             """, logger: db.logger
-        ).decode(Int64.self) {
-            count += 1
+        ).decode(String.self) {
+            queues.append(queue)
         }
-        return count
+        return queues
     }
 
     /// Fails due tasks that have waited past their time-out for a live worker that registered

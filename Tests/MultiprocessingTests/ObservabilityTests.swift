@@ -1,6 +1,7 @@
 import InMemoryLogging
 import InMemoryTracing
 import Logging
+import MultiprocessingTestSupport
 import Testing
 import Tracing
 

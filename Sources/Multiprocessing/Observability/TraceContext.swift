@@ -7,10 +7,10 @@ import Tracing
 /// Nothing here runs unless an instrument is bootstrapped (or bound with `withTracer`): with
 /// the default no-op instrument ``begin(_:attributes:)`` returns `nil` and a task carries no
 /// carrier, so untraced programs pay one check per call, map or start.
-final class TaskTrace: Sendable {
-    let span: any Span
+package final class TaskTrace: Sendable {
+    package let span: any Span
     /// The span's context, injected for the process that runs the task.
-    let carrier: [String: String]
+    package let carrier: [String: String]
 
     private init(span: any Span, carrier: [String: String]) {
         self.span = span
@@ -18,14 +18,14 @@ final class TaskTrace: Sendable {
     }
 
     /// Whether spans would be recorded: an instrument other than the no-op one is active.
-    static var isActive: Bool {
+    package static var isActive: Bool {
         let instrument = InstrumentationSystem.instrument
         return !(instrument is NoOpInstrument) && !(instrument is NoOpTracer)
     }
 
     /// Opens the library's span for one task, a child of the caller's `ServiceContext`; `nil`
     /// when nothing records spans.
-    static func begin(_ operation: String, attributes: (inout SpanAttributes) -> Void) -> TaskTrace? {
+    package static func begin(_ operation: String, attributes: (inout SpanAttributes) -> Void) -> TaskTrace? {
         guard isActive else { return nil }
         let tracer = InstrumentationSystem.tracer
         let span = tracer.startSpan(
@@ -39,7 +39,7 @@ final class TaskTrace: Sendable {
 
     /// The caller's context injected as it is, with no span of the library's (for work that
     /// opens none).
-    static func currentCarrier() -> [String: String]? {
+    package static func currentCarrier() -> [String: String]? {
         guard isActive, let context = ServiceContext.current else { return nil }
         var carrier: [String: String] = [:]
         InstrumentationSystem.instrument.inject(context, into: &carrier, using: DictionaryInjector())
@@ -48,14 +48,14 @@ final class TaskTrace: Sendable {
 
     /// In the process that runs the task: the context the carrier holds, extracted with this
     /// process's instrument (nothing, with the no-op one).
-    static func extract(_ carrier: [String: String]) -> ServiceContext {
+    package static func extract(_ carrier: [String: String]) -> ServiceContext {
         var context = ServiceContext.topLevel
         InstrumentationSystem.instrument.extract(carrier, into: &context, using: DictionaryExtractor())
         return context
     }
 
     /// Ends the span: `error` marks it failed.
-    func end(error: (any Error)? = nil, attributes: (inout SpanAttributes) -> Void = { _ in }) {
+    package func end(error: (any Error)? = nil, attributes: (inout SpanAttributes) -> Void = { _ in }) {
         span.updateAttributes(attributes)
         if let error {
             span.recordError(error)

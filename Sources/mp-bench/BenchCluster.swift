@@ -56,7 +56,8 @@ struct BenchWorkerHost: ProcessTask {
         var configuration = try ClusterConfiguration(url: url, schema: schema)
         configuration.reconnectTimeout = .seconds(30)
         let worker = ClusterWorker(
-            configuration: configuration, functions: [ClusterNoop.self, HangsOnFirstRun.self], options: options)
+            configuration: configuration, functions: [ClusterNoop.self, HangsOnFirstRun.self],
+            options: options)
         try await worker.run()
     }
 }
@@ -103,7 +104,9 @@ enum ClusterBench {
                 _ = try await pool.apply(ClusterNoop(), i)
                 samples.append(seconds(ContinuousClock.now - start) * 1e3)
             }
-            verbose("cluster_apply_latency samples (ms): \(samples.sorted().map { (($0 * 100).rounded() / 100) })")
+            verbose(
+                "cluster_apply_latency samples (ms): \(samples.sorted().map { (($0 * 100).rounded() / 100) })"
+            )
             return median(samples)
         }
         recordPeer("cluster_apply_latency", PgQueuerPeer.measure("latency", url: url))
@@ -157,7 +160,10 @@ enum ClusterBench {
         configuration.reconnectTimeout = .seconds(30)
         let hosts = ClusterHosts(url: url, schema: schema, lease: lease)
         defer {
-            _ = runProgram(["psql", "-q", url, "-c", "SET client_min_messages TO warning; DROP SCHEMA IF EXISTS \(schema) CASCADE"])
+            _ = runProgram([
+                "psql", "-q", url, "-c",
+                "SET client_min_messages TO warning; DROP SCHEMA IF EXISTS \(schema) CASCADE",
+            ])
         }
         do {
             let result = try await withClusterAdmin(configuration: configuration) { admin in
@@ -185,7 +191,8 @@ enum ClusterBench {
                 return url!
             }
             let (status, output) = runProgram(["/bin/bash", postgresScript, "start"])
-            guard status == 0, let line = output.split(separator: "\n").last, line.hasPrefix("postgres://") else {
+            guard status == 0, let line = output.split(separator: "\n").last, line.hasPrefix("postgres://")
+            else {
                 throw BenchSetupError(
                     "the cluster entries need PostgreSQL: set MP_POSTGRES_URL, or install Debian's postgresql package for Scripts/postgres.sh (it said: \(output))"
                 )
@@ -216,7 +223,8 @@ enum ClusterBench {
         var bytes = [UInt8](repeating: 0, count: 32)
         let count = read(fd, &bytes, bytes.count)
         guard count > 0 else { return 0 }
-        return Int32(String(decoding: bytes[0..<count], as: UTF8.self).split(separator: "\n").first ?? "") ?? 0
+        return Int32(String(decoding: bytes[0..<count], as: UTF8.self).split(separator: "\n").first ?? "")
+            ?? 0
     }
 
     static func verbose(_ line: String) {
@@ -242,7 +250,8 @@ final class ClusterHosts: Sendable {
         for _ in 0..<count {
             let host = try ChildProcess(
                 BenchWorkerHost(
-                    url: url, schema: schema, concurrency: 1, leaseMilliseconds: lease, rescueMilliseconds: 250),
+                    url: url, schema: schema, concurrency: 1, leaseMilliseconds: lease,
+                    rescueMilliseconds: 250),
                 name: "mp-bench-cluster-worker")
             try await host.start()
             hosts.withLock { $0.append(host) }
@@ -373,7 +382,9 @@ enum PgQueuerPeer {
         let check = [python, "-c", "import pgqueuer, asyncpg; assert pgqueuer.__version__ == '1.6.0'"]
         if access(python, X_OK) == 0, runProgram(check).0 == 0 { return python }
         if access(python, X_OK) != 0, runProgram(["python3", "-m", "venv", venv]).0 != 0 {
-            print("note: cannot make a virtual environment at \(venv) (python3 -m venv); PgQueuer figures are null")
+            print(
+                "note: cannot make a virtual environment at \(venv) (python3 -m venv); PgQueuer figures are null"
+            )
             return nil
         }
         let (status, _) = runProgram([venv + "/bin/pip", "install", "-q"] + requirements)

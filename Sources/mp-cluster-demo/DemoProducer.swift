@@ -32,11 +32,15 @@ struct DemoProducer {
                 say("producer: no live worker has pid \(victim) (live: \(workers.map(\.pid)))")
                 return false
             }
-            say("producer: workers \(workers.map { "\($0.pid) on \($0.host)" }.joined(separator: ", ")) are live")
+            say(
+                "producer: workers \(workers.map { "\($0.pid) on \($0.host)" }.joined(separator: ", ")) are live"
+            )
             var options = ClusterTaskOptions(queue: DemoSettings.queue)
             options.maxAttempts = 3
             let start = ContinuousClock.now
-            let (results, killedHolding) = try await withClusterPool(configuration: configuration, defaults: options) {
+            let (results, killedHolding) = try await withClusterPool(
+                configuration: configuration, defaults: options
+            ) {
                 pool in
                 try await withThrowingTaskGroup(of: Int?.self) { group in
                     group.addTask { try await killHalfway(admin) }
@@ -70,7 +74,8 @@ struct DemoProducer {
     /// Once half the blocks succeeded: SIGKILL the victim. Returns how many tasks it held then.
     private func killHalfway(_ admin: ClusterAdmin) async throws -> Int? {
         while true {
-            let succeeded = try await admin.queues().first { $0.name == DemoSettings.queue }?.counts[.succeeded] ?? 0
+            let succeeded =
+                try await admin.queues().first { $0.name == DemoSettings.queue }?.counts[.succeeded] ?? 0
             if succeeded >= blocks / 2 { break }
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -111,7 +116,9 @@ struct DemoProducer {
             bytes += chunk[0..<count]
         }
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") {
-            if let block = line.split(separator: " ").first.flatMap({ Int($0) }), counts.indices.contains(block) {
+            if let block = line.split(separator: " ").first.flatMap({ Int($0) }),
+                counts.indices.contains(block)
+            {
                 counts[block] += 1
             }
         }
@@ -120,7 +127,9 @@ struct DemoProducer {
 
     /// `1.23`: seconds with two decimals.
     private static func seconds(_ duration: Duration) -> String {
-        let hundredths = (duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000 + 5) / 10
+        let hundredths =
+            (duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000 + 5)
+            / 10
         return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
     }
 
@@ -137,7 +146,8 @@ struct DemoProducer {
                 perWorker[answer.worker, default: 0] += 1
                 if answer.block != index { problems.append("result \(index) is block \(answer.block)'s") }
                 if answer.primes != expected[index] {
-                    problems.append("block \(index): \(answer.primes) primes, the sieve says \(expected[index])")
+                    problems.append(
+                        "block \(index): \(answer.primes) primes, the sieve says \(expected[index])")
                 }
             case .failure(let error):
                 problems.append("block \(index) failed: \(error)")
@@ -145,7 +155,9 @@ struct DemoProducer {
         }
         if killedHolding == nil { problems.append("the worker was not killed") }
         let stored = figures?.counts ?? [:]
-        if stored[.succeeded] != blocks || (stored[.failed] ?? 0) + (stored[.queued] ?? 0) + (stored[.running] ?? 0) != 0 {
+        if stored[.succeeded] != blocks
+            || (stored[.failed] ?? 0) + (stored[.queued] ?? 0) + (stored[.running] ?? 0) != 0
+        {
             problems.append("the queue holds \(stored) instead of \(blocks) succeeded tasks")
         }
         let neverRan = executions.indices.filter { executions[$0] == 0 }
@@ -157,16 +169,22 @@ struct DemoProducer {
         say("  primes below \(blocks * blockSize): \(total) (the local sieve: \(expected.reduce(0, +)))")
         say(
             "  results by worker: "
-                + perWorker.sorted { $0.key < $1.key }.map { "\($0.key): \($0.value)\($0.key == victim ? " (killed)" : "")" }
+                + perWorker.sorted { $0.key < $1.key }.map {
+                    "\($0.key): \($0.value)\($0.key == victim ? " (killed)" : "")"
+                }
                 .joined(separator: ", "))
         say(
             "  executions: \(executions.reduce(0, +)) for \(blocks) blocks — at least once; "
                 + (again.isEmpty
                     ? "none ran twice (the killed worker held no running block)"
                     : "ran twice after the kill: blocks \(again.map(String.init).joined(separator: ", "))"))
-        say("  on the queue: \(stored[.succeeded] ?? 0) succeeded, \(stored[.failed] ?? 0) failed — one result per task")
+        say(
+            "  on the queue: \(stored[.succeeded] ?? 0) succeeded, \(stored[.failed] ?? 0) failed — one result per task"
+        )
         if problems.isEmpty {
-            say("OK: every block's result arrived exactly once and matches the sieve, after a worker was SIGKILLed")
+            say(
+                "OK: every block's result arrived exactly once and matches the sieve, after a worker was SIGKILLed"
+            )
             return true
         }
         say("FAILED:\n" + problems.map { "  - \($0)" }.joined(separator: "\n"))

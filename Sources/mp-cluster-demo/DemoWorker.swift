@@ -12,8 +12,11 @@ enum DemoWorker {
         options.lease = DemoSettings.lease
         options.rescueInterval = .milliseconds(500)
         options.shutdownGrace = .seconds(5)
-        let worker = ClusterWorker(configuration: configuration, functions: [CountPrimes.self], options: options)
-        say("worker \(name): pid \(CurrentProcess.pid), concurrency \(concurrency), lease \(DemoSettings.lease)")
+        let worker = ClusterWorker(
+            configuration: configuration, functions: [CountPrimes.self], options: options)
+        say(
+            "worker \(name): pid \(CurrentProcess.pid), concurrency \(concurrency), lease \(DemoSettings.lease)"
+        )
         try await worker.run()
         let statistics = worker.statistics
         say(

@@ -22,7 +22,9 @@ struct CancelCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let cancelled = try await common.withAdmin { admin in try await admin.cancel(ids.map { ClusterTaskID($0) }) }
+        let cancelled = try await common.withAdmin { admin in
+            try await admin.cancel(ids.map { ClusterTaskID($0) })
+        }
         if common.json {
             try Report.printJSON(Output(cancelled: cancelled))
         } else {

@@ -27,7 +27,9 @@ struct CleanupCommand: AsyncParsableCommand {
         if common.json {
             try Report.printJSON(Output(deleted: deleted))
         } else {
-            print("deleted \(deleted) finished task\(deleted == 1 ? "" : "s") older than \(format(olderThan.duration))")
+            print(
+                "deleted \(deleted) finished task\(deleted == 1 ? "" : "s") older than \(format(olderThan.duration))"
+            )
         }
     }
 }

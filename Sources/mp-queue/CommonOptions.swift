@@ -7,7 +7,8 @@ import MultiprocessingPostgres
 
 /// The options every command takes: where the queue is, and how to print.
 struct CommonOptions: ParsableArguments {
-    @Option(help: "The connection URL (postgres://user:password@host:port/database). Default: $MP_POSTGRES_URL.")
+    @Option(
+        help: "The connection URL (postgres://user:password@host:port/database). Default: $MP_POSTGRES_URL.")
     var url: String?
 
     @Option(help: "The schema that holds the queue's tables.")
@@ -35,10 +36,34 @@ struct CommonOptions: ParsableArguments {
     }
 
     /// Runs `body` with a connected admin. Errors of the queue become the tool's error message.
-    func withAdmin<T>(_ body: (ClusterAdmin) async throws -> T) async throws -> T {
+    func withAdmin<T: Sendable>(_ body: @escaping @Sendable (ClusterAdmin) async throws -> T) async throws
+        -> T
+    {
         let configuration = try self.configuration()
+        let server =
+            "\(configuration.connection.host ?? "?"):\(configuration.connection.port.map(String.init) ?? "?")"
+        // postgres-nio's pool keeps a first connection attempt waiting for about a minute,
+        // whatever the reconnect time-out says: bound the whole command by --timeout (plus
+        // the time the command's own statements may take).
+        let limit = timeout.duration + .seconds(5)
         do {
-            return try await withClusterAdmin(configuration: configuration) { admin in try await body(admin) }
+            return try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask {
+                    try await withClusterAdmin(configuration: configuration) { admin in try await body(admin)
+                    }
+                }
+                group.addTask {
+                    try await Task.sleep(for: limit)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let value = first else {
+                    throw ToolError("database at \(server): no answer within \(format(limit))")
+                }
+                return value
+            }
+        } catch ClusterError.database(let why) {
+            throw ToolError("database at \(server) (tried for \(format(timeout.duration))): \(why)")
         } catch let error as ClusterError {
             throw ToolError(error.description)
         }

@@ -23,7 +23,9 @@ struct FailedCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let tasks = try await common.withAdmin { admin in try await admin.failedTasks(queue: queue, limit: limit) }
+        let tasks = try await common.withAdmin { admin in
+            try await admin.failedTasks(queue: queue, limit: limit)
+        }
         if common.json {
             try Report.printJSON(Output(failed: tasks.map(Report.Failed.init)))
         } else {

@@ -16,7 +16,9 @@ struct PurgeCommand: AsyncParsableCommand {
     @Option(help: "The queue.")
     var queue: String
 
-    @Option(name: .customLong("state"), help: "A state to purge (repeat for several). Default: succeeded, failed, cancelled.")
+    @Option(
+        name: .customLong("state"),
+        help: "A state to purge (repeat for several). Default: succeeded, failed, cancelled.")
     var states: [String] = []
 
     struct Output: Encodable {
@@ -26,17 +28,22 @@ struct PurgeCommand: AsyncParsableCommand {
     func validate() throws {
         for state in states where ClusterTaskState(rawValue: state) == nil {
             throw ValidationError(
-                "unknown state '\(state)' (one of: \(ClusterTaskState.allCases.map(\.rawValue).joined(separator: ", ")))")
+                "unknown state '\(state)' (one of: \(ClusterTaskState.allCases.map(\.rawValue).joined(separator: ", ")))"
+            )
         }
     }
 
     func run() async throws {
-        let chosen = states.isEmpty ? ClusterTaskState.finished : Set(states.compactMap { ClusterTaskState(rawValue: $0) })
-        let purged = try await common.withAdmin { admin in try await admin.purge(queue: queue, states: chosen) }
+        let chosen =
+            states.isEmpty
+            ? ClusterTaskState.finished : Set(states.compactMap { ClusterTaskState(rawValue: $0) })
+        let purged = try await common.withAdmin { admin in try await admin.purge(queue: queue, states: chosen)
+        }
         if common.json {
             try Report.printJSON(Output(purged: purged))
         } else {
-            let names = ClusterTaskState.allCases.filter(chosen.contains).map(\.rawValue).joined(separator: ", ")
+            let names = ClusterTaskState.allCases.filter(chosen.contains).map(\.rawValue).joined(
+                separator: ", ")
             print("purged \(purged) task\(purged == 1 ? "" : "s") (\(names)) from queue '\(queue)'")
         }
     }

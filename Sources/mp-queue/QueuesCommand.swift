@@ -5,7 +5,8 @@ import MultiprocessingPostgres
 struct QueuesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "queues",
-        abstract: "Show every queue: tasks per state, the oldest waiting task, tasks finished in the last minute.")
+        abstract:
+            "Show every queue: tasks per state, the oldest waiting task, tasks finished in the last minute.")
 
     @OptionGroup var common: CommonOptions
 

@@ -18,7 +18,8 @@ enum Report {
         init(_ figures: ClusterQueueFigures) {
             name = figures.name
             counts = Dictionary(
-                uniqueKeysWithValues: ClusterTaskState.allCases.map { ($0.rawValue, figures.counts[$0] ?? 0) })
+                uniqueKeysWithValues: ClusterTaskState.allCases.map { ($0.rawValue, figures.counts[$0] ?? 0) }
+            )
             oldestWaitingSeconds = figures.oldestWaiting.map(seconds)
             finishedLastMinute = figures.finishedLastMinute
         }
@@ -81,7 +82,9 @@ enum Report {
     /// The queues as a table.
     static func queuesTable(_ queues: [ClusterQueueFigures]) -> String {
         guard !queues.isEmpty else { return "no tasks on any queue" }
-        var rows = [["QUEUE", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "OLDEST WAITING", "DONE/MIN"]]
+        var rows = [
+            ["QUEUE", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "OLDEST WAITING", "DONE/MIN"]
+        ]
         for queue in queues {
             rows.append(
                 [queue.name]
@@ -100,7 +103,8 @@ enum Report {
         for worker in workers {
             let state = worker.isStopping ? "stopping" : worker.isLive ? "live" : "silent"
             rows.append([
-                worker.host, String(worker.pid), String(worker.concurrency), format(worker.sinceHeartbeat) + " ago",
+                worker.host, String(worker.pid), String(worker.concurrency),
+                format(worker.sinceHeartbeat) + " ago",
                 String(worker.tasksHeld), state, worker.queues.joined(separator: ","), worker.id,
             ])
         }
@@ -115,7 +119,8 @@ enum Report {
             var error = task.error.split(whereSeparator: \.isNewline).joined(separator: " ")
             if error.count > 120 { error = String(error.prefix(117)) + "..." }
             rows.append([
-                task.id.description, task.queue, task.taskName, String(task.attempts), format(task.age) + " ago",
+                task.id.description, task.queue, task.taskName, String(task.attempts),
+                format(task.age) + " ago",
                 error,
             ])
         }
@@ -125,7 +130,9 @@ enum Report {
     /// Columns padded to their widest cell; the last column is not padded.
     static func table(_ rows: [[String]], rightAligned: some Collection<Int>) -> String {
         let columns = rows.map(\.count).max() ?? 0
-        let widths = (0..<columns).map { column in rows.map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0 }
+        let widths = (0..<columns).map { column in
+            rows.map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0
+        }
         return rows.map { row in
             row.enumerated().map { column, cell in
                 let padding = String(repeating: " ", count: widths[column] - cell.count)

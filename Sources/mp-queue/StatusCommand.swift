@@ -18,7 +18,8 @@ struct StatusCommand: AsyncParsableCommand {
             (try await admin.queues(), try await admin.workers())
         }
         if common.json {
-            try Report.printJSON(Output(queues: queues.map(Report.Queue.init), workers: workers.map(Report.Worker.init)))
+            try Report.printJSON(
+                Output(queues: queues.map(Report.Queue.init), workers: workers.map(Report.Worker.init)))
         } else {
             print(Report.queuesTable(queues))
             print()

@@ -29,15 +29,19 @@ struct TimeSpan: ExpressibleByArgument, Sendable {
 
 /// `1.5s`, `3m 20s`, `2h 5m`, `4d 3h`: short and readable.
 func format(_ duration: Duration) -> String {
-    let milliseconds = duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    let milliseconds =
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     if milliseconds < 60_000 {
         let tenths = (milliseconds + 50) / 100
         return "\(tenths / 10).\(tenths % 10)s"
     }
     let seconds = milliseconds / 1000
-    if seconds < 3600 { return "\(seconds / 60)m \(seconds % 60)s" }
-    if seconds < 86_400 { return "\(seconds / 3600)h \(seconds % 3600 / 60)m" }
-    return "\(seconds / 86_400)d \(seconds % 86_400 / 3600)h"
+    func pair(_ major: Int64, _ unit: String, _ minor: Int64, _ minorUnit: String) -> String {
+        minor == 0 ? "\(major)\(unit)" : "\(major)\(unit) \(minor)\(minorUnit)"
+    }
+    if seconds < 3600 { return pair(seconds / 60, "m", seconds % 60, "s") }
+    if seconds < 86_400 { return pair(seconds / 3600, "h", seconds % 3600 / 60, "m") }
+    return pair(seconds / 86_400, "d", seconds % 86_400 / 3600, "h")
 }
 
 /// A duration in seconds, for JSON.

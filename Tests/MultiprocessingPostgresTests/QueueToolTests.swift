@@ -167,7 +167,8 @@ extension ClusterTests {
                         ])
                     #expect(main.finishedLastMinute == 6)
                     #expect(main.oldestWaitingSeconds == nil)
-                    #expect(queues[1].counts["queued"] == 1 && queues[1].oldestWaitingSeconds == nil)  // not due
+                    // Queued but not due: not waiting.
+                    #expect(queues[1].counts["queued"] == 1 && queues[1].oldestWaitingSeconds == nil)
                     let waiting = try #require(queues[2].oldestWaitingSeconds)
                     #expect(waiting >= 0.2 && waiting < 60)
 

@@ -22,6 +22,8 @@ let package = Package(
         .executable(name: "mp-demo", targets: ["mp-demo"]),
         .executable(name: "mp-bench", targets: ["mp-bench"]),
         .executable(name: "mp-examples", targets: ["mp-examples"]),
+        .executable(name: "mp-queue", targets: ["mp-queue"]),
+        .executable(name: "mp-cluster-demo", targets: ["mp-cluster-demo"]),
     ],
     dependencies: [
         // Only for SharedValue/SharedArray's generic integer operations (see the rule above).
@@ -40,6 +42,8 @@ let package = Package(
         // the `Service` protocol its worker conforms to.
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // The command line of the operations tool, mp-queue (never linked into a library).
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // The few things Swift cannot reach: a constructor that runs before `main`, fork in a
@@ -79,7 +83,22 @@ let package = Package(
         ),
         .executableTarget(
             name: "mp-bench",
-            dependencies: ["Multiprocessing"],
+            dependencies: ["Multiprocessing", "MultiprocessingPostgres"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // The operations tool: queues, workers, failed tasks; retry, cancel, purge, cleanup.
+        .executableTarget(
+            name: "mp-queue",
+            dependencies: [
+                "MultiprocessingPostgres",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // Issue 11's demo: a producer and two workers as separate programs, one SIGKILLed halfway.
+        .executableTarget(
+            name: "mp-cluster-demo",
+            dependencies: ["Multiprocessing", "MultiprocessingPostgres"],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .executableTarget(
@@ -112,6 +131,8 @@ let package = Package(
             name: "MultiprocessingPostgresTests",
             dependencies: [
                 "Multiprocessing", "MultiprocessingPostgres", "MultiprocessingTestSupport",
+                // Built before the tests, which run the binary against a live queue.
+                "mp-queue",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

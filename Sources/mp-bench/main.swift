@@ -222,7 +222,9 @@ let coreCatalogue: [CatalogueEntry] = [
     ("pool_trap_detect", "ms", "lower", { try await poolTrapDetect() }),
     ("child_crash_report", "ms", "lower", { try await childCrashReport(count: 15) }),
 ]
-let catalogue = coreCatalogue + poolFiguresCatalogue + sharedCatalogue + queueCatalogue + managerCatalogue
+let catalogue =
+    coreCatalogue + poolFiguresCatalogue + sharedCatalogue + queueCatalogue + managerCatalogue
+    + clusterCatalogue
 // CPython has one Connection API; the async Swift entry is compared with the same figure.
 let pythonName = ["channel_roundtrip_async": "channel_roundtrip"]
 

@@ -11,6 +11,9 @@ struct LaunchRequest: Codable, Sendable {
     var payload: [UInt8]
     /// The last descriptor of the launch frame is then the write end of a pipe for stdout.
     var capturesStandardOutput: Bool
+    /// The sandbox to apply before the task runs; the last descriptor of the launch frame is
+    /// then the pipe its supervisor reports on (after the stdout pipe).
+    var sandbox: SandboxPlan? = nil
 }
 
 /// What a child sends back: the encoded output or a report of the error thrown.

@@ -1,0 +1,168 @@
+import CMultiprocessing
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The sandbox's init: pid 1 of its PID namespace (see ``SandboxSupervisor``). Applies every
+/// restriction to itself in order — file-system view, host name, loopback, limits,
+/// credentials, `no_new_privs`, Landlock, seccomp — so that the task it forks inherits them
+/// all, then stays to reap and to answer the filter.
+enum SandboxInit {
+    /// Runs the init; returns only in the task process, with everything applied.
+    static func run(
+        _ plan: SandboxPlan, progress start: SandboxProgress, cgroupsInUse: Bool, privileged: Bool,
+        runningFiles: [String], go: Int32, report: Int32, descriptors: inout [Int32]
+    ) {
+        // Dies with the supervisor; and learns whether it is in the cgroups (EOF: the supervisor
+        // died before it could say).
+        _ = mp_set_parent_death_signal(SIGKILL)
+        var goAhead: UInt8 = 0
+        while read(go, &goAhead, 1) < 0 && errno == EINTR {}
+        close(go)
+        guard goAhead == 1 || goAhead == 2 else { _exit(1) }
+        let sandbox = plan.sandbox
+        var progress = start
+        var listener: Int32 = -1
+        let task: Int32
+        do throws(SandboxError) {
+            if goAhead == 2 {
+                progress.report.memoryLimitMechanism = nil
+                progress.report.processLimitMechanism = nil
+                progress.report.cgroupDirectories = []
+                progress.report.applied.removeAll { $0 == .memoryLimit || $0 == .processLimit }
+            }
+            // The cgroup tree seen from inside starts at the sandbox's own.
+            if cgroupsInUse && goAhead == 1 { _ = mp_sb_unshare(SandboxCredentials.Namespace.cgroup) }
+            let visible = try fileSystem(sandbox, runningFiles: runningFiles, progress: &progress)
+            if let hostname = sandbox.hostname {
+                try progress.apply(.hostname) {
+                    let bytes = Array(hostname.utf8)
+                    return SandboxProgress.check("sethostname", sethostname(bytes, bytes.count))
+                }
+            }
+            if sandbox.network == .none, progress.report.isApplied(.network) {
+                try progress.apply(.network) { SandboxProgress.failure("bringing up lo", mp_sb_loopback_up()) }
+            }
+            try limits(sandbox.limits, progress: &progress)
+            try SandboxCredentials.drop(sandbox, privileged: privileged, progress: &progress)
+            if sandbox.usesLandlock {
+                var abi: Int?
+                try progress.apply(.landlock) { SandboxLandlock.apply(sandbox, visible: visible, abi: &abi) }
+                progress.report.landlockABI = abi
+            }
+            if let filter = sandbox.systemCalls {
+                listener = try systemCallFilter(filter, progress: &progress)
+            }
+            task = fork()
+            if task < 0 { throw .setupFailed(SandboxProgress.reason("fork", errno)) }
+        } catch {
+            SandboxMessage.send(.failed(error), to: report)
+            _exit(70)
+        }
+        if task == 0 {
+            close(report)
+            if listener >= 0 { close(listener) }
+            becomeTask(plan, descriptors: descriptors)
+            return
+        }
+        // Nothing of the task's stays open here (its channel ends, its stdout pipe).
+        let reportFD = fcntl(report, F_DUPFD_CLOEXEC, 100)
+        let listenerFD = listener >= 0 ? fcntl(listener, F_DUPFD_CLOEXEC, 101) : -1
+        _ = dup2(reportFD, 3)
+        if listenerFD >= 0 { _ = dup2(listenerFD, 4) }
+        mp_close_from(listenerFD >= 0 ? 5 : 4)
+        SandboxMessage.send(.applied(progress.report), to: 3)
+        let execOnce = plan.program != nil && !(sandbox.systemCalls?.allowsExec ?? true)
+        mp_sb_serve_init(task, listenerFD >= 0 ? 4 : -1, 3, execOnce ? 1 : 0)
+    }
+
+    /// The file-system view, or the paths Landlock allows where there is none.
+    private static func fileSystem(_ sandbox: Sandbox, runningFiles: [String], progress: inout SandboxProgress)
+        throws(SandboxError) -> [SandboxMounts.Visible]
+    {
+        guard sandbox.isolatesFileSystem else {
+            var visible = sandbox.readablePaths.map {
+                SandboxMounts.Visible(path: $0, writable: false, isDirectory: mp_sb_path_is_directory($0) == 1)
+            }
+            visible += sandbox.writablePaths.map {
+                SandboxMounts.Visible(path: $0, writable: true, isDirectory: mp_sb_path_is_directory($0) == 1)
+            }
+            visible += runningFiles.map { SandboxMounts.Visible(path: $0, writable: false, isDirectory: false) }
+            return visible
+        }
+        do {
+            let visible = try SandboxMounts.build(
+                sandbox, automaticPaths: runningFiles, ownsProcFS: progress.report.isApplied(.processes))
+            try progress.apply(.fileSystem) { nil }
+            if sandbox.temporaryDirectorySize != nil { try progress.apply(.temporaryDirectory) { nil } }
+            return visible
+        } catch {
+            guard case .unavailable(let restriction, let reason) = error else { throw error }
+            try progress.skip(restriction, reason)
+            if restriction == .temporaryDirectory { try progress.apply(.fileSystem) { nil } }
+            return []
+        }
+    }
+
+    /// The resource limits; memory and processes only where no cgroup holds them.
+    private static func limits(_ limits: SandboxLimits, progress: inout SandboxProgress) throws(SandboxError) {
+        func set(_ which: Int32, _ soft: UInt64, _ hard: UInt64, _ restriction: SandboxRestriction) throws(SandboxError) {
+            try progress.apply(restriction) {
+                SandboxProgress.failure("setrlimit", mp_sb_set_rlimit(mp_sb_rlimit_resource(which), soft, hard))
+            }
+        }
+        if let cpu = limits.cpuTime {
+            let (seconds, attoseconds) = cpu.components
+            let whole = UInt64(max(1, seconds + (attoseconds > 0 ? 1 : 0)))
+            try set(0, whole, whole + 1, .cpuLimit)
+        }
+        if let memory = limits.memory, progress.report.memoryLimitMechanism == nil {
+            let mapped = (SandboxCgroups.readText("/proc/self/status") ?? "").split(separator: "\n").first {
+                $0.hasPrefix("VmSize:")
+            }.flatMap { UInt64($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+            let limit = UInt64(memory) + mapped * 1024 + (256 << 20)
+            try set(1, limit, limit, .memoryLimit)
+            progress.report.memoryLimitMechanism = .resourceLimit
+        }
+        if let processes = limits.processes, progress.report.processLimitMechanism == nil {
+            try set(2, UInt64(processes), UInt64(processes), .processLimit)
+            progress.report.processLimitMechanism = .resourceLimit
+        }
+        if let files = limits.openFiles { try set(3, UInt64(files), UInt64(files), .openFileLimit) }
+        if let size = limits.fileSize { try set(4, UInt64(size), UInt64(size), .fileSizeLimit) }
+        if !limits.allowsCoreDumps { try set(5, 0, 0, .coreDumps) }
+    }
+
+    /// Installs the filter with a listener (this process then names what it denies); where the
+    /// kernel has no listeners, one that kills.
+    private static func systemCallFilter(_ filter: SystemCallFilter, progress: inout SandboxProgress)
+        throws(SandboxError) -> Int32
+    {
+        let notifying = try SeccompProgram(filter: filter, notifies: true)
+        let fd = notifying.instructions.withUnsafeBufferPointer {
+            mp_sb_seccomp_install($0.baseAddress, Int32($0.count), 1)
+        }
+        if fd >= 0 {
+            try progress.apply(.systemCallFilter) { nil }
+            return fd
+        }
+        let killing = try SeccompProgram(filter: filter, notifies: false)
+        let rc = killing.instructions.withUnsafeBufferPointer {
+            mp_sb_seccomp_install($0.baseAddress, Int32($0.count), 0)
+        }
+        try progress.apply(.systemCallFilter) { SandboxProgress.failure("seccomp", rc) }
+        return -1
+    }
+
+    /// The task process: default dispositions for the group's signals, death with the init,
+    /// and the program, if it runs one.
+    private static func becomeTask(_ plan: SandboxPlan, descriptors: [Int32]) {
+        for signal in SandboxSupervisor.groupSignals { _ = Glibc.signal(signal, SIG_DFL) }
+        if mp_die_with_parent(getppid()) != 0 { _exit(1) }
+        guard let program = plan.program else { return }
+        SandboxProgramLauncher.exec(program, descriptors: descriptors)
+    }
+}

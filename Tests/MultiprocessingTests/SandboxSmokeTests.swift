@@ -45,3 +45,20 @@ struct SandboxSmokeTests {
         print("STATUS:", try await child.join())
     }
 }
+
+@Suite("Sandbox program smoke")
+struct SandboxProgramSmokeTests {
+    @Test("programs")
+    func programs() async throws {
+        let a = try await Sandbox.program.run("/bin/echo", arguments: ["hello"])
+        print("A:", a.status, a.verdict as Any, a.output, a.errorOutput)
+        let b = try await Sandbox.program.run("/bin/sh", arguments: ["-c", "echo one; /bin/true; echo two"])
+        print("B:", b.status, b.verdict as Any, b.output, b.errorOutput)
+        let c = try await Sandbox.program.run("/bin/sh", arguments: ["-c", "while :; do :; done"], timeLimit: .milliseconds(300))
+        print("C:", c.status, c.verdict as Any, c.output, c.errorOutput)
+        let d = try await Sandbox.program.run("/bin/cat", input: Array("piped".utf8))
+        print("D:", d.status, d.verdict as Any, d.output, d.errorOutput)
+        let e = try await Sandbox.program.run("/bin/sh", arguments: ["-c", "ls / ; cat /etc/hostname; id; echo hi > /x"])
+        print("E:", e.status, e.verdict as Any, e.output, e.errorOutput)
+    }
+}

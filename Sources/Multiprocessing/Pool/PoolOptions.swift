@@ -71,6 +71,11 @@ public struct PoolOptions: Sendable {
     public var maxWorkersKilledPerTask: Int = 3
     /// Variables set in each worker's environment.
     public var environment: [String: String] = [:]
+    /// How every worker is confined (``Sandbox``), or `nil`. A worker that cannot be confined
+    /// fails the pool's work with ``PoolError/sandbox(_:)``; a worker the sandbox stops says why
+    /// in ``WorkerLoss/sandboxVerdict``. ``memoryLimit`` measures a sandboxed worker's
+    /// supervisor, not its task: use ``SandboxLimits/memory`` instead.
+    public var sandbox: Sandbox?
 
     /// Default options.
     public init() {}

@@ -148,6 +148,10 @@ final class WorkerDriver {
             if core.isTerminated { return nil }
             do {
                 return try await startWorker()
+            } catch ProcessError.sandbox(let error) {
+                // The same every time: no point trying again.
+                core.failQueued(.sandbox(error))
+                return nil
             } catch {
                 lastError = error
             }
@@ -196,7 +200,7 @@ final class WorkerDriver {
             initializerDescriptors: options.initializer?.descriptors ?? PassedDescriptors([]), ledger: ledger)
         let child = try ChildProcess(
             task, name: "PoolWorker-\(number)", startMethod: options.startMethod,
-            environment: options.environment)
+            environment: options.environment, sandbox: options.sandbox)
         try child.start()
         return WorkerHandle(child: child, socket: mine, pid: child.pid ?? 0, ledger: ledger)
     }
@@ -505,7 +509,7 @@ final class WorkerDriver {
                     WorkerLoss(
                         task: label, pid: worker.pid, status: status,
                         standardErrorTail: worker.child.standardErrorTail, workersKilled: killed,
-                        crashReport: worker.child.crashReport))
+                        crashReport: worker.child.crashReport, sandboxVerdict: worker.child.sandboxVerdict))
             }
         }
         guard let verdict else {

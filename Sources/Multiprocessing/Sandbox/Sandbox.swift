@@ -101,12 +101,15 @@ public struct Sandbox: Sendable, Hashable, Codable {
     /// filter (no new sockets, no exec) and Landlock.
     public static var strict: Sandbox { Sandbox() }
 
-    /// For running an external program or script (``run(_:arguments:environment:workingDirectory:input:timeLimit:outputLimit:)``):
-    /// ``strict``, but the system's programs and libraries (``systemPaths``) are readable and the
-    /// filter lets the program itself start (and nothing else: it cannot run another).
+    /// For running an external program or script (``run(_:arguments:environment:workingDirectory:input:timeLimit:outputLimit:startMethod:)``):
+    /// ``strict``, but the system's programs and libraries (``systemPaths``) are readable, and
+    /// the filter is ``SystemCallFilter/standard`` (a script runs commands; sockets reach nothing
+    /// outside the sandbox). Set ``SystemCallFilter/allowsExec`` to `false` for a program that
+    /// must not start another: it still starts itself.
     public static var program: Sandbox {
         var sandbox = Sandbox()
         sandbox.readablePaths = systemPaths
+        sandbox.systemCalls = .standard
         return sandbox
     }
 

@@ -5,7 +5,7 @@ struct SandboxPlan: Codable, Sendable {
     var program: SandboxProgramPlan?
 }
 
-/// An external program a sandboxed child runs (``Sandbox/run(_:arguments:environment:workingDirectory:input:timeLimit:outputLimit:)``).
+/// An external program a sandboxed child runs (``Sandbox/run(_:arguments:environment:workingDirectory:input:timeLimit:outputLimit:startMethod:)``).
 /// Its standard input, output and error are the first three descriptors of the launch frame.
 struct SandboxProgramPlan: Codable, Sendable {
     var executable: String

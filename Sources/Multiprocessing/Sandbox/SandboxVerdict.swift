@@ -14,7 +14,7 @@ public enum SandboxVerdict: Sendable, Hashable, Codable, CustomStringConvertible
     case fileSizeLimit
     /// It made a system call the filter denies; `name` is the call (`"execve"`, `"ptrace"`).
     case systemCallDenied(name: String)
-    /// It ran past the time limit of ``Sandbox/run(_:arguments:environment:workingDirectory:input:timeLimit:outputLimit:)``
+    /// It ran past the time limit of ``Sandbox/run(_:arguments:environment:workingDirectory:input:timeLimit:outputLimit:startMethod:)``
     /// and was killed.
     case timeLimit
 

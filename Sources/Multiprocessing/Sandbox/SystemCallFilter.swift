@@ -19,7 +19,7 @@ public struct SystemCallFilter: Sendable, Hashable, Codable {
     /// reports a refused priority change through syslog's socket).
     public var allowsNewSockets: Bool
     /// Whether `execve` and `execveat` are allowed. `false`: the child cannot start another
-    /// program (a program run with ``Sandbox/run(_:arguments:environment:workingDirectory:input:timeLimit:outputLimit:)``
+    /// program (a program run with ``Sandbox/run(_:arguments:environment:workingDirectory:input:timeLimit:outputLimit:startMethod:)``
     /// still starts itself, once).
     public var allowsExec: Bool
     /// More calls to deny, by name (from ``knownNames``; another name is refused at start with

@@ -50,7 +50,10 @@ enum SandboxInit {
             try SandboxCredentials.drop(sandbox, privileged: privileged, progress: &progress)
             if sandbox.usesLandlock {
                 var abi: Int?
-                try progress.apply(.landlock) { SandboxLandlock.apply(sandbox, visible: visible, abi: &abi) }
+                let ownView = progress.report.isApplied(.fileSystem)
+                try progress.apply(.landlock) {
+                    SandboxLandlock.apply(sandbox, visible: visible, ownView: ownView, abi: &abi)
+                }
                 progress.report.landlockABI = abi
             }
             if let filter = sandbox.systemCalls {
@@ -83,27 +86,25 @@ enum SandboxInit {
     private static func fileSystem(_ sandbox: Sandbox, runningFiles: [String], progress: inout SandboxProgress)
         throws(SandboxError) -> [SandboxMounts.Visible]
     {
-        guard sandbox.isolatesFileSystem else {
-            var visible = sandbox.readablePaths.map {
-                SandboxMounts.Visible(path: $0, writable: false, isDirectory: mp_sb_path_is_directory($0) == 1)
-            }
-            visible += sandbox.writablePaths.map {
-                SandboxMounts.Visible(path: $0, writable: true, isDirectory: mp_sb_path_is_directory($0) == 1)
-            }
-            visible += runningFiles.map { SandboxMounts.Visible(path: $0, writable: false, isDirectory: false) }
-            return visible
+        // Without a view of its own, the sandbox sees this machine's paths: Landlock allows those listed.
+        var hostPaths = sandbox.readablePaths.map {
+            SandboxMounts.Visible(path: $0, writable: false, isDirectory: mp_sb_path_is_directory($0) == 1)
         }
+        hostPaths += sandbox.writablePaths.map {
+            SandboxMounts.Visible(path: $0, writable: true, isDirectory: mp_sb_path_is_directory($0) == 1)
+        }
+        hostPaths += runningFiles.map { SandboxMounts.Visible(path: $0, writable: false, isDirectory: false) }
+        guard sandbox.isolatesFileSystem else { return hostPaths }
         do {
-            let visible = try SandboxMounts.build(
+            let (visible, temporaryFailure) = try SandboxMounts.build(
                 sandbox, automaticPaths: runningFiles, ownsProcFS: progress.report.isApplied(.processes))
             try progress.apply(.fileSystem) { nil }
-            if sandbox.temporaryDirectorySize != nil { try progress.apply(.temporaryDirectory) { nil } }
+            if sandbox.temporaryDirectorySize != nil { try progress.apply(.temporaryDirectory) { temporaryFailure } }
             return visible
         } catch {
             guard case .unavailable(let restriction, let reason) = error else { throw error }
             try progress.skip(restriction, reason)
-            if restriction == .temporaryDirectory { try progress.apply(.fileSystem) { nil } }
-            return []
+            return hostPaths
         }
     }
 

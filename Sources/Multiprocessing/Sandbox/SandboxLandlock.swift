@@ -23,7 +23,7 @@ enum SandboxLandlock {
     }
 
     /// Applies the rules; `nil` on success (`abi` set), else why not.
-    static func apply(_ sandbox: Sandbox, visible: [SandboxMounts.Visible], abi: inout Int?) -> String? {
+    static func apply(_ sandbox: Sandbox, visible: [SandboxMounts.Visible], ownView: Bool, abi: inout Int?) -> String? {
         let version = Int(mp_sb_landlock_abi())
         guard version > 0 else { return SandboxProgress.failure("landlock_create_ruleset", Int32(version)) }
         let all = handled(abi: version)
@@ -39,7 +39,7 @@ enum SandboxLandlock {
             rules.append((entry.path, entry.writable ? write : read))
         }
         let devices = readFile | writeFile | (version >= 5 ? ioctlDevice : 0)
-        if sandbox.isolatesFileSystem {
+        if ownView {
             rules.append(("/", readDirectory))
             rules.append(("/dev", devices | readDirectory))
         } else {

@@ -127,7 +127,8 @@ final class SandboxLink: Sendable {
             signal != .kill
         else { return nil }
         let said = standardErrorTail.contains { line in
-            line.contains("Could not allocate memory") || line.contains("out of memory")
+            line.contains("Could not allocate memory") || line.contains("failed to allocate")
+                || line.contains("out of memory")
                 || line.contains("Cannot allocate memory")
         }
         let allocating = crashReport?.frames.contains { frame in

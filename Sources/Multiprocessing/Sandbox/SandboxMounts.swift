@@ -36,9 +36,10 @@ struct SandboxMounts {
 
     private static let readOnly: UInt64 = 0x1, noSetuid: UInt64 = 0x2, noDevices: UInt64 = 0x4, noExec: UInt64 = 0x8
 
-    /// Builds the view and moves the calling process into it. Returns what is visible inside.
+    /// Builds the view and moves the calling process into it. Returns what is visible inside,
+    /// and why there is no private `/tmp` if there is none although one was asked for.
     static func build(_ sandbox: Sandbox, automaticPaths: [String], ownsProcFS: Bool) throws(SandboxError)
-        -> [Visible]
+        -> (visible: [Visible], temporaryDirectoryFailure: String?)
     {
         func fail(_ reason: String) -> SandboxError { .unavailable(.fileSystem, reason: reason) }
         let workingDirectory = currentDirectory()
@@ -119,6 +120,16 @@ struct SandboxMounts {
             throw fail(SandboxProgress.reason("mounting the root tmpfs", errno))
         }
         var visible: [Visible] = []
+        // The private /tmp first: listed paths below /tmp go on top of it.
+        var temporaryDirectoryFailure: String?
+        if let size = sandbox.temporaryDirectorySize, !entries.contains(where: { $0.path == "/tmp" }) {
+            _ = mkdir(staging + "/tmp", 0o1777)
+            if mount("tmpfs", staging + "/tmp", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777,size=\(size)") == 0 {
+                visible.append(Visible(path: "/tmp", writable: true, isDirectory: true))
+            } else {
+                temporaryDirectoryFailure = SandboxProgress.reason("mounting /tmp", errno)
+            }
+        }
         let mountPoints = Set(entries.compactMap { entry -> String? in
             if case .tree(_, true) = entry.source { return entry.path }
             return nil
@@ -184,13 +195,6 @@ struct SandboxMounts {
         } else if mount("proc", staging + "/proc", "proc", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) != 0 {
             throw fail(SandboxProgress.reason("mounting /proc", errno))
         }
-        if let size = sandbox.temporaryDirectorySize, !visible.contains(where: { $0.path == "/tmp" }) {
-            _ = mkdir(staging + "/tmp", 0o1777)
-            if mount("tmpfs", staging + "/tmp", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777,size=\(size)") != 0 {
-                throw .unavailable(.temporaryDirectory, reason: SandboxProgress.reason("mounting /tmp", errno))
-            }
-            visible.append(Visible(path: "/tmp", writable: true, isDirectory: true))
-        }
         // Nothing can be created at the root, and nothing inside is setuid or a device node.
         let rc = mp_sb_mount_setattr_path(staging, readOnly | noSetuid | noDevices, 0)
         if rc < 0 { throw fail(SandboxProgress.failure("making the root read-only", rc)!) }
@@ -201,7 +205,7 @@ struct SandboxMounts {
         if umount2(".", Int32(MNT_DETACH)) != 0 { throw fail(SandboxProgress.reason("detaching the old root", errno)) }
         // The working directory is never left outside the new root (a way out through "..").
         if chdir(workingDirectory) != 0 { _ = chdir("/") }
-        return visible
+        return (visible, temporaryDirectoryFailure)
     }
 
     /// `mkdir -p` of `path`'s parent, below `root` (the tmpfs being built).

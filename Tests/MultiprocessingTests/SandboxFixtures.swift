@@ -1,4 +1,4 @@
-import Multiprocessing
+@testable import Multiprocessing
 
 #if canImport(Glibc)
     import Glibc
@@ -436,5 +436,68 @@ struct ScratchDirectory {
         }
         closedir(dir)
         rmdir(path)
+    }
+}
+
+/// Uses, inside a sandbox, what it was given: a channel end, an anonymous shared-memory segment
+/// and a queue.
+struct SandboxedSharing: ProcessTask {
+    var channel: ProcessChannel<String>
+    var memory: SharedMemory
+    var queue: ProcessQueue<Int>
+
+    func run() async throws -> String {
+        memory.bytes.storeBytes(of: 42, toByteOffset: 0, as: Int.self)
+        try await queue.put(7)
+        try await channel.send("from the sandbox")
+        return try await channel.receive(timeout: .seconds(30))
+    }
+}
+
+/// Starts a sandboxed child that sleeps, tells the test its supervisor's pid and the name its
+/// task runs under, then waits to be killed.
+struct SandboxParent: ProcessTask {
+    var channel: ProcessChannel<[String]>
+    var forkServer: Bool
+    var taskName: String
+
+    func run() async throws {
+        let child = try ChildProcess(
+            Sleeper(seconds: 600), name: taskName, startMethod: forkServer ? .forkserver : .spawn, sandbox: .strict)
+        try await child.start()
+        try await channel.send([String(child.pid ?? 0)] + (child.sandboxReport?.cgroupDirectories ?? []))
+        try await Task.sleep(for: .seconds(600))
+    }
+}
+
+/// A pool function that tries to start a shell.
+struct ShellOut: ProcessFunction {
+    func callAsFunction(_ input: Int) async throws -> Int {
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sh"), nil]
+        execv("/bin/sh", argv)
+        return input
+    }
+}
+
+/// The pids of processes whose command name is `name` (at most 15 bytes are compared).
+func processes(named name: String) -> [Int32] {
+    guard let dir = opendir("/proc") else { return [] }
+    defer { closedir(dir) }
+    var found: [Int32] = []
+    while let entry = readdir(dir) {
+        let entryName = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        guard let pid = Int32(entryName), let comm = readText("/proc/\(pid)/comm") else { continue }
+        if comm.trimmingCharacters(in: "\n") == String(name.prefix(15)) { found.append(pid) }
+    }
+    return found
+}
+
+extension String {
+    func trimmingCharacters(in set: Character) -> String {
+        var text = self
+        while text.last == set { text.removeLast() }
+        return text
     }
 }

@@ -8,8 +8,10 @@ import CMultiprocessing
 
 /// The sandbox's init: pid 1 of its PID namespace (see ``SandboxSupervisor``). Applies every
 /// restriction to itself in order — file-system view, host name, loopback, limits,
-/// credentials, `no_new_privs`, Landlock, seccomp — so that the task it forks inherits them
-/// all, then stays to reap and to answer the filter.
+/// credentials, `no_new_privs`, Landlock — so that the task it forks inherits them all; the
+/// task installs the seccomp filter itself, first thing, and hands its listener over: the init
+/// answers the filter's notifications, so it must never wait on one of its own. Then the init
+/// stays to reap and to answer.
 enum SandboxInit {
     /// Runs the init; returns only in the task process, with everything applied.
     static func run(
@@ -25,7 +27,8 @@ enum SandboxInit {
         guard goAhead == 1 || goAhead == 2 else { _exit(1) }
         let sandbox = plan.sandbox
         var progress = start
-        var listener: Int32 = -1
+        var filter: (notifying: SeccompProgram, killing: SeccompProgram)?
+        var handOver: [Int32] = [-1, -1]
         let task: Int32
         do throws(SandboxError) {
             if goAhead == 2 {
@@ -56,8 +59,12 @@ enum SandboxInit {
                 }
                 progress.report.landlockABI = abi
             }
-            if let filter = sandbox.systemCalls {
-                listener = try systemCallFilter(filter, progress: &progress)
+            if let calls = sandbox.systemCalls {
+                // Assembled here, installed by the task alone: this process answers the filter's
+                // notifications, and must never wait on one of its own.
+                filter = (try SeccompProgram(filter: calls, notifies: true), try SeccompProgram(filter: calls, notifies: false))
+                let rc = mp_seqpacket_pair(&handOver)
+                if rc != 0 { throw .setupFailed(SandboxProgress.reason("socketpair", rc)) }
             }
             task = fork()
             if task < 0 { throw .setupFailed(SandboxProgress.reason("fork", errno)) }
@@ -67,9 +74,24 @@ enum SandboxInit {
         }
         if task == 0 {
             close(report)
-            if listener >= 0 { close(listener) }
+            if let filter {
+                close(handOver[0])
+                installFilter(filter, handOver: handOver[1], required: sandbox.enforcement == .required)
+            }
             becomeTask(plan, descriptors: descriptors)
             return
+        }
+        var listener: Int32 = -1
+        if filter != nil {
+            close(handOver[1])
+            do throws(SandboxError) {
+                listener = try receiveFilter(from: handOver[0], progress: &progress)
+            } catch {
+                _ = kill(task, SIGKILL)
+                SandboxMessage.send(.failed(error), to: report)
+                _exit(70)
+            }
+            close(handOver[0])
         }
         // Nothing of the task's stays open here (its channel ends, its stdout pipe).
         let reportFD = fcntl(report, F_DUPFD_CLOEXEC, 100)
@@ -80,6 +102,65 @@ enum SandboxInit {
         SandboxMessage.send(.applied(progress.report), to: 3)
         let execOnce = plan.program != nil && !(sandbox.systemCalls?.allowsExec ?? true)
         mp_sb_serve_init(task, listenerFD >= 0 ? 4 : -1, 3, execOnce ? 1 : 0)
+    }
+
+    /// In the task: installs the filter with a listener and hands the listener to the init
+    /// (`L` + descriptor); where the kernel has no listeners, a filter that kills (`K`); if
+    /// neither can be installed, says why (`F` + errno) and waits to be killed.
+    private static func installFilter(
+        _ filter: (notifying: SeccompProgram, killing: SeccompProgram), handOver: Int32, required: Bool
+    ) {
+        let fd = filter.notifying.instructions.withUnsafeBufferPointer {
+            mp_sb_seccomp_install($0.baseAddress, Int32($0.count), 1)
+        }
+        var message: [UInt8]
+        var descriptors: [Int32] = []
+        if fd >= 0 {
+            message = [UInt8(ascii: "L")]
+            descriptors = [fd]
+        } else {
+            let rc = filter.killing.instructions.withUnsafeBufferPointer {
+                mp_sb_seccomp_install($0.baseAddress, Int32($0.count), 0)
+            }
+            message = rc >= 0 ? [UInt8(ascii: "K")] : [UInt8(ascii: "F")] + withUnsafeBytes(of: -rc) { Array($0) }
+        }
+        _ = message.withUnsafeBytes { raw in
+            descriptors.withUnsafeBufferPointer {
+                mp_send_with_fds(handOver, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count))
+            }
+        }
+        if fd >= 0 { close(fd) }
+        close(handOver)
+        if message[0] == UInt8(ascii: "F") && required {
+            while true { pause() }  // Unconfined: it must not run. The init kills it.
+        }
+    }
+
+    /// In the init: what the task did with the filter; the listener if it has one.
+    private static func receiveFilter(from handOver: Int32, progress: inout SandboxProgress) throws(SandboxError)
+        -> Int32
+    {
+        var message = [UInt8](repeating: 0, count: 8)
+        var fds: [Int32] = [-1]
+        var count: Int32 = 0
+        var notes: Int32 = 0
+        let n = message.withUnsafeMutableBytes { raw in
+            mp_recvmsg_fds(handOver, raw.baseAddress, raw.count, &fds, 1, &count, 0, &notes)
+        }
+        guard n >= 1 else { throw .setupFailed("the task ended before its system-call filter was installed") }
+        switch message[0] {
+        case UInt8(ascii: "L") where count == 1:
+            try progress.apply(.systemCallFilter) { nil }
+            return fds[0]
+        case UInt8(ascii: "K"):
+            try progress.apply(.systemCallFilter) { nil }
+            return -1
+        default:
+            var code: Int32 = EINVAL
+            if n >= 5 { withUnsafeMutableBytes(of: &code) { $0.copyBytes(from: message[1..<5]) } }
+            try progress.apply(.systemCallFilter) { SandboxProgress.reason("seccomp", code) }
+            return -1
+        }
     }
 
     /// The file-system view, or the paths Landlock allows where there is none.
@@ -135,27 +216,6 @@ enum SandboxInit {
         if let files = limits.openFiles { try set(3, UInt64(files), UInt64(files), .openFileLimit) }
         if let size = limits.fileSize { try set(4, UInt64(size), UInt64(size), .fileSizeLimit) }
         if !limits.allowsCoreDumps { try set(5, 0, 0, .coreDumps) }
-    }
-
-    /// Installs the filter with a listener (this process then names what it denies); where the
-    /// kernel has no listeners, one that kills.
-    private static func systemCallFilter(_ filter: SystemCallFilter, progress: inout SandboxProgress)
-        throws(SandboxError) -> Int32
-    {
-        let notifying = try SeccompProgram(filter: filter, notifies: true)
-        let fd = notifying.instructions.withUnsafeBufferPointer {
-            mp_sb_seccomp_install($0.baseAddress, Int32($0.count), 1)
-        }
-        if fd >= 0 {
-            try progress.apply(.systemCallFilter) { nil }
-            return fd
-        }
-        let killing = try SeccompProgram(filter: filter, notifies: false)
-        let rc = killing.instructions.withUnsafeBufferPointer {
-            mp_sb_seccomp_install($0.baseAddress, Int32($0.count), 0)
-        }
-        try progress.apply(.systemCallFilter) { SandboxProgress.failure("seccomp", rc) }
-        return -1
     }
 
     /// The task process: default dispositions for the group's signals, death with the init,

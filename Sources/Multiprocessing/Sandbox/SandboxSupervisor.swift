@@ -19,10 +19,11 @@ import CMultiprocessing
 ///   never holds, and at the end reads the cgroups' counters, removes them, tells the parent
 ///   why the sandbox ended the task (``SandboxVerdict``) and ends the way the task ended.
 /// - the **init** (pid 1 inside, ``SandboxInit``): builds the file-system view, brings up the
-///   loopback, sets the limits, drops privileges, applies Landlock and the seccomp filter,
-///   forks the task, then reaps and answers the filter's notifications.
-/// - the **task** (pid 2 inside): returns to the child runtime, which runs the Swift task as
-///   in any child (or executes the program).
+///   loopback, sets the limits, drops privileges, applies Landlock, forks the task, then reaps
+///   and answers the seccomp filter's notifications.
+/// - the **task** (pid 2 inside): installs the seccomp filter, hands its listener to the init,
+///   and returns to the child runtime, which runs the Swift task as in any child (or executes
+///   the program).
 ///
 /// Every step runs while the process is single-threaded (from the C constructor, before any
 /// thread of the Swift runtime starts), which a user namespace requires and `fork` needs.

@@ -14,6 +14,8 @@ struct Entry {
     var better: String  // "lower" or "higher"
     var swift: Double
     var python: Double?
+    /// What `python` holds when it is not CPython (`"bubblewrap"`).
+    var peer: String? = nil
 }
 
 func median(_ values: [Double]) -> Double {
@@ -220,17 +222,26 @@ let coreCatalogue: [CatalogueEntry] = [
     ("pool_trap_detect", "ms", "lower", { try await poolTrapDetect() }),
     ("child_crash_report", "ms", "lower", { try await childCrashReport(count: 15) }),
 ]
-let catalogue = coreCatalogue + poolFiguresCatalogue + sharedCatalogue + queueCatalogue + managerCatalogue
+let catalogue =
+    coreCatalogue + poolFiguresCatalogue + sharedCatalogue + queueCatalogue + managerCatalogue
+    + sandboxCatalogue
 // CPython has one Connection API; the async Swift entry is compared with the same figure.
 let pythonName = ["channel_roundtrip_async": "channel_roundtrip"]
 
 var entries: [Entry] = []
 for (name, unit, better, measure) in catalogue where only?.contains(name) ?? true {
     entries.append(Entry(name: name, unit: unit, better: better, swift: try await measure(), python: nil))
+    if let peer = peerFigures.withLock({ $0[name] }) {
+        entries[entries.count - 1].python = peer.value
+        entries[entries.count - 1].peer = peer.peer
+    }
 }
 if withPython {
-    let python = PythonBaseline.measure(entries.map { pythonName[$0.name] ?? $0.name })
-    for i in entries.indices { entries[i].python = python[pythonName[entries[i].name] ?? entries[i].name] }
+    let python = PythonBaseline.measure(
+        entries.filter { $0.peer == nil }.map { pythonName[$0.name] ?? $0.name })
+    for i in entries.indices where entries[i].peer == nil {
+        entries[i].python = python[pythonName[entries[i].name] ?? entries[i].name]
+    }
 }
 
 func format(_ value: Double) -> String {
@@ -240,7 +251,7 @@ func format(_ value: Double) -> String {
 
 if json {
     let items = entries.map { e in
-        "{\"name\": \"\(e.name)\", \"unit\": \"\(e.unit)\", \"better\": \"\(e.better)\", \"swift\": \(format(e.swift)), \"python\": \(e.python.map(format) ?? "null")}"
+        "{\"name\": \"\(e.name)\", \"unit\": \"\(e.unit)\", \"better\": \"\(e.better)\", \"swift\": \(format(e.swift)), \"python\": \(e.python.map(format) ?? "null")\(e.peer.map { ", \"peer\": \"\($0)\"" } ?? "")}"
     }
     print("{\"results\": [\n  " + items.joined(separator: ",\n  ") + "\n]}")
 } else {
@@ -256,6 +267,6 @@ if json {
         }
         print(
             pad(e.name, 26) + pad(e.unit, 8) + pad(format(e.swift), 14)
-                + pad(e.python.map(format) ?? "n/a", 14) + ratio)
+                + pad(e.python.map { format($0) + (e.peer.map { " (\($0))" } ?? "") } ?? "n/a", 14) + ratio)
     }
 }

@@ -50,10 +50,12 @@ struct SandboxEscapeTests {
         defer { close(server) }
         // The server is there: an unconfined process reaches it.
         #expect(connectLoopback(port: port) == 0)
-        let outcome = try await SandboxScenario.run(SandboxProbe(action: .connect(port: port)), in: Self.withSockets, variant)
+        let outcome = try await SandboxScenario.run(
+            SandboxProbe(action: .connect(port: port)), in: Self.withSockets, variant)
         #expect(try #require(outcome.value, "\(outcome)").errno == ECONNREFUSED)
         // Without the permission to make sockets, there is not even a socket to try with.
-        let strict = try await SandboxScenario.run(SandboxProbe(action: .connect(port: port)), in: .strict, variant)
+        let strict = try await SandboxScenario.run(
+            SandboxProbe(action: .connect(port: port)), in: .strict, variant)
         #expect(try #require(strict.value, "\(strict)").errno == EACCES)
     }
 
@@ -61,7 +63,8 @@ struct SandboxEscapeTests {
     func interfaces(variant: SandboxVariant) async throws {
         let outcome = try await SandboxScenario.run(SandboxProbe(action: .interfaces), in: .strict, variant)
         #expect(try #require(outcome.value, "\(outcome)").text == "lo")
-        let echo = try await SandboxScenario.run(SandboxProbe(action: .loopbackEcho), in: Self.withSockets, variant)
+        let echo = try await SandboxScenario.run(
+            SandboxProbe(action: .loopbackEcho), in: Self.withSockets, variant)
         let result = try #require(echo.value, "\(echo)")
         #expect(result.errno == 0, "\(result)")
     }
@@ -76,7 +79,8 @@ struct SandboxEscapeTests {
         // Landlock alone (no mount namespace) denies it too.
         var landlockOnly = Sandbox.strict
         landlockOnly.isolatesFileSystem = false
-        let refused = try await SandboxScenario.run(SandboxProbe(action: .read(secret)), in: landlockOnly, variant)
+        let refused = try await SandboxScenario.run(
+            SandboxProbe(action: .read(secret)), in: landlockOnly, variant)
         #expect(try #require(refused.value, "\(refused)").errno == EACCES)
         // Listed, it is readable: the file was there all along.
         var allowed = Sandbox.strict
@@ -97,16 +101,19 @@ struct SandboxEscapeTests {
         sandbox.readablePaths = [readable.path]
         sandbox.writablePaths = [writable.path]
         for target in [readable.path + "/escape", "/escape", "/work/escape", "/proc/escape"] {
-            let outcome = try await SandboxScenario.run(SandboxProbe(action: .write(target)), in: sandbox, variant)
+            let outcome = try await SandboxScenario.run(
+                SandboxProbe(action: .write(target)), in: sandbox, variant)
             let errno = try #require(outcome.value, "\(outcome)").errno
             #expect([EROFS, EACCES, ENOENT].contains(errno), "\(target): errno \(errno)")
             #expect(access(target, F_OK) != 0, "\(target) was written")
         }
-        let inside = try await SandboxScenario.run(SandboxProbe(action: .write(writable.path + "/out")), in: sandbox, variant)
+        let inside = try await SandboxScenario.run(
+            SandboxProbe(action: .write(writable.path + "/out")), in: sandbox, variant)
         #expect(try #require(inside.value, "\(inside)").errno == 0)
         #expect(readText(writable.path + "/out") == "written")
         // The private /tmp is writable and private.
-        let tmp = try await SandboxScenario.run(SandboxProbe(action: .write("/tmp/mp-sandbox-private")), in: sandbox, variant)
+        let tmp = try await SandboxScenario.run(
+            SandboxProbe(action: .write("/tmp/mp-sandbox-private")), in: sandbox, variant)
         #expect(try #require(tmp.value, "\(tmp)").errno == 0)
         #expect(access("/tmp/mp-sandbox-private", F_OK) != 0)
     }
@@ -115,7 +122,8 @@ struct SandboxEscapeTests {
     func forkBomb(variant: SandboxVariant) async throws {
         var sandbox = Sandbox.strict
         sandbox.limits.processes = 16
-        let outcome = try await SandboxScenario.run(SandboxProbe(action: .forkBomb(attempts: 400)), in: sandbox, variant)
+        let outcome = try await SandboxScenario.run(
+            SandboxProbe(action: .forkBomb(attempts: 400)), in: sandbox, variant)
         let result = try #require(outcome.value, "\(outcome)")
         #expect(result.count > 0)
         #expect(result.count < 16)
@@ -126,7 +134,8 @@ struct SandboxEscapeTests {
     func memory(variant: SandboxVariant) async throws {
         var sandbox = Sandbox.strict
         sandbox.limits.memory = 256 << 20
-        let outcome = try await SandboxScenario.run(SandboxProbe(action: .allocate(bytes: 4 << 30)), in: sandbox, variant)
+        let outcome = try await SandboxScenario.run(
+            SandboxProbe(action: .allocate(bytes: 4 << 30)), in: sandbox, variant)
         #expect(outcome.verdict == .memoryLimit, "\(outcome)")
     }
 
@@ -138,7 +147,9 @@ struct SandboxEscapeTests {
         #expect(outcome.verdict == .cpuLimit, "\(outcome)")
     }
 
-    @Test("writing past the file-size limit: EFBIG in a Swift task, the file-size verdict for a program", arguments: variants)
+    @Test(
+        "writing past the file-size limit: EFBIG in a Swift task, the file-size verdict for a program",
+        arguments: variants)
     func fileSize(variant: SandboxVariant) async throws {
         var sandbox = Sandbox.strict
         sandbox.limits.fileSize = 1 << 20
@@ -153,7 +164,8 @@ struct SandboxEscapeTests {
         program.limits.fileSize = 1 << 20
         let run = try ChildProcess(
             SandboxedRun(
-                sandbox: program, path: "/bin/dd", arguments: ["if=/dev/zero", "of=/tmp/big", "bs=65536", "count=64"],
+                sandbox: program, path: "/bin/dd",
+                arguments: ["if=/dev/zero", "of=/tmp/big", "bs=65536", "count=64"],
                 asNobody: variant.privilege == .unprivileged, forkServer: variant.method == .forkserver))
         try await run.start()
         let ran = try await run.value
@@ -165,7 +177,8 @@ struct SandboxEscapeTests {
     func exec(variant: SandboxVariant) async throws {
         var sandbox = Sandbox.strict
         sandbox.readablePaths = Sandbox.systemPaths  // /bin/sh is there: only the filter stops it.
-        let outcome = try await SandboxScenario.run(SandboxProbe(action: .exec("/bin/sh")), in: sandbox, variant)
+        let outcome = try await SandboxScenario.run(
+            SandboxProbe(action: .exec("/bin/sh")), in: sandbox, variant)
         #expect(outcome.verdict == .systemCallDenied(name: "execve"), "\(outcome)")
     }
 
@@ -187,7 +200,8 @@ struct SandboxEscapeTests {
         defer { victim.kill() }
         let pid = try #require(victim.pid)
         for signal in [0, SIGKILL] {
-            let outcome = try await SandboxScenario.run(SandboxProbe(action: .signal(pid, signal)), in: .strict, variant)
+            let outcome = try await SandboxScenario.run(
+                SandboxProbe(action: .signal(pid, signal)), in: .strict, variant)
             #expect(try #require(outcome.value, "\(outcome)").errno == ESRCH)
         }
         #expect(victim.isAlive)
@@ -202,7 +216,8 @@ struct SandboxEscapeTests {
         let scratch = ScratchDirectory()
         defer { scratch.remove() }
         let binary = scratch.path + "/id-setuid"
-        let copy = try ChildProcess(DirectRun(path: "/bin/cp", arguments: ["/usr/bin/id", binary], asNobody: false))
+        let copy = try ChildProcess(
+            DirectRun(path: "/bin/cp", arguments: ["/usr/bin/id", binary], asNobody: false))
         try await copy.start()
         _ = try await copy.value
         #expect(chown(binary, 0, 0) == 0)
@@ -232,7 +247,8 @@ struct SandboxEscapeTests {
         var sandbox = Sandbox.strict
         sandbox.readablePaths = ["/no/such/path/for/the/sandbox"]
         sandbox.writablePaths = [scratch.path]
-        let outcome = try await SandboxScenario.run(SandboxProbe(action: .write(marker)), in: sandbox, variant)
+        let outcome = try await SandboxScenario.run(
+            SandboxProbe(action: .write(marker)), in: sandbox, variant)
         guard case .refused(.unavailable(let restriction, let reason)) = outcome else {
             Issue.record("not refused: \(outcome)")
             return
@@ -242,7 +258,8 @@ struct SandboxEscapeTests {
         #expect(access(marker, F_OK) != 0, "the task ran")
         // Best effort: it runs, and the report says what was not applied.
         sandbox.enforcement = .bestEffort
-        let lenient = try await SandboxScenario.run(SandboxProbe(action: .write(marker)), in: sandbox, variant)
+        let lenient = try await SandboxScenario.run(
+            SandboxProbe(action: .write(marker)), in: sandbox, variant)
         #expect(try #require(lenient.value, "\(lenient)").errno == 0)
         let report = try #require(lenient.report)
         #expect(report.notApplied[.fileSystem] != nil)

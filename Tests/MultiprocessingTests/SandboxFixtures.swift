@@ -52,7 +52,9 @@ struct SandboxProbe: ProcessTask {
             defer { close(fd) }
             var buffer = [UInt8](repeating: 0, count: 256)
             let n = read(fd, &buffer, buffer.count)
-            return n < 0 ? ProbeResult(errno: errno) : ProbeResult(text: String(decoding: buffer[0..<n], as: UTF8.self))
+            return n < 0
+                ? ProbeResult(errno: errno)
+                : ProbeResult(text: String(decoding: buffer[0..<n], as: UTF8.self))
         case .write(let path):
             let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
             guard fd >= 0 else { return ProbeResult(errno: errno) }
@@ -77,11 +79,14 @@ struct SandboxProbe: ProcessTask {
             _ = withUnsafeMutablePointer(to: &address) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(server, $0, &length) }
             }
-            return ProbeResult(errno: connectLoopback(port: UInt16(bigEndian: address.sin_port)), text: "connect")
+            return ProbeResult(
+                errno: connectLoopback(port: UInt16(bigEndian: address.sin_port)), text: "connect")
         case .interfaces:
             // /proc/net/dev lists the interfaces of the reader's network namespace.
             let lines = (readText("/proc/net/dev") ?? "").split(separator: "\n").dropFirst(2)
-            let names = lines.compactMap { $0.split(separator: ":").first?.trimmingPrefix(while: { $0 == " " }) }
+            let names = lines.compactMap {
+                $0.split(separator: ":").first?.trimmingPrefix(while: { $0 == " " })
+            }
             return ProbeResult(text: names.joined(separator: ","), count: names.count)
         case .processes:
             guard let dir = opendir("/proc") else { return ProbeResult(errno: errno) }
@@ -93,7 +98,8 @@ struct SandboxProbe: ProcessTask {
                 if let pid = Int(name) { pids.append(pid) }
             }
             closedir(dir)
-            return ProbeResult(text: pids.sorted().map(String.init).joined(separator: ","), count: Int(getpid()))
+            return ProbeResult(
+                text: pids.sorted().map(String.init).joined(separator: ","), count: Int(getpid()))
         case .forkBomb(let attempts):
             // Bounded by the attempts, whatever the limit does.
             var children: [pid_t] = []
@@ -162,10 +168,11 @@ struct SandboxProbe: ProcessTask {
 /// `ptrace(PTRACE_ATTACH, pid)`: the C function is variadic, so it is called through its
 /// address with the four arguments the system call takes.
 func ptraceAttach(_ pid: Int32) -> Int32 {
-    typealias Ptrace = @convention(c) (Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int
+    typealias Ptrace =
+        @convention(c) (Int32, Int32, UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Int
     guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "ptrace") else { return ENOSYS }
     let call = unsafeBitCast(symbol, to: Ptrace.self)
-    return call(16 /* PTRACE_ATTACH */, pid, nil, nil) == 0 ? 0 : errno
+    return call(16, pid, nil, nil) == 0 ? 0 : errno  // PTRACE_ATTACH
 }
 
 func loopbackAddress(port: UInt16) -> sockaddr_in {
@@ -196,7 +203,9 @@ func loopbackListener() -> (fd: Int32, port: UInt16)? {
     guard fd >= 0 else { return nil }
     var address = loopbackAddress(port: 0)
     let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
     }
     guard bound == 0, listen(fd, 16) == 0 else {
         close(fd)
@@ -280,9 +289,28 @@ struct SandboxScenario: Codable, Sendable {
         let child: ChildProcess<SandboxProbe>
         do {
             child = try ChildProcess(
-                probe, name: "sandbox-probe", startMethod: forkServer ? .forkserver : .spawn, sandbox: sandbox)
+                probe, name: "sandbox-probe", startMethod: forkServer ? .forkserver : .spawn, sandbox: sandbox
+            )
+        } catch ProcessError.sandbox(let error) {
+            return .refused(error)
+        } catch {
+            return .failed("init: \(error)")
+        }
+        do {
             try await child.start()
         } catch ProcessError.sandbox(let error) {
+            // Refused after the supervisor made its cgroups: they go with it.
+            _ = try? await child.join()
+            let directories =
+                child.pid.map {
+                    SandboxCgroups.directories(of: $0, in: SandboxCgroups.Hierarchy.ofThisProcess())
+                } ?? []
+            for _ in 0..<500 where directories.contains(where: { access($0, F_OK) == 0 }) {
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+            if let left = directories.first(where: { access($0, F_OK) == 0 }) {
+                return .failed("refused, but \(left) was left behind")
+            }
             return .refused(error)
         } catch {
             return .failed("start: \(error)")
@@ -304,7 +332,8 @@ struct SandboxScenario: Codable, Sendable {
     static func run(
         _ probe: SandboxProbe, in sandbox: Sandbox, _ variant: SandboxVariant
     ) async throws -> ScenarioOutcome {
-        let scenario = SandboxScenario(probe: probe, sandbox: sandbox, forkServer: variant.method == .forkserver)
+        let scenario = SandboxScenario(
+            probe: probe, sandbox: sandbox, forkServer: variant.method == .forkserver)
         switch variant.privilege {
         case .root:
             return await scenario.execute()
@@ -375,7 +404,8 @@ struct SandboxedRun: ProcessTask {
 
     func run() async throws -> SandboxedProgramResult {
         if asNobody, !becomeNobody() { throw SandboxError.setupFailed("could not become nobody") }
-        return try await sandbox.run(path, arguments: arguments, startMethod: forkServer ? .forkserver : .spawn)
+        return try await sandbox.run(
+            path, arguments: arguments, startMethod: forkServer ? .forkserver : .spawn)
     }
 }
 
@@ -463,7 +493,8 @@ struct SandboxParent: ProcessTask {
 
     func run() async throws {
         let child = try ChildProcess(
-            Sleeper(seconds: 600), name: taskName, startMethod: forkServer ? .forkserver : .spawn, sandbox: .strict)
+            Sleeper(seconds: 600), name: taskName, startMethod: forkServer ? .forkserver : .spawn,
+            sandbox: .strict)
         try await child.start()
         try await channel.send([String(child.pid ?? 0)] + (child.sandboxReport?.cgroupDirectories ?? []))
         try await Task.sleep(for: .seconds(600))

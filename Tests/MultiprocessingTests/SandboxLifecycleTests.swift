@@ -18,7 +18,8 @@ struct SandboxLifecycleTests {
         let memory = try SharedMemory(size: 4096)
         let queue = try ProcessQueue<Int>()
         let child = try ChildProcess(
-            SandboxedSharing(channel: theirs, memory: memory, queue: queue), startMethod: method, sandbox: .strict)
+            SandboxedSharing(channel: theirs, memory: memory, queue: queue), startMethod: method,
+            sandbox: .strict)
         try await child.start()
         #expect(try await mine.receive(timeout: .seconds(30)) == "from the sandbox")
         try await mine.send("to the sandbox")
@@ -78,11 +79,18 @@ struct SandboxLifecycleTests {
     func diesWithParent(method: StartMethod) async throws {
         let (mine, theirs) = try ProcessChannel<[String]>.pair()
         let name = "sbxorphan\(getpid() % 10000)\(method == .spawn ? "s" : "f")"
-        let parent = try ChildProcess(SandboxParent(channel: theirs, forkServer: method == .forkserver, taskName: name))
+        let parent = try ChildProcess(
+            SandboxParent(channel: theirs, forkServer: method == .forkserver, taskName: name))
         try await parent.start()
         let facts = try await mine.receive(timeout: .seconds(60))
         let supervisor = try #require(Int32(facts[0]))
-        #expect(!processes(named: name).isEmpty, "the sandboxed task is not running")
+        // The start returns once the sandbox is in force; the task names itself just after.
+        var running = false
+        for _ in 0..<1000 where !running {
+            running = !processes(named: name).isEmpty
+            if !running { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(running, "the sandboxed task is not running")
         parent.kill()
         _ = try await parent.join()
         // Counted, not timed: up to 10 s for the kernel to deliver and the tree to go.
@@ -99,7 +107,9 @@ struct SandboxLifecycleTests {
         let next = try ChildProcess(SandboxProbe(action: .nothing), startMethod: method, sandbox: .strict)
         try await next.start()
         _ = try await next.value
-        for directory in facts.dropFirst() { #expect(access(directory, F_OK) != 0, "\(directory) left behind") }
+        for directory in facts.dropFirst() {
+            #expect(access(directory, F_OK) != 0, "\(directory) left behind")
+        }
     }
 
     @Test("the fork start method and impossible sandboxes are refused before anything starts")
@@ -111,10 +121,26 @@ struct SandboxLifecycleTests {
             return true
         }
         let impossible: [Sandbox] = [
-            { var s = Sandbox.strict; s.readablePaths = ["relative/path"]; return s }(),
-            { var s = Sandbox.strict; s.writablePaths = ["/"]; return s }(),
-            { var s = Sandbox.strict; s.limits.processes = 0; return s }(),
-            { var s = Sandbox.strict; s.systemCalls?.additionalDenials = ["no_such_call"]; return s }(),
+            {
+                var s = Sandbox.strict
+                s.readablePaths = ["relative/path"]
+                return s
+            }(),
+            {
+                var s = Sandbox.strict
+                s.writablePaths = ["/"]
+                return s
+            }(),
+            {
+                var s = Sandbox.strict
+                s.limits.processes = 0
+                return s
+            }(),
+            {
+                var s = Sandbox.strict
+                s.systemCalls?.additionalDenials = ["no_such_call"]
+                return s
+            }(),
         ]
         for broken in impossible {
             #expect {
@@ -131,7 +157,8 @@ struct SandboxLifecycleTests {
         var sandbox = Sandbox.strict
         sandbox.systemCalls?.additionalDenials = ["kill"]
         let outcome = try await SandboxScenario.run(
-            SandboxProbe(action: .signal(1, 0)), in: sandbox, SandboxVariant(method: .spawn, privilege: .root))
+            SandboxProbe(action: .signal(1, 0)), in: sandbox, SandboxVariant(method: .spawn, privilege: .root)
+        )
         #expect(outcome.verdict == .systemCallDenied(name: "kill"), "\(outcome)")
     }
 }

@@ -50,6 +50,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     public let sandbox: Sandbox?
     /// The program a sandboxed child runs instead of its task.
     let program: SandboxProgramPlan?
+    /// What a sandboxed child is sent: the sandbox and what this process worked out for it.
+    private let sandboxPlan: SandboxPlan?
 
     private let typeName: String
     private let monitor = Mutex<ChildMonitor?>(nil)
@@ -83,7 +85,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// A child; a sandboxed one may run `program` instead of its task.
     init(
         _ task: Work, name: String?, startMethod: StartMethod, environment: [String: String],
-        workingDirectory: String?, capturesStandardError: Bool, capturesStandardOutput: Bool, sandbox: Sandbox?,
+        workingDirectory: String?, capturesStandardError: Bool, capturesStandardOutput: Bool,
+        sandbox: Sandbox?,
         program: SandboxProgramPlan?
     ) throws(ProcessError) {
         if let sandbox { try sandbox.validate(for: startMethod) }
@@ -100,6 +103,13 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         self.capturesStandardOutput = capturesStandardOutput
         self.sandbox = sandbox
         self.program = program
+        do throws(SandboxError) {
+            sandboxPlan = try sandbox.map { sandbox throws(SandboxError) in
+                try SandboxPlan.make(sandbox, program: program)
+            }
+        } catch {
+            throw .sandbox(error)
+        }
     }
 
     /// The child's process id, once started.
@@ -119,10 +129,12 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// ``SandboxVerdict/systemCallDenied(name:)``, ...; `nil` while it runs, without a sandbox, or
     /// when it ended on its own.
     public var sandboxVerdict: SandboxVerdict? {
-        guard let link = sandboxLink.withLock({ $0 }), let child = monitor.withLock({ $0 }), child.status != nil
+        guard let link = sandboxLink.withLock({ $0 }), let child = monitor.withLock({ $0 }),
+            child.status != nil
         else { return nil }
-        link.finish()
-        return link.verdict(status: child.status, standardErrorTail: child.standardErrorTail, crashReport: child.crashReport)
+        link.finish(supervisor: pid)
+        return link.verdict(
+            status: child.status, standardErrorTail: child.standardErrorTail, crashReport: child.crashReport)
     }
 
     /// The last lines the child wrote to stderr (empty when it is not captured).
@@ -232,7 +244,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         guard let child = monitor.withLock({ $0 }) else { return }
         Task.detached {
             await child.waitForExit()
-            link.finish()
+            link.finish(supervisor: child.pid)
         }
     }
 
@@ -259,7 +271,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 LaunchRequest(
                     typeName: typeName, processName: name, payload: payload,
                     capturesStandardOutput: capturesStandardOutput,
-                    sandbox: sandbox.map { SandboxPlan(sandbox: $0, program: program) }))
+                    sandbox: sandboxPlan?.bytes))
         } catch {
             throw .codec(error)
         }
@@ -369,7 +381,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             do {
                 link = try SandboxLink()
             } catch {
-                for fd in channel + (capturesStandardError ? errPipe : []) + (capturesStandardOutput ? outPipe : []) {
+                for fd in channel + (capturesStandardError ? errPipe : [])
+                    + (capturesStandardOutput ? outPipe : [])
+                {
                     Syscall.close(fd)
                 }
                 throw error
@@ -390,7 +404,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         }
         sandboxLink.withLock { $0 = link }
         return LaunchSetup(
-            socket: socket, child: child, channel: channel, errPipe: errPipe, outPipe: outPipe, sandboxLink: link)
+            socket: socket, child: child, channel: channel, errPipe: errPipe, outPipe: outPipe,
+            sandboxLink: link)
     }
 
     /// Publishes the started child and sends it its task.

@@ -151,7 +151,9 @@ public struct Sandbox: Sendable, Hashable, Codable {
                 ("memory", limits.memory), ("processes", limits.processes), ("openFiles", limits.openFiles),
                 ("fileSize", limits.fileSize), ("temporaryDirectorySize", temporaryDirectorySize),
             ] {
-                if let value, value < 1 { throw .sandbox(.invalidConfiguration("\(name) must be at least 1")) }
+                if let value, value < 1 {
+                    throw .sandbox(.invalidConfiguration("\(name) must be at least 1"))
+                }
             }
             if let cpu = limits.cpuTime, cpu <= .zero {
                 throw .sandbox(.invalidConfiguration("cpuTime must be positive"))
@@ -161,7 +163,8 @@ public struct Sandbox: Sendable, Hashable, Codable {
             }
             if let systemCalls {
                 for name in systemCalls.additionalDenials where SystemCallTable.number(of: name) == nil {
-                    throw .sandbox(.invalidConfiguration("no system call named '\(name)' on this architecture"))
+                    throw .sandbox(
+                        .invalidConfiguration("no system call named '\(name)' on this architecture"))
                 }
             }
         #endif

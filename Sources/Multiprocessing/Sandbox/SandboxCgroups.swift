@@ -6,8 +6,9 @@
 
 /// The cgroups of one sandbox: a memory and a pids controller directory made beside this
 /// process's own cgroup (v2 where the controller is delegated to it, else v1), holding the
-/// sandbox's init and everything under it. Made, read and removed by the supervisor, which stays
-/// outside them; the parent removes leftovers of a supervisor that was killed.
+/// supervisor (which enters them, so that its init is born inside) and everything under it.
+/// Made and read by the supervisor; removed by the parent once it has reaped the supervisor
+/// (``SandboxLink/finish(supervisor:)``), or by the next supervisor when that parent is gone.
 struct SandboxCgroups: Sendable {
     /// A controller in use: its version and the sandbox's directory.
     struct Controller: Sendable {
@@ -31,21 +32,25 @@ struct SandboxCgroups: Sendable {
     /// supervisor that made it.
     static let prefix = "swift-multiprocessing-"
 
-    /// Makes the directories for `memory` bytes and `processes` tasks, where this process may;
-    /// a controller it cannot use is simply absent (the caller falls back to rlimits).
-    static func make(memory: Int?, processes: Int?) -> SandboxCgroups {
+    /// Makes the directories for `memory` bytes and `processes` tasks in `hierarchies`, where
+    /// this process may; a controller it cannot use is simply absent (the caller falls back to
+    /// rlimits).
+    static func make(memory: Int?, processes: Int?, in hierarchies: [Hierarchy]) -> SandboxCgroups {
         var cgroups = SandboxCgroups()
         guard memory != nil || processes != nil else { return cgroups }
         let name = prefix + String(getpid())
-        let hierarchies = Hierarchy.ofThisProcess()
         if let memory {
             cgroups.memory = make(name, in: hierarchies, controller: "memory") { controller in
                 switch controller.version {
                 case .cgroupV2:
-                    guard writeFile("\(memory)", to: controller.directory + "/memory.max") else { return false }
+                    guard writeFile("\(memory)", to: controller.directory + "/memory.max") else {
+                        return false
+                    }
                     _ = writeFile("0", to: controller.directory + "/memory.swap.max")
                 default:
-                    guard writeFile("\(memory)", to: controller.directory + "/memory.limit_in_bytes") else { return false }
+                    guard writeFile("\(memory)", to: controller.directory + "/memory.limit_in_bytes") else {
+                        return false
+                    }
                     _ = writeFile("\(memory)", to: controller.directory + "/memory.memsw.limit_in_bytes")
                 }
                 return true
@@ -93,10 +98,19 @@ struct SandboxCgroups: Sendable {
         }
     }
 
+    /// The directories a supervisor with pid `supervisor` makes in `hierarchies` (whether or not
+    /// it made them).
+    static func directories(of supervisor: Int32, in hierarchies: [Hierarchy]) -> [String] {
+        hierarchies.filter { $0.controllers.contains("memory") || $0.controllers.contains("pids") }.map {
+            $0.directory + "/" + prefix + String(supervisor)
+        }
+    }
+
     /// Removes directories of supervisors that are gone (killed before they could clean up),
     /// beside this process's cgroups.
-    static func removeStale() {
-        for hierarchy in Hierarchy.ofThisProcess() {
+    static func removeStale(in hierarchies: [Hierarchy]) {
+        for hierarchy in hierarchies
+        where hierarchy.controllers.contains("memory") || hierarchy.controllers.contains("pids") {
             guard let dir = opendir(hierarchy.directory) else { continue }
             var stale: [String] = []
             while let entry = readdir(dir) {
@@ -114,7 +128,7 @@ struct SandboxCgroups: Sendable {
     // MARK: Finding the hierarchies
 
     /// One mounted hierarchy and this process's cgroup in it.
-    struct Hierarchy {
+    struct Hierarchy: Sendable {
         var version: SandboxLimitMechanism
         var controllers: [String]
         /// This process's cgroup directory in it.
@@ -122,7 +136,8 @@ struct SandboxCgroups: Sendable {
 
         /// Every hierarchy this process is in, from /proc/self/cgroup and /proc/self/mountinfo.
         static func ofThisProcess() -> [Hierarchy] {
-            guard let membership = readText("/proc/self/cgroup"), let mounts = readText("/proc/self/mountinfo")
+            guard let membership = readText("/proc/self/cgroup"),
+                let mounts = readText("/proc/self/mountinfo")
             else { return [] }
             var result: [Hierarchy] = []
             for line in mounts.split(separator: "\n") {
@@ -139,7 +154,9 @@ struct SandboxCgroups: Sendable {
                 let controllers: [String]
                 if tail[0] == "cgroup2" {
                     version = .cgroupV2
-                    path = membership.split(separator: "\n").first { $0.hasPrefix("0::") }.map { String($0.dropFirst(3)) }
+                    path = membership.split(separator: "\n").first { $0.hasPrefix("0::") }.map {
+                        String($0.dropFirst(3))
+                    }
                     controllers =
                         readText(mountPoint + (path ?? "") + "/cgroup.subtree_control")?.split(
                             whereSeparator: { $0 == " " || $0 == "\n" }
@@ -148,13 +165,16 @@ struct SandboxCgroups: Sendable {
                     version = .cgroupV1
                     controllers = options.filter { $0 == "memory" || $0 == "pids" }
                     guard let name = controllers.first else { continue }
-                    path = membership.split(separator: "\n").compactMap { entry -> String? in
-                        let parts = entry.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
-                        guard parts.count == 3, parts[1].split(separator: ",").contains(Substring(name)) else {
-                            return nil
-                        }
-                        return String(parts[2])
-                    }.first
+                    path =
+                        membership.split(separator: "\n").compactMap { entry -> String? in
+                            let parts = entry.split(
+                                separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+                            guard parts.count == 3, parts[1].split(separator: ",").contains(Substring(name))
+                            else {
+                                return nil
+                            }
+                            return String(parts[2])
+                        }.first
                 } else {
                     continue
                 }
@@ -162,7 +182,8 @@ struct SandboxCgroups: Sendable {
                 // A hierarchy mounted from one of its cgroups (in a container) shows paths from there.
                 if root != "/", path.hasPrefix(root) { path = String(path.dropFirst(root.count)) }
                 if path == "/" { path = "" }
-                result.append(Hierarchy(version: version, controllers: controllers, directory: mountPoint + path))
+                result.append(
+                    Hierarchy(version: version, controllers: controllers, directory: mountPoint + path))
             }
             return result
         }
@@ -173,7 +194,8 @@ struct SandboxCgroups: Sendable {
     ) -> Controller? {
         // v2 first (one directory for both controllers), then v1.
         for version in [SandboxLimitMechanism.cgroupV2, .cgroupV1] {
-            for hierarchy in hierarchies where hierarchy.version == version && hierarchy.controllers.contains(controller) {
+            for hierarchy in hierarchies
+            where hierarchy.version == version && hierarchy.controllers.contains(controller) {
                 let directory = hierarchy.directory + "/" + name
                 if mkdir(directory, 0o755) != 0 && errno != EEXIST { continue }
                 let made = Controller(version: version, directory: directory)

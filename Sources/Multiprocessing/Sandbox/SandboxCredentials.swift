@@ -41,7 +41,9 @@ enum SandboxCredentials {
         let gid = getgid()
         if needsUserNamespace {
             try progress.apply(.userNamespace) {
-                if let failure = SandboxProgress.failure("unshare(CLONE_NEWUSER)", mp_sb_unshare(Namespace.user)) {
+                if let failure = SandboxProgress.failure(
+                    "unshare(CLONE_NEWUSER)", mp_sb_unshare(Namespace.user))
+                {
                     return failure
                 }
                 guard SandboxCgroups.writeFile("deny", to: "/proc/self/setgroups"),
@@ -65,9 +67,12 @@ enum SandboxCredentials {
     }
 
     /// Drops every capability for good, switching to ``Sandbox/user`` first when privileged.
-    static func drop(_ sandbox: Sandbox, privileged: Bool, progress: inout SandboxProgress) throws(SandboxError) {
-        let lastCapability = Int32(SandboxCgroups.readText("/proc/sys/kernel/cap_last_cap")?.split(separator: "\n").first
-            .flatMap { Int32($0) } ?? 40)
+    static func drop(_ sandbox: Sandbox, privileged: Bool, progress: inout SandboxProgress)
+        throws(SandboxError)
+    {
+        let lastCapability = Int32(
+            SandboxCgroups.readText("/proc/sys/kernel/cap_last_cap")?.split(separator: "\n").first
+                .flatMap { Int32($0) } ?? 40)
         // Locked first (it needs CAP_SETPCAP, as does emptying the bounding set).
         let lock = mp_sb_lock_securebits()
         let bounding = mp_sb_drop_bounding_set(lastCapability)
@@ -88,7 +93,7 @@ enum SandboxCredentials {
             return mp_sb_capabilities_empty() == 1 ? nil : "capabilities remain after capset"
         }
         try progress.apply(.noNewPrivileges) {
-            SandboxProgress.failure("PR_SET_NO_NEW_PRIVS", mp_sb_prctl(38 /* PR_SET_NO_NEW_PRIVS */, 1, 0, 0, 0))
+            SandboxProgress.failure("PR_SET_NO_NEW_PRIVS", mp_sb_prctl(38, 1, 0, 0, 0))
         }
     }
 }

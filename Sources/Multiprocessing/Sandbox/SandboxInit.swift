@@ -8,38 +8,28 @@ import CMultiprocessing
 
 /// The sandbox's init: pid 1 of its PID namespace (see ``SandboxSupervisor``). Applies every
 /// restriction to itself in order — file-system view, host name, loopback, limits,
-/// credentials, `no_new_privs`, Landlock — so that the task it forks inherits them all; the
-/// task installs the seccomp filter itself, first thing, and hands its listener over: the init
-/// answers the filter's notifications, so it must never wait on one of its own. Then the init
-/// stays to reap and to answer.
+/// credentials, `no_new_privs`, Landlock — so that the task it forks inherits them all. The task
+/// installs the seccomp filter itself, first thing, tells the parent the sandbox is in force and
+/// hands the filter's listener over: the init answers the filter's notifications, so it must
+/// never be under the filter itself. Then the init stays to reap and to answer.
 enum SandboxInit {
     /// Runs the init; returns only in the task process, with everything applied.
     static func run(
-        _ plan: SandboxPlan, progress start: SandboxProgress, cgroupsInUse: Bool, privileged: Bool,
-        runningFiles: [String], go: Int32, report: Int32, descriptors: inout [Int32]
+        _ plan: SandboxPlan, progress start: SandboxProgress, privileged: Bool, report: Int32, link: Int32,
+        descriptors: inout [Int32]
     ) {
-        // Dies with the supervisor; and learns whether it is in the cgroups (EOF: the supervisor
-        // died before it could say).
+        // Dies with the supervisor.
         _ = mp_set_parent_death_signal(SIGKILL)
-        var goAhead: UInt8 = 0
-        while read(go, &goAhead, 1) < 0 && errno == EINTR {}
-        close(go)
-        guard goAhead == 1 || goAhead == 2 else { _exit(1) }
         let sandbox = plan.sandbox
         var progress = start
-        var filter: (notifying: SeccompProgram, killing: SeccompProgram)?
         var handOver: [Int32] = [-1, -1]
         let task: Int32
         do throws(SandboxError) {
-            if goAhead == 2 {
-                progress.report.memoryLimitMechanism = nil
-                progress.report.processLimitMechanism = nil
-                progress.report.cgroupDirectories = []
-                progress.report.applied.removeAll { $0 == .memoryLimit || $0 == .processLimit }
-            }
             // The cgroup tree seen from inside starts at the sandbox's own.
-            if cgroupsInUse && goAhead == 1 { _ = mp_sb_unshare(SandboxCredentials.Namespace.cgroup) }
-            let visible = try fileSystem(sandbox, runningFiles: runningFiles, progress: &progress)
+            if !progress.report.cgroupDirectories.isEmpty {
+                _ = mp_sb_unshare(SandboxCredentials.Namespace.cgroup)
+            }
+            let visible = try fileSystem(sandbox, runningFiles: plan.runningFiles, progress: &progress)
             if let hostname = sandbox.hostname {
                 try progress.apply(.hostname) {
                     let bytes = Array(hostname.utf8)
@@ -47,7 +37,9 @@ enum SandboxInit {
                 }
             }
             if sandbox.network == .none, progress.report.isApplied(.network) {
-                try progress.apply(.network) { SandboxProgress.failure("bringing up lo", mp_sb_loopback_up()) }
+                try progress.apply(.network) {
+                    SandboxProgress.failure("bringing up lo", mp_sb_loopback_up())
+                }
             }
             try limits(sandbox.limits, progress: &progress)
             try SandboxCredentials.drop(sandbox, privileged: privileged, progress: &progress)
@@ -59,112 +51,96 @@ enum SandboxInit {
                 }
                 progress.report.landlockABI = abi
             }
-            if let calls = sandbox.systemCalls {
-                // Assembled here, installed by the task alone: this process answers the filter's
-                // notifications, and must never wait on one of its own.
-                filter = (try SeccompProgram(filter: calls, notifies: true), try SeccompProgram(filter: calls, notifies: false))
+            if !plan.notifyingFilter.isEmpty {
                 let rc = mp_seqpacket_pair(&handOver)
                 if rc != 0 { throw .setupFailed(SandboxProgress.reason("socketpair", rc)) }
             }
             task = fork()
             if task < 0 { throw .setupFailed(SandboxProgress.reason("fork", errno)) }
         } catch {
-            SandboxMessage.send(.failed(error), to: report)
+            SandboxMessage.send(.failed(error), to: link)
+            SandboxMessage.mark(started: false, to: report)
             _exit(70)
         }
         if task == 0 {
             close(report)
-            if let filter {
+            if handOver[0] >= 0 {
                 close(handOver[0])
-                installFilter(filter, handOver: handOver[1], required: sandbox.enforcement == .required)
+                do throws(SandboxError) {
+                    try installFilter(plan, handOver: handOver[1], progress: &progress)
+                } catch {
+                    SandboxMessage.send(.failed(error), to: link)
+                    _exit(70)  // Unconfined: it must not run.
+                }
             }
+            // In force: the parent's start returns. The pipe to the parent is closed before
+            // anything of the task runs.
+            SandboxMessage.send(.applied(progress.report), to: link)
+            close(link)
             becomeTask(plan, descriptors: descriptors)
             return
         }
+        close(link)
         var listener: Int32 = -1
-        if filter != nil {
+        if handOver[0] >= 0 {
             close(handOver[1])
-            do throws(SandboxError) {
-                listener = try receiveFilter(from: handOver[0], progress: &progress)
-            } catch {
-                _ = kill(task, SIGKILL)
-                SandboxMessage.send(.failed(error), to: report)
-                _exit(70)
-            }
+            listener = receiveListener(from: handOver[0])
             close(handOver[0])
         }
+        SandboxMessage.mark(started: true, to: report)
         // Nothing of the task's stays open here (its channel ends, its stdout pipe).
         let reportFD = fcntl(report, F_DUPFD_CLOEXEC, 100)
         let listenerFD = listener >= 0 ? fcntl(listener, F_DUPFD_CLOEXEC, 101) : -1
         _ = dup2(reportFD, 3)
         if listenerFD >= 0 { _ = dup2(listenerFD, 4) }
         mp_close_from(listenerFD >= 0 ? 5 : 4)
-        SandboxMessage.send(.applied(progress.report), to: 3)
         let execOnce = plan.program != nil && !(sandbox.systemCalls?.allowsExec ?? true)
         mp_sb_serve_init(task, listenerFD >= 0 ? 4 : -1, 3, execOnce ? 1 : 0)
     }
 
-    /// In the task: installs the filter with a listener and hands the listener to the init
-    /// (`L` + descriptor); where the kernel has no listeners, a filter that kills (`K`); if
-    /// neither can be installed, says why (`F` + errno) and waits to be killed.
-    private static func installFilter(
-        _ filter: (notifying: SeccompProgram, killing: SeccompProgram), handOver: Int32, required: Bool
-    ) {
-        let fd = filter.notifying.instructions.withUnsafeBufferPointer {
+    /// In the task: installs the filter with a listener and hands the listener to the init;
+    /// where the kernel has no listeners, a filter that kills (denials then go unnamed).
+    private static func installFilter(_ plan: SandboxPlan, handOver: Int32, progress: inout SandboxProgress)
+        throws(SandboxError)
+    {
+        let notifying = SeccompProgram(packed: plan.notifyingFilter)
+        var fd = notifying.instructions.withUnsafeBufferPointer {
             mp_sb_seccomp_install($0.baseAddress, Int32($0.count), 1)
         }
-        var message: [UInt8]
-        var descriptors: [Int32] = []
-        if fd >= 0 {
-            message = [UInt8(ascii: "L")]
-            descriptors = [fd]
-        } else {
-            let rc = filter.killing.instructions.withUnsafeBufferPointer {
+        if fd < 0 {
+            let killing = SeccompProgram(packed: plan.killingFilter)
+            fd = killing.instructions.withUnsafeBufferPointer {
                 mp_sb_seccomp_install($0.baseAddress, Int32($0.count), 0)
             }
-            message = rc >= 0 ? [UInt8(ascii: "K")] : [UInt8(ascii: "F")] + withUnsafeBytes(of: -rc) { Array($0) }
+            let failed = fd
+            try progress.apply(.systemCallFilter) { SandboxProgress.failure("seccomp", failed) }
+            fd = -1
+        } else {
+            try progress.apply(.systemCallFilter) { nil }
         }
-        _ = message.withUnsafeBytes { raw in
-            descriptors.withUnsafeBufferPointer {
-                mp_send_with_fds(handOver, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count))
-            }
+        let descriptors = fd >= 0 ? [fd] : []
+        var message: UInt8 = fd >= 0 ? 1 : 0
+        _ = descriptors.withUnsafeBufferPointer {
+            mp_send_with_fds(handOver, &message, 1, $0.baseAddress, Int32($0.count))
         }
         if fd >= 0 { close(fd) }
         close(handOver)
-        if message[0] == UInt8(ascii: "F") && required {
-            while true { pause() }  // Unconfined: it must not run. The init kills it.
-        }
     }
 
-    /// In the init: what the task did with the filter; the listener if it has one.
-    private static func receiveFilter(from handOver: Int32, progress: inout SandboxProgress) throws(SandboxError)
-        -> Int32
-    {
-        var message = [UInt8](repeating: 0, count: 8)
+    /// In the init: the filter's listener, or -1 (no listener, or the task ended first).
+    private static func receiveListener(from handOver: Int32) -> Int32 {
+        var message: UInt8 = 0
         var fds: [Int32] = [-1]
         var count: Int32 = 0
         var notes: Int32 = 0
-        let n = message.withUnsafeMutableBytes { raw in
-            mp_recvmsg_fds(handOver, raw.baseAddress, raw.count, &fds, 1, &count, 0, &notes)
-        }
-        guard n >= 1 else { throw .setupFailed("the task ended before its system-call filter was installed") }
-        switch message[0] {
-        case UInt8(ascii: "L") where count == 1:
-            try progress.apply(.systemCallFilter) { nil }
-            return fds[0]
-        case UInt8(ascii: "K"):
-            try progress.apply(.systemCallFilter) { nil }
-            return -1
-        default:
-            var code: Int32 = EINVAL
-            if n >= 5 { withUnsafeMutableBytes(of: &code) { $0.copyBytes(from: message[1..<5]) } }
-            try progress.apply(.systemCallFilter) { SandboxProgress.reason("seccomp", code) }
-            return -1
-        }
+        let n = mp_recvmsg_fds(handOver, &message, 1, &fds, 1, &count, 0, &notes)
+        return n == 1 && message == 1 && count == 1 ? fds[0] : -1
     }
 
     /// The file-system view, or the paths Landlock allows where there is none.
-    private static func fileSystem(_ sandbox: Sandbox, runningFiles: [String], progress: inout SandboxProgress)
+    private static func fileSystem(
+        _ sandbox: Sandbox, runningFiles: [String], progress: inout SandboxProgress
+    )
         throws(SandboxError) -> [SandboxMounts.Visible]
     {
         // Without a view of its own, the sandbox sees this machine's paths: Landlock allows those listed.
@@ -180,7 +156,9 @@ enum SandboxInit {
             let (visible, temporaryFailure) = try SandboxMounts.build(
                 sandbox, automaticPaths: runningFiles, ownsProcFS: progress.report.isApplied(.processes))
             try progress.apply(.fileSystem) { nil }
-            if sandbox.temporaryDirectorySize != nil { try progress.apply(.temporaryDirectory) { temporaryFailure } }
+            if sandbox.temporaryDirectorySize != nil {
+                try progress.apply(.temporaryDirectory) { temporaryFailure }
+            }
             return visible
         } catch {
             guard case .unavailable(let restriction, let reason) = error else { throw error }
@@ -190,10 +168,14 @@ enum SandboxInit {
     }
 
     /// The resource limits; memory and processes only where no cgroup holds them.
-    private static func limits(_ limits: SandboxLimits, progress: inout SandboxProgress) throws(SandboxError) {
-        func set(_ which: Int32, _ soft: UInt64, _ hard: UInt64, _ restriction: SandboxRestriction) throws(SandboxError) {
+    private static func limits(_ limits: SandboxLimits, progress: inout SandboxProgress) throws(SandboxError)
+    {
+        func set(_ which: Int32, _ soft: UInt64, _ hard: UInt64, _ restriction: SandboxRestriction)
+            throws(SandboxError)
+        {
             try progress.apply(restriction) {
-                SandboxProgress.failure("setrlimit", mp_sb_set_rlimit(mp_sb_rlimit_resource(which), soft, hard))
+                SandboxProgress.failure(
+                    "setrlimit", mp_sb_set_rlimit(mp_sb_rlimit_resource(which), soft, hard))
             }
         }
         if let cpu = limits.cpuTime {
@@ -202,9 +184,10 @@ enum SandboxInit {
             try set(0, whole, whole + 1, .cpuLimit)
         }
         if let memory = limits.memory, progress.report.memoryLimitMechanism == nil {
-            let mapped = (SandboxCgroups.readText("/proc/self/status") ?? "").split(separator: "\n").first {
-                $0.hasPrefix("VmSize:")
-            }.flatMap { UInt64($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+            let mapped =
+                (SandboxCgroups.readText("/proc/self/status") ?? "").split(separator: "\n").first {
+                    $0.hasPrefix("VmSize:")
+                }.flatMap { UInt64($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
             let limit = UInt64(memory) + mapped * 1024 + (256 << 20)
             try set(1, limit, limit, .memoryLimit)
             progress.report.memoryLimitMechanism = .resourceLimit

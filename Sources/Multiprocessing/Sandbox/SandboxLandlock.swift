@@ -11,7 +11,8 @@ import CMultiprocessing
 /// no abstract socket of a process outside the sandbox.
 enum SandboxLandlock {
     private static let execute: UInt64 = 1 << 0, writeFile: UInt64 = 1 << 1, readFile: UInt64 = 1 << 2
-    private static let readDirectory: UInt64 = 1 << 3, truncate: UInt64 = 1 << 14, ioctlDevice: UInt64 = 1 << 15
+    private static let readDirectory: UInt64 = 1 << 3, truncate: UInt64 = 1 << 14,
+        ioctlDevice: UInt64 = 1 << 15
 
     /// Every file-system right the kernel's ABI knows.
     private static func handled(abi: Int) -> UInt64 {
@@ -23,11 +24,14 @@ enum SandboxLandlock {
     }
 
     /// Applies the rules; `nil` on success (`abi` set), else why not.
-    static func apply(_ sandbox: Sandbox, visible: [SandboxMounts.Visible], ownView: Bool, abi: inout Int?) -> String? {
+    static func apply(_ sandbox: Sandbox, visible: [SandboxMounts.Visible], ownView: Bool, abi: inout Int?)
+        -> String?
+    {
         let version = Int(mp_sb_landlock_abi())
         guard version > 0 else { return SandboxProgress.failure("landlock_create_ruleset", Int32(version)) }
         let all = handled(abi: version)
-        let fileRights = execute | writeFile | readFile | (version >= 3 ? truncate : 0) | (version >= 5 ? ioctlDevice : 0)
+        let fileRights =
+            execute | writeFile | readFile | (version >= 3 ? truncate : 0) | (version >= 5 ? ioctlDevice : 0)
         let scoped: UInt64 = version >= 6 ? (1 | 2) : 0  // ABSTRACT_UNIX_SOCKET | SIGNAL
         let ruleset = mp_sb_landlock_create(all, 0, scoped, Int32(version))
         guard ruleset >= 0 else { return SandboxProgress.failure("landlock_create_ruleset", ruleset) }
@@ -43,7 +47,9 @@ enum SandboxLandlock {
             rules.append(("/", readDirectory))
             rules.append(("/dev", devices | readDirectory))
         } else {
-            for name in ["null", "zero", "full", "random", "urandom", "tty"] { rules.append(("/dev/" + name, devices)) }
+            for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+                rules.append(("/dev/" + name, devices))
+            }
         }
         rules.append(("/proc", readFile | readDirectory))
         for (path, access) in rules {

@@ -54,7 +54,7 @@ final class SandboxLink: Sendable {
     /// The report, once the sandbox is in force.
     var report: SandboxReport? { state.withLock { $0.report } }
 
-    /// Why the sandbox ended the task, once the child has ended (call ``finish()`` first).
+    /// Why the sandbox ended the task, once the child has ended (call ``finish(supervisor:)`` first).
     var exit: SandboxExit? { state.withLock { $0.exit } }
 
     /// Reads what the pipe holds now; `true` once the start is decided (report, failure or end).
@@ -121,7 +121,9 @@ final class SandboxLink: Sendable {
 
     /// Why the sandbox ended the task: the supervisor's verdict; else, under an address-space
     /// limit (where no cgroup counts OOM kills), a crash in the allocator or with its message.
-    func verdict(status: ExitStatus?, standardErrorTail: [String], crashReport: CrashReport?) -> SandboxVerdict? {
+    func verdict(status: ExitStatus?, standardErrorTail: [String], crashReport: CrashReport?)
+        -> SandboxVerdict?
+    {
         if let verdict = exit?.verdict { return verdict }
         guard let report, report.memoryLimitMechanism == .resourceLimit, case .signaled(let signal)? = status,
             signal != .kill
@@ -138,17 +140,31 @@ final class SandboxLink: Sendable {
         return said || allocating == true ? .memoryLimit : nil
     }
 
-    /// After the child's end: reads the supervisor's last word and removes the cgroups a killed
-    /// supervisor left behind. Idempotent.
-    func finish() {
+    /// After the child's end: reads the supervisor's last word and removes the sandbox's cgroups
+    /// (which held the supervisor to its end). Idempotent. `supervisor` is the child's pid: the
+    /// cgroups are named after it, so those of a sandbox that failed to start, or whose
+    /// supervisor was killed before it could report them, are found too.
+    func finish(supervisor: Int32?) {
         _ = drain()
-        let (leftovers, close) = state.withLock { s -> ([String], Bool) in
+        let (reported, removed, close) = state.withLock { s -> ([String], Bool, Bool) in
             defer { s.closed = true }
-            let leftovers = (s.exit?.cgroupsRemoved ?? false) ? [] : (s.report?.cgroupDirectories ?? [])
-            return (s.closed ? [] : leftovers, !s.closed)
+            return (s.report?.cgroupDirectories ?? [], s.exit?.cgroupsRemoved ?? false, !s.closed)
         }
-        if close { Syscall.close(readFD) }
-        // Removing waits for the last processes to leave: never on the caller's thread.
-        if !leftovers.isEmpty { try? OSThread.detach(name: "mp-cgroups") { SandboxCgroups.remove(leftovers) } }
+        guard close else { return }
+        IOReactor.existing?.forget(readFD)
+        Syscall.close(readFD)
+        guard !removed else { return }
+        var leftovers = reported
+        if let supervisor {
+            for directory in SandboxCgroups.directories(
+                of: supervisor, in: SandboxHostFacts.cgroupHierarchies)
+            where !leftovers.contains(directory) {
+                leftovers.append(directory)
+            }
+        }
+        // Every process of the sandbox is gone once the supervisor is: one try is enough, but
+        // one that must wait for stragglers does it on a thread of its own.
+        let busy = leftovers.filter { rmdir($0) != 0 && errno == EBUSY }
+        if !busy.isEmpty { try? OSThread.detach(name: "mp-cgroups") { SandboxCgroups.remove(busy) } }
     }
 }

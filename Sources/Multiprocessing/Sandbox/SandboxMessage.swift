@@ -6,9 +6,11 @@ import CMultiprocessing
     import Darwin
 #endif
 
-/// What travels on a sandbox's report pipes: from its init to its supervisor, and from the
-/// supervisor to the parent (a pipe the task never holds, so nothing it writes can pass for a
-/// report). Frames: kind (1: an encoded message, 2: the init's exit record), length (UInt32,
+/// What travels on a sandbox's report pipes: to the parent, from the init (in force, or why not)
+/// and the supervisor (why the task ended), on a pipe the task never holds, so nothing it writes
+/// can pass for a report; and from the init to the supervisor (started or failed, then the exit
+/// record). Frames: kind (1: an encoded message, 2: the init's exit record, 3: started,
+/// 4: failed, 5: the report and 6: the exit in ``SandboxBytes``), length (UInt32,
 /// little-endian), payload.
 enum SandboxMessage: Codable, Sendable {
     /// Everything is in force (or what is, under best effort): the task is starting.
@@ -21,8 +23,22 @@ enum SandboxMessage: Codable, Sendable {
     /// Writes one message to `fd` (blocking). `false` if it could not.
     @discardableResult
     static func send(_ message: SandboxMessage, to fd: Int32) -> Bool {
-        guard let payload = try? TaskCoding.encode(message) else { return false }
-        var frame: [UInt8] = [1]
+        // The frequent ones in the small hand-written format (SandboxBytes), the rare failure
+        // with the codec.
+        var kind: UInt8 = 1
+        let payload: [UInt8]
+        switch message {
+        case .applied(let report):
+            kind = 5
+            payload = report.bytes
+        case .exited(let exit):
+            kind = 6
+            payload = exit.bytes
+        case .failed:
+            guard let encoded = try? TaskCoding.encode(message) else { return false }
+            payload = encoded
+        }
+        var frame: [UInt8] = [kind]
         withUnsafeBytes(of: UInt32(payload.count).littleEndian) { frame += $0 }
         frame += payload
         return writeAll(frame, to: fd)
@@ -39,10 +55,17 @@ enum SandboxMessage: Codable, Sendable {
         return true
     }
 
+    /// Tells the supervisor the sandbox started (`true`) or failed (`false`).
+    static func mark(started: Bool, to fd: Int32) {
+        _ = writeAll([started ? 3 : 4, 0, 0, 0, 0], to: fd)
+    }
+
     /// One item read from a report pipe.
     enum Item {
         case message(SandboxMessage)
         case exitRecord(mp_sb_exit_record)
+        case started
+        case failed
     }
 
     /// Splits the bytes read so far into items.
@@ -72,6 +95,20 @@ enum SandboxMessage: Codable, Sendable {
                     return nil
                 }
                 return .message(message)
+            case 3: return .started
+            case 4: return .failed
+            case 5:
+                guard let report = SandboxReport(bytes: payload) else {
+                    corrupt = true
+                    return nil
+                }
+                return .message(.applied(report))
+            case 6:
+                guard let exit = SandboxExit(bytes: payload) else {
+                    corrupt = true
+                    return nil
+                }
+                return .message(.exited(exit))
             case 2 where payload.count == MemoryLayout<mp_sb_exit_record>.size:
                 var record = mp_sb_exit_record()
                 withUnsafeMutableBytes(of: &record) { $0.copyBytes(from: payload) }

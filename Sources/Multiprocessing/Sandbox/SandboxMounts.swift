@@ -34,7 +34,8 @@ struct SandboxMounts {
         var source: Source
     }
 
-    private static let readOnly: UInt64 = 0x1, noSetuid: UInt64 = 0x2, noDevices: UInt64 = 0x4, noExec: UInt64 = 0x8
+    private static let readOnly: UInt64 = 0x1, noSetuid: UInt64 = 0x2, noDevices: UInt64 = 0x4,
+        noExec: UInt64 = 0x8
 
     /// Builds the view and moves the calling process into it. Returns what is visible inside,
     /// and why there is no private `/tmp` if there is none although one was asked for.
@@ -43,7 +44,9 @@ struct SandboxMounts {
     {
         func fail(_ reason: String) -> SandboxError { .unavailable(.fileSystem, reason: reason) }
         let workingDirectory = currentDirectory()
-        if let failure = SandboxProgress.failure("unshare(CLONE_NEWNS)", mp_sb_unshare(SandboxCredentials.Namespace.mount)) {
+        if let failure = SandboxProgress.failure(
+            "unshare(CLONE_NEWNS)", mp_sb_unshare(SandboxCredentials.Namespace.mount))
+        {
             throw fail(failure)
         }
         if mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) != 0 {
@@ -77,7 +80,9 @@ struct SandboxMounts {
             entries.append(Entry(path: path, writable: writable, source: .tree(fd, isDirectory: isDirectory)))
         }
         let listed = Set(sandbox.readablePaths + sandbox.writablePaths)
-        for path in sandbox.writablePaths { try add(path, writable: true, required: true, symlinksKept: true) }
+        for path in sandbox.writablePaths {
+            try add(path, writable: true, required: true, symlinksKept: true)
+        }
         for path in sandbox.readablePaths where !sandbox.writablePaths.contains(path) {
             let system = Sandbox.systemPaths.contains(path)
             try add(path, writable: false, required: !system, symlinksKept: true)
@@ -100,7 +105,9 @@ struct SandboxMounts {
         var sharedMemory: Int32 = -1
         if sandbox.sharesNamedSharedMemory {
             sharedMemory = mp_sb_open_tree("/dev/shm")
-            guard sharedMemory >= 0 else { throw fail(SandboxProgress.failure("open_tree '/dev/shm'", sharedMemory)!) }
+            guard sharedMemory >= 0 else {
+                throw fail(SandboxProgress.failure("open_tree '/dev/shm'", sharedMemory)!)
+            }
             opened.append(sharedMemory)
             _ = mp_sb_mount_setattr(sharedMemory, noSetuid | noDevices | noExec, 0)
         }
@@ -124,16 +131,19 @@ struct SandboxMounts {
         var temporaryDirectoryFailure: String?
         if let size = sandbox.temporaryDirectorySize, !entries.contains(where: { $0.path == "/tmp" }) {
             _ = mkdir(staging + "/tmp", 0o1777)
-            if mount("tmpfs", staging + "/tmp", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777,size=\(size)") == 0 {
+            if mount("tmpfs", staging + "/tmp", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777,size=\(size)")
+                == 0
+            {
                 visible.append(Visible(path: "/tmp", writable: true, isDirectory: true))
             } else {
                 temporaryDirectoryFailure = SandboxProgress.reason("mounting /tmp", errno)
             }
         }
-        let mountPoints = Set(entries.compactMap { entry -> String? in
-            if case .tree(_, true) = entry.source { return entry.path }
-            return nil
-        })
+        let mountPoints = Set(
+            entries.compactMap { entry -> String? in
+                if case .tree(_, true) = entry.source { return entry.path }
+                return nil
+            })
         for entry in entries.sorted(by: { $0.path < $1.path }) {
             let target = staging + entry.path
             let inside = mountPoints.contains { entry.path.hasPrefix($0 + "/") }
@@ -179,7 +189,9 @@ struct SandboxMounts {
             }
         } else {
             let size = sandbox.temporaryDirectorySize ?? (1 << 20)
-            if mount("tmpfs", staging + "/dev/shm", "tmpfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), "mode=1777,size=\(size)")
+            if mount(
+                "tmpfs", staging + "/dev/shm", "tmpfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC),
+                "mode=1777,size=\(size)")
                 != 0
             {
                 throw fail(SandboxProgress.reason("mounting /dev/shm", errno))
@@ -202,7 +214,9 @@ struct SandboxMounts {
         let pivoted = mp_sb_pivot_root(".", ".")
         if pivoted < 0 { throw fail(SandboxProgress.failure("pivot_root", pivoted)!) }
         // The old root is stacked on the new one: detach it, and nothing of it is reachable.
-        if umount2(".", Int32(MNT_DETACH)) != 0 { throw fail(SandboxProgress.reason("detaching the old root", errno)) }
+        if umount2(".", Int32(MNT_DETACH)) != 0 {
+            throw fail(SandboxProgress.reason("detaching the old root", errno))
+        }
         // The working directory is never left outside the new root (a way out through "..").
         if chdir(workingDirectory) != 0 { _ = chdir("/") }
         return (visible, temporaryDirectoryFailure)
@@ -233,7 +247,9 @@ struct SandboxMounts {
         for line in maps.split(separator: "\n") {
             guard let slash = line.firstIndex(of: "/") else { continue }
             let path = String(line[slash...])
-            if path.hasSuffix(" (deleted)") || path.hasPrefix("/dev/") || path.hasPrefix("/memfd:") { continue }
+            if path.hasSuffix(" (deleted)") || path.hasPrefix("/dev/") || path.hasPrefix("/memfd:") {
+                continue
+            }
             if seen.insert(path).inserted { paths.append(path) }
         }
         return paths

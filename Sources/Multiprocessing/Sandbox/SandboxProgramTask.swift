@@ -16,7 +16,8 @@ struct SandboxProgramTask: ProcessTask {
         init(_ fd: Int32) { self.fd = fd }
 
         func encode(to encoder: any Encoder) throws {
-            guard let attachments = encoder.userInfo[DescriptorTransfer.key] as? DescriptorTransfer.Outgoing else {
+            guard let attachments = encoder.userInfo[DescriptorTransfer.key] as? DescriptorTransfer.Outgoing
+            else {
                 throw DescriptorTransfer.notTransferable("a program's descriptor", encoder.codingPath)
             }
             var container = encoder.singleValueContainer()

@@ -49,9 +49,13 @@ extension Sandbox {
         defer { Syscall.close(inputFD) }
         if !input.isEmpty {
             let written = input.withUnsafeBytes { raw in
-                Result { () throws(SystemError) in try Syscall.pwrite(inputFD, raw.baseAddress, raw.count, at: 0) }
+                Result { () throws(SystemError) in
+                    try Syscall.pwrite(inputFD, raw.baseAddress, raw.count, at: 0)
+                }
             }
-            guard case .success(input.count) = written else { throw .launchFailed(SystemError("writing the input")) }
+            guard case .success(input.count) = written else {
+                throw .launchFailed(SystemError("writing the input"))
+            }
         }
         var outPipe: [Int32] = [-1, -1]
         var errPipe: [Int32] = [-1, -1]
@@ -66,7 +70,8 @@ extension Sandbox {
         let output = SandboxOutputCollector(fd: outPipe[0], limit: outputLimit)
         let errors = SandboxOutputCollector(fd: errPipe[0], limit: outputLimit)
         let task = SandboxProgramTask(
-            standardInput: .init(inputFD), standardOutput: .init(outPipe[1]), standardError: .init(errPipe[1]))
+            standardInput: .init(inputFD), standardOutput: .init(outPipe[1]), standardError: .init(errPipe[1])
+        )
         let name = "sandboxed " + (executable.split(separator: "/").last.map(String.init) ?? executable)
         let child: ChildProcess<SandboxProgramTask>
         do {

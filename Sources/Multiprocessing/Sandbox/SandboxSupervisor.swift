@@ -14,43 +14,64 @@ import CMultiprocessing
 /// for, and takes every process of the namespace along when it dies):
 ///
 /// - the **supervisor** (this process, the pid the parent knows, leading the process group):
-///   makes the cgroups, enters the user namespace (unprivileged) and makes the PID, network,
-///   IPC and UTS namespaces, forks the init, relays its report to the parent on a pipe the task
-///   never holds, and at the end reads the cgroups' counters, removes them, tells the parent
-///   why the sandbox ended the task (``SandboxVerdict``) and ends the way the task ended.
+///   enters the user namespace (unprivileged) and makes the PID, network, IPC and UTS
+///   namespaces and the cgroups (entering them, so that the init is born inside), forks the
+///   init; at the end it reads the cgroups' counters, tells the parent why the sandbox ended the
+///   task (``SandboxVerdict``) and ends the way the task ended. The parent removes the cgroups.
 /// - the **init** (pid 1 inside, ``SandboxInit``): builds the file-system view, brings up the
 ///   loopback, sets the limits, drops privileges, applies Landlock, forks the task, then reaps
 ///   and answers the seccomp filter's notifications.
-/// - the **task** (pid 2 inside): installs the seccomp filter, hands its listener to the init,
-///   and returns to the child runtime, which runs the Swift task as in any child (or executes
-///   the program).
+/// - the **task** (pid 2 inside): installs the seccomp filter, tells the parent the sandbox is
+///   in force, hands the filter's listener to the init, and returns to the child runtime, which
+///   runs the Swift task as in any child (or executes the program).
 ///
 /// Every step runs while the process is single-threaded (from the C constructor, before any
-/// thread of the Swift runtime starts), which a user namespace requires and `fork` needs.
+/// thread of the Swift runtime starts), which a user namespace requires and `fork` needs. The
+/// task never holds the pipe to the parent, so nothing it writes can pass for a report.
 enum SandboxSupervisor {
     /// Signals that go to the whole process group (``ChildProcess/terminate()``, Ctrl-C): the
     /// task decides what they do; the supervisor and the init outlive them to report.
     static let groupSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM]
 
-    /// Applies `plan` around the calling child; returns only in the task process. `descriptors`
-    /// are the launch frame's: the last one is the pipe to the parent, taken here.
-    static func enter(_ plan: SandboxPlan, controlFD: Int32, lifeline: Int32, descriptors: inout [Int32]) {
+    /// Applies the plan (``SandboxPlan/bytes``) around the calling child; returns only in the
+    /// task process. `descriptors` are the launch frame's: the last one is the pipe to the
+    /// parent, taken here.
+    static func enter(_ encoded: [UInt8], controlFD: Int32, lifeline: Int32, descriptors: inout [Int32]) {
         guard let link = descriptors.popLast() else { _exit(70) }
+        guard let plan = SandboxPlan(bytes: encoded) else {
+            SandboxMessage.send(.failed(.setupFailed("the sandbox's plan does not decode")), to: link)
+            _exit(70)
+        }
         let sandbox = plan.sandbox
         let privileged = SandboxCredentials.isPrivileged
         var progress = SandboxProgress(enforcement: sandbox.enforcement)
-        var cgroups = SandboxCgroups()
         func abandon(_ error: SandboxError) -> Never {
-            cgroups.remove()
             SandboxMessage.send(.failed(error), to: link)
             _exit(70)
         }
         do throws(SandboxError) {
-            // The cgroups, while this process still sees them as this machine does.
-            let limits = sandbox.limits
-            if limits.memory != nil || limits.processes != nil {
-                SandboxCgroups.removeStale()
-                cgroups = SandboxCgroups.make(memory: limits.memory, processes: limits.processes)
+            try SandboxCredentials.unshare(sandbox, privileged: privileged, progress: &progress)
+        } catch {
+            abandon(error)
+        }
+        // The cgroups, which this process enters so that the init is born in them (moving a
+        // process later, while it works, costs milliseconds); the parent removes them once this
+        // process is gone.
+        var cgroups = SandboxCgroups()
+        let limits = sandbox.limits
+        if limits.memory != nil || limits.processes != nil {
+            SandboxCgroups.removeStale(in: plan.cgroupHierarchies)
+            cgroups = SandboxCgroups.make(
+                memory: limits.memory, processes: limits.processes, in: plan.cgroupHierarchies)
+            if !cgroups.directories.isEmpty, let failure = cgroups.attach(getpid()) {
+                cgroups.remove()
+                cgroups = SandboxCgroups()
+                if sandbox.enforcement == .required {
+                    abandon(
+                        .unavailable(limits.memory != nil ? .memoryLimit : .processLimit, reason: failure))
+                }
+            }
+            do throws(SandboxError) {
                 if let memory = cgroups.memory {
                     progress.report.memoryLimitMechanism = memory.version
                     try progress.apply(.memoryLimit) { nil }
@@ -59,60 +80,43 @@ enum SandboxSupervisor {
                     progress.report.processLimitMechanism = pids.version
                     try progress.apply(.processLimit) { nil }
                 }
-                progress.report.cgroupDirectories = cgroups.directories
+            } catch {
+                abandon(error)
             }
-            try SandboxCredentials.unshare(sandbox, privileged: privileged, progress: &progress)
-        } catch {
-            abandon(error)
+            progress.report.cgroupDirectories = cgroups.directories
         }
-        let running = SandboxMounts.runningFiles()
-        var go: [Int32] = [-1, -1]
         var report: [Int32] = [-1, -1]
-        guard mp_pipe(&go) == 0, mp_pipe(&report) == 0 else {
-            abandon(.setupFailed(SandboxProgress.reason("pipe", errno)))
-        }
+        guard mp_pipe(&report) == 0 else { abandon(.setupFailed(SandboxProgress.reason("pipe", errno))) }
         for signal in groupSignals { _ = Glibc.signal(signal, SIG_IGN) }
+        let ownPIDNamespace = progress.report.isApplied(.processes)
         // Without a PID namespace, what the task leaves running when it ends comes here.
-        _ = mp_sb_prctl(36 /* PR_SET_CHILD_SUBREAPER */, 1, 0, 0, 0)
+        if !ownPIDNamespace { _ = mp_sb_prctl(36, 1, 0, 0, 0) }  // PR_SET_CHILD_SUBREAPER
         let initPID = fork()
         if initPID < 0 { abandon(.setupFailed(SandboxProgress.reason("fork", errno))) }
         if initPID == 0 {
-            close(link)
-            close(go[1])
             close(report[0])
             SandboxInit.run(
-                plan, progress: progress, cgroupsInUse: !cgroups.directories.isEmpty, privileged: privileged,
-                runningFiles: running, go: go[0], report: report[1], descriptors: &descriptors)
+                plan, progress: progress, privileged: privileged, report: report[1], link: link,
+                descriptors: &descriptors)
             return  // The task.
         }
-        close(go[0])
         close(report[1])
         // The task's descriptors are the task's: a copy here would keep its peers from seeing
         // end-of-file when it closes them.
         for fd in descriptors { close(fd) }
         descriptors = []
-        var goAhead: UInt8 = 1
-        if !cgroups.directories.isEmpty, let failure = cgroups.attach(initPID) {
-            if sandbox.enforcement == .required {
-                _ = kill(initPID, SIGKILL)
-                var status: Int32 = 0
-                _ = waitpid(initPID, &status, 0)
-                abandon(.unavailable(cgroups.memory != nil ? .memoryLimit : .processLimit, reason: failure))
-            }
-            goAhead = 2  // The init falls back to resource limits.
-            cgroups.remove()
-            cgroups = SandboxCgroups()
-        }
-        _ = write(go[1], &goAhead, 1)
-        close(go[1])
+        // Never the OOM killer's choice in the sandbox's memory cgroup: the task is.
+        if cgroups.memory != nil { _ = SandboxCgroups.writeFile("-1000", to: "/proc/self/oom_score_adj") }
         supervise(
             initPID: initPID, reportFD: report[0], link: link, lifeline: lifeline, cgroups: cgroups,
-            cpuLimit: sandbox.limits.cpuTime)
+            cpuLimit: sandbox.limits.cpuTime, ownPIDNamespace: ownPIDNamespace)
     }
 
-    /// Relays the init's report, waits for the end, reports it and ends like the task.
+    /// Waits for the end, reports it and ends like the task.
     private static func supervise(
-        initPID: Int32, reportFD: Int32, link: Int32, lifeline: Int32, cgroups: SandboxCgroups, cpuLimit: Duration?
+        initPID: Int32, reportFD: Int32, link: Int32, lifeline: Int32, cgroups: SandboxCgroups,
+        cpuLimit: Duration?,
+        ownPIDNamespace: Bool
     ) -> Never {
         var reader = SandboxMessage.Reader()
         var record: mp_sb_exit_record?
@@ -121,14 +125,9 @@ enum SandboxSupervisor {
         reading: while true {
             while let item = reader.next() {
                 switch item {
-                case .message(.applied(let report)):
-                    started = true
-                    SandboxMessage.send(.applied(report), to: link)
-                case .message(.failed(let error)):
-                    failed = true
-                    SandboxMessage.send(.failed(error), to: link)
-                case .message(.exited):
-                    break
+                case .started: started = true
+                case .failed: failed = true
+                case .message: break
                 case .exitRecord(let exit):
                     record = exit
                     break reading
@@ -142,41 +141,47 @@ enum SandboxSupervisor {
                 _ = kill(initPID, SIGKILL)
                 var status: Int32 = 0
                 _ = waitpid(initPID, &status, 0)
-                cgroups.remove()
                 mp_kill_descendants_and_die()
             }
             if fds[0].revents != 0, !reader.fill(from: reportFD) { break }
         }
         var initStatus: Int32 = 0
         while waitpid(initPID, &initStatus, 0) < 0 && errno == EINTR {}
-        // Without a PID namespace, what the task left running is ours to end.
-        while mp_kill_child_processes() > 0 {
-            var status: Int32 = 0
-            while waitpid(-1, &status, WNOHANG) > 0 {}
-            usleep(1000)
+        if !ownPIDNamespace {
+            // What the task left running is ours to end (in a PID namespace, the init's end
+            // ended it).
+            while mp_kill_child_processes() > 0 {
+                var status: Int32 = 0
+                while waitpid(-1, &status, WNOHANG) > 0 {}
+                usleep(1000)
+            }
         }
         guard let record else {
-            cgroups.remove()
-            if failed { _exit(70) }
+            if failed { _exit(70) }  // The init told the parent why.
             if !started {
-                SandboxMessage.send(.failed(.setupFailed("the sandbox's init ended (wait status \(initStatus))")), to: link)
+                SandboxMessage.send(
+                    .failed(.setupFailed("the sandbox's init ended (wait status \(initStatus))")), to: link)
                 _exit(70)
             }
             mp_sb_exit_like(initStatus)
         }
         let verdict = self.verdict(record, cgroups: cgroups, cpuLimit: cpuLimit)
-        cgroups.remove()
+        // The cgroups hold this process: the parent removes them when it has reaped it.
         SandboxMessage.send(
             .exited(
                 SandboxExit(
                     verdict: verdict, status: record.status, cpuMicroseconds: record.cpu_microseconds,
-                    cgroupsRemoved: true)), to: link)
+                    cgroupsRemoved: cgroups.directories.isEmpty)), to: link)
         mp_sb_exit_like(record.status)
     }
 
     /// Why the sandbox ended the task, from its exit record and the cgroups' counters.
-    static func verdict(_ record: mp_sb_exit_record, cgroups: SandboxCgroups, cpuLimit: Duration?) -> SandboxVerdict? {
-        if record.denied_call >= 0 { return .systemCallDenied(name: SystemCallTable.name(of: record.denied_call)) }
+    static func verdict(_ record: mp_sb_exit_record, cgroups: SandboxCgroups, cpuLimit: Duration?)
+        -> SandboxVerdict?
+    {
+        if record.denied_call >= 0 {
+            return .systemCallDenied(name: SystemCallTable.name(of: record.denied_call))
+        }
         let status = record.status
         guard status & 0x7f != 0 else { return nil }  // It exited: whatever it ran into, it handled.
         let signal = status & 0x7f

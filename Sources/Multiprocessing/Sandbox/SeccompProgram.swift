@@ -33,9 +33,24 @@ struct SeccompProgram {
     /// The instructions, for `mp_sb_seccomp_install`.
     let instructions: [mp_bpf_insn]
 
+    /// The instructions as they travel in a ``SandboxPlan``: code, jt, jf and k in one word each.
+    var packed: [UInt64] {
+        instructions.map { UInt64($0.code) << 48 | UInt64($0.jt) << 40 | UInt64($0.jf) << 32 | UInt64($0.k) }
+    }
+
+    /// The program a ``packed`` array holds.
+    init(packed: [UInt64]) {
+        instructions = packed.map {
+            mp_bpf_insn(
+                code: UInt16(truncatingIfNeeded: $0 >> 48), jt: UInt8(truncatingIfNeeded: $0 >> 40),
+                jf: UInt8(truncatingIfNeeded: $0 >> 32), k: UInt32(truncatingIfNeeded: $0))
+        }
+    }
+
     /// Every `CLONE_NEW*` flag that fits `clone`'s 32-bit flags (NEWNS, NEWCGROUP, NEWUTS,
     /// NEWIPC, NEWUSER, NEWPID, NEWNET).
-    static let namespaceFlags: UInt32 = 0x0002_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000
+    static let namespaceFlags: UInt32 =
+        0x0002_0000 | 0x0200_0000 | 0x0400_0000 | 0x0800_0000 | 0x1000_0000
         | 0x2000_0000 | 0x4000_0000
 
     /// Builds the filter; `notifies` says whether denials go to a listener (`false`: they kill
@@ -65,10 +80,14 @@ struct SeccompProgram {
             // Refused, not fatal: libraries probe with sockets and cope (Dispatch logs a failed
             // priority change through syslog's socket), and none can be made either way.
             for name in ["socket", "socketpair"] {
-                if let number = SystemCallTable.number(of: name) { steps.append(.jumpIfEqual(number, .refused)) }
+                if let number = SystemCallTable.number(of: name) {
+                    steps.append(.jumpIfEqual(number, .refused))
+                }
             }
         }
-        if let clone3 = SystemCallTable.number(of: "clone3") { steps.append(.jumpIfEqual(clone3, .noSystemCall)) }
+        if let clone3 = SystemCallTable.number(of: "clone3") {
+            steps.append(.jumpIfEqual(clone3, .noSystemCall))
+        }
         if let clone = SystemCallTable.number(of: "clone") {
             // Not clone: skip the two steps that look at its flags.
             steps.append(.skipUnlessEqual(clone, count: 2))
@@ -87,29 +106,36 @@ struct SeccompProgram {
             guard distance <= 255 else { throw .invalidConfiguration("the system-call filter is too long") }
             return UInt8(distance)
         }
-        let ldAbsolute: UInt16 = 0x20, jumpEqual: UInt16 = 0x15, jumpAbove: UInt16 = 0x25
-        let jumpBits: UInt16 = 0x45, ret: UInt16 = 0x06
+        let ldAbsolute: UInt16 = 0x20
+        let jumpEqual: UInt16 = 0x15
+        let jumpAbove: UInt16 = 0x25
+        let jumpBits: UInt16 = 0x45
+        let ret: UInt16 = 0x06
         var program: [mp_bpf_insn] = []
         for (index, step) in steps.enumerated() {
             switch step {
             case .load(let offset):
                 program.append(mp_bpf_insn(code: ldAbsolute, jt: 0, jf: 0, k: offset))
             case .jumpIfEqual(let value, let target):
-                let jt = try target.map { (t: Target) throws(SandboxError) in try offset(t, from: index) } ?? 0
+                let jt =
+                    try target.map { (t: Target) throws(SandboxError) in try offset(t, from: index) } ?? 0
                 program.append(mp_bpf_insn(code: jumpEqual, jt: jt, jf: 0, k: value))
             case .jumpIfAbove(let value, let target):
-                program.append(mp_bpf_insn(code: jumpAbove, jt: try offset(target, from: index), jf: 0, k: value))
+                program.append(
+                    mp_bpf_insn(code: jumpAbove, jt: try offset(target, from: index), jf: 0, k: value))
             case .jumpIfAnyBit(let bits, let target, let otherwise):
                 program.append(
                     mp_bpf_insn(
-                        code: jumpBits, jt: try offset(target, from: index), jf: try offset(otherwise, from: index),
+                        code: jumpBits, jt: try offset(target, from: index),
+                        jf: try offset(otherwise, from: index),
                         k: bits))
             case .skipUnlessEqual(let value, let count):
                 program.append(mp_bpf_insn(code: jumpEqual, jt: 0, jf: count, k: value))
             case .skipIfEqual(let value, let count):
                 program.append(mp_bpf_insn(code: jumpEqual, jt: count, jf: 0, k: value))
             case .ret(let target):
-                program.append(mp_bpf_insn(code: ret, jt: 0, jf: 0, k: Self.action(target, notifies: notifies)))
+                program.append(
+                    mp_bpf_insn(code: ret, jt: 0, jf: 0, k: Self.action(target, notifies: notifies)))
             }
         }
         for target in ends {

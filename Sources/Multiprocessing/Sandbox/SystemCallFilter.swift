@@ -37,7 +37,9 @@ public struct SystemCallFilter: Sendable, Hashable, Codable {
     public static var standard: SystemCallFilter { SystemCallFilter() }
 
     /// The default denials, no new sockets and no exec.
-    public static var strict: SystemCallFilter { SystemCallFilter(allowsNewSockets: false, allowsExec: false) }
+    public static var strict: SystemCallFilter {
+        SystemCallFilter(allowsNewSockets: false, allowsExec: false)
+    }
 
     /// The calls every filter denies.
     public static var deniedByDefault: [String] { SystemCallTable.deniedByDefault }

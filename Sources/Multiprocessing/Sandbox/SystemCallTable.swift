@@ -74,7 +74,7 @@ enum SystemCallTable {
     /// This architecture's table (empty where the filter is not supported).
     static var current: [SystemCall] {
         #if arch(x86_64)
-            x86_64
+            x8664
         #elseif arch(arm64)
             aarch64
         #else
@@ -82,8 +82,11 @@ enum SystemCallTable {
         #endif
     }
 
+    private static let numbers: [String: UInt32] = Dictionary(
+        current.map { ($0.name, $0.number) }, uniquingKeysWith: { first, _ in first })
+
     /// The number of `name` here, if this architecture has the call.
-    static func number(of name: String) -> UInt32? { current.first { $0.name == name }?.number }
+    static func number(of name: String) -> UInt32? { numbers[name] }
 
     /// The name of call `number` here, or `"system call <number>"`.
     static func name(of number: Int32) -> String {
@@ -91,7 +94,7 @@ enum SystemCallTable {
     }
 
     /// Every system call of x86_64 (the kernel's `asm/unistd_64.h`, up to Linux 6.15).
-    static let x86_64: [SystemCall] = [
+    static let x8664: [SystemCall] = [
         SystemCall(name: "read", number: 0),
         SystemCall(name: "write", number: 1),
         SystemCall(name: "open", number: 2),

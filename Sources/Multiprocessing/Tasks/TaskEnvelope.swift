@@ -11,9 +11,10 @@ struct LaunchRequest: Codable, Sendable {
     var payload: [UInt8]
     /// The last descriptor of the launch frame is then the write end of a pipe for stdout.
     var capturesStandardOutput: Bool
-    /// The sandbox to apply before the task runs; the last descriptor of the launch frame is
-    /// then the pipe its supervisor reports on (after the stdout pipe).
-    var sandbox: SandboxPlan? = nil
+    /// The sandbox to apply before the task runs (a ``SandboxPlan`` in its own format); the last
+    /// descriptor of the launch frame is then the pipe its supervisor reports on (after the
+    /// stdout pipe).
+    var sandbox: [UInt8]? = nil
 }
 
 /// What a child sends back: the encoded output or a report of the error thrown.

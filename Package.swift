@@ -18,6 +18,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Multiprocessing", targets: ["Multiprocessing"]),
+        .library(name: "MultiprocessingPostgres", targets: ["MultiprocessingPostgres"]),
         .executable(name: "mp-demo", targets: ["mp-demo"]),
         .executable(name: "mp-bench", targets: ["mp-bench"]),
         .executable(name: "mp-examples", targets: ["mp-examples"]),
@@ -27,6 +28,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-atomics", from: "1.3.0"),
         // `Errno`: the error code every `SystemError` carries (System/Syscall.swift).
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        // Documentation only: `swift package generate-documentation` (Scripts/docs.sh). A command
+        // plugin, so nothing of it is linked into the library.
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
+        // MultiprocessingPostgres only (the core never imports them): the PostgreSQL client, and
+        // the `Service` protocol its worker conforms to.
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // The few things Swift cannot reach: a constructor that runs before `main`, fork in a
@@ -39,6 +47,17 @@ let package = Package(
                 "CMultiprocessing",
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // The same pool across hosts: a task queue on PostgreSQL and the workers that serve it.
+        .target(
+            name: "MultiprocessingPostgres",
+            dependencies: [
+                "Multiprocessing",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
@@ -60,6 +79,15 @@ let package = Package(
         .testTarget(
             name: "MultiprocessingTests",
             dependencies: ["Multiprocessing", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        .testTarget(
+            name: "MultiprocessingPostgresTests",
+            dependencies: [
+                "Multiprocessing", "MultiprocessingPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
     ]

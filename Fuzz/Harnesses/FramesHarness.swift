@@ -24,8 +24,8 @@ enum FramesHarness {
     static func prepare() {
         precondition(marker >= 0)
         _ = try? IOReactor.running()
-        var fds: [Int32] = [-1, -1]
-        guard mp_socketpair(&fds) == 0 else { fatalError("socketpair failed") }
+        guard let pair = try? Syscall.socketPair() else { fatalError("socketpair failed") }
+        let fds = [pair.0, pair.1]
         close(fds[0])
         _ = FramedSocket(fd: fds[1])
         _ = DeadSocket.descriptor()
@@ -34,8 +34,8 @@ enum FramesHarness {
     static func run(_ data: UnsafeRawBufferPointer) {
         guard let mode = data.first else { return }
         let before = openDescriptorCount()
-        var fds: [Int32] = [-1, -1]
-        guard mp_socketpair(&fds) == 0 else { fatalError("socketpair failed") }
+        guard let pair = try? Syscall.socketPair() else { fatalError("socketpair failed") }
+        let fds = [pair.0, pair.1]
         let peer = fds[0]
         let limit = mode & 4 != 0 ? 1024 : 1 << 30
         var early = mode & 8 != 0 ? FramedSocket(fd: fds[1], maximumFrameSize: limit) : nil

@@ -128,10 +128,6 @@ ssize_t mp_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, in
     return n;
 }
 
-ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int fd_count) {
-    return mp_sendmsg_fds(sock, buf, len, fds, fd_count, 0);
-}
-
 ssize_t mp_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count,
                        int flags, int *notes) {
     struct iovec iov = {.iov_base = buf, .iov_len = len};
@@ -200,31 +196,6 @@ int mp_pidfd_open(pid_t pid) {
     return -1;
 #endif
 }
-
-int mp_socketpair(int fds[2]) {
-#ifdef SOCK_CLOEXEC
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return errno;
-#else
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) return errno;
-    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-#endif
-    return 0;
-}
-
-int mp_seqpacket_pair(int fds[2]) {
-#ifdef SOCK_CLOEXEC
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) return errno;
-#else
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, fds) != 0) return errno;
-    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-#endif
-    return 0;
-}
-
-extern char **environ;
-char **mp_environ(void) { return environ; }
 
 int mp_pipe(int fds[2]) {
 #ifdef __linux__

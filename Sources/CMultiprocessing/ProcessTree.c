@@ -38,6 +38,12 @@ int mp_parent_death_signal(void) {
 #endif
 }
 
+static int64_t monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static int mp_dying = 0;
 
 #ifdef __linux__
@@ -152,7 +158,7 @@ static void mp_kill_tree(void) {
     // Descendants orphaned from now on (a killed child's own children) come to us, so the next
     // pass finds them however far down they were, whatever group or session they moved to.
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    int64_t deadline = mp_monotonic_ns() + 2000000000LL;
+    int64_t deadline = monotonic_ns() + 2000000000LL;
     for (;;) {
         mp_kill_children(self);
         int status;
@@ -161,7 +167,7 @@ static void mp_kill_tree(void) {
         }
         if (r < 0 && errno == ECHILD) break;  // No child left: no descendant left.
         // A process stuck in the kernel (D state) dies when it leaves; do not wait forever.
-        if (mp_monotonic_ns() > deadline) break;
+        if (monotonic_ns() > deadline) break;
         struct timespec pause_for = {0, 1000000};
         nanosleep(&pause_for, NULL);
     }

@@ -1,5 +1,5 @@
-// Shared memory segments and process-shared futexes: the calls Swift cannot make directly
-// (variadic `syscall`, `memfd_create` on older glibc headers, thread-local caches).
+// Shared memory and process-shared futexes: the calls Swift cannot make directly (variadic
+// `syscall`, `memfd_create`, which Swift's Glibc module does not declare, thread-local caches).
 #define _GNU_SOURCE
 #include "CMultiprocessing.h"
 
@@ -22,64 +22,30 @@
 #include <os/os_sync_wait_on_address.h>
 #endif
 
-int mp_memfd_create(const char *debug_name, uint64_t size) {
+int mp_memfd_create(const char *debug_name) {
 #ifdef __linux__
-    int fd = (int)syscall(SYS_memfd_create, debug_name, MFD_CLOEXEC);
+    return (int)syscall(SYS_memfd_create, debug_name, MFD_CLOEXEC);
 #else
     // No memfd: an immediately unlinked POSIX object gives the same lifetime.
     char name[64];
     snprintf(name, sizeof name, "/mp-anon-%d-%ld", (int)getpid(), (long)random());
     int fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0600);
-    if (fd >= 0) shm_unlink(name);
-    (void)debug_name;
-#endif
-    if (fd < 0) return -1;
-    if (ftruncate(fd, (off_t)size) != 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
-}
-
-int mp_shm_open(const char *name, int create, uint64_t size) {
-    int flags = O_RDWR | (create ? (O_CREAT | O_EXCL) : 0);
-    int fd = shm_open(name, flags, 0600);
-    if (fd < 0) return -1;
-#ifdef __APPLE__
-    fcntl(fd, F_SETFD, FD_CLOEXEC);
-#endif
-    if (create && ftruncate(fd, (off_t)size) != 0) {
-        int saved = errno;
-        close(fd);
+    if (fd >= 0) {
         shm_unlink(name);
-        errno = saved;
-        return -1;
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
+    (void)debug_name;
     return fd;
+#endif
 }
 
-int mp_shm_unlink(const char *name) { return shm_unlink(name); }
-
-int64_t mp_fd_size(int fd) {
-    struct stat st;
-    if (fstat(fd, &st) != 0) return -1;
-    return (int64_t)st.st_size;
-}
-
-void *mp_map_shared(int fd, uint64_t size) {
-    void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    return p == MAP_FAILED ? NULL : p;
-}
-
-void mp_unmap(void *address, uint64_t size) { munmap(address, (size_t)size); }
-
-int64_t mp_monotonic_ns(void) {
+#if defined(__APPLE__)
+static int64_t monotonic_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+#endif
 
 int mp_futex_wait(uint32_t *address, uint32_t expected, int64_t deadline_ns) {
 #ifdef __linux__
@@ -99,7 +65,7 @@ int mp_futex_wait(uint32_t *address, uint32_t expected, int64_t deadline_ns) {
     if (deadline_ns < 0) {
         rc = os_sync_wait_on_address(address, expected, 4, OS_SYNC_WAIT_ON_ADDRESS_SHARED);
     } else {
-        int64_t now = mp_monotonic_ns();
+        int64_t now = monotonic_ns();
         if (deadline_ns <= now) return ETIMEDOUT;
         rc = os_sync_wait_on_address_with_timeout(address, expected, 4,
                                                   OS_SYNC_WAIT_ON_ADDRESS_SHARED,
@@ -163,28 +129,6 @@ int32_t mp_current_tid(void) {
 #endif
     }
     return cached_tid;
-}
-
-int mp_process_is_dead(int32_t pid) {
-    if (pid <= 0) return 0;
-    if (kill(pid, 0) != 0) return errno == ESRCH;
-#ifdef __linux__
-    // A killed process stays a zombie until its parent reaps it: it holds nothing any more.
-    char path[64], buf[256];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ENOENT;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) return 0;
-    buf[n] = 0;
-    char *paren = strrchr(buf, ')');
-    if (paren == NULL || paren[1] == 0 || paren[2] == 0) return 0;
-    char state = paren[2];
-    return state == 'Z' || state == 'X';
-#else
-    return 0;
-#endif
 }
 
 void mp_spin_pause(void) {

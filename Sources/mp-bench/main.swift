@@ -14,7 +14,7 @@ struct Entry {
     var better: String  // "lower" or "higher"
     var swift: Double
     var python: Double?
-    /// What `python` holds when it is not CPython (`"bubblewrap"`).
+    /// What `python` holds when it is not CPython (`"bubblewrap"`, `"pgqueuer"`).
     var peer: String? = nil
 }
 

@@ -173,9 +173,8 @@ struct ChannelTests {
 struct FrameTests {
     /// A raw socket pair: garbage goes in one end, a FramedSocket reads the other.
     func rawPair(maximumFrameSize: Int = 1 << 30) throws -> (Int32, FramedSocket) {
-        var fds: [Int32] = [-1, -1]
-        #expect(mp_socketpair(&fds) == 0)
-        return (fds[0], FramedSocket(fd: fds[1], maximumFrameSize: maximumFrameSize))
+        let fds = try Syscall.socketPair()
+        return (fds.0, FramedSocket(fd: fds.1, maximumFrameSize: maximumFrameSize))
     }
 
     func write(_ fd: Int32, _ bytes: [UInt8]) {

@@ -166,9 +166,8 @@ struct CarriesDescriptors: Codable {
 struct ChaosWireTests {
     /// A raw socket for the hostile peer, and a framed receiver on the other end.
     func rawPair() throws -> (Int32, FramedSocket) {
-        var fds: [Int32] = [-1, -1]
-        #expect(mp_socketpair(&fds) == 0)
-        return (fds[0], FramedSocket(fd: fds[1]))
+        let fds = try Syscall.socketPair()
+        return (fds.0, FramedSocket(fd: fds.1))
     }
 
     @Test(

@@ -13,10 +13,8 @@ import Testing
 @Suite("IOReactor")
 struct IOReactorTests {
     /// A connected socket pair, closed by the caller.
-    func pair() -> (Int32, Int32) {
-        var fds: [Int32] = [-1, -1]
-        #expect(mp_socketpair(&fds) == 0)
-        return (fds[0], fds[1])
+    func pair() throws -> (Int32, Int32) {
+        try Syscall.socketPair()
     }
 
     func closeBoth(_ fds: (Int32, Int32), _ reactor: IOReactor) {
@@ -29,7 +27,7 @@ struct IOReactorTests {
     @Test("a waiter is woken when its descriptor becomes readable, and every waiter of it is")
     func readiness() async throws {
         let reactor = try IOReactor.running()
-        let fds = pair()
+        let fds = try pair()
         defer { closeBoth(fds, reactor) }
         let woken = try await withThrowingTaskGroup(of: Bool.self) { group in
             for _ in 0..<3 {
@@ -48,7 +46,7 @@ struct IOReactorTests {
     @Test("a writable descriptor is ready for writing at once")
     func writable() async throws {
         let reactor = try IOReactor.running()
-        let fds = pair()
+        let fds = try pair()
         defer { closeBoth(fds, reactor) }
         #expect(try await reactor.wait(fds.0, for: .write, timeout: .seconds(30)))
     }
@@ -56,7 +54,7 @@ struct IOReactorTests {
     @Test("a time-out returns false; a zero or past time-out does not wait at all")
     func timeouts() async throws {
         let reactor = try IOReactor.running()
-        let fds = pair()
+        let fds = try pair()
         defer { closeBoth(fds, reactor) }
         #expect(try await reactor.wait(fds.0, for: .read, timeout: .milliseconds(20)) == false)
         #expect(try await reactor.wait(fds.0, for: .read, timeout: .zero) == false)
@@ -70,7 +68,7 @@ struct IOReactorTests {
     @Test("cancelling the waiting task ends its wait with .cancelled")
     func cancellation() async throws {
         let reactor = try IOReactor.running()
-        let fds = pair()
+        let fds = try pair()
         defer { closeBoth(fds, reactor) }
         let waiter = Task { () -> String in
             do {
@@ -99,7 +97,7 @@ struct IOReactorTests {
     @Test("forgetting a descriptor ends its waits with .closed; a stop condition does too")
     func forgetting() async throws {
         let reactor = try IOReactor.running()
-        let fds = pair()
+        let fds = try pair()
         defer {
             close(fds.0)
             close(fds.1)
@@ -127,7 +125,7 @@ struct IOReactorTests {
     @Test("a watch handler runs on each readiness until it returns false")
     func watchHandler() async throws {
         let reactor = try IOReactor.running()
-        let fds = pair()
+        let fds = try pair()
         defer { closeBoth(fds, reactor) }
         let calls = Counter()
         let done = OneShotEvent()

@@ -17,12 +17,9 @@ int mp_spawn(const char *path, char *const argv[], char *const envp[], const int
 /// The most descriptors the kernel passes with one message (Linux's SCM_MAX_FD).
 #define MP_SCM_MAX_FD 253
 
-/// Sends `len` bytes and `fd_count` descriptors in one message (SCM_RIGHTS).
-/// Returns bytes sent or -1 with errno.
-ssize_t mp_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int fd_count);
-
-/// `mp_send_with_fds` with extra `sendmsg` flags (MSG_DONTWAIT); MSG_NOSIGNAL is always added.
-/// At most MP_SCM_MAX_FD descriptors (EINVAL beyond).
+/// Sends `len` bytes and `fd_count` descriptors in one message (SCM_RIGHTS), with `sendmsg`
+/// `flags` (MSG_DONTWAIT); MSG_NOSIGNAL is always added. At most MP_SCM_MAX_FD descriptors
+/// (EINVAL beyond). Returns bytes sent or -1 with errno.
 ssize_t mp_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int fd_count,
                        int flags);
 
@@ -35,7 +32,7 @@ enum {
     MP_FDS_TRUNCATED = 2,
 };
 
-/// `mp_recv_with_fds` with extra `recvmsg` flags (MSG_DONTWAIT, MSG_PEEK). `notes` (may be
+/// Receives one message and up to `max_fds` descriptors (close-on-exec), with `recvmsg` flags (MSG_DONTWAIT, MSG_PEEK). `notes` (may be
 /// NULL) receives MP_FDS_* bits; descriptors beyond `max_fds` are closed, never kept.
 ssize_t mp_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int max_fds, int *fd_count,
                        int flags, int *notes);
@@ -86,13 +83,8 @@ void mp_resource_tracker_serve(int fd) __attribute__((noreturn));
 /// Linux 5.3+: a pollable descriptor for a process, or -1.
 int mp_pidfd_open(pid_t pid);
 
-/// A close-on-exec socketpair(AF_UNIX, SOCK_STREAM). Returns 0 or errno.
-int mp_socketpair(int fds[2]);
-
-/// A close-on-exec socketpair(AF_UNIX, SOCK_SEQPACKET): message boundaries kept. 0 or errno.
-int mp_seqpacket_pair(int fds[2]);
-
-/// A close-on-exec pipe. Returns 0 or errno.
+/// A close-on-exec pipe (`pipe2`, which Swift's Glibc module does not declare). Returns 0 or
+/// errno.
 int mp_pipe(int fds[2]);
 
 /// Runs the fork server loop on `control_fd`. Returns only in a forked child, with the fd
@@ -101,9 +93,6 @@ int mp_forkserver_serve(int control_fd);
 
 /// `fork()` for the explicit, documented-unsafe fork start method.
 pid_t mp_fork(void);
-
-/// The process environment (`environ`).
-char **mp_environ(void);
 
 /// Serves Dispatch's main queue on the calling (main) thread forever, so `@MainActor` work
 /// runs in a child. Unlike `dispatchMain`, never unwinds the thread, which would crash when it
@@ -146,24 +135,9 @@ int mp_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout_ms)
 
 /// Shared memory and futexes (SharedMemory.c).
 
-/// An anonymous shared-memory file (memfd, close-on-exec), `size` bytes. Returns the fd or -1.
-int mp_memfd_create(const char *debug_name, uint64_t size);
-
-/// Opens a named POSIX shared-memory object: `create` makes it (failing if it exists) with
-/// `size` bytes, otherwise it must exist. Close-on-exec. Returns the fd or -1 with errno.
-int mp_shm_open(const char *name, int create, uint64_t size);
-
-/// Removes a named shared-memory object. 0 or -1 with errno.
-int mp_shm_unlink(const char *name);
-
-/// The size in bytes of the file behind `fd`, or -1.
-int64_t mp_fd_size(int fd);
-
-/// Maps `size` bytes of `fd` shared and read-write. NULL on failure (errno set).
-void *mp_map_shared(int fd, uint64_t size);
-
-/// Unmaps a mapping made by `mp_map_shared`.
-void mp_unmap(void *address, uint64_t size);
+/// An anonymous shared-memory file (memfd, close-on-exec), empty. Returns the fd or -1 with
+/// errno. (`memfd_create` is not in Swift's Glibc module.)
+int mp_memfd_create(const char *debug_name);
 
 /// Sleeps while `*address == expected` (a process-shared futex) until woken, or until the
 /// CLOCK_MONOTONIC instant `deadline_ns` (< 0: no deadline). Returns 0 when woken (possibly
@@ -173,17 +147,11 @@ int mp_futex_wait(uint32_t *address, uint32_t expected, int64_t deadline_ns);
 /// Wakes up to `count` sleepers on `address`. Returns how many woke.
 int mp_futex_wake(uint32_t *address, int count);
 
-/// CLOCK_MONOTONIC now, in nanoseconds.
-int64_t mp_monotonic_ns(void);
-
 /// The calling thread's id (cached per thread, refreshed in a forked child).
 int32_t mp_current_tid(void);
 
 /// The calling process's id (cached, refreshed in a forked child).
 int32_t mp_current_pid(void);
-
-/// 1 when `pid` names no live process (gone, or a zombie waiting to be reaped), else 0.
-int mp_process_is_dead(int32_t pid);
 
 /// A CPU pause hint for spin loops.
 void mp_spin_pause(void);

@@ -117,9 +117,8 @@ extension FramedSocket {
     static func pair() throws(ChannelError) -> (FramedSocket, FramedSocket) {
         // `close` swaps in a dead socket: make it now, while a failure can still be reported.
         do throws(SystemError) { try DeadSocket.prepare() } catch { throw .system(error) }
-        var fds: [Int32] = [-1, -1]
-        let rc = mp_socketpair(&fds)
-        if rc != 0 { throw .system(SystemError("socketpair", code: rc)) }
-        return (FramedSocket(fd: fds[0]), FramedSocket(fd: fds[1]))
+        let fds: (Int32, Int32)
+        do throws(SystemError) { fds = try Syscall.socketPair() } catch { throw .system(error) }
+        return (FramedSocket(fd: fds.0), FramedSocket(fd: fds.1))
     }
 }

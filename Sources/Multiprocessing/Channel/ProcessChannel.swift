@@ -34,8 +34,12 @@ public final class ProcessChannel<Message: Codable & Sendable>: Sendable, Codabl
         receiver: ChannelReceiver<Message>, sender: ChannelSender<Message>
     ) {
         let (a, b) = try FramedSocket.pair()
-        _ = shutdown(a.fd, Int32(SHUT_WR))
-        _ = shutdown(b.fd, Int32(SHUT_RD))
+        do throws(SystemError) {
+            try Syscall.shutdown(a.fd, Int32(SHUT_WR))
+            try Syscall.shutdown(b.fd, Int32(SHUT_RD))
+        } catch {
+            throw .system(error)  // Both ends close with their sockets.
+        }
         return (ChannelReceiver(socket: a), ChannelSender(socket: b))
     }
 

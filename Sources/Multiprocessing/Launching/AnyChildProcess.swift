@@ -10,7 +10,7 @@
 /// ```
 ///
 /// CPython needs no such type (every `Process` is one class); results stay with the typed
-/// ``ChildProcess/value``.
+/// ``ChildProcess/value-9ekns``.
 public protocol AnyChildProcess: AnyObject, Sendable {
     /// The child's name (CPython's `name`).
     var name: String { get }

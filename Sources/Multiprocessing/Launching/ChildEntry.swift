@@ -27,12 +27,13 @@ enum ChildEntry {
             // Die with the parent, taking everything we start along; and make sure it did not
             // die before we got here.
             if mp_die_with_parent(parent) != 0 { _exit(1) }
-            // fd 3 is the control channel; keep it from our own children.
-            _ = fcntl(3, F_SETFD, FD_CLOEXEC)
+            // fd 3 is the control channel; keep it from our own children. Failing, it is not
+            // open: no channel, no parent to report to (71: EX_OSERR).
+            do throws(SystemError) { try Syscall.setCloseOnExec(3) } catch { _exit(71) }
             ChildRuntime.serve(controlFD: 3, mainThread: true)
         case "forkserver":
             // The server starts nothing but children, which take their own trees down when it
-            // dies: SIGKILL is enough for it.
+            // dies: SIGKILL is enough for it. (Fails only for an invalid signal.)
             _ = mp_set_parent_death_signal(SIGKILL)
             if getppid() != parent { _exit(1) }
             let channel = mp_forkserver_serve(3)  // Returns in each forked child only.
@@ -47,10 +48,16 @@ enum ChildEntry {
     }
 }
 
-/// Writes a line to stderr without touching C's `FILE` globals.
+/// Writes a line to stderr without touching C's `FILE` globals. A failed write is dropped:
+/// stderr is where failures are told, so there is nowhere left to tell this one.
 func report(_ line: String) {
     let bytes = Array((line + "\n").utf8)
-    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+    var written = 0
+    while written < bytes.count {
+        let n = bytes.withUnsafeBytes { try? Syscall.write(2, $0.baseAddress! + written, $0.count - written) }
+        guard let n, n > 0 else { return }
+        written += n
+    }
 }
 
 /// Runs the child's side of a launch if this process was started as a child, and never returns
@@ -79,10 +86,13 @@ enum ChildRuntime {
         // parent-death signal (absent outside Linux, or blocked or ignored by a task). The main
         // thread watches it once the task runs; a forked child's only thread runs the task, so
         // it needs a thread of its own (a thread per child costs starts measurably).
+        // Either can fail only for want of a descriptor or a thread: the parent-death signal
+        // remains, so the child runs on without this fallback.
         let lifeline = mainThread ? mp_lifeline_open(controlFD) : -1
         if !mainThread { _ = mp_watch_parent_channel(controlFD) }
         let socket = FramedSocket(fd: controlFD)
         // A crash is reported to the parent on the control channel, with where it happened.
+        // Without the handler (no memory for its stack), a crash is still seen as a signal.
         _ = mp_crash_handler_install(controlFD)
         let frame: Frame
         do {
@@ -106,7 +116,11 @@ enum ChildRuntime {
         if request.capturesStandardOutput, let output = descriptors.popLast() {
             // Captured stdout: the pipe the parent sent last.
             fflush(nil)
-            _ = dup2(output, 1)
+            do throws(SystemError) {
+                try Syscall.dup2(output, 1)
+            } catch {
+                finish(socket, .failure(ErrorReport(ProcessError.launchFailed(error))))
+            }
             Syscall.close(output)
         }
         let incoming = DescriptorTransfer.Incoming(descriptors)

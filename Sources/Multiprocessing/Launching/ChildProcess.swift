@@ -15,7 +15,7 @@ import Synchronization
 /// let status = try await child.join()     // .exited(0)
 /// ```
 ///
-/// A task that returns a value hands it back through ``value``; an error it throws is re-thrown
+/// A task that returns a value hands it back through ``value-9ekns``; an error it throws is re-thrown
 /// there; a crash (a Swift trap, a segfault in C code, `SIGKILL`) becomes
 /// ``ProcessError/crashed(_:)`` with the signal, where the child crashed (``ChildCrash/report``:
 /// the crashing function and the crashing thread's backtrace, sent by the child's crash handler)
@@ -58,7 +58,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     private let sandboxLink = Mutex<SandboxLink?>(nil)
     private let started = Atomic<Bool>(false)
 
-    /// Prepares a child for `task`. Nothing runs until ``start()``.
+    /// Prepares a child for `task`. Nothing runs until ``start()-76zqq``.
     ///
     /// - Throws: ``ProcessError/unsupportedTaskType(typeName:reason:)`` when a child could not
     ///   find `Work` by name (private, fileprivate or local types), and
@@ -115,13 +115,13 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// The child's process id, once started.
     public var pid: Int32? { monitor.withLock { $0?.pid } }
 
-    /// `true` between ``start()`` and the child's exit.
+    /// `true` between ``start()-76zqq`` and the child's exit.
     public var isAlive: Bool { monitor.withLock { $0.map { $0.status == nil } ?? false } }
 
     /// How the child ended, or `nil` while it runs (or before it starts).
     public var exitStatus: ExitStatus? { monitor.withLock { $0?.status } }
 
-    /// What the sandbox applied, once ``start()`` has returned (`nil` without a sandbox): every
+    /// What the sandbox applied, once ``start()-76zqq`` has returned (`nil` without a sandbox): every
     /// restriction asked for, or under ``SandboxEnforcement/bestEffort`` exactly those that could be.
     public var sandboxReport: SandboxReport? { sandboxLink.withLock { $0 }?.report }
 
@@ -207,15 +207,15 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         }
         // A large task is written while the child reads it: on a thread of its own, so that
         // other starts do not wait behind it.
-        do {
-            try await BlockingThreads.shared.run { [self] in try launchPrepared(launch) }
-        } catch let error as ProcessError {
-            throw error
-        } catch let error as SystemError {
-            throw .launchFailed(error)  // No thread could be started to launch it.
+        let outcome: Result<Void, ProcessError>
+        do throws(SystemError) {
+            outcome = try await BlockingThreads.shared.result { [self] () throws(ProcessError) in
+                try launchPrepared(launch)
+            }
         } catch {
-            throw .launchFailed(SystemError("starting '\(name)': \(error)", code: EIO))
+            throw .launchFailed(error)  // No thread could be started to launch it.
         }
+        try outcome.get()
         try await confirmSandbox()
     }
 
@@ -294,11 +294,11 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         StartHook.run(name)
         let setup = try setUpLaunch()
         defer { setup.closeChildEnds() }
-        do throws(SystemError) {
+        do throws(ProcessError) {
             try launch(setup.child, childEnd: setup.channel[1], stderrWrite: setup.errPipe[1])
         } catch {
             setup.child.cancel()
-            throw .launchFailed(error)
+            throw error
         }
         try sendTask(prepared, setup)
     }
@@ -312,7 +312,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         let setup = try setUpLaunch()
         defer { setup.closeChildEnds() }
         let child = setup.child
-        do throws(SystemError) {
+        do throws(ProcessError) {
             _ = try await server.fork(
                 channelFD: setup.channel[1], stderrFD: capturesStandardError ? setup.errPipe[1] : -1,
                 environment: environment, workingDirectory: workingDirectory
@@ -322,7 +322,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             }
         } catch {
             child.cancel()
-            throw .launchFailed(error)
+            throw error
         }
         try sendTask(prepared, setup)
     }
@@ -356,24 +356,32 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         } catch {
             throw .launchFailed(error)
         }
-        var channel: [Int32] = [-1, -1]
-        var rc = mp_socketpair(&channel)
-        if rc != 0 { throw .launchFailed(SystemError("socketpair", code: rc)) }
+        let channel: [Int32]
+        do throws(SystemError) {
+            let pair = try Syscall.socketPair()
+            channel = [pair.0, pair.1]
+        } catch {
+            throw .launchFailed(error)
+        }
         var errPipe: [Int32] = [-1, -1]
         if capturesStandardError {
-            rc = mp_pipe(&errPipe)
-            if rc != 0 {
+            do throws(SystemError) {
+                let pipe = try Syscall.pipe()
+                errPipe = [pipe.0, pipe.1]
+            } catch {
                 Syscall.close(channel[0])
                 Syscall.close(channel[1])
-                throw .launchFailed(SystemError("pipe", code: rc))
+                throw .launchFailed(error)
             }
         }
         var outPipe: [Int32] = [-1, -1]
         if capturesStandardOutput {
-            rc = mp_pipe(&outPipe)
-            if rc != 0 {
+            do throws(SystemError) {
+                let pipe = try Syscall.pipe()
+                outPipe = [pipe.0, pipe.1]
+            } catch {
                 for fd in channel + (capturesStandardError ? errPipe : []) { Syscall.close(fd) }
-                throw .launchFailed(SystemError("pipe", code: rc))
+                throw .launchFailed(error)
             }
         }
         var link: SandboxLink?
@@ -423,14 +431,17 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             attachments.completeSend()
         } catch .peerClosed {
             // The child died before reading its task: `join`/`value` report how.
+        } catch .system(let error) {
+            child.signal(.kill)
+            throw .launchFailed(error)
         } catch {
             child.signal(.kill)
-            throw .launchFailed(SystemError("sending the task to the child: \(error)", code: EIO))
+            throw .taskNotSent(error)
         }
     }
 
     /// Starts the child process and tells `child` its pid.
-    private func launch(_ child: ChildMonitor, childEnd: Int32, stderrWrite: Int32) throws(SystemError) {
+    private func launch(_ child: ChildMonitor, childEnd: Int32, stderrWrite: Int32) throws(ProcessError) {
         let stderrFD = capturesStandardError ? stderrWrite : -1
         switch startMethod.kind {
         case .spawn:
@@ -438,18 +449,13 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             overrides[ChildEntry.variable] = "spawn:\(getpid())"
             // argv[0] is the child's name, which `ps` shows for it (the binary is
             // `/proc/self/exe`, found without it).
-            let pid = try Launcher.shared.spawnSelf(
-                argv0: name, keep: [childEnd], stderr: stderrFD,
-                environment: Launcher.environment(with: overrides), workingDirectory: workingDirectory)
-            try child.attach(pid: pid, reapHere: true)
+            let pid = try launchStep(
+                try Launcher.shared.spawnSelf(
+                    argv0: name, keep: [childEnd], stderr: stderrFD,
+                    environment: Launcher.environment(with: overrides), workingDirectory: workingDirectory))
+            try launchStep(try child.attach(pid: pid, reapHere: true))
         case .forkserver:
-            let server: ForkServer
-            do {
-                server = try ForkServer.shared()
-            } catch {
-                throw SystemError("fork server: \(error)", code: EAGAIN)
-            }
-            _ = try server.fork(
+            _ = try ForkServer.shared().fork(
                 channelFD: childEnd, stderrFD: stderrFD, environment: environment,
                 workingDirectory: workingDirectory
             ) { pid in
@@ -461,32 +467,46 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             let environment = self.environment
             let workingDirectory = self.workingDirectory
             let parent = getpid()
-            let pid: Int32 = try Launcher.shared.run {
-                let pid = mp_fork()
-                guard pid == 0 else { return pid }
-                _ = setpgid(0, 0)  // Before the death handler, which kills the group it leads.
-                mp_unblock_all_signals()  // The launcher thread's mask is not the task's business.
-                if mp_die_with_parent(parent) != 0 { _exit(1) }
-                // The child: only this thread exists now. See `StartMethod.fork` for the risks.
-                // Keep only stdio and the channel (as fd 3): a copy of another child's socket
-                // here would keep that child from ever seeing end-of-file.
-                if stderrFD >= 0 { _ = dup2(stderrFD, 2) }
-                _ = dup2(childEnd, 3)
-                mp_close_from(4)
-                AfterFork.reset()
-                let defaults = Launcher.childDefaults
-                // Like a spawned child: no inherited backtracer unless this process asked for one.
-                if defaults["SWIFT_BACKTRACE"] != nil { mp_crash_handler_reset_inherited() }
-                for (key, value) in defaults.merging(environment, uniquingKeysWith: { $1 }) {
-                    setenv(key, value, 1)
-                }
-                if let workingDirectory, chdir(workingDirectory) != 0 { _exit(72) }
-                _ = fcntl(3, F_SETFD, FD_CLOEXEC)
-                ChildRuntime.serve(controlFD: 3, mainThread: false)
-            }
-            if pid < 0 { throw SystemError("fork") }
-            try child.attach(pid: pid, reapHere: true)
+            let forked: Result<Int32, SystemError> = try launchStep(
+                try Launcher.shared.run {
+                    let pid = mp_fork()
+                    if pid < 0 { return .failure(SystemError("fork")) }  // On this thread: its errno.
+                    guard pid == 0 else { return .success(pid) }
+                    // Before the death handler, which kills the group it leads. Cannot fail: the
+                    // child is ours, fresh, and leads no session.
+                    _ = setpgid(0, 0)
+                    mp_unblock_all_signals()  // The launcher thread's mask is not the task's business.
+                    if mp_die_with_parent(parent) != 0 { _exit(1) }
+                    // The child: only this thread exists now. See `StartMethod.fork` for the risks.
+                    // Keep only stdio and the channel (as fd 3): a copy of another child's socket
+                    // here would keep that child from ever seeing end-of-file. A child that cannot
+                    // has no channel to report on: it exits with 71 (EX_OSERR).
+                    do throws(SystemError) {
+                        if stderrFD >= 0 { try Syscall.dup2(stderrFD, 2) }
+                        try Syscall.dup2(childEnd, 3)
+                    } catch {
+                        _exit(71)
+                    }
+                    mp_close_from(4)
+                    AfterFork.reset()
+                    let defaults = Launcher.childDefaults
+                    // Like a spawned child: no inherited backtracer unless this process asked for one.
+                    if defaults["SWIFT_BACKTRACE"] != nil { mp_crash_handler_reset_inherited() }
+                    for (key, value) in defaults.merging(environment, uniquingKeysWith: { $1 }) {
+                        setenv(key, value, 1)
+                    }
+                    if let workingDirectory, chdir(workingDirectory) != 0 { _exit(72) }
+                    do throws(SystemError) { try Syscall.setCloseOnExec(3) } catch { _exit(71) }
+                    ChildRuntime.serve(controlFD: 3, mainThread: false)
+                })
+            let pid = try launchStep(try forked.get())
+            try launchStep(try child.attach(pid: pid, reapHere: true))
         }
+    }
+
+    /// A step of a launch: a failed system call is ``ProcessError/launchFailed(_:)``.
+    private func launchStep<T>(_ step: @autoclosure () throws(SystemError) -> T) throws(ProcessError) -> T {
+        do throws(SystemError) { return try step() } catch { throw .launchFailed(error) }
     }
 
     private func running(_ operation: String) throws(ProcessError) -> ChildMonitor {
@@ -591,7 +611,7 @@ extension ChildProcess where Work.Output: Decodable {
 extension ChildProcess where Work.Output == Void {
     /// Waits for the task to finish; throws what it threw, or why it did not finish.
     ///
-    /// - Throws: see ``ChildProcess/value``.
+    /// - Throws: see ``ChildProcess/value-9ekns``.
     public var value: Void {
         get async throws { _ = try await outcome() }
     }

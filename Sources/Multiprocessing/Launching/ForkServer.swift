@@ -51,12 +51,12 @@ final class ForkServer: Sendable {
         let monitor: @Sendable (Int32) -> ChildMonitor
         private let done = DispatchSemaphore(value: 0)
         private let state = Mutex<
-            (result: Result<ChildMonitor, SystemError>?, waiter: CheckedContinuation<Void, Never>?)
+            (result: Result<ChildMonitor, ProcessError>?, waiter: CheckedContinuation<Void, Never>?)
         >(
             (nil, nil))
         init(monitor: @escaping @Sendable (Int32) -> ChildMonitor) { self.monitor = monitor }
 
-        func settle(_ result: Result<ChildMonitor, SystemError>) {
+        func settle(_ result: Result<ChildMonitor, ProcessError>) {
             let waiter = state.withLock { s in
                 s.result = result
                 defer { s.waiter = nil }
@@ -66,12 +66,12 @@ final class ForkServer: Sendable {
             waiter?.resume()
         }
 
-        func wait() throws(SystemError) -> ChildMonitor {
+        func wait() throws(ProcessError) -> ChildMonitor {
             done.wait()
             return try state.withLock { $0.result }!.get()
         }
 
-        func wait() async throws(SystemError) -> ChildMonitor {
+        func wait() async throws(ProcessError) -> ChildMonitor {
             await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
                 let ready = state.withLock { s in
                     if s.result != nil { return true }
@@ -96,12 +96,17 @@ final class ForkServer: Sendable {
     /// Serializes requests so that replies match them in order.
     private let requestLock = Mutex(())
 
-    private init() throws(ProcessError) {
+    /// Starts a server; ``shared()`` keeps the one this process uses (tests start their own).
+    init() throws(ProcessError) {
         let reactor: IOReactor
         do throws(SystemError) { reactor = try IOReactor.running() } catch { throw .launchFailed(error) }
-        var fds: [Int32] = [-1, -1]
-        let rc = mp_seqpacket_pair(&fds)
-        if rc != 0 { throw .launchFailed(SystemError("socketpair", code: rc)) }
+        let fds: [Int32]
+        do throws(SystemError) {
+            let pair = try Syscall.seqpacketPair()
+            fds = [pair.0, pair.1]
+        } catch {
+            throw .launchFailed(error)
+        }
         let environment = Launcher.environment(with: [ChildEntry.variable: "forkserver:\(getpid())"])
         do {
             serverPID = try Launcher.shared.spawnSelf(
@@ -134,12 +139,15 @@ final class ForkServer: Sendable {
         }
     }
 
+    /// Requests sent and not answered yet.
+    var pendingRequests: Int { state.withLock { $0.pending.count } }
+
     /// Forks a child whose control channel is `channelFD` and whose stderr is `stderrFD` (or
     /// ours, if -1), and returns its monitor, created before any exit notice can arrive.
     func fork(
         channelFD: Int32, stderrFD: Int32, environment: [String: String], workingDirectory: String?,
         monitor: @escaping @Sendable (Int32) -> ChildMonitor
-    ) throws(SystemError) -> ChildMonitor {
+    ) throws(ProcessError) -> ChildMonitor {
         try request(
             channelFD: channelFD, stderrFD: stderrFD, environment: environment,
             workingDirectory: workingDirectory,
@@ -152,7 +160,7 @@ final class ForkServer: Sendable {
     func fork(
         channelFD: Int32, stderrFD: Int32, environment: [String: String], workingDirectory: String?,
         monitor: @escaping @Sendable (Int32) -> ChildMonitor
-    ) async throws(SystemError) -> ChildMonitor {
+    ) async throws(ProcessError) -> ChildMonitor {
         try await request(
             channelFD: channelFD, stderrFD: stderrFD, environment: environment,
             workingDirectory: workingDirectory,
@@ -160,11 +168,14 @@ final class ForkServer: Sendable {
         ).wait()
     }
 
-    /// Sends a fork request (the socket never blocks: a full one is an error).
+    /// The largest request the server reads (its buffer, in `mp_forkserver_serve`).
+    static let requestLimit = 65536
+
+    /// Sends a fork request (the socket never blocks: a full one is an error, `EAGAIN`).
     private func request(
         channelFD: Int32, stderrFD: Int32, environment: [String: String], workingDirectory: String?,
         monitor: @escaping @Sendable (Int32) -> ChildMonitor
-    ) throws(SystemError) -> Pending {
+    ) throws(ProcessError) -> Pending {
         var request: [UInt8] = []
         var header: (UInt32, UInt32, UInt32) = (0x6d70_6673, 0, 0)
         var env: [UInt8] = []
@@ -176,28 +187,37 @@ final class ForkServer: Sendable {
         header.2 = UInt32(cwd.count)
         withUnsafeBytes(of: &header) { request += $0 }
         request += env + cwd
-        guard request.count <= 65536 else { throw SystemError("fork server request", code: E2BIG) }
+        guard request.count <= Self.requestLimit else {
+            throw .forkServerRequestTooLarge(bytes: request.count, limit: Self.requestLimit)
+        }
         let fds = stderrFD >= 0 ? [channelFD, stderrFD] : [channelFD]
         let pending = Pending(monitor: monitor)
-        let sendError: Int32? = requestLock.withLock { _ in
+        let sendError: ProcessError? = requestLock.withLock { _ in
             let dead = state.withLock { s in
                 if !s.dead { s.pending.append(pending) }
                 return s.dead
             }
-            if dead { return EPIPE }
-            let n = request.withUnsafeBytes { raw in
-                fds.withUnsafeBufferPointer {
-                    mp_send_with_fds(controlFD, raw.baseAddress, raw.count, $0.baseAddress, Int32($0.count))
+            if dead { return .forkServerExited }
+            let sent = request.withUnsafeBytes { raw in
+                fds.withUnsafeBufferPointer { fds in
+                    Result { () throws(SystemError) in
+                        try Syscall.retrying("sendmsg") {
+                            mp_sendmsg_fds(
+                                controlFD, raw.baseAddress, raw.count, fds.baseAddress, Int32(fds.count), 0)
+                        }
+                    }
                 }
             }
-            if n < 0 {
-                let code = errno
+            switch sent {
+            case .success: return nil
+            case .failure(let error):
                 state.withLock { s in s.pending.removeAll { $0 === pending } }
-                return code
+                // A closed socket: the server is gone (the reactor hears it too).
+                let gone = error.errno == .brokenPipe || error.errno == .connectionReset
+                return gone ? .forkServerExited : .launchFailed(error)
             }
-            return nil
         }
-        if let sendError { throw SystemError("fork server", code: sendError) }
+        if let sendError { throw sendError }
         return pending
     }
 
@@ -205,10 +225,12 @@ final class ForkServer: Sendable {
     private func readReplies() -> Bool {
         while true {
             var reply: (Int32, Int32, Int32, Int32) = (0, 0, 0, 0)
-            let n = withUnsafeMutableBytes(of: &reply) { recv(controlFD, $0.baseAddress, $0.count, 0) }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return true }
-            if n < 0 && errno == EINTR { continue }
-            guard n == MemoryLayout.size(ofValue: reply) else {
+            let received = withUnsafeMutableBytes(of: &reply) {
+                try? Syscall.recv(controlFD, $0.baseAddress, $0.count)
+            }
+            if case .wouldBlock = received { return true }
+            // End of file, a failed recv or a short answer: the server is gone or broken.
+            guard case .processed(MemoryLayout.size(ofValue: reply)) = received else {
                 serverDied()
                 return false
             }
@@ -221,7 +243,7 @@ final class ForkServer: Sendable {
                     state.withLock { $0.children[pid] = monitor }
                     pending.settle(.success(monitor))
                 } else {
-                    pending.settle(.failure(SystemError("fork", code: err)))
+                    pending.settle(.failure(.launchFailed(SystemError("fork", code: err))))
                 }
             } else if kind == 2 {
                 state.withLock { $0.children.removeValue(forKey: pid) }?.recordExit(waitStatus: status)
@@ -239,7 +261,7 @@ final class ForkServer: Sendable {
             return (s.pending, s.children)
         }
         for p in pending {
-            p.settle(.failure(SystemError("fork server exited", code: EPIPE)))
+            p.settle(.failure(.forkServerExited))
         }
         // Its children were killed with it (parent-death signal).
         for (_, monitor) in children { monitor.recordExit(waitStatus: SIGKILL) }

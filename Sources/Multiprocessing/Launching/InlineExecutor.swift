@@ -39,9 +39,6 @@ final class InlineExecutor: TaskExecutor, @unchecked Sendable {
     }
 
     private func waitForWork() {
-        while pending.load(ordering: .acquiring) == 0 {
-            var request = timespec(tv_sec: 0, tv_nsec: 200_000)
-            nanosleep(&request, nil)
-        }
+        while pending.load(ordering: .acquiring) == 0 { Syscall.sleep(nanoseconds: 200_000) }
     }
 }

@@ -117,7 +117,7 @@ final class Launcher: Sendable {
         let overrides = childDefaults.merging(overrides) { $1 }
         var result: [String] = []
         var seen = Set<String>()
-        if let environ = mp_environ() {
+        if let environ = Syscall.environment {
             var i = 0
             while let entry = environ[i] {
                 let text = String(cString: entry)

@@ -8,8 +8,21 @@ public enum ProcessError: Error, Sendable, CustomStringConvertible {
     case invalidState(String)
     /// The task or its result could not be encoded or decoded.
     case codec(CodecError)
-    /// Starting the process failed.
+    /// Starting the process failed: this system call failed (in this process, or in the fork
+    /// server for ``StartMethod/forkserver``).
     case launchFailed(SystemError)
+    /// The fork server (``StartMethod/forkserver``) exited, or answered with something that is
+    /// not its protocol, before it reported the child: the child was not started (or was
+    /// killed with the server). The next start starts a new server.
+    case forkServerExited
+    /// A ``StartMethod/forkserver`` start whose environment and working directory take `bytes`
+    /// bytes, more than one request to the fork server carries (`limit`); nothing was started.
+    /// Pass fewer or shorter variables, or start the child with ``StartMethod/spawn``.
+    case forkServerRequestTooLarge(bytes: Int, limit: Int)
+    /// The child was started but its task could not be written to its control channel; the
+    /// child was killed. (A failed system call is ``launchFailed(_:)``; a child that died
+    /// before reading its task is reported by `join`/`value`.)
+    case taskNotSent(ChannelError)
     /// The child died (signal, or exit without a result) before returning a result.
     case crashed(ChildCrash)
     /// The child wrote something on its control channel that is not this library's protocol
@@ -31,6 +44,11 @@ public enum ProcessError: Error, Sendable, CustomStringConvertible {
         case .invalidState(let why): why
         case .codec(let error): "encoding or decoding failed: \(error)"
         case .launchFailed(let error): "could not start the child process: \(error)"
+        case .forkServerExited:
+            "could not start the child process: the fork server exited before it reported the child; the next start starts a new one"
+        case .forkServerRequestTooLarge(let bytes, let limit):
+            "could not start the child process: its environment and working directory take \(bytes) bytes, more than the fork server takes (\(limit)); pass fewer variables or use .spawn"
+        case .taskNotSent(let error): "could not send the task to the child process (it was killed): \(error)"
         case .crashed(let crash): crash.description
         case .protocolViolation(let violation): violation.description
         case .cancelled: "cancelled; the child process was stopped"

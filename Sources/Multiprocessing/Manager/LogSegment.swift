@@ -174,9 +174,8 @@ final class LogSegment: @unchecked Sendable {
         let first = (regionStart + offset + page - 1) / page * page
         let last = (regionStart + capacity) / page * page
         guard last > first, let start = UnsafeMutableRawPointer(bitPattern: first) else { return }
-        #if canImport(Glibc)
-            _ = madvise(start, last - first, MADV_REMOVE)
-        #endif
+        // Only memory given back: pages kept (a system that cannot) hold bytes nobody reads.
+        try? Syscall.discardPages(start, last - first)
     }
 
     // MARK: Handles

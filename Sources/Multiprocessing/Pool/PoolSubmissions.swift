@@ -84,7 +84,7 @@ extension ProcessPool {
     /// let ys = try await squares.value(timeout: .seconds(5))   // PoolError.resultTimedOut if late
     /// ```
     ///
-    /// The rules of ``map(_:over:chunkSize:progress:)`` apply: the first failing item's error is
+    /// The rules of ``map(_:over:chunkSize:progress:)-(_,Inputs,_,_)`` apply: the first failing item's error is
     /// the future's error, and the rest of the map is cancelled. When
     /// ``PoolFuture/value(timeout:)`` times out, the map goes on (as CPython's does): await the
     /// future again for its results, or ``PoolFuture/cancel()`` it to stop the work (queued

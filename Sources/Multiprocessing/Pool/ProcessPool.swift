@@ -105,7 +105,7 @@ public final class ProcessPool: Sendable {
         }
     }
 
-    /// Like ``map(_:over:chunkSize:progress:)`` but every item gets its own result, so one
+    /// Like ``map(_:over:chunkSize:progress:)-(_,Inputs,_,_)`` but every item gets its own result, so one
     /// failure (a thrown error, a crashed worker) never stops the batch.
     @inlinable
     public func mapResults<F: ProcessFunction, Inputs: Sequence>(
@@ -280,6 +280,12 @@ public struct PoolProgress: Sendable, Hashable {
     public var completed: Int
     /// Items in the map.
     public var total: Int
+
+    /// A progress report: `completed` of `total` items finished.
+    public init(completed: Int, total: Int) {
+        self.completed = completed
+        self.total = total
+    }
 
     /// The finished fraction, 0...1.
     public var fraction: Double { total == 0 ? 1 : Double(completed) / Double(total) }

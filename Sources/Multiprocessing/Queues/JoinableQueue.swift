@@ -46,11 +46,15 @@ public final class JoinableQueue<Element: Codable & Sendable>: Sendable, Codable
 
     /// A new, empty queue; see ``ProcessQueue/init(capacity:ringBytes:)``.
     ///
-    /// - Parameter unfinishedItemsOfDeadConsumers: What happens to the items a consumer took and
-    ///   had not marked done when its process died: reported by ``join(timeout:)`` (the default)
-    ///   or put back for other consumers. With ``AbandonedItemPolicy/requeue`` the queue keeps a
-    ///   copy of each item until it is marked done, in a store as large as the ring (and up to
-    ///   4096 items): an item taken while that store is full is reported instead of put back.
+    /// - Parameters:
+    ///   - capacity: The most items the queue holds, or `nil` for no limit.
+    ///   - ringBytes: The size of the shared ring the items are written into.
+    ///   - unfinishedItemsOfDeadConsumers: What happens to the items a consumer took and
+    ///     had not marked done when its process died: reported by ``join(timeout:)`` (the
+    ///     default) or put back for other consumers. With ``AbandonedItemPolicy/requeue`` the queue
+    ///     keeps a copy of each item until it is marked done, in a store as large as the ring (and
+    ///     up to 4096 items): an item taken while that store is full is reported instead of put
+    ///     back.
     /// - Throws: ``QueueError/invalidConfiguration(_:)``, ``QueueError/memory(_:)``,
     ///   ``QueueError/system(_:)``.
     public init(

@@ -49,8 +49,12 @@ extension QueueCore {
         guard length > maximumInline else {
             return OutgoingItem(bytes: Array(head) + Array(body), descriptor: -1, length: length)
         }
-        let fd = mp_memfd_create("swift-multiprocessing-queue-item", UInt64(length))
-        guard fd >= 0 else { throw .system(SystemError("memfd_create")) }
+        let fd: Int32
+        do throws(SystemError) {
+            fd = try Syscall.memfdCreate("swift-multiprocessing-queue-item", size: length)
+        } catch {
+            throw .system(error)
+        }
         do {
             try Self.write(head, to: fd, at: 0)
             try Self.write(body, to: fd, at: head.count)

@@ -36,7 +36,7 @@ final class QueueSockets: Sendable {
         }
         // Producers never read their end and consumers never write theirs. Only a hint to the
         // kernel: nothing depends on it, so its result is not checked.
-        _ = shutdown(sender, Int32(SHUT_RD))
+        try? Syscall.shutdown(sender, Int32(SHUT_RD))
     }
 
     private init(sender: Int32, receiver: Int32) {

@@ -52,8 +52,12 @@ enum SandboxInit {
                 progress.report.landlockABI = abi
             }
             if !plan.notifyingFilter.isEmpty {
-                let rc = mp_seqpacket_pair(&handOver)
-                if rc != 0 { throw .setupFailed(SandboxProgress.reason("socketpair", rc)) }
+                do throws(SystemError) {
+                    let pair = try Syscall.seqpacketPair()
+                    handOver = [pair.0, pair.1]
+                } catch {
+                    throw .setupFailed("\(error)")
+                }
             }
             task = fork()
             if task < 0 { throw .setupFailed(SandboxProgress.reason("fork", errno)) }
@@ -121,7 +125,7 @@ enum SandboxInit {
         let descriptors = fd >= 0 ? [fd] : []
         var message: UInt8 = fd >= 0 ? 1 : 0
         _ = descriptors.withUnsafeBufferPointer {
-            mp_send_with_fds(handOver, &message, 1, $0.baseAddress, Int32($0.count))
+            mp_sendmsg_fds(handOver, &message, 1, $0.baseAddress, Int32($0.count), 0)
         }
         if fd >= 0 { close(fd) }
         close(handOver)

@@ -44,8 +44,10 @@ extension Sandbox {
             environment: variables.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
             workingDirectory: workingDirectory)
         // Standard input: a memory file holding `input` (no writer to keep fed, no SIGPIPE).
-        let inputFD = mp_memfd_create("sandbox-input", 0)
-        guard inputFD >= 0 else { throw .launchFailed(SystemError("memfd_create")) }
+        let inputFD: Int32
+        do throws(SystemError) { inputFD = try Syscall.memfdCreate("sandbox-input", size: 0) } catch {
+            throw .launchFailed(error)
+        }
         defer { Syscall.close(inputFD) }
         if !input.isEmpty {
             let written = input.withUnsafeBytes { raw in

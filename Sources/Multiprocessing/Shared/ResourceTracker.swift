@@ -40,8 +40,8 @@ final class ResourceTracker: Sendable {
     private let state = Mutex(State())
 
     /// Registers `name`, starting the tracker first if this process has none (or it died).
-    func register(_ name: String) throws(SystemError) {
-        try state.withLock { (s: inout State) throws(SystemError) in
+    func register(_ name: String) throws(SharedMemoryError) {
+        try state.withLock { (s: inout State) throws(SharedMemoryError) in
             Self.adoptAfterFork(&s)
             if s.fd >= 0, Self.send("R", name, on: s.fd) {
                 s.names[name, default: 0] += 1
@@ -55,12 +55,12 @@ final class ResourceTracker: Sendable {
             for (registered, count) in s.names {
                 for _ in 0..<count where !Self.send("R", registered, on: fd) {
                     Syscall.close(fd)
-                    throw SystemError("registering with the resource tracker", code: EPIPE)
+                    throw .resourceTrackerUnreachable
                 }
             }
             guard Self.send("R", name, on: fd) else {
                 Syscall.close(fd)
-                throw SystemError("registering with the resource tracker", code: EPIPE)
+                throw .resourceTrackerUnreachable
             }
             s.fd = fd
             s.names[name, default: 0] += 1
@@ -103,37 +103,36 @@ final class ResourceTracker: Sendable {
     /// In a forked copy of the process that started the tracker, the registrations are the
     /// original's and so is the socket (already closed by a `.fork` child): start afresh.
     private static func adoptAfterFork(_ s: inout State) {
-        let me = mp_current_pid()
+        let me = mp_current_pid()  // Cached in C, refreshed in a forked child.
         guard s.owner != me else { return }
         s = State()
         s.owner = me
     }
 
     /// Spawns the tracker and returns our end of its socket.
-    private static func start() throws(SystemError) -> Int32 {
-        var fds: [Int32] = [-1, -1]
-        let rc = mp_seqpacket_pair(&fds)
-        if rc != 0 { throw SystemError("socketpair", code: rc) }
+    private static func start() throws(SharedMemoryError) -> Int32 {
+        let fds: (Int32, Int32)
+        do throws(SystemError) { fds = try Syscall.seqpacketPair() } catch { throw .system(error) }
         let environment = Launcher.environment(with: [ChildEntry.variable: "tracker:\(getpid())"])
         let launcher: Int32
-        do {
+        do throws(SystemError) {
             launcher = try Launcher.shared.spawnSelf(
-                keep: [fds[1]], stderr: -1, environment: environment, workingDirectory: nil)
+                keep: [fds.1], stderr: -1, environment: environment, workingDirectory: nil)
         } catch {
-            Syscall.close(fds[0])
-            Syscall.close(fds[1])
-            throw error
+            Syscall.close(fds.0)
+            Syscall.close(fds.1)
+            throw .system(error)
         }
-        Syscall.close(fds[1])
+        Syscall.close(fds.1)
         // The spawned copy forks the tracker and exits at once; reap it, so that the tracker is
         // detached before anything is registered. A copy that could not fork exits non-zero.
         var status: Int32 = 0
         let r = (try? Syscall.waitpid(launcher, &status, 0)) ?? -1  // ECHILD: reaped elsewhere.
         if r == launcher && status != 0 {
-            Syscall.close(fds[0])
-            throw SystemError("starting the resource tracker", code: EAGAIN)
+            Syscall.close(fds.0)
+            throw .resourceTrackerNotStarted(ExitStatus(waitStatus: status))
         }
-        return fds[0]
+        return fds.0
     }
 
     /// Sends one message without ever raising SIGPIPE; waits at most a second for room.

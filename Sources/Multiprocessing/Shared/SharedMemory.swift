@@ -57,8 +57,12 @@ public final class SharedMemory: @unchecked Sendable, Codable {
     /// Creates an anonymous segment of `size` zeroed bytes.
     public convenience init(size: Int) throws(SharedMemoryError) {
         guard size > 0 else { throw .invalidSize(size) }
-        let fd = mp_memfd_create("swift-multiprocessing", UInt64(size))
-        guard fd >= 0 else { throw .system(SystemError("memfd_create")) }
+        let fd: Int32
+        do throws(SystemError) {
+            fd = try Syscall.memfdCreate("swift-multiprocessing", size: size)
+        } catch {
+            throw .system(error)
+        }
         try self.init(fd: fd, size: size, name: nil, isCreator: false, lifetime: .untilUnlinked)
     }
 
@@ -71,17 +75,25 @@ public final class SharedMemory: @unchecked Sendable, Codable {
     ) throws(SharedMemoryError) -> SharedMemory {
         let name = try validated(name)
         guard size > 0 else { throw .invalidSize(size) }
-        let fd = mp_shm_open(name, 1, UInt64(size))
-        guard fd >= 0 else {
-            let code = errno
-            if code == EEXIST { throw .alreadyExists(name: name) }
-            throw .system(SystemError("shm_open", code: code))
+        let fd: Int32
+        do throws(SystemError) {
+            fd = try Syscall.shmOpen(name, O_CREAT | O_EXCL)
+        } catch {
+            if error.errno == .fileExists { throw .alreadyExists(name: name) }
+            throw .system(error)
+        }
+        do throws(SystemError) {
+            try Syscall.ftruncate(fd, size)
+        } catch {
+            Syscall.close(fd)
+            try? Syscall.shmUnlink(name)  // Ours, just created: nobody else has it to remove.
+            throw .system(error)
         }
         let memory: SharedMemory
         do {
             memory = try SharedMemory(fd: fd, size: size, name: name, isCreator: true, lifetime: lifetime)
         } catch {
-            _ = mp_shm_unlink(name)
+            try? Syscall.shmUnlink(name)  // Ours, just created: nobody else has it to remove.
             throw error
         }
         if lifetime == .untilReleased {
@@ -91,8 +103,8 @@ public final class SharedMemory: @unchecked Sendable, Codable {
                 try ResourceTracker.shared.register(name)
             } catch {
                 memory.nameUnlinked.store(true, ordering: .relaxed)
-                _ = mp_shm_unlink(name)
-                throw .system(error)
+                try? Syscall.shmUnlink(name)  // Ours, just created: nobody else has it to remove.
+                throw error
             }
         }
         return memory
@@ -101,15 +113,22 @@ public final class SharedMemory: @unchecked Sendable, Codable {
     /// Maps the existing named segment `name`, at its full size.
     public static func attach(name: String) throws(SharedMemoryError) -> SharedMemory {
         let name = try validated(name)
-        let fd = mp_shm_open(name, 0, 0)
-        guard fd >= 0 else {
-            let code = errno
-            if code == ENOENT { throw .notFound(name: name) }
-            throw .system(SystemError("shm_open", code: code))
+        let fd: Int32
+        do throws(SystemError) {
+            fd = try Syscall.shmOpen(name, 0)
+        } catch {
+            if error.errno == .noSuchFileOrDirectory { throw .notFound(name: name) }
+            throw .system(error)
         }
-        let size = Int(mp_fd_size(fd))
+        let size: Int
+        do throws(SystemError) {
+            size = try Syscall.fileSize(fd)
+        } catch {
+            Syscall.close(fd)
+            throw .system(error)
+        }
         guard size > 0 else {
-            close(fd)
+            Syscall.close(fd)
             throw .invalidSize(size)
         }
         return try SharedMemory(fd: fd, size: size, name: name, isCreator: false, lifetime: .untilUnlinked)
@@ -122,8 +141,11 @@ public final class SharedMemory: @unchecked Sendable, Codable {
         guard let name else { return }
         guard isCreator else { throw .notCreator(name: name) }
         guard !nameUnlinked.load(ordering: .acquiring) else { return }
-        if mp_shm_unlink(name) != 0 && errno != ENOENT {
-            throw .system(SystemError("shm_unlink"))  // Not marked: a later call may succeed.
+        do throws(SystemError) {
+            try Syscall.shmUnlink(name)
+        } catch {
+            // Not marked: a later call may succeed. ENOENT: removed already, as asked.
+            if error.errno != .noSuchFileOrDirectory { throw .system(error) }
         }
         if !nameUnlinked.exchange(true, ordering: .acquiringAndReleasing) && lifetime == .untilReleased {
             ResourceTracker.shared.unregister(name)
@@ -145,9 +167,11 @@ public final class SharedMemory: @unchecked Sendable, Codable {
     init(fd: Int32, size: Int, name: String?, isCreator: Bool, lifetime: NameLifetime)
         throws(SharedMemoryError)
     {
-        guard let base = mp_map_shared(fd, UInt64(size)) else {
-            let error = SystemError("mmap")
-            close(fd)
+        let base: UnsafeMutableRawPointer
+        do throws(SystemError) {
+            base = try Syscall.mapShared(fd, size)
+        } catch {
+            Syscall.close(fd)
             throw .system(error)
         }
         self.fd = fd
@@ -160,12 +184,12 @@ public final class SharedMemory: @unchecked Sendable, Codable {
     }
 
     deinit {
-        mp_unmap(baseAddress, UInt64(size))
-        close(fd)
+        Syscall.unmap(baseAddress, size)
+        Syscall.close(fd)
         if isCreator, lifetime == .untilReleased, let name, creatorPID == mp_current_pid(),
             !nameUnlinked.exchange(true, ordering: .acquiringAndReleasing)
         {
-            _ = mp_shm_unlink(name)
+            try? Syscall.shmUnlink(name)  // ENOENT: removed already. The name is ours either way.
             ResourceTracker.shared.unregister(name)
         }
     }
@@ -206,9 +230,15 @@ public final class SharedMemory: @unchecked Sendable, Codable {
         else {
             throw DescriptorTransfer.missing("SharedMemory", decoder.codingPath)
         }
-        let actual = Int(mp_fd_size(fd))
+        let actual: Int
+        do throws(SystemError) {
+            actual = try Syscall.fileSize(fd)
+        } catch {
+            Syscall.close(fd)
+            throw SharedMemoryError.system(error)
+        }
         guard size > 0, actual >= size else {
-            close(fd)
+            Syscall.close(fd)
             throw SharedMemoryError.invalidSize(size)
         }
         try self.init(fd: fd, size: size, name: name, isCreator: false, lifetime: .untilUnlinked)

@@ -15,6 +15,15 @@ public enum SharedMemoryError: Error, Sendable, Hashable, CustomStringConvertibl
     case layoutMismatch(String)
     /// A system call failed.
     case system(SystemError)
+    /// The resource tracker, which unlinks ``SharedMemory/NameLifetime/untilReleased`` names this
+    /// process leaves behind, could not be started: the copy of this binary that starts it
+    /// ended with `status` instead of handing it over (it could not fork). Nothing was
+    /// created; a later ``SharedMemory/create(name:size:lifetime:)`` tries again.
+    case resourceTrackerNotStarted(ExitStatus)
+    /// The resource tracker stopped taking registrations (it exited, or did not read them for
+    /// a second) right after it was started; the segment was unlinked again. A later
+    /// ``SharedMemory/create(name:size:lifetime:)`` starts a new tracker.
+    case resourceTrackerUnreachable
 
     /// A sentence for logs.
     public var description: String {
@@ -27,6 +36,10 @@ public enum SharedMemoryError: Error, Sendable, Hashable, CustomStringConvertibl
             "shared memory \"\(name)\" can only be unlinked by the process that created it"
         case .layoutMismatch(let what): "shared memory layout mismatch: \(what)"
         case .system(let error): "shared memory: \(error)"
+        case .resourceTrackerNotStarted(let status):
+            "shared memory: the resource tracker could not be started (its launcher \(status))"
+        case .resourceTrackerUnreachable:
+            "shared memory: the resource tracker stopped taking registrations right after it started"
         }
     }
 }

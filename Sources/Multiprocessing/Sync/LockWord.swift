@@ -108,7 +108,7 @@ struct LockWord: Sendable {
     /// If `found`'s holder is dead, takes the word over from it.
     private func takeOverIfDead(_ found: UInt32, me: UInt32) -> LockOutcome? {
         let holder = Int32(bitPattern: found & Self.ownerMask)
-        guard holder != 0, holder != Int32(bitPattern: me), mp_process_is_dead(holder) != 0 else {
+        guard holder != 0, holder != Int32(bitPattern: me), ProcessStatus.hasEnded(holder) else {
             return nil
         }
         // Keep the waiters bit: others may be asleep behind the dead holder.

@@ -50,6 +50,26 @@ final class BlockingThreads: Sendable {
         }
     }
 
+    /// Runs `body` on one of the threads and returns what it returned or threw.
+    ///
+    /// - Throws: ``SystemError`` from `pthread_create` when no thread exists and none can be
+    ///   started (`body` does not run then).
+    func result<T: Sendable, Failure: Error>(
+        of body: @escaping @Sendable () throws(Failure) -> T
+    ) async throws(SystemError) -> Result<T, Failure> {
+        let queued = await withCheckedContinuation {
+            (continuation: CheckedContinuation<Result<Result<T, Failure>, SystemError>, Never>) in
+            do throws(SystemError) {
+                try enqueue {
+                    continuation.resume(returning: .success(Result { () throws(Failure) in try body() }))
+                }
+            } catch {
+                continuation.resume(returning: .failure(error))
+            }
+        }
+        return try queued.get()
+    }
+
     private func enqueue(_ body: @escaping @Sendable () -> Void) throws(SystemError) {
         enum Plan { case wakeOne, startOne, wait }
         let (id, plan) = state.withLock { state -> (UInt64, Plan) in

@@ -8,14 +8,13 @@
 enum FileSystem {
     /// The whole file as a string, or `nil` when it cannot be read. Bounded to `limit` bytes.
     static func readText(_ path: String, limit: Int = 1 << 20) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        guard let fd = try? Syscall.open(path, O_RDONLY) else { return nil }
+        defer { Syscall.close(fd) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while bytes.count < limit {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
+            let n = chunk.withUnsafeMutableBytes { try? Syscall.read(fd, $0.baseAddress, $0.count) }
+            guard let n else { return nil }  // A read error: the text would be cut short.
             guard n > 0 else { break }
             bytes.append(contentsOf: chunk[0..<n])
         }

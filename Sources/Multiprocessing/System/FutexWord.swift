@@ -48,17 +48,23 @@ struct FutexWord: @unchecked Sendable {
     /// Sleeps while the word equals `expected`, until woken or `deadline`. Spurious wake-ups
     /// happen: callers re-check their condition.
     func wait(ifEqualTo expected: UInt32, until deadline: WaitDeadline) -> FutexWaitResult {
-        mp_futex_wait(raw, expected, deadline.nanoseconds) == ETIMEDOUT ? .timedOut : .woken
+        Syscall.futexWait(raw, expected, deadline: deadline.nanoseconds)
     }
 
     /// Wakes up to `count` sleepers.
-    @discardableResult func wake(_ count: Int32 = 1) -> Int32 { Int32(mp_futex_wake(raw, count)) }
+    @discardableResult func wake(_ count: Int32 = 1) -> Int32 { Syscall.futexWake(raw, count) }
 
     /// Wakes every sleeper.
     @discardableResult func wakeAll() -> Int32 { wake(Int32.max) }
 }
 
-enum FutexWaitResult { case woken, timedOut }
+/// What a futex wait ended with.
+enum FutexWaitResult {
+    /// Woken, the word no longer held the expected value, or interrupted: look again.
+    case woken
+    /// The deadline passed.
+    case timedOut
+}
 
 extension FutexWord {
     /// How long an async waiter sleeps at most before it checks its cancellation flag again: a

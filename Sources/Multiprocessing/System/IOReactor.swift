@@ -114,8 +114,7 @@ final class IOReactor: Sendable {
 
     private init() throws(SystemError) {
         #if os(Linux)
-            epollFD = mp_epoll_create()
-            if epollFD < 0 { throw SystemError("epoll_create1") }
+            epollFD = try Syscall.epollCreate()
         #else
             let fds = try Syscall.pipe()
             try? Syscall.setNonBlocking(fds.0)  // Fails only for a closed descriptor.
@@ -171,7 +170,7 @@ final class IOReactor: Sendable {
             return try await withTaskCancellationHandler {
                 try await withUnsafeThrowingContinuation {
                     (continuation: UnsafeContinuation<Bool, any Error>) in
-                    let refused = state.withLock { s -> Int32? in
+                    let refused = state.withLock { s -> SystemError? in
                         var waiter = Waiter(id: id, continuation: continuation)
                         // Under the lock, so the action finds the waiter (or nothing, if
                         // it was resumed already).
@@ -189,7 +188,7 @@ final class IOReactor: Sendable {
                     }
                     // Checked after registering, so a close or cancel that raced us is never missed.
                     if let refused {
-                        finishWaiter(fd, id, with: .failure(.failed(SystemError("epoll_ctl", code: refused))))
+                        finishWaiter(fd, id, with: .failure(.failed(refused)))
                     } else if stop() {
                         finishWaiter(fd, id, with: .failure(.closed))
                     } else if Task.isCancelled {
@@ -212,7 +211,7 @@ final class IOReactor: Sendable {
     /// - Throws: when the kernel refuses to watch `fd` (out of memory or of epoll watches);
     ///   nothing is registered then.
     func watch(_ fd: Int32, handler: @escaping @Sendable () -> Bool) throws(SystemError) {
-        let refused = state.withLock { s -> Int32? in
+        let refused = state.withLock { s -> SystemError? in
             var entry = s.entries[fd] ?? Entry()
             let previous = entry.handler
             entry.handler = handler
@@ -231,7 +230,7 @@ final class IOReactor: Sendable {
             s.entries[fd] = entry
             return nil
         }
-        if let refused { throw SystemError("epoll_ctl", code: refused) }
+        if let refused { throw refused }
     }
 
     /// Removes every interest in `fd` and fails its waiters with `.closed`. Call before `close`.
@@ -239,7 +238,7 @@ final class IOReactor: Sendable {
         let entry = state.withLock { s -> Entry? in
             guard let entry = s.entries.removeValue(forKey: fd) else { return nil }
             #if os(Linux)
-                if entry.registered { _ = mp_epoll_ctl(epollFD, Int32(MP_EPOLL_CTL_DEL), fd, 0) }
+                if entry.registered { unregister(fd) }
             #endif
             return entry
         }
@@ -260,7 +259,7 @@ final class IOReactor: Sendable {
             if entry.readers.isEmpty && entry.writers.isEmpty && entry.handler == nil {
                 // Nothing left: drop the entry, so a closed and reused number starts afresh.
                 #if os(Linux)
-                    if entry.registered { _ = mp_epoll_ctl(epollFD, Int32(MP_EPOLL_CTL_DEL), fd, 0) }
+                    if entry.registered { unregister(fd) }
                 #endif
                 s.entries.removeValue(forKey: fd)
             } else {
@@ -271,25 +270,37 @@ final class IOReactor: Sendable {
         waiter?.resume(result)
     }
 
+    #if os(Linux)
+        /// Stops watching `fd`. Called under the lock. Its failures mean the kernel dropped it
+        /// already (EBADF, ENOENT: closed), which is what was asked.
+        private func unregister(_ fd: Int32) {
+            try? Syscall.epollControl(epollFD, Int32(MP_EPOLL_CTL_DEL), fd, 0)
+        }
+    #endif
+
     /// Tells the kernel about the events `entry` wants, if that changed. Called under the lock.
-    /// Returns the `errno` when the kernel refused (the entry is then left unarmed).
+    /// Returns the error when the kernel refused (the entry is then left unarmed).
     @discardableResult
-    private func arm(_ fd: Int32, _ entry: inout Entry) -> Int32? {
+    private func arm(_ fd: Int32, _ entry: inout Entry) -> SystemError? {
         let wanted = entry.wanted
         guard wanted != 0, wanted != entry.armed else { return nil }
         #if os(Linux)
             let events = wanted | UInt32(MP_EPOLLONESHOT)
             let add = Int32(MP_EPOLL_CTL_ADD)
             let mod = Int32(MP_EPOLL_CTL_MOD)
-            if entry.registered && mp_epoll_ctl(epollFD, mod, fd, events) == 0 {
-                // Re-armed.
-            } else if mp_epoll_ctl(epollFD, add, fd, events) == 0 {
+            // Re-armed if registered; added if the kernel does not know it (a closed and reused
+            // number); modified if it was added behind the entry's back.
+            if !entry.registered || (try? Syscall.epollControl(epollFD, mod, fd, events)) == nil {
+                do throws(SystemError) {
+                    do throws(SystemError) {
+                        try Syscall.epollControl(epollFD, add, fd, events)
+                    } catch  where error.errno == .fileExists {
+                        try Syscall.epollControl(epollFD, mod, fd, events)
+                    }
+                } catch {
+                    return error
+                }
                 entry.registered = true
-            } else if errno == EEXIST {
-                _ = mp_epoll_ctl(epollFD, mod, fd, events)
-                entry.registered = true
-            } else {
-                return errno
             }
         #else
             var byte: UInt8 = 1
@@ -334,7 +345,7 @@ final class IOReactor: Sendable {
                 s.entries[fd] = entry
             }
         }
-        let stranded = state.withLock { s -> ([Waiter], Int32)? in
+        let stranded = state.withLock { s -> ([Waiter], SystemError)? in
             guard var entry = s.entries[fd] else { return nil }
             guard let refused = arm(fd, &entry) else {
                 s.entries[fd] = entry
@@ -348,7 +359,7 @@ final class IOReactor: Sendable {
             return (waiters, refused)
         }
         if let (waiters, refused) = stranded {
-            let error = WaitError.failed(SystemError("epoll_ctl", code: refused))
+            let error = WaitError.failed(refused)
             for waiter in waiters { waiter.resume(.failure(error)) }
         }
     }
@@ -358,8 +369,13 @@ final class IOReactor: Sendable {
             var fds = [Int32](repeating: 0, count: 64)
             var events = [UInt32](repeating: 0, count: 64)
             while true {
-                let n = mp_epoll_wait(epollFD, &fds, &events, 64, -1)
-                if n < 0 { continue }
+                // Its failures (EBADF, EINVAL) mean a broken reactor: nothing could be woken.
+                let n: Int32
+                do throws(SystemError) {
+                    n = try Syscall.epollWait(epollFD, &fds, &events, 64, milliseconds: -1)
+                } catch {
+                    preconditionFailure("the I/O reactor's \(error)")
+                }
                 for i in 0..<Int(n) { dispatch(fds[i], events: events[i]) }
             }
         #else
@@ -370,7 +386,7 @@ final class IOReactor: Sendable {
                         fds.append(pollfd(fd: fd, events: Int16(truncatingIfNeeded: entry.armed), revents: 0))
                     }
                 }
-                if poll(&fds, nfds_t(fds.count), -1) < 0 { continue }
+                if poll(&fds, nfds_t(fds.count), -1) < 0 { continue }  // EINTR (see Syscall).
                 if fds[0].revents != 0 {
                     var drain = [UInt8](repeating: 0, count: 64)
                     while (try? Syscall.read(wakeFDs.0, &drain, 64)) ?? 0 > 0 {}

@@ -74,8 +74,7 @@ final class SymbolTable: Sendable {
     /// The table of the file at `path`, read on first use; `nil` when it cannot be read or is
     /// not an ELF file this reader understands. A file replaced since is read again.
     static func of(_ path: String) -> SymbolTable? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
+        guard let info = try? Syscall.fileStatus(path) else { return nil }
         #if canImport(Darwin)
             let modified = info.st_mtimespec
         #else
@@ -93,11 +92,9 @@ final class SymbolTable: Sendable {
 
     private static func read(_ path: String) -> SymbolTable? {
         // The path comes from a child's report: never wait on it (a FIFO), never read past it.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
+        guard let fd = try? Syscall.open(path, O_RDONLY | O_NONBLOCK) else { return nil }
         defer { Syscall.close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return nil }
+        guard let info = try? Syscall.fileStatus(fd), info.st_mode & S_IFMT == S_IFREG else { return nil }
         let fileSize = UInt64(info.st_size)
         func bytes(_ offset: UInt64, _ count: UInt64) -> [UInt8]? {
             guard count <= 256 << 20, offset <= fileSize, count <= fileSize - offset else { return nil }
@@ -105,10 +102,9 @@ final class SymbolTable: Sendable {
             var done = 0
             while done < buffer.count {
                 let n = buffer.withUnsafeMutableBytes {
-                    pread(fd, $0.baseAddress! + done, $0.count - done, off_t(offset) + off_t(done))
+                    try? Syscall.pread(fd, $0.baseAddress! + done, $0.count - done, at: Int(offset) + done)
                 }
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { return nil }
+                guard let n, n > 0 else { return nil }
                 done += n
             }
             return buffer

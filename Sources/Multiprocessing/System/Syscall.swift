@@ -13,11 +13,16 @@ import SystemPackage
 ///
 /// Interrupt policy (`EINTR`), here and nowhere else:
 /// - Calls that are safe to repeat (read, write, send, recv, sendmsg, recvmsg, pread, pwrite,
-///   waitpid, dup2, fcntl, ftruncate, open, shm_open) are retried.
+///   waitpid, dup2, fcntl, ftruncate, open, shm_open, epoll_ctl) are retried.
 /// - `close` is never retried: Linux releases the descriptor even when it reports `EINTR`, so a
 ///   retry could close a descriptor another thread has just been given.
-/// - Waits with a timeout (`poll`) report `EINTR` as "nothing ready yet" (0): every caller
-///   loops and recomputes what is left of its deadline, so a retry here would overshoot it.
+/// - Waits with a timeout (`poll`, `epoll_wait`, futex waits, `nanosleep`) report `EINTR` as
+///   "nothing yet" (0 ready, or woken): every caller loops and recomputes what is left of its
+///   deadline, so a retry here would overshoot it.
+///
+/// Calls made in a forked child before it runs its task (`dup2`, `fcntl`) are
+/// `@inline(__always)` and allocate nothing, even when they fail (their names are short enough
+/// for a small string).
 ///
 /// Non-blocking calls return ``IOResult``: `EAGAIN`/`EWOULDBLOCK` is an outcome, not an error.
 /// The hot ones (read, write, send, sendmsg, recvmsg) are `@inline(__always)`: the wrapper
@@ -113,7 +118,7 @@ enum Syscall {
     }
 
     /// `dup2`, retried on `EINTR`.
-    @discardableResult
+    @inline(__always) @discardableResult
     static func dup2(_ fd: Int32, _ target: Int32) throws(SystemError) -> Int32 {
         try retrying("dup2") { libcDup2(fd, target) }
     }
@@ -126,15 +131,28 @@ enum Syscall {
     }
 
     /// Sets `FD_CLOEXEC` on `fd`.
+    @inline(__always)
     static func setCloseOnExec(_ fd: Int32) throws(SystemError) {
         _ = try retrying("fcntl(F_SETFD)") { fcntl(fd, F_SETFD, FD_CLOEXEC) }
     }
 
     /// The size of the file behind `fd` (`fstat`).
     static func fileSize(_ fd: Int32) throws(SystemError) -> Int {
+        Int(try fileStatus(fd).st_size)
+    }
+
+    /// `fstat`.
+    static func fileStatus(_ fd: Int32) throws(SystemError) -> stat {
         var info = stat()
         _ = try retrying("fstat") { fstat(fd, &info) }
-        return Int(info.st_size)
+        return info
+    }
+
+    /// `stat` of the file at `path`.
+    static func fileStatus(_ path: String) throws(SystemError) -> stat {
+        var info = stat()
+        _ = try retrying("stat") { stat(path, &info) }
+        return info
     }
 
     /// `ftruncate`, retried on `EINTR`.
@@ -150,6 +168,18 @@ enum Syscall {
         let code = currentErrno()
         if code == EINTR { return 0 }
         throw SystemError("poll", code: code)
+    }
+
+    /// Reads `fd` from its current position into `buffer` until it is full or the file ends;
+    /// how many bytes it read.
+    static func readAll(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
+        var length = 0
+        while length < buffer.count {
+            let n = try read(fd, buffer.baseAddress! + length, buffer.count - length)
+            if n == 0 { break }
+            length += n
+        }
+        return length
     }
 
     // MARK: Pairs
@@ -203,6 +233,11 @@ enum Syscall {
     }
 
     // MARK: Sockets
+
+    /// `shutdown` of one direction (`SHUT_RD`, `SHUT_WR`) or both of a socket.
+    static func shutdown(_ fd: Int32, _ how: Int32) throws(SystemError) {
+        _ = try retrying("shutdown") { libcShutdown(fd, how) }
+    }
 
     /// A non-blocking `send` (never raising SIGPIPE).
     @inline(__always)
@@ -258,6 +293,88 @@ enum Syscall {
         _ = try retrying("kill") { libcKill(pid, signal) }
     }
 
+    /// The process environment (`environ`).
+    static var environment: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? {
+        #if canImport(Darwin)
+            _NSGetEnviron()?.pointee
+        #else
+            environ
+        #endif
+    }
+
+    // MARK: Time
+
+    /// `CLOCK_MONOTONIC` now, in nanoseconds (it cannot fail for that clock).
+    @inline(__always)
+    static func monotonicNanoseconds() -> Int64 {
+        var now = timespec()
+        _ = clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) &* 1_000_000_000 &+ Int64(now.tv_nsec)
+    }
+
+    /// Sleeps for `nanoseconds` (less than a second), or less when a signal interrupts it: every
+    /// caller re-checks what it waits for (the policy above).
+    static func sleep(nanoseconds: Int) {
+        var request = timespec(tv_sec: 0, tv_nsec: nanoseconds)
+        // Its only failures: EINTR (see above) and EINVAL, which a request below a second
+        // cannot cause.
+        _ = nanosleep(&request, nil)
+    }
+
+    // MARK: Waiting on shared words (futexes)
+
+    /// Sleeps while `*address == expected` (shared between processes), until woken or the
+    /// `CLOCK_MONOTONIC` instant `deadline` (< 0: none). A wake-up, `EAGAIN` (the word
+    /// changed) and `EINTR` are `.woken`: the caller looks again. Any other error is a wrong
+    /// address, a bug.
+    @inline(__always)
+    static func futexWait(_ address: UnsafeMutablePointer<UInt32>, _ expected: UInt32, deadline: Int64)
+        -> FutexWaitResult
+    {
+        let code = mp_futex_wait(address, expected, deadline)
+        if code == 0 || code == EAGAIN || code == EINTR { return .woken }
+        if code == ETIMEDOUT { return .timedOut }
+        preconditionFailure("futex wait: errno \(code)")
+    }
+
+    /// Wakes up to `count` sleepers on `address`; how many woke. Its only failures (`EFAULT`,
+    /// `EINVAL`) mean a wrong address: a bug, not a state.
+    @inline(__always)
+    static func futexWake(_ address: UnsafeMutablePointer<UInt32>, _ count: Int32) -> Int32 {
+        let woken = mp_futex_wake(address, count)
+        assert(woken >= 0, "futex wake: errno \(currentErrno())")
+        return max(0, woken)
+    }
+
+    // MARK: epoll (Linux)
+
+    #if os(Linux)
+        /// A close-on-exec epoll instance (C: epoll's event struct is packed, out of Swift's reach).
+        static func epollCreate() throws(SystemError) -> Int32 {
+            try retrying("epoll_create1") { mp_epoll_create() }
+        }
+
+        /// `epoll_ctl` (`MP_EPOLL_CTL_*`, `MP_EPOLL*` events), retried on `EINTR`.
+        static func epollControl(_ epoll: Int32, _ operation: Int32, _ fd: Int32, _ events: UInt32)
+            throws(SystemError)
+        {
+            _ = try retrying("epoll_ctl") { mp_epoll_ctl(epoll, operation, fd, events) }
+        }
+
+        /// `epoll_wait` into parallel arrays of descriptors and events: how many are ready (0
+        /// on `EINTR`, see the policy above).
+        static func epollWait(
+            _ epoll: Int32, _ fds: UnsafeMutablePointer<Int32>, _ events: UnsafeMutablePointer<UInt32>,
+            _ capacity: Int32, milliseconds: Int32
+        ) throws(SystemError) -> Int32 {
+            let ready = mp_epoll_wait(epoll, fds, events, capacity, milliseconds)
+            if ready >= 0 { return ready }
+            let code = currentErrno()
+            if code == EINTR { return 0 }
+            throw SystemError("epoll_wait", code: code)
+        }
+    #endif
+
     // MARK: Memory
 
     /// Maps `size` bytes of `fd` shared, read-write.
@@ -290,6 +407,37 @@ enum Syscall {
     /// `shm_unlink`.
     static func shmUnlink(_ name: String) throws(SystemError) {
         _ = try retrying("shm_unlink") { shm_unlink(name) }
+    }
+
+    /// `shm_open` read-write, close-on-exec, mode 0600, retried on `EINTR`.
+    static func shmOpen(_ name: String, _ flags: Int32) throws(SystemError) -> Int32 {
+        let fd = try retrying("shm_open") { shm_open(name, O_RDWR | flags, 0o600) }
+        #if !os(Linux)
+            do throws(SystemError) { try setCloseOnExec(fd) } catch {
+                close(fd)
+                throw error
+            }
+        #endif
+        return fd
+    }
+
+    /// An anonymous shared-memory file of `size` zeroed bytes (`memfd_create`, close-on-exec;
+    /// in C: Swift's Glibc module does not declare it).
+    static func memfdCreate(_ debugName: String, size: Int) throws(SystemError) -> Int32 {
+        let fd = try retrying("memfd_create") { mp_memfd_create(debugName) }
+        do throws(SystemError) { try ftruncate(fd, size) } catch {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    /// Gives the pages of `[address, address + length)` back to the system (`MADV_REMOVE`:
+    /// shared memory reads as zeros afterwards). Where the system cannot, nothing happens.
+    static func discardPages(_ address: UnsafeMutableRawPointer, _ length: Int) throws(SystemError) {
+        #if canImport(Glibc)
+            _ = try retrying("madvise") { madvise(address, length, MADV_REMOVE) }
+        #endif
     }
 }
 
@@ -331,4 +479,5 @@ enum Syscall {
 ) -> Int32 {
     waitpid(pid, status, options)
 }
+@inline(__always) private func libcShutdown(_ fd: Int32, _ how: Int32) -> Int32 { shutdown(fd, how) }
 @inline(__always) private func libcKill(_ pid: Int32, _ signal: Int32) -> Int32 { kill(pid, signal) }

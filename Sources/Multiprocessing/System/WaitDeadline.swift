@@ -23,24 +23,24 @@ struct WaitDeadline: Sendable, Comparable {
             return
         }
         // A timeout too long to add to the clock is no deadline (not a trap, not one in the past).
-        let instant = mp_monotonic_ns().addingReportingOverflow(max(total.partialValue, 0))
+        let instant = Syscall.monotonicNanoseconds().addingReportingOverflow(max(total.partialValue, 0))
         self = instant.overflow ? .never : WaitDeadline(nanoseconds: max(0, instant.partialValue))
     }
 
-    static var now: Int64 { mp_monotonic_ns() }
+    static var now: Int64 { Syscall.monotonicNanoseconds() }
 
     var isNever: Bool { nanoseconds < 0 }
-    var hasPassed: Bool { !isNever && mp_monotonic_ns() >= nanoseconds }
+    var hasPassed: Bool { !isNever && Syscall.monotonicNanoseconds() >= nanoseconds }
 
     /// The earlier of this deadline and `ns` nanoseconds from now.
     func capped(atMost ns: Int64) -> WaitDeadline {
-        let cap = mp_monotonic_ns() + ns
+        let cap = Syscall.monotonicNanoseconds() + ns
         return isNever || cap < nanoseconds ? WaitDeadline(nanoseconds: cap) : self
     }
 
     /// The time left until the deadline (zero once passed), or `nil` for no deadline.
     var remaining: Duration? {
-        isNever ? nil : .nanoseconds(max(0, nanoseconds - mp_monotonic_ns()))
+        isNever ? nil : .nanoseconds(max(0, nanoseconds - Syscall.monotonicNanoseconds()))
     }
 
     static func < (a: WaitDeadline, b: WaitDeadline) -> Bool {

@@ -2,7 +2,7 @@
 ///
 /// This is CPython's `Process(target=f, args=...)` and its `run()`-overriding subclass in one:
 /// the parent encodes the value, the child decodes it and calls ``run()``. Whatever `run`
-/// returns comes back to the parent as ``ChildProcess/value``.
+/// returns comes back to the parent as ``ChildProcess/value-9ekns``.
 ///
 /// ```swift
 /// struct Greeter: ProcessTask {

@@ -18,7 +18,7 @@ public enum ChannelError: Error, Sendable, Equatable, CustomStringConvertible {
     /// A typed message was expected and raw bytes arrived, or the reverse.
     case unexpectedFrameKind(expected: String, received: String)
     /// The peer sent descriptors its frames do not account for: more than a frame announces
-    /// or may carry (``received`` where at most ``allowed`` fit), or with no frame at all. The
+    /// or may carry (`received` where at most `allowed` fit), or with no frame at all. The
     /// peer is broken or hostile: every descriptor held for it was closed at once, and every
     /// later receive on this end fails with this error.
     case unexpectedDescriptors(received: Int, allowed: Int)

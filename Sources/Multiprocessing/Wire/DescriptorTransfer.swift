@@ -59,7 +59,7 @@ enum DescriptorTransfer {
                 defer { fds = fds.map { _ in nil } }
                 return fds.compactMap { $0 }
             }
-            for fd in rest { close(fd) }
+            for fd in rest { Syscall.close(fd) }
         }
     }
 
@@ -106,7 +106,7 @@ struct PassedDescriptors: Codable, Sendable {
         }
 
         deinit {
-            for fd in take() { close(fd) }
+            for fd in take() { Syscall.close(fd) }
         }
     }
 
@@ -141,11 +141,11 @@ struct PassedDescriptors: Codable, Sendable {
             do {
                 index = try container.decode(Int.self)
             } catch {
-                for fd in fds { close(fd) }
+                for fd in fds { Syscall.close(fd) }
                 throw error
             }
             guard let fd = incoming?.take(index) else {
-                for fd in fds { close(fd) }
+                for fd in fds { Syscall.close(fd) }
                 throw DescriptorTransfer.missing("descriptors", decoder.codingPath)
             }
             fds.append(fd)

@@ -1,0 +1,100 @@
+import PostgresNIO
+import ServiceLifecycle
+
+/// One party's connection to the queue: a postgres-nio client, its background task, and the
+/// retry rule every statement goes through.
+final class ClusterDatabase: Sendable {
+    let configuration: ClusterConfiguration
+    let client: PostgresClient
+    let logger: Logger
+    /// The schema name, for statements.
+    var schema: String { configuration.schema }
+
+    init(configuration: ClusterConfiguration, label: String) {
+        self.configuration = configuration
+        var connection = configuration.connection
+        connection.options.connectTimeout = .seconds(5)
+        client = PostgresClient(configuration: connection)
+        logger = Logger(label: "multiprocessing.postgres.\(label)")
+    }
+
+    /// Starts the client's background work in a detached task, which inherits no graceful
+    /// shutdown (postgres-nio's client would end at once on one, while its owner still needs the
+    /// database to hand work back). The owner cancels the task last.
+    func startClient() -> Task<Void, Never> {
+        let client = self.client
+        return Task.detached { await client.run() }
+    }
+
+    /// Runs `operation`, trying again with a growing pause while the failure is a lost
+    /// connection, a server restarting or refusing connections, or a serialisation conflict,
+    /// for up to the configured reconnect time-out. Every operation passed here must be safe
+    /// to repeat: a statement whose connection broke may or may not have committed.
+    func retrying<T: Sendable>(
+        _ what: String, _ operation: @Sendable () async throws -> T
+    ) async throws -> T {
+        try await retryingCounted(what) { _ in try await operation() }
+    }
+
+    /// ``retrying(_:_:)``, telling `operation` which try this is (1 for the first).
+    func retryingCounted<T: Sendable>(
+        _ what: String, _ operation: @Sendable (Int) async throws -> T
+    ) async throws -> T {
+        var attempt = 0
+        let deadline = ContinuousClock.now + configuration.reconnectTimeout
+        var pause = configuration.reconnectDelay
+        while true {
+            attempt += 1
+            do {
+                return try await operation(attempt)
+            } catch {
+                guard Self.isTransient(error), ContinuousClock.now < deadline, !Task.isCancelled else {
+                    if error is CancellationError || error is ClusterError { throw error }
+                    throw ClusterError.database("\(what): \(Self.describe(error))")
+                }
+                logger.debug("\(what) failed, trying again", metadata: ["error": "\(Self.describe(error))"])
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, configuration.maximumReconnectDelay)
+            }
+        }
+    }
+
+    /// `true` for failures that another try may not meet.
+    static func isTransient(_ error: any Error) -> Bool {
+        if error is CancellationError || error is ClusterError { return false }
+        guard let error = error as? PSQLError else { return true }  // NIO's connection errors
+        switch error.code {
+        case .server:
+            let state = error.serverInfo?[.sqlState] ?? ""
+            // 08 connection exception, 57 operator intervention (shutdown, restart, starting
+            // up), 53 insufficient resources (too many connections), 40 serialisation/deadlock.
+            return ["08", "57", "53", "40"].contains { state.hasPrefix($0) }
+        case .tooManyParameters, .poolClosed, .queryCancelled, .unsupportedAuthMechanism,
+            .authMechanismRequiresPassword, .sslUnsupported:
+            return false
+        default:
+            return true
+        }
+    }
+
+    /// The server's message when there is one.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? PSQLError {
+            if let message = error.serverInfo?[.message] {
+                return "\(message) (\(error.serverInfo?[.sqlState] ?? "?"))"
+            }
+            return "\(error.code)"
+        }
+        return "\(error)"
+    }
+}
+
+extension ByteBuffer {
+    /// The readable bytes as an array.
+    var bytes: [UInt8] { Array(readableBytesView) }
+}
+
+extension Array where Element == UInt8 {
+    /// The bytes in a buffer, for binding as `bytea`.
+    var buffer: ByteBuffer { ByteBuffer(bytes: self) }
+}

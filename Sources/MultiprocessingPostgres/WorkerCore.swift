@@ -1,0 +1,228 @@
+import Multiprocessing
+import Synchronization
+
+/// A worker's in-memory state: the tasks it holds, which of them run, the outcomes waiting to
+/// be recorded, and where it is in its life (serving, draining, stopping).
+final class WorkerCore: Sendable {
+    enum Phase: Sendable { case serving, draining, stopping }
+
+    struct Held: Sendable {
+        var task: ClaimedTask
+        var started = false
+        var call: RegisteredFunction.Call?
+        var outcomeQueued = false
+    }
+
+    struct State: Sendable {
+        var phase = Phase.serving
+        var held: [Int64: Held] = [:]
+        var ready: [Int64] = []
+        var running = 0
+        var outcomes: [AttemptOutcome] = []
+        var statistics = ClusterWorkerStatistics()
+        var drainDeadline: ContinuousClock.Instant?
+    }
+
+    let state = Mutex(State())
+    let dispatchWake = Wakeup()
+    let claimWake = Wakeup()
+    let flushWake = Wakeup()
+    let concurrency: Int
+    let heldLimit: Int
+    let grace: Duration
+
+    init(options: ClusterWorkerOptions) {
+        concurrency = options.concurrency.value
+        heldLimit = Swift.max(options.heldLimit, 1)
+        grace = options.shutdownGrace
+    }
+
+    var phase: Phase { state.withLock { $0.phase } }
+    var statistics: ClusterWorkerStatistics { state.withLock { $0.statistics } }
+
+    private func wakeAll() {
+        dispatchWake.signal()
+        claimWake.signal()
+        flushWake.signal()
+    }
+
+    // MARK: Life
+
+    func beginDraining() {
+        let changed = state.withLock { state -> Bool in
+            guard state.phase == .serving else { return false }
+            state.phase = .draining
+            state.drainDeadline = .now + grace
+            return true
+        }
+        if changed { wakeAll() }
+    }
+
+    func stopNow() {
+        let calls = state.withLock { state -> [RegisteredFunction.Call] in
+            guard state.phase != .stopping else { return [] }
+            state.phase = .stopping
+            return state.held.values.compactMap { $0.outcomeQueued ? nil : $0.call }
+        }
+        for call in calls { call.cancel() }
+        wakeAll()
+    }
+
+    // MARK: Claims and starts
+
+    /// How many tasks to claim now: none while the worker holds enough; otherwise the free room,
+    /// once half of it is free or a slot would sit idle (so claims come in batches).
+    func claimRoom() -> Int {
+        state.withLock { state in
+            guard state.phase == .serving else { return 0 }
+            let free = heldLimit - state.held.count
+            let idle = state.ready.isEmpty && state.running < concurrency
+            return free > 0 && (free * 2 >= heldLimit || idle) ? free : 0
+        }
+    }
+
+    func add(_ claimed: [ClaimedTask]) {
+        guard !claimed.isEmpty else { return }
+        state.withLock { state in
+            for task in claimed {
+                // A newer attempt of a task whose last outcome is still being written (the
+                // claim's answer came first) supersedes the old entry.
+                if let held = state.held[task.id], held.task.attempt >= task.attempt { continue }
+                state.held[task.id] = Held(task: task)
+                state.ready.append(task.id)
+            }
+            state.statistics.claimed += claimed.count
+        }
+        dispatchWake.signal()
+    }
+
+    /// The next tasks to start, as slots free up; `nil` once the worker is done (not serving,
+    /// nothing running). A drain past its grace turns into a stop.
+    func nextToStart() async -> [ClaimedTask]? {
+        while true {
+            let (batch, done, overdue) = state.withLock { state -> ([ClaimedTask], Bool, Bool) in
+                if state.phase != .serving {
+                    let overdue = state.phase == .draining && state.drainDeadline.map { .now >= $0 } == true
+                    return ([], state.running == 0, overdue)
+                }
+                var batch: [ClaimedTask] = []
+                while state.running < concurrency, !state.ready.isEmpty {
+                    let id = state.ready.removeFirst()
+                    guard var held = state.held[id] else { continue }
+                    held.started = true
+                    state.held[id] = held
+                    state.running += 1
+                    batch.append(held.task)
+                }
+                return (batch, false, false)
+            }
+            if done { return nil }
+            if overdue { stopNow() }
+            if !batch.isEmpty { return batch }
+            await dispatchWake.wait(upTo: .milliseconds(500))
+        }
+    }
+
+    /// The claimed tasks that have not started (a draining worker hands them back).
+    func takeReady() -> [Int64] {
+        state.withLock { state in
+            let ids = state.ready.filter { state.held[$0] != nil }
+            state.ready = []
+            for id in ids { state.held[id] = nil }
+            state.statistics.handedBack += ids.count
+            return ids
+        }
+    }
+
+    /// Every held task without a recorded or queued outcome.
+    func takeUnfinished() -> [Int64] {
+        state.withLock { state in
+            let ids = state.held.values.filter { !$0.outcomeQueued }.map(\.task.id)
+            for id in ids { state.held[id] = nil }
+            state.ready = []
+            return ids
+        }
+    }
+
+    func count(handedBack: Int) {
+        state.withLock { $0.statistics.handedBack += handedBack }
+    }
+
+    var heldIDs: [Int64] { state.withLock { Array($0.held.keys) } }
+
+    /// Records the running call of a task; `false` when the task was taken away meanwhile (the
+    /// caller cancels the call).
+    func attach(_ call: RegisteredFunction.Call, to task: ClaimedTask) -> Bool {
+        state.withLock { state in
+            guard var held = state.held[task.id], held.task.attempt == task.attempt, state.phase != .stopping
+            else {
+                return false
+            }
+            held.call = call
+            state.held[task.id] = held
+            return true
+        }
+    }
+
+    /// A started task ended. Its outcome waits for the flusher, unless the task was taken away
+    /// (cancelled, rescued) or stopped by a shutdown (then it is handed back).
+    func finished(_ task: ClaimedTask, _ outcome: AttemptOutcome) {
+        state.withLock { state in
+            state.running -= 1
+            guard var held = state.held[task.id], held.task.attempt == task.attempt else { return }
+            if state.phase == .stopping, case .pool(.other) = outcome.error { return }  // Stopped by us.
+            held.outcomeQueued = true
+            held.call = nil
+            state.held[task.id] = held
+            state.outcomes.append(outcome)
+        }
+        flushWake.signal()
+        dispatchWake.signal()
+    }
+
+    func takeOutcomes(limit: Int) -> [AttemptOutcome] {
+        state.withLock { state in
+            let batch = Array(state.outcomes.prefix(limit))
+            state.outcomes.removeFirst(batch.count)
+            return batch
+        }
+    }
+
+    var hasOutcomes: Bool { state.withLock { !$0.outcomes.isEmpty } }
+
+    /// Outcomes were written (`accepted` took theirs, the others were refused): the tasks leave.
+    func recorded(_ outcomes: [AttemptOutcome], accepted: Set<Int64>) {
+        state.withLock { state in
+            for outcome in outcomes {
+                if let held = state.held[outcome.id], held.task.attempt == outcome.attempt {
+                    state.held[outcome.id] = nil
+                }
+                if accepted.contains(outcome.id) {
+                    state.statistics.recorded += 1
+                } else {
+                    state.statistics.refused += 1
+                }
+            }
+        }
+        claimWake.signal()
+    }
+
+    /// Tasks that are no longer this worker's (cancelled, finished elsewhere, rescued): they
+    /// leave, and those running are stopped.
+    func abandon(_ ids: some Sequence<Int64>) {
+        let calls = state.withLock { state -> [RegisteredFunction.Call] in
+            var calls: [RegisteredFunction.Call] = []
+            for id in ids {
+                guard let held = state.held[id], !held.outcomeQueued else { continue }
+                state.held[id] = nil
+                if held.started {
+                    state.statistics.stoppedRunning += 1
+                    if let call = held.call { calls.append(call) }
+                }
+            }
+            return calls
+        }
+        for call in calls { call.cancel() }
+        if !calls.isEmpty { claimWake.signal() }
+    }
+}

@@ -1,0 +1,204 @@
+import Multiprocessing
+import PostgresNIO
+
+/// The loops of a running worker: notifications, claims, recording outcomes, heartbeats, the
+/// rescuer, and running one task.
+struct WorkerLoops: Sendable {
+    let worker: ClusterWorker
+    let db: ClusterDatabase
+    let queries: WorkerQueries
+    let maintenance: MaintenanceQueries
+    let pool: ProcessPool
+    let registration: WorkerRegistration
+
+    var core: WorkerCore { worker.core }
+    var options: ClusterWorkerOptions { worker.options }
+
+    /// `LISTEN` for new work and for tasks finished elsewhere (cancelled ones among them),
+    /// reconnecting with a growing pause.
+    func listen() async {
+        var pause = db.configuration.reconnectDelay
+        while !Task.isCancelled {
+            do {
+                try await db.client.withConnection { connection in
+                    try await connection.listen(on: db.configuration.channel) { notifications in
+                        pause = db.configuration.reconnectDelay
+                        core.claimWake.signal()  // Anything queued while we were not listening.
+                        for try await notification in notifications {
+                            handle(notification.payload)
+                        }
+                    }
+                }
+            } catch {
+                db.logger.debug("listening failed", metadata: ["error": "\(ClusterDatabase.describe(error))"])
+            }
+            guard (try? await Task.sleep(for: pause)) != nil else { return }
+            pause = min(pause * 2, db.configuration.maximumReconnectDelay)
+        }
+    }
+
+    func handle(_ payload: String) {
+        guard let kind = payload.first else { return }
+        let body = payload.dropFirst()
+        switch kind {
+        case "q":
+            if body.split(separator: ",").contains(where: { options.queues.contains(String($0)) }) {
+                core.claimWake.signal()
+            }
+        case "f":
+            core.abandon(body.split(separator: ",").compactMap { Int64($0) })
+        default: break
+        }
+    }
+
+    /// Claims work in batches while the worker serves; on a drain, hands back what has not
+    /// started.
+    func claim() async {
+        let names = worker.taskNames
+        while core.phase == .serving, !Task.isCancelled {
+            let room = core.claimRoom()
+            if room > 0 {
+                do {
+                    let claimed = try await db.retryingCounted("claiming tasks") { attempt in
+                        // A claim whose answer was lost with its connection committed or not:
+                        // after one, look for rows held under this worker's id.
+                        var found = attempt > 1 ? try await queries.orphans(known: core.heldIDs) : []
+                        found += try await queries.claim(
+                            limit: room, queues: options.queues, names: names, lease: options.lease)
+                        return found
+                    }
+                    core.add(claimed)
+                    if !claimed.isEmpty { continue }
+                } catch  where !Task.isCancelled {
+                    db.logger.warning("claiming failed", metadata: ["error": "\(error)"])
+                } catch {
+                    break
+                }
+            }
+            await core.claimWake.wait(upTo: db.configuration.pollInterval)
+        }
+        let ready = core.takeReady()
+        if !ready.isEmpty {
+            try? await db.retrying("handing back tasks") { try await queries.handBack(ready) }
+        }
+    }
+
+    /// Records outcomes as they come, in batches (what accumulates during one write goes in
+    /// the next).
+    func flush() async {
+        while !Task.isCancelled {
+            await core.flushWake.wait(upTo: .seconds(1))
+            await flushOnce()
+        }
+    }
+
+    /// Writes every waiting outcome. The write runs in a task of its own, so that cancelling
+    /// the worker's loops does not cut a batch off half-way.
+    func flushOnce() async {
+        while true {
+            let batch = core.takeOutcomes(limit: 1000)
+            guard !batch.isEmpty else { return }
+            let poison = options.pool.maxWorkersKilledPerTask
+            let queries = self.queries
+            let db = self.db
+            let accepted = await Task {
+                try? await db.retrying("recording outcomes") {
+                    try await queries.complete(batch, poisonLimit: poison)
+                }
+            }.value
+            // Not written at all: the leases run out and the tasks run again elsewhere.
+            core.recorded(batch, accepted: accepted ?? [])
+        }
+    }
+
+    /// Renews held leases and the worker's heartbeat; stops tasks that are no longer ours.
+    func heartbeat() async {
+        while !Task.isCancelled {
+            guard (try? await Task.sleep(for: options.heartbeat)) != nil else { return }
+            var current = self.registration
+            current.stopping = core.phase != .serving
+            let registration = current
+            let held = core.heldIDs
+            let lease = options.lease
+            if let lost = try? await db.retrying(
+                "renewing leases",
+                {
+                    try await queries.heartbeat(held: held, lease: lease, registration: registration)
+                })
+            {
+                core.abandon(lost)
+            }
+        }
+    }
+
+    /// Returns expired leases, fails tasks no live worker can run, forgets dead workers.
+    func rescue() async {
+        var round = 0
+        while !Task.isCancelled {
+            guard (try? await Task.sleep(for: options.rescueInterval)) != nil else { return }
+            _ = try? await maintenance.rescueExpiredLeases()
+            _ = try? await maintenance.failUnknownNames()
+            round += 1
+            if round % 30 == 0 { try? await maintenance.forgetDeadWorkers() }
+        }
+    }
+
+    /// Runs one attempt in the local pool and queues its outcome.
+    func execute(_ task: ClaimedTask) async {
+        let result: Result<[UInt8], any Error>
+        var final = false
+        if let function = worker.functions[task.name] {
+            switch function.submit(pool, task.function, task.input) {
+            case .failure(.undecodable(let why)):
+                result = .failure(
+                    ClusterError.undecodablePayload(task: task.id, taskName: task.name, reason: why))
+                final = true
+            case .failure(.rejected(let error)):
+                result = .failure(error)
+            case .success(let call):
+                if core.attach(call, to: task) {
+                    result = await outcome(of: call, timeout: task.timeout, task: task)
+                } else {
+                    call.cancel()
+                    result = .failure(PoolError.cancelled)
+                }
+            }
+        } else {
+            result = .failure(ClusterError.unknownTaskName(task.name, waited: .zero))
+        }
+        let outcome: AttemptOutcome
+        switch result {
+        case .success(let bytes):
+            outcome = AttemptOutcome(
+                id: task.id, attempt: task.attempt, output: bytes, error: nil, errorText: "", final: false)
+        case .failure(let error):
+            outcome = AttemptOutcome(
+                id: task.id, attempt: task.attempt, output: nil, error: ErrorEnvelope(error),
+                errorText: String(describing: error), final: final)
+        }
+        core.finished(task, outcome)
+    }
+
+    private func outcome(of call: RegisteredFunction.Call, timeout: Duration?, task: ClaimedTask) async
+        -> Result<
+            [UInt8], any Error
+        >
+    {
+        guard let timeout else { return await call.outcome() }
+        return await withTaskGroup(of: Result<[UInt8], any Error>?.self) { group in
+            group.addTask { await call.outcome() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            if let first {
+                group.cancelAll()
+                return first
+            }
+            call.cancel()
+            while let next = await group.next() { _ = next }
+            return .failure(PoolError.timedOut(task: "task \(task.id)", after: timeout, pid: 0))
+        }
+    }
+}

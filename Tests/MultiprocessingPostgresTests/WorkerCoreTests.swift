@@ -1,0 +1,53 @@
+import Multiprocessing
+import Testing
+
+@testable import MultiprocessingPostgres
+
+/// The worker's in-memory bookkeeping, without a database.
+@Suite("ClusterWorker's bookkeeping")
+struct WorkerCoreTests {
+    func task(_ id: Int64, attempt: Int32) -> ClaimedTask {
+        ClaimedTask(id: id, name: "t", function: [], input: [], attempt: attempt, priority: 0, timeout: nil)
+    }
+
+    func failure(_ id: Int64, attempt: Int32) -> AttemptOutcome {
+        AttemptOutcome(
+            id: id, attempt: attempt, output: nil, error: ErrorEnvelope(PoolError.closed), errorText: "x",
+            final: false)
+    }
+
+    @Test("a new attempt claimed before the last one's outcome was written is not dropped")
+    func newerAttemptSupersedes() async throws {
+        var options = ClusterWorkerOptions()
+        options.concurrency = 1
+        let core = WorkerCore(options: options)
+        core.add([task(1, attempt: 1)])
+        let first = try #require(await core.nextToStart())
+        #expect(first.map(\.attempt) == [1])
+        core.finished(first[0], failure(1, attempt: 1))
+        let outcomes = core.takeOutcomes(limit: 10)
+        // The failed attempt went back to the queue and this worker claimed it again before the
+        // answer to the write came back.
+        core.add([task(1, attempt: 2)])
+        core.recorded(outcomes, accepted: [1])
+        #expect(core.state.withLock { $0.ready } == [1])
+        try #require(core.heldIDs == [1])
+        let second = try #require(await core.nextToStart())
+        #expect(second.map(\.attempt) == [2])
+    }
+
+    @Test("claims come in batches: none while more than half the room is taken and a slot is busy")
+    func claimRoom() async throws {
+        var options = ClusterWorkerOptions()
+        options.concurrency = 1
+        options.maximumHeld = 8
+        let core = WorkerCore(options: options)
+        #expect(core.claimRoom() == 8)
+        core.add((1...5).map { task($0, attempt: 1) })
+        _ = await core.nextToStart()
+        #expect(core.claimRoom() == 0)  // 3 free of 8, one running, four ready.
+        core.beginDraining()
+        #expect(core.claimRoom() == 0)
+        #expect(core.takeReady().sorted() == [2, 3, 4, 5])
+    }
+}

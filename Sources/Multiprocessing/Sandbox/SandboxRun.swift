@@ -26,10 +26,16 @@ extension Sandbox {
     /// starts and cannot start another.
     ///
     /// - Parameters:
+    ///   - executable: the program's absolute path, as seen inside the sandbox.
+    ///   - arguments: its arguments, after the implicit `argv[0]` (`executable`).
+    ///   - environment: its environment, added to `PATH` and `HOME`.
+    ///   - workingDirectory: where it starts, inside the sandbox; `nil`: where the sandbox starts it.
+    ///   - input: its standard input.
     ///   - timeLimit: wall-clock time after which it is killed, with
     ///     ``SandboxVerdict/timeLimit``; `nil`: no limit but ``SandboxLimits/cpuTime``.
     ///   - outputLimit: bytes kept of each of its standard output and error; the rest is read
     ///     and dropped (``SandboxedProgramResult/outputTruncated``).
+    ///   - startMethod: ``StartMethod/spawn`` or ``StartMethod/forkserver``.
     /// - Throws: ``ProcessError/sandbox(_:)`` when the sandbox cannot be applied (the program did
     ///   not run); ``ProcessError/launchFailed(_:)`` when no process could be started;
     ///   ``ProcessError/cancelled`` when the calling task is cancelled (the program is killed).

@@ -123,6 +123,14 @@ static int mp_kill_children(pid_t self) {
 }
 #endif
 
+int mp_kill_child_processes(void) {
+#ifdef __linux__
+    return mp_kill_children(getpid());
+#else
+    return 0;
+#endif
+}
+
 // Claims the end of the process for the calling thread: 1 if it is ours to do, 0 when another
 // thread already does it (and will kill us). Signals are blocked first, so that the
 // parent-death signal can never interrupt the thread that is already taking the tree down.

@@ -224,7 +224,7 @@ let coreCatalogue: [CatalogueEntry] = [
 ]
 let catalogue =
     coreCatalogue + poolFiguresCatalogue + sharedCatalogue + queueCatalogue + managerCatalogue
-    + clusterCatalogue
+    + clusterCatalogue + sandboxCatalogue
 // CPython has one Connection API; the async Swift entry is compared with the same figure.
 let pythonName = ["channel_roundtrip_async": "channel_roundtrip"]
 

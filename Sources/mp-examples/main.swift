@@ -110,6 +110,7 @@ let poolExamples: [Example] = [
 // Each area adds its examples in a file of its own.
 let examples =
     poolExamples + childExamples + sharedExamples + queueExamples + managerExamples + crashExamples
+    + sandboxExamples
 
 let wanted = CommandLine.arguments.dropFirst().first
 for (name, title, run) in examples where wanted == nil || wanted == name {

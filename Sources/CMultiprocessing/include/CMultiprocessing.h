@@ -178,4 +178,76 @@ char *mp_demangle_cxx(const char *mangled);
 char *swift_demangle(const char *mangled, size_t length, char *output, size_t *output_size,
                      uint32_t flags);
 
+/// Confinement (Sandbox.c): thin wrappers over the system calls Swift cannot make. Each returns
+/// 0 (or a descriptor, or a count) on success and -errno on failure.
+
+/// One classic BPF instruction (`struct sock_filter`).
+struct mp_bpf_insn {
+    uint16_t code;
+    uint8_t jt;
+    uint8_t jf;
+    uint32_t k;
+};
+
+/// What the sandbox's init reports when the task has ended.
+struct mp_sb_exit_record {
+    int32_t status;          // The task's wait status.
+    int32_t denied_call;     // The system call the filter stopped, or -1.
+    uint32_t denied_arch;    // Its AUDIT_ARCH_*.
+    int32_t reserved;
+    uint64_t cpu_microseconds;
+    uint64_t max_resident_kib;
+};
+
+/// `unshare(flags)`.
+int mp_sb_unshare(int flags);
+/// `setresgid` then `setresuid`, all three ids each.
+int mp_sb_set_ids(uint32_t uid, uint32_t gid);
+int mp_sb_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5);
+/// `setrlimit`; UINT64_MAX is "unlimited".
+int mp_sb_set_rlimit(int resource, uint64_t soft, uint64_t hard);
+/// RLIMIT_* for 0 CPU, 1 AS, 2 NPROC, 3 NOFILE, 4 FSIZE, 5 CORE.
+int mp_sb_rlimit_resource(int which);
+int mp_sb_lock_securebits(void);
+int mp_sb_drop_bounding_set(int last_cap);
+/// Clears the ambient, inheritable, permitted and effective sets.
+int mp_sb_clear_capabilities(void);
+/// 1 when no capability is left, 0 when some is, -errno.
+int mp_sb_capabilities_empty(void);
+/// 1 when the calling thread has CAP_SYS_ADMIN in its user namespace.
+int mp_sb_has_admin_capability(void);
+/// A detached, recursive clone of the mount tree at `path` (open_tree).
+int mp_sb_open_tree(const char *path);
+/// mount_setattr on a detached tree, recursively.
+int mp_sb_mount_setattr(int fd, uint64_t set, uint64_t clear);
+/// mount_setattr on the mount at `path` alone.
+int mp_sb_mount_setattr_path(const char *path, uint64_t set, uint64_t clear);
+/// Attaches the detached tree `fd` at `target` (move_mount).
+int mp_sb_move_mount(int fd, const char *target);
+int mp_sb_pivot_root(const char *new_root, const char *put_old);
+/// Brings the loopback interface of the current network namespace up.
+int mp_sb_loopback_up(void);
+/// The Landlock ABI version, or -errno when the kernel has none.
+int mp_sb_landlock_abi(void);
+int mp_sb_landlock_create(uint64_t handled_fs, uint64_t handled_net, uint64_t scoped, int abi);
+int mp_sb_landlock_allow_path(int ruleset, const char *path, uint64_t access);
+int mp_sb_landlock_restrict(int ruleset);
+/// 1 for a directory, 0 for anything else, -errno.
+int mp_sb_path_is_directory(const char *path);
+/// The AUDIT_ARCH_* value seccomp reports for this build's architecture (0: unknown).
+uint32_t mp_sb_audit_arch(void);
+/// Installs a seccomp filter; with `listener`, returns its notification descriptor.
+int mp_sb_seccomp_install(const struct mp_bpf_insn *program, int count, int listener);
+long mp_sb_execve_number(void);
+long mp_sb_execveat_number(void);
+/// The sandbox's init: reaps, answers the filter's notifications (`notify_fd`, or -1), and when
+/// `task` has ended writes an exit record (kind 2) to `report_fd` and exits. With `exec_once`,
+/// the task's first exec is let through (a program's own start).
+void mp_sb_serve_init(pid_t task, int notify_fd, int report_fd, int exec_once) __attribute__((noreturn));
+/// Ends the calling process the way `status` (a wait status) says: the same exit code, or the
+/// same signal.
+void mp_sb_exit_like(int status) __attribute__((noreturn));
+/// Sends SIGKILL to every child of the calling process (found in /proc). How many.
+int mp_kill_child_processes(void);
+
 #endif

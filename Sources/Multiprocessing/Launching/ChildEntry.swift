@@ -109,6 +109,10 @@ enum ChildRuntime {
             finish(socket, .failure(ErrorReport(ProcessError.codec(error))))
         }
         var descriptors = frame.descriptors
+        if let plan = request.sandbox {
+            // Confined before anything of the task is decoded; returns in the task process only.
+            SandboxSupervisor.enter(plan, controlFD: controlFD, lifeline: lifeline, descriptors: &descriptors)
+        }
         if request.capturesStandardOutput, let output = descriptors.popLast() {
             // Captured stdout: the pipe the parent sent last.
             fflush(nil)

@@ -54,9 +54,17 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// bootstrapped with a ``ParentLogHandler`` before its task runs. Not with
     /// ``StartMethod/fork``, whose child keeps this process's logging.
     public let forwardsLogs: Bool
+    /// How the child is confined, if it is (``Sandbox``). ``pid`` is then its supervisor's,
+    /// which stays outside the sandbox and ends the way the task does.
+    public let sandbox: Sandbox?
+    /// The program a sandboxed child runs instead of its task.
+    let program: SandboxProgramPlan?
+    /// What a sandboxed child is sent: the sandbox and what this process worked out for it.
+    private let sandboxPlan: SandboxPlan?
 
     private let typeName: String
     private let monitor = Mutex<ChildMonitor?>(nil)
+    private let sandboxLink = Mutex<SandboxLink?>(nil)
     private let started = Atomic<Bool>(false)
     /// Logs and traces this child, when someone listens (set by the start).
     private let observer = Mutex<ChildObserver?>(nil)
@@ -66,8 +74,10 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// - Throws: ``ProcessError/unsupportedTaskType(typeName:reason:)`` when a child could not
     ///   find `Work` by name (private, fileprivate or local types), and
     ///   ``ProcessError/unsupportedOutputType(typeName:)`` when `Work.Output` is neither `Void`
-    ///   nor `Codable`. Both are detected here, before anything is spawned.
-    public init(
+    ///   nor `Codable`. Both are detected here, before anything is spawned;
+    ///   ``ProcessError/sandbox(_:)`` for a `sandbox` that cannot be asked for (a relative path,
+    ///   the `fork` start method).
+    public convenience init(
         _ task: Work,
         name: String? = nil,
         startMethod: StartMethod = .spawn,
@@ -76,8 +86,24 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         capturesStandardError: Bool = true,
         capturesStandardOutput: Bool = false,
         logger: Logger? = nil,
-        forwardsLogs: Bool = false
+        forwardsLogs: Bool = false,
+        sandbox: Sandbox? = nil
     ) throws(ProcessError) {
+        try self.init(
+            task, name: name, startMethod: startMethod, environment: environment,
+            workingDirectory: workingDirectory, capturesStandardError: capturesStandardError,
+            capturesStandardOutput: capturesStandardOutput, logger: logger, forwardsLogs: forwardsLogs,
+            sandbox: sandbox, program: nil)
+    }
+
+    /// A child; a sandboxed one may run `program` instead of its task.
+    init(
+        _ task: Work, name: String?, startMethod: StartMethod, environment: [String: String],
+        workingDirectory: String?, capturesStandardError: Bool, capturesStandardOutput: Bool,
+        logger: Logger?, forwardsLogs: Bool, sandbox: Sandbox?,
+        program: SandboxProgramPlan?
+    ) throws(ProcessError) {
+        if let sandbox { try sandbox.validate(for: startMethod) }
         typeName = try TypeIdentity.name(of: Work.self).get()
         guard TaskCoding.outputIsTransferable(Work.Output.self) else {
             throw .unsupportedOutputType(typeName: String(reflecting: Work.Output.self))
@@ -91,6 +117,15 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         self.capturesStandardOutput = capturesStandardOutput
         self.logger = logger
         self.forwardsLogs = forwardsLogs && logger != nil
+        self.sandbox = sandbox
+        self.program = program
+        do throws(SandboxError) {
+            sandboxPlan = try sandbox.map { sandbox throws(SandboxError) in
+                try SandboxPlan.make(sandbox, program: program)
+            }
+        } catch {
+            throw .sandbox(error)
+        }
     }
 
     /// The child's process id, once started.
@@ -101,6 +136,22 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
 
     /// How the child ended, or `nil` while it runs (or before it starts).
     public var exitStatus: ExitStatus? { monitor.withLock { $0?.status } }
+
+    /// What the sandbox applied, once ``start()-76zqq`` has returned (`nil` without a sandbox): every
+    /// restriction asked for, or under ``SandboxEnforcement/bestEffort`` exactly those that could be.
+    public var sandboxReport: SandboxReport? { sandboxLink.withLock { $0 }?.report }
+
+    /// Why the sandbox ended the child, once it has ended: ``SandboxVerdict/cpuLimit``,
+    /// ``SandboxVerdict/systemCallDenied(name:)``, ...; `nil` while it runs, without a sandbox, or
+    /// when it ended on its own.
+    public var sandboxVerdict: SandboxVerdict? {
+        guard let link = sandboxLink.withLock({ $0 }), let child = monitor.withLock({ $0 }),
+            child.status != nil
+        else { return nil }
+        link.finish(supervisor: pid)
+        return link.verdict(
+            status: child.status, standardErrorTail: child.standardErrorTail, crashReport: child.crashReport)
+    }
 
     /// The last lines the child wrote to stderr (empty when it is not captured).
     var standardErrorTail: [String] { monitor.withLock { $0?.standardErrorTail ?? [] } }
@@ -124,6 +175,14 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     public func start() throws(ProcessError) {
         let launch = try prepareStart()
         try launchPrepared(launch)
+        if let link = sandboxLink.withLock({ $0 }) {
+            do {
+                _ = try link.waitForReport()
+            } catch {
+                try settleSandbox(link, failure: error)
+            }
+            watchSandbox(link)
+        }
     }
 
     /// Starts the child without blocking the calling task's thread: whatever waits (the spawn
@@ -137,6 +196,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             let server = ForkServer.running
         {
             try await launchThroughForkServer(launch, server)
+            try await confirmSandbox()
             return
         }
         if launch.launchBytes.count <= Self.launcherSendLimit {
@@ -158,6 +218,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 }
             }
             if let outcome { throw outcome }
+            try await confirmSandbox()
             return
         }
         // A large task is written while the child reads it: on a thread of its own, so that
@@ -171,6 +232,36 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             throw .launchFailed(error)  // No thread could be started to launch it.
         }
         try outcome.get()
+        try await confirmSandbox()
+    }
+
+    /// For a sandboxed child: waits until its sandbox is in force, or throws why it is not
+    /// (the child is then gone: it ran nothing).
+    private func confirmSandbox() async throws(ProcessError) {
+        guard let link = sandboxLink.withLock({ $0 }) else { return }
+        do {
+            _ = try await link.waitForReport()
+        } catch {
+            try settleSandbox(link, failure: error)
+        }
+        watchSandbox(link)
+    }
+
+    /// A sandbox that did not come into force: the child is stopped (it ran nothing) and the
+    /// error thrown.
+    private func settleSandbox(_ link: SandboxLink, failure: ProcessError) throws(ProcessError) {
+        if case .sandbox = failure {} else { monitor.withLock { $0 }?.signal(.kill) }
+        watchSandbox(link)
+        throw failure
+    }
+
+    /// Reads the supervisor's last word when the child ends, and removes what a killed one left.
+    private func watchSandbox(_ link: SandboxLink) {
+        guard let child = monitor.withLock({ $0 }) else { return }
+        Task.detached {
+            await child.waitForExit()
+            link.finish(supervisor: child.pid)
+        }
     }
 
     /// The largest launch frame an `async` start writes from the launcher thread.
@@ -196,7 +287,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             launchBytes = try TaskCoding.encode(
                 LaunchRequest(
                     typeName: typeName, processName: name, payload: payload,
-                    capturesStandardOutput: capturesStandardOutput, observation: observation))
+                    capturesStandardOutput: capturesStandardOutput, observation: observation,
+                    sandbox: sandboxPlan?.bytes))
         } catch {
             observer.withLock { $0 }?.cancelled(error)
             throw .codec(error)
@@ -204,7 +296,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
 
         // Refuse what the frame could not carry before anything is spawned (the captured
         // stdout's pipe travels with the task).
-        if attachments.descriptors.count > 64 - (capturesStandardOutput ? 1 : 0) - (forwardsLogs ? 1 : 0) {
+        if attachments.descriptors.count
+            > 64 - (capturesStandardOutput ? 1 : 0) - (forwardsLogs ? 1 : 0) - (sandbox != nil ? 1 : 0)
+        {
             throw .invalidState(
                 "the task for '\(name)' holds \(attachments.descriptors.count) descriptors (channel ends, shared memory); at most 64 can travel with it"
             )
@@ -280,9 +374,11 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         let outPipe: [Int32]
         /// The record socket of a child whose logs are forwarded.
         var records: [Int32] = [-1, -1]
+        let sandboxLink: SandboxLink?
 
         /// The child's ends: it has its own copies (or never will).
         func closeChildEnds() {
+            sandboxLink?.closeChildEnd()
             Syscall.close(channel[1])
             if records[1] >= 0 { Syscall.close(records[1]) }
             if errPipe[1] >= 0 { Syscall.close(errPipe[1]) }
@@ -329,6 +425,19 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 throw .launchFailed(error)
             }
         }
+        var link: SandboxLink?
+        if sandbox != nil {
+            do {
+                link = try SandboxLink()
+            } catch {
+                for fd in channel + (capturesStandardError ? errPipe : [])
+                    + (capturesStandardOutput ? outPipe : [])
+                {
+                    Syscall.close(fd)
+                }
+                throw error
+            }
+        }
         let socket = FramedSocket(fd: channel[0])
         let child: ChildMonitor
         let observer = self.observer.withLock { $0 }
@@ -348,11 +457,14 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             if capturesStandardError { Syscall.close(errPipe[1]) }
             if capturesStandardOutput { Syscall.close(outPipe[1]) }
             if records[1] >= 0 { Syscall.close(records[1]) }
+            link?.closeChildEnd()
             observer?.cancelled(error)
             throw .launchFailed(error)
         }
+        sandboxLink.withLock { $0 = link }
         var setup = LaunchSetup(
-            socket: socket, child: child, channel: channel, errPipe: errPipe, outPipe: outPipe)
+            socket: socket, child: child, channel: channel, errPipe: errPipe, outPipe: outPipe,
+            sandboxLink: link)
         setup.records = records
         return setup
     }
@@ -363,10 +475,12 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         let (socket, child, outPipe) = (setup.socket, setup.child, setup.outPipe)
         monitor.withLock { $0 = child }
         do {
-            // The stdout pipe goes last, where the child looks for it; the record socket before it.
+            // The child pops from the end: a sandbox's report pipe last, then the stdout pipe,
+            // then the record socket.
             let descriptors =
                 attachments.descriptors + (setup.records[1] >= 0 ? [setup.records[1]] : [])
                 + (capturesStandardOutput ? [outPipe[1]] : [])
+                + (setup.sandboxLink.map { [$0.writeFD] } ?? [])
             try socket.sendBlocking(.launch, launchBytes, descriptors: descriptors)
             attachments.completeSend()
         } catch .peerClosed {
@@ -507,7 +621,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             throw ProcessError.crashed(
                 ChildCrash(
                     processName: name, pid: child.pid, status: status,
-                    standardErrorTail: child.standardErrorTail, report: child.crashReport))
+                    standardErrorTail: child.standardErrorTail, report: child.crashReport,
+                    verdict: sandboxVerdict))
         }
         let outcome: TaskOutcome
         do {

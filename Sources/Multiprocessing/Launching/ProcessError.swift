@@ -31,6 +31,9 @@ public enum ProcessError: Error, Sendable, CustomStringConvertible {
     case protocolViolation(ProtocolViolation)
     /// The awaiting task was cancelled; the child was stopped.
     case cancelled
+    /// The child's ``Sandbox`` could not be applied (or asked for something impossible): it
+    /// ran nothing.
+    case sandbox(SandboxError)
 
     /// A sentence that says what went wrong and what to do.
     public var description: String {
@@ -49,6 +52,7 @@ public enum ProcessError: Error, Sendable, CustomStringConvertible {
         case .crashed(let crash): crash.description
         case .protocolViolation(let violation): violation.description
         case .cancelled: "cancelled; the child process was stopped"
+        case .sandbox(let error): error.description
         }
     }
 }
@@ -67,17 +71,21 @@ public struct ChildCrash: Sendable, Hashable, CustomStringConvertible {
     /// Where it crashed, from its crash handler: `nil` when it was killed from outside
     /// (`SIGKILL` cannot be caught), exited, or died before it could report.
     public var report: CrashReport?
+    /// Why its ``Sandbox`` ended it (``SandboxVerdict/cpuLimit``,
+    /// ``SandboxVerdict/systemCallDenied(name:)``, ...), if it did.
+    public var verdict: SandboxVerdict?
 
     /// Creates a crash record.
     public init(
         processName: String, pid: Int32, status: ExitStatus, standardErrorTail: [String],
-        report: CrashReport? = nil
+        report: CrashReport? = nil, verdict: SandboxVerdict? = nil
     ) {
         self.processName = processName
         self.pid = pid
         self.status = status
         self.standardErrorTail = standardErrorTail
         self.report = report
+        self.verdict = verdict
     }
 
     /// The function the crash is blamed on, demangled, if the child reported one.
@@ -95,7 +103,9 @@ public struct ChildCrash: Sendable, Hashable, CustomStringConvertible {
     /// `"child 'parser' (pid 42) killed by SIGILL (Illegal instruction) in Parser.run() before
     /// returning a result"`, then the last stderr lines and the backtrace.
     public var description: String {
-        var text = "child '\(processName)' (pid \(pid)) \(status)"
+        var text = "child '\(processName)' (pid \(pid)) "
+        if let verdict { text += "\(verdict) and was stopped by its sandbox: " }
+        text += "\(status)"
         if let function = crashingFunction { text += " in \(function)" }
         text += " before returning a result"
         if !standardErrorTail.isEmpty {

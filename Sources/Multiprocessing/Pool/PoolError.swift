@@ -23,6 +23,9 @@ public enum PoolError: Error, Sendable, Equatable, CustomStringConvertible {
     /// pool tries again for the next. `cause` is the system call that failed, when one did
     /// (`EMFILE` at the descriptor limit, `EAGAIN` out of processes or threads).
     case workerStartFailed(String, cause: SystemError?)
+    /// No worker could be confined as ``PoolOptions/sandbox`` asks (a restriction this kernel
+    /// or these privileges do not allow): the work that was waiting fails; nothing of it ran.
+    case sandbox(SandboxError)
 
     /// A sentence that says what happened.
     public var description: String {
@@ -38,6 +41,7 @@ public enum PoolError: Error, Sendable, Equatable, CustomStringConvertible {
         case .cancelled: "the task was cancelled"
         case .protocolError(let why): "pool protocol error: \(why)"
         case .workerStartFailed(let why, _): "the pool could not start a worker: \(why)"
+        case .sandbox(let error): "the pool could not confine a worker: \(error)"
         }
     }
 }
@@ -57,11 +61,13 @@ public struct WorkerLoss: Sendable, Hashable, CustomStringConvertible {
     /// Where the worker crashed, from its crash handler: `nil` for a `SIGKILL` (an OOM kill),
     /// an exit, or a worker that died before it could report.
     public var crashReport: CrashReport?
+    /// Why the worker's sandbox (``PoolOptions/sandbox``) stopped it, if it did.
+    public var sandboxVerdict: SandboxVerdict?
 
     /// Creates a record.
     public init(
         task: String, pid: Int32, status: ExitStatus, standardErrorTail: [String], workersKilled: Int,
-        crashReport: CrashReport? = nil
+        crashReport: CrashReport? = nil, sandboxVerdict: SandboxVerdict? = nil
     ) {
         self.task = task
         self.pid = pid
@@ -69,6 +75,7 @@ public struct WorkerLoss: Sendable, Hashable, CustomStringConvertible {
         self.standardErrorTail = standardErrorTail
         self.workersKilled = workersKilled
         self.crashReport = crashReport
+        self.sandboxVerdict = sandboxVerdict
     }
 
     /// The function the crash is blamed on, demangled, if the worker reported one.
@@ -77,7 +84,9 @@ public struct WorkerLoss: Sendable, Hashable, CustomStringConvertible {
     /// `"worker 42 running task #3 was killed by SIGKILL (Killed)"`, the crashing function, the
     /// stderr lines and the backtrace.
     public var description: String {
-        var text = "worker \(pid) running task \(task) \(status)"
+        var text = "worker \(pid) running task \(task) "
+        if let sandboxVerdict { text += "\(sandboxVerdict) and was stopped by its sandbox: " }
+        text += "\(status)"
         if let function = crashingFunction { text += " in \(function)" }
         if workersKilled > 1 { text += " (this task has now killed \(workersKilled) workers)" }
         if !standardErrorTail.isEmpty {

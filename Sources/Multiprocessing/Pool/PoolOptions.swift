@@ -84,6 +84,11 @@ public struct PoolOptions: Sendable {
     /// The pool's name in its log metadata and metrics (the `pool` dimension); `pool-N` when
     /// `nil`.
     public var label: String?
+    /// How every worker is confined (``Sandbox``), or `nil`. A worker that cannot be confined
+    /// fails the pool's work with ``PoolError/sandbox(_:)``; a worker the sandbox stops says why
+    /// in ``WorkerLoss/sandboxVerdict``. ``memoryLimit`` measures a sandboxed worker's
+    /// supervisor, not its task: use ``SandboxLimits/memory`` instead.
+    public var sandbox: Sandbox?
 
     /// Default options.
     public init() {}

@@ -150,6 +150,10 @@ final class WorkerDriver {
             if core.isTerminated { return nil }
             do {
                 return try await startWorker()
+            } catch ProcessError.sandbox(let error) {
+                // The same every time: no point trying again.
+                core.failQueued(.sandbox(error))
+                return nil
             } catch {
                 lastError = error
                 core.telemetry.workerStartFailed(error)
@@ -201,7 +205,7 @@ final class WorkerDriver {
         let child = try ChildProcess(
             task, name: "PoolWorker-\(number)", startMethod: options.startMethod,
             environment: options.environment, logger: core.telemetry.logger,
-            forwardsLogs: options.forwardsWorkerLogs)
+            forwardsLogs: options.forwardsWorkerLogs, sandbox: options.sandbox)
         try child.start()
         return WorkerHandle(child: child, socket: mine, pid: child.pid ?? 0, ledger: ledger)
     }
@@ -526,7 +530,7 @@ final class WorkerDriver {
                     WorkerLoss(
                         task: label, pid: worker.pid, status: status,
                         standardErrorTail: worker.child.standardErrorTail, workersKilled: killed,
-                        crashReport: worker.child.crashReport))
+                        crashReport: worker.child.crashReport, sandboxVerdict: worker.child.sandboxVerdict))
             }
         }
         guard let verdict else {

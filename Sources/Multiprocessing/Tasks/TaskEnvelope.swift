@@ -13,6 +13,10 @@ struct LaunchRequest: Codable, Sendable {
     var capturesStandardOutput: Bool
     /// Logging, setup and trace context for the child (Observability/), when there are any.
     var observation: LaunchObservation? = nil
+    /// The sandbox to apply before the task runs (a ``SandboxPlan`` in its own format); the last
+    /// descriptor of the launch frame is then the pipe its supervisor reports on (after the
+    /// stdout pipe).
+    var sandbox: [UInt8]? = nil
 }
 
 /// What a child sends back: the encoded output or a report of the error thrown.

@@ -1,0 +1,216 @@
+import CMultiprocessing
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The sandbox's init: pid 1 of its PID namespace (see ``SandboxSupervisor``). Applies every
+/// restriction to itself in order — file-system view, host name, loopback, limits,
+/// credentials, `no_new_privs`, Landlock — so that the task it forks inherits them all. The task
+/// installs the seccomp filter itself, first thing, tells the parent the sandbox is in force and
+/// hands the filter's listener over: the init answers the filter's notifications, so it must
+/// never be under the filter itself. Then the init stays to reap and to answer.
+enum SandboxInit {
+    /// Runs the init; returns only in the task process, with everything applied.
+    static func run(
+        _ plan: SandboxPlan, progress start: SandboxProgress, privileged: Bool, report: Int32, link: Int32,
+        descriptors: inout [Int32]
+    ) {
+        // Dies with the supervisor.
+        _ = mp_set_parent_death_signal(SIGKILL)
+        let sandbox = plan.sandbox
+        var progress = start
+        var handOver: [Int32] = [-1, -1]
+        let task: Int32
+        do throws(SandboxError) {
+            // The cgroup tree seen from inside starts at the sandbox's own.
+            if !progress.report.cgroupDirectories.isEmpty {
+                _ = mp_sb_unshare(SandboxCredentials.Namespace.cgroup)
+            }
+            let visible = try fileSystem(sandbox, runningFiles: plan.runningFiles, progress: &progress)
+            if let hostname = sandbox.hostname {
+                try progress.apply(.hostname) {
+                    let bytes = Array(hostname.utf8)
+                    return SandboxProgress.check("sethostname", sethostname(bytes, bytes.count))
+                }
+            }
+            if sandbox.network == .none, progress.report.isApplied(.network) {
+                try progress.apply(.network) {
+                    SandboxProgress.failure("bringing up lo", mp_sb_loopback_up())
+                }
+            }
+            try limits(sandbox.limits, progress: &progress)
+            try SandboxCredentials.drop(sandbox, privileged: privileged, progress: &progress)
+            if sandbox.usesLandlock {
+                var abi: Int?
+                let ownView = progress.report.isApplied(.fileSystem)
+                try progress.apply(.landlock) {
+                    SandboxLandlock.apply(sandbox, visible: visible, ownView: ownView, abi: &abi)
+                }
+                progress.report.landlockABI = abi
+            }
+            if !plan.notifyingFilter.isEmpty {
+                do throws(SystemError) {
+                    let pair = try Syscall.seqpacketPair()
+                    handOver = [pair.0, pair.1]
+                } catch {
+                    throw .setupFailed("\(error)")
+                }
+            }
+            task = fork()
+            if task < 0 { throw .setupFailed(SandboxProgress.reason("fork", errno)) }
+        } catch {
+            SandboxMessage.send(.failed(error), to: link)
+            SandboxMessage.mark(started: false, to: report)
+            _exit(70)
+        }
+        if task == 0 {
+            close(report)
+            if handOver[0] >= 0 {
+                close(handOver[0])
+                do throws(SandboxError) {
+                    try installFilter(plan, handOver: handOver[1], progress: &progress)
+                } catch {
+                    SandboxMessage.send(.failed(error), to: link)
+                    _exit(70)  // Unconfined: it must not run.
+                }
+            }
+            // In force: the parent's start returns. The pipe to the parent is closed before
+            // anything of the task runs.
+            SandboxMessage.send(.applied(progress.report), to: link)
+            close(link)
+            becomeTask(plan, descriptors: descriptors)
+            return
+        }
+        close(link)
+        var listener: Int32 = -1
+        if handOver[0] >= 0 {
+            close(handOver[1])
+            listener = receiveListener(from: handOver[0])
+            close(handOver[0])
+        }
+        SandboxMessage.mark(started: true, to: report)
+        // Nothing of the task's stays open here (its channel ends, its stdout pipe).
+        let reportFD = fcntl(report, F_DUPFD_CLOEXEC, 100)
+        let listenerFD = listener >= 0 ? fcntl(listener, F_DUPFD_CLOEXEC, 101) : -1
+        _ = dup2(reportFD, 3)
+        if listenerFD >= 0 { _ = dup2(listenerFD, 4) }
+        mp_close_from(listenerFD >= 0 ? 5 : 4)
+        let execOnce = plan.program != nil && !(sandbox.systemCalls?.allowsExec ?? true)
+        mp_sb_serve_init(task, listenerFD >= 0 ? 4 : -1, 3, execOnce ? 1 : 0)
+    }
+
+    /// In the task: installs the filter with a listener and hands the listener to the init;
+    /// where the kernel has no listeners, a filter that kills (denials then go unnamed).
+    private static func installFilter(_ plan: SandboxPlan, handOver: Int32, progress: inout SandboxProgress)
+        throws(SandboxError)
+    {
+        let notifying = SeccompProgram(packed: plan.notifyingFilter)
+        var fd = notifying.instructions.withUnsafeBufferPointer {
+            mp_sb_seccomp_install($0.baseAddress, Int32($0.count), 1)
+        }
+        if fd < 0 {
+            let killing = SeccompProgram(packed: plan.killingFilter)
+            fd = killing.instructions.withUnsafeBufferPointer {
+                mp_sb_seccomp_install($0.baseAddress, Int32($0.count), 0)
+            }
+            let failed = fd
+            try progress.apply(.systemCallFilter) { SandboxProgress.failure("seccomp", failed) }
+            fd = -1
+        } else {
+            try progress.apply(.systemCallFilter) { nil }
+        }
+        let descriptors = fd >= 0 ? [fd] : []
+        var message: UInt8 = fd >= 0 ? 1 : 0
+        _ = descriptors.withUnsafeBufferPointer {
+            mp_sendmsg_fds(handOver, &message, 1, $0.baseAddress, Int32($0.count), 0)
+        }
+        if fd >= 0 { close(fd) }
+        close(handOver)
+    }
+
+    /// In the init: the filter's listener, or -1 (no listener, or the task ended first).
+    private static func receiveListener(from handOver: Int32) -> Int32 {
+        var message: UInt8 = 0
+        var fds: [Int32] = [-1]
+        var count: Int32 = 0
+        var notes: Int32 = 0
+        let n = mp_recvmsg_fds(handOver, &message, 1, &fds, 1, &count, 0, &notes)
+        return n == 1 && message == 1 && count == 1 ? fds[0] : -1
+    }
+
+    /// The file-system view, or the paths Landlock allows where there is none.
+    private static func fileSystem(
+        _ sandbox: Sandbox, runningFiles: [String], progress: inout SandboxProgress
+    )
+        throws(SandboxError) -> [SandboxMounts.Visible]
+    {
+        // Without a view of its own, the sandbox sees this machine's paths: Landlock allows those listed.
+        var hostPaths = sandbox.readablePaths.map {
+            SandboxMounts.Visible(path: $0, writable: false, isDirectory: mp_sb_path_is_directory($0) == 1)
+        }
+        hostPaths += sandbox.writablePaths.map {
+            SandboxMounts.Visible(path: $0, writable: true, isDirectory: mp_sb_path_is_directory($0) == 1)
+        }
+        hostPaths += runningFiles.map { SandboxMounts.Visible(path: $0, writable: false, isDirectory: false) }
+        guard sandbox.isolatesFileSystem else { return hostPaths }
+        do {
+            let (visible, temporaryFailure) = try SandboxMounts.build(
+                sandbox, automaticPaths: runningFiles, ownsProcFS: progress.report.isApplied(.processes))
+            try progress.apply(.fileSystem) { nil }
+            if sandbox.temporaryDirectorySize != nil {
+                try progress.apply(.temporaryDirectory) { temporaryFailure }
+            }
+            return visible
+        } catch {
+            guard case .unavailable(let restriction, let reason) = error else { throw error }
+            try progress.skip(restriction, reason)
+            return hostPaths
+        }
+    }
+
+    /// The resource limits; memory and processes only where no cgroup holds them.
+    private static func limits(_ limits: SandboxLimits, progress: inout SandboxProgress) throws(SandboxError)
+    {
+        func set(_ which: Int32, _ soft: UInt64, _ hard: UInt64, _ restriction: SandboxRestriction)
+            throws(SandboxError)
+        {
+            try progress.apply(restriction) {
+                SandboxProgress.failure(
+                    "setrlimit", mp_sb_set_rlimit(mp_sb_rlimit_resource(which), soft, hard))
+            }
+        }
+        if let cpu = limits.cpuTime {
+            let (seconds, attoseconds) = cpu.components
+            let whole = UInt64(max(1, seconds + (attoseconds > 0 ? 1 : 0)))
+            try set(0, whole, whole + 1, .cpuLimit)
+        }
+        if let memory = limits.memory, progress.report.memoryLimitMechanism == nil {
+            let mapped =
+                (SandboxCgroups.readText("/proc/self/status") ?? "").split(separator: "\n").first {
+                    $0.hasPrefix("VmSize:")
+                }.flatMap { UInt64($0.split(separator: " ").dropFirst().first ?? "") } ?? 0
+            let limit = UInt64(memory) + mapped * 1024 + (256 << 20)
+            try set(1, limit, limit, .memoryLimit)
+            progress.report.memoryLimitMechanism = .resourceLimit
+        }
+        if let processes = limits.processes, progress.report.processLimitMechanism == nil {
+            try set(2, UInt64(processes), UInt64(processes), .processLimit)
+            progress.report.processLimitMechanism = .resourceLimit
+        }
+        if let files = limits.openFiles { try set(3, UInt64(files), UInt64(files), .openFileLimit) }
+        if let size = limits.fileSize { try set(4, UInt64(size), UInt64(size), .fileSizeLimit) }
+        if !limits.allowsCoreDumps { try set(5, 0, 0, .coreDumps) }
+    }
+
+    /// The task process: default dispositions for the group's signals, death with the init,
+    /// and the program, if it runs one.
+    private static func becomeTask(_ plan: SandboxPlan, descriptors: [Int32]) {
+        for signal in SandboxSupervisor.groupSignals { _ = Glibc.signal(signal, SIG_DFL) }
+        if mp_die_with_parent(getppid()) != 0 { _exit(1) }
+        guard let program = plan.program else { return }
+        SandboxProgramLauncher.exec(program, descriptors: descriptors)
+    }
+}

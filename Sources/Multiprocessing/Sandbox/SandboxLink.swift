@@ -1,0 +1,170 @@
+import CMultiprocessing
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The parent's end of a sandboxed child's report pipe: the supervisor says on it whether the
+/// sandbox is in force (a start waits for that), and at the end why the sandbox ended the task.
+/// The task never holds the pipe, so nothing it writes can pass for a report.
+final class SandboxLink: Sendable {
+    /// The parent's end (non-blocking).
+    let readFD: Int32
+    /// The child's end, sent with the launch request and closed here once sent.
+    let writeFD: Int32
+
+    private struct State {
+        var reader = SandboxMessage.Reader()
+        var report: SandboxReport?
+        var failure: SandboxError?
+        var exit: SandboxExit?
+        var atEnd = false
+        var closed = false
+        var childEndClosed = false
+    }
+    private let state = Mutex(State())
+
+    init() throws(ProcessError) {
+        var fds: [Int32] = [-1, -1]
+        let rc = mp_pipe(&fds)
+        if rc != 0 { throw .launchFailed(SystemError("pipe", code: rc)) }
+        readFD = fds[0]
+        writeFD = fds[1]
+        try? Syscall.setNonBlocking(readFD)  // Fails only for a descriptor that is not open.
+    }
+
+    deinit {
+        let s = state.withLock { $0 }
+        if !s.closed { Syscall.close(readFD) }
+        if !s.childEndClosed { Syscall.close(writeFD) }
+    }
+
+    /// The child has its copy (or never will).
+    func closeChildEnd() {
+        let close = state.withLock { s in
+            defer { s.childEndClosed = true }
+            return !s.childEndClosed
+        }
+        if close { Syscall.close(writeFD) }
+    }
+
+    /// The report, once the sandbox is in force.
+    var report: SandboxReport? { state.withLock { $0.report } }
+
+    /// Why the sandbox ended the task, once the child has ended (call ``finish(supervisor:)`` first).
+    var exit: SandboxExit? { state.withLock { $0.exit } }
+
+    /// Reads what the pipe holds now; `true` once the start is decided (report, failure or end).
+    private func drain() -> Bool {
+        state.withLock { s in
+            if !s.closed {
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let n = chunk.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
+                    if n > 0 {
+                        s.reader.append(chunk[0..<n])
+                        continue
+                    }
+                    if n < 0 && errno == EINTR { continue }
+                    if n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) { s.atEnd = true }
+                    break
+                }
+            }
+            while let item = s.reader.next() {
+                guard case .message(let message) = item else { continue }
+                switch message {
+                case .applied(let report): s.report = s.report ?? report
+                case .failed(let error): s.failure = s.failure ?? error
+                case .exited(let exit): s.exit = s.exit ?? exit
+                }
+            }
+            if s.reader.corrupt { s.atEnd = true }
+            return s.report != nil || s.failure != nil || s.atEnd
+        }
+    }
+
+    /// What the start learnt: the report, or the typed error.
+    private func decision() throws(ProcessError) -> SandboxReport {
+        let (report, failure) = state.withLock { ($0.report, $0.failure) }
+        if let failure { throw .sandbox(failure) }
+        if let report { return report }
+        throw .sandbox(.setupFailed("the child ended before its sandbox was in force"))
+    }
+
+    /// Waits (blocking the calling thread) until the sandbox is in force.
+    func waitForReport() throws(ProcessError) -> SandboxReport {
+        while !drain() {
+            _ = try? Syscall.poll(readFD, events: Int16(POLLIN), milliseconds: -1)
+        }
+        return try decision()
+    }
+
+    /// Waits (suspended) until the sandbox is in force.
+    func waitForReport() async throws(ProcessError) -> SandboxReport {
+        let reactor: IOReactor
+        do throws(SystemError) { reactor = try IOReactor.running() } catch { throw .launchFailed(error) }
+        while !drain() {
+            do throws(IOReactor.WaitError) {
+                try await reactor.wait(readFD, for: .read)
+            } catch .cancelled {
+                throw .cancelled
+            } catch {
+                // Not watchable (out of epoll watches): look again shortly.
+                await WaitTimer.sleep(for: .milliseconds(5))
+            }
+        }
+        return try decision()
+    }
+
+    /// Why the sandbox ended the task: the supervisor's verdict; else, under an address-space
+    /// limit (where no cgroup counts OOM kills), a crash in the allocator or with its message.
+    func verdict(status: ExitStatus?, standardErrorTail: [String], crashReport: CrashReport?)
+        -> SandboxVerdict?
+    {
+        if let verdict = exit?.verdict { return verdict }
+        guard let report, report.memoryLimitMechanism == .resourceLimit, case .signaled(let signal)? = status,
+            signal != .kill
+        else { return nil }
+        let said = standardErrorTail.contains { line in
+            line.contains("Could not allocate memory") || line.contains("failed to allocate")
+                || line.contains("out of memory")
+                || line.contains("Cannot allocate memory")
+        }
+        let allocating = crashReport?.frames.contains { frame in
+            let symbol = frame.symbol ?? ""
+            return symbol.contains("swift_slowAlloc") || symbol.contains("malloc")
+        }
+        return said || allocating == true ? .memoryLimit : nil
+    }
+
+    /// After the child's end: reads the supervisor's last word and removes the sandbox's cgroups
+    /// (which held the supervisor to its end). Idempotent. `supervisor` is the child's pid: the
+    /// cgroups are named after it, so those of a sandbox that failed to start, or whose
+    /// supervisor was killed before it could report them, are found too.
+    func finish(supervisor: Int32?) {
+        _ = drain()
+        let (reported, removed, close) = state.withLock { s -> ([String], Bool, Bool) in
+            defer { s.closed = true }
+            return (s.report?.cgroupDirectories ?? [], s.exit?.cgroupsRemoved ?? false, !s.closed)
+        }
+        guard close else { return }
+        IOReactor.existing?.forget(readFD)
+        Syscall.close(readFD)
+        guard !removed else { return }
+        var leftovers = reported
+        if let supervisor {
+            for directory in SandboxCgroups.directories(
+                of: supervisor, in: SandboxHostFacts.cgroupHierarchies)
+            where !leftovers.contains(directory) {
+                leftovers.append(directory)
+            }
+        }
+        // Every process of the sandbox is gone once the supervisor is: one try is enough, but
+        // one that must wait for stragglers does it on a thread of its own.
+        let busy = leftovers.filter { rmdir($0) != 0 && errno == EBUSY }
+        if !busy.isEmpty { try? OSThread.detach(name: "mp-cgroups") { SandboxCgroups.remove(busy) } }
+    }
+}

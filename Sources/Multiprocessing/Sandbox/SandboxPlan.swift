@@ -1,0 +1,38 @@
+/// What a sandboxed child learns with its launch request: the sandbox, the program to run in it
+/// instead of a Swift task (if any), and what the parent worked out for it once — the files this
+/// binary runs from, the cgroup hierarchies, the assembled seccomp filter — which every child
+/// would otherwise work out again, at a cost on every start (the child is the same binary, in
+/// the same cgroups, on the same machine).
+struct SandboxPlan: Sendable {
+    var sandbox: Sandbox
+    var program: SandboxProgramPlan?
+    var runningFiles: [String]
+    var cgroupHierarchies: [SandboxCgroups.Hierarchy]
+    /// The filter whose denials go to the init's listener, and the one that kills where the
+    /// kernel has no listeners (``SeccompProgram/packed``); empty without a filter.
+    var notifyingFilter: [UInt64]
+    var killingFilter: [UInt64]
+
+    /// The plan for `sandbox`, from this process's cached facts.
+    ///
+    /// - Throws: ``SandboxError/invalidConfiguration(_:)`` for a filter that cannot be built;
+    ///   ``SandboxError/unavailable(_:reason:)`` where there is no filter for this architecture.
+    static func make(_ sandbox: Sandbox, program: SandboxProgramPlan?) throws(SandboxError) -> SandboxPlan {
+        let filters = try sandbox.systemCalls.map { filter throws(SandboxError) in
+            try SandboxHostFacts.filters(for: filter)
+        }
+        return SandboxPlan(
+            sandbox: sandbox, program: program, runningFiles: SandboxHostFacts.runningFiles,
+            cgroupHierarchies: SandboxHostFacts.cgroupHierarchies, notifyingFilter: filters?.notifying ?? [],
+            killingFilter: filters?.killing ?? [])
+    }
+}
+
+/// An external program a sandboxed child runs (``Sandbox/run(_:arguments:environment:workingDirectory:input:timeLimit:outputLimit:startMethod:)``).
+/// Its standard input, output and error are the first three descriptors of the launch frame.
+struct SandboxProgramPlan: Sendable {
+    var executable: String
+    var arguments: [String]
+    var environment: [String]
+    var workingDirectory: String?
+}

@@ -1,0 +1,200 @@
+import CMultiprocessing
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// The child the parent started, when it is sandboxed: it stays outside the sandbox and
+/// watches it.
+///
+/// Three processes, because a PID namespace only holds the *children* of the process that made
+/// it, and the first of them is the namespace's init (which ignores signals it has no handler
+/// for, and takes every process of the namespace along when it dies):
+///
+/// - the **supervisor** (this process, the pid the parent knows, leading the process group):
+///   enters the user namespace (unprivileged) and makes the PID, network, IPC and UTS
+///   namespaces and the cgroups (entering them, so that the init is born inside), forks the
+///   init; at the end it reads the cgroups' counters, tells the parent why the sandbox ended the
+///   task (``SandboxVerdict``) and ends the way the task ended. The parent removes the cgroups.
+/// - the **init** (pid 1 inside, ``SandboxInit``): builds the file-system view, brings up the
+///   loopback, sets the limits, drops privileges, applies Landlock, forks the task, then reaps
+///   and answers the seccomp filter's notifications.
+/// - the **task** (pid 2 inside): installs the seccomp filter, tells the parent the sandbox is
+///   in force, hands the filter's listener to the init, and returns to the child runtime, which
+///   runs the Swift task as in any child (or executes the program).
+///
+/// Every step runs while the process is single-threaded (from the C constructor, before any
+/// thread of the Swift runtime starts), which a user namespace requires and `fork` needs. The
+/// task never holds the pipe to the parent, so nothing it writes can pass for a report.
+enum SandboxSupervisor {
+    /// Signals that go to the whole process group (``ChildProcess/terminate()``, Ctrl-C): the
+    /// task decides what they do; the supervisor and the init outlive them to report.
+    static let groupSignals: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM]
+
+    /// Applies the plan (``SandboxPlan/bytes``) around the calling child; returns only in the
+    /// task process. `descriptors` are the launch frame's: the last one is the pipe to the
+    /// parent, taken here.
+    static func enter(_ encoded: [UInt8], controlFD: Int32, lifeline: Int32, descriptors: inout [Int32]) {
+        guard let link = descriptors.popLast() else { _exit(70) }
+        guard let plan = SandboxPlan(bytes: encoded) else {
+            SandboxMessage.send(.failed(.setupFailed("the sandbox's plan does not decode")), to: link)
+            _exit(70)
+        }
+        let sandbox = plan.sandbox
+        let privileged = SandboxCredentials.isPrivileged
+        var progress = SandboxProgress(enforcement: sandbox.enforcement)
+        func abandon(_ error: SandboxError) -> Never {
+            SandboxMessage.send(.failed(error), to: link)
+            _exit(70)
+        }
+        do throws(SandboxError) {
+            try SandboxCredentials.unshare(sandbox, privileged: privileged, progress: &progress)
+        } catch {
+            abandon(error)
+        }
+        // The cgroups, which this process enters so that the init is born in them (moving a
+        // process later, while it works, costs milliseconds); the parent removes them once this
+        // process is gone.
+        var cgroups = SandboxCgroups()
+        let limits = sandbox.limits
+        if limits.memory != nil || limits.processes != nil {
+            SandboxCgroups.removeStale(in: plan.cgroupHierarchies)
+            cgroups = SandboxCgroups.make(
+                memory: limits.memory, processes: limits.processes, in: plan.cgroupHierarchies)
+            if !cgroups.directories.isEmpty, let failure = cgroups.attach(getpid()) {
+                cgroups.remove()
+                cgroups = SandboxCgroups()
+                if sandbox.enforcement == .required {
+                    abandon(
+                        .unavailable(limits.memory != nil ? .memoryLimit : .processLimit, reason: failure))
+                }
+            }
+            do throws(SandboxError) {
+                if let memory = cgroups.memory {
+                    progress.report.memoryLimitMechanism = memory.version
+                    try progress.apply(.memoryLimit) { nil }
+                }
+                if let pids = cgroups.pids {
+                    progress.report.processLimitMechanism = pids.version
+                    try progress.apply(.processLimit) { nil }
+                }
+            } catch {
+                abandon(error)
+            }
+            progress.report.cgroupDirectories = cgroups.directories
+        }
+        var report: [Int32] = [-1, -1]
+        guard mp_pipe(&report) == 0 else { abandon(.setupFailed(SandboxProgress.reason("pipe", errno))) }
+        for signal in groupSignals { _ = Glibc.signal(signal, SIG_IGN) }
+        let ownPIDNamespace = progress.report.isApplied(.processes)
+        // Without a PID namespace, what the task leaves running when it ends comes here.
+        if !ownPIDNamespace { _ = mp_sb_prctl(36, 1, 0, 0, 0) }  // PR_SET_CHILD_SUBREAPER
+        let initPID = fork()
+        if initPID < 0 { abandon(.setupFailed(SandboxProgress.reason("fork", errno))) }
+        if initPID == 0 {
+            close(report[0])
+            SandboxInit.run(
+                plan, progress: progress, privileged: privileged, report: report[1], link: link,
+                descriptors: &descriptors)
+            return  // The task.
+        }
+        close(report[1])
+        // The task's descriptors are the task's: a copy here would keep its peers from seeing
+        // end-of-file when it closes them.
+        for fd in descriptors { close(fd) }
+        descriptors = []
+        // Never the OOM killer's choice in the sandbox's memory cgroup: the task is.
+        if cgroups.memory != nil { _ = SandboxCgroups.writeFile("-1000", to: "/proc/self/oom_score_adj") }
+        supervise(
+            initPID: initPID, reportFD: report[0], link: link, lifeline: lifeline, cgroups: cgroups,
+            cpuLimit: sandbox.limits.cpuTime, ownPIDNamespace: ownPIDNamespace)
+    }
+
+    /// Waits for the end, reports it and ends like the task.
+    private static func supervise(
+        initPID: Int32, reportFD: Int32, link: Int32, lifeline: Int32, cgroups: SandboxCgroups,
+        cpuLimit: Duration?,
+        ownPIDNamespace: Bool
+    ) -> Never {
+        var reader = SandboxMessage.Reader()
+        var record: mp_sb_exit_record?
+        var started = false
+        var failed = false
+        reading: while true {
+            while let item = reader.next() {
+                switch item {
+                case .started: started = true
+                case .failed: failed = true
+                case .message: break
+                case .exitRecord(let exit):
+                    record = exit
+                    break reading
+                }
+            }
+            var fds = [pollfd(fd: reportFD, events: Int16(POLLIN), revents: 0)]
+            if lifeline >= 0 { fds.append(pollfd(fd: lifeline, events: mp_hang_up_events(), revents: 0)) }
+            if poll(&fds, nfds_t(fds.count), -1) < 0 { continue }
+            if fds.count > 1, mp_hung_up(fds[1].revents) != 0 {
+                // The parent is gone: so is everything this child started.
+                _ = kill(initPID, SIGKILL)
+                var status: Int32 = 0
+                _ = waitpid(initPID, &status, 0)
+                mp_kill_descendants_and_die()
+            }
+            if fds[0].revents != 0, !reader.fill(from: reportFD) { break }
+        }
+        var initStatus: Int32 = 0
+        while waitpid(initPID, &initStatus, 0) < 0 && errno == EINTR {}
+        if !ownPIDNamespace {
+            // What the task left running is ours to end (in a PID namespace, the init's end
+            // ended it).
+            while mp_kill_child_processes() > 0 {
+                var status: Int32 = 0
+                while waitpid(-1, &status, WNOHANG) > 0 {}
+                usleep(1000)
+            }
+        }
+        guard let record else {
+            if failed { _exit(70) }  // The init told the parent why.
+            if !started {
+                SandboxMessage.send(
+                    .failed(.setupFailed("the sandbox's init ended (wait status \(initStatus))")), to: link)
+                _exit(70)
+            }
+            mp_sb_exit_like(initStatus)
+        }
+        let verdict = self.verdict(record, cgroups: cgroups, cpuLimit: cpuLimit)
+        // The cgroups hold this process: the parent removes them when it has reaped it.
+        SandboxMessage.send(
+            .exited(
+                SandboxExit(
+                    verdict: verdict, status: record.status, cpuMicroseconds: record.cpu_microseconds,
+                    cgroupsRemoved: cgroups.directories.isEmpty)), to: link)
+        mp_sb_exit_like(record.status)
+    }
+
+    /// Why the sandbox ended the task, from its exit record and the cgroups' counters.
+    static func verdict(_ record: mp_sb_exit_record, cgroups: SandboxCgroups, cpuLimit: Duration?)
+        -> SandboxVerdict?
+    {
+        if record.denied_call >= 0 {
+            return .systemCallDenied(name: SystemCallTable.name(of: record.denied_call))
+        }
+        let status = record.status
+        guard status & 0x7f != 0 else { return nil }  // It exited: whatever it ran into, it handled.
+        let signal = status & 0x7f
+        if signal == SIGSYS { return .systemCallDenied(name: "unknown (killed by the filter)") }
+        if cgroups.memoryKills > 0 { return .memoryLimit }
+        if signal == SIGXCPU { return .cpuLimit }
+        if signal == SIGKILL, let cpuLimit,
+            Double(record.cpu_microseconds) / 1e6 >= Double(cpuLimit.components.seconds)
+        {
+            return .cpuLimit
+        }
+        if signal == SIGXFSZ { return .fileSizeLimit }
+        if cgroups.processLimitHits > 0 { return .processLimit }
+        return nil
+    }
+}

@@ -85,7 +85,8 @@ extension Sandbox {
         do {
             child = try ChildProcess(
                 task, name: name, startMethod: startMethod, environment: [:], workingDirectory: nil,
-                capturesStandardError: true, capturesStandardOutput: false, sandbox: self, program: plan)
+                capturesStandardError: true, capturesStandardOutput: false, logger: nil, forwardsLogs: false,
+                sandbox: self, program: plan)
             try await child.start()
         } catch {
             for fd in [outPipe[1], errPipe[1]] { Syscall.close(fd) }

@@ -26,6 +26,7 @@
 #include <unistd.h>
 #ifdef __linux__
 #include <sys/prctl.h>
+#include "ProcPath.h"
 #endif
 
 int mp_parent_death_signal(void) {
@@ -47,25 +48,11 @@ static int64_t monotonic_ns(void) {
 static int mp_dying = 0;
 
 #ifdef __linux__
-// "/proc/<pid>/stat" without snprintf (not async-signal-safe).
-static void mp_stat_path(pid_t pid, char path[32]) {
-    char digits[12];
-    int n = 0;
-    unsigned value = (unsigned)pid;
-    do {
-        digits[n++] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value != 0 && n < (int)sizeof digits);
-    memcpy(path, "/proc/", 6);
-    int at = 6;
-    while (n > 0) path[at++] = digits[--n];
-    memcpy(path + at, "/stat", 6);
-}
 
 // The state letter and parent of `pid`; 0, or -1 when it is gone.
 static int mp_read_stat(pid_t pid, char *state, pid_t *parent) {
     char path[32];
-    mp_stat_path(pid, path);
+    mp_proc_path(pid, "/stat", path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     // "pid (comm) S ppid ...": comm is at most 15 bytes, so the parent is in the first 64.

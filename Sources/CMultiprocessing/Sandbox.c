@@ -28,6 +28,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include "ProcPath.h"
 #endif
 
 #ifdef __linux__
@@ -270,17 +271,7 @@ int mp_sb_seccomp_install(const struct mp_bpf_insn *program, int count, int list
 // thread that made the call.
 static pid_t mp_sb_thread_group(pid_t tid) {
     char path[40];
-    char digits[12];
-    int n = 0;
-    unsigned value = (unsigned)tid;
-    do {
-        digits[n++] = (char)('0' + value % 10);
-        value /= 10;
-    } while (value != 0 && n < (int)sizeof digits);
-    memcpy(path, "/proc/", 6);
-    int at = 6;
-    while (n > 0) path[at++] = digits[--n];
-    memcpy(path + at, "/status", 8);
+    mp_proc_path(tid, "/status", path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     char buf[1024];

@@ -31,9 +31,7 @@ public final class ClusterAdmin: Service, Sendable {
         let clientTask = db.startClient()
         defer { clientTask.cancel() }
         do {
-            try await db.retrying("migrating the schema") {
-                try await ClusterSchema.migrate(db.client, configuration: db.configuration)
-            }
+            try await db.migrate()
             started.open(.success(()))
         } catch {
             started.open(.failure(error))

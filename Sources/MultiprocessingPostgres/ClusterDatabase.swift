@@ -32,6 +32,13 @@ final class ClusterDatabase: Sendable {
         return Task.detached { await client.run() }
     }
 
+    /// Creates or upgrades the schema (``ClusterSchema``), trying again through connection loss.
+    func migrate() async throws {
+        try await retrying("migrating the schema") {
+            try await ClusterSchema.migrate(client, configuration: configuration)
+        }
+    }
+
     /// Runs `operation`, trying again with a growing pause while the failure is a lost
     /// connection, a server restarting or refusing connections, or a serialisation conflict,
     /// for up to the configured reconnect time-out. Every operation passed here must be safe

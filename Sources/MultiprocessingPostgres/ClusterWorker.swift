@@ -111,9 +111,7 @@ public final class ClusterWorker: Service, Sendable {
     }
 
     private func serve(_ db: ClusterDatabase) async throws {
-        try await db.retrying("migrating the schema") {
-            try await ClusterSchema.migrate(db.client, configuration: configuration)
-        }
+        try await db.migrate()
         let queries = WorkerQueries(db: db, workerID: id)
         let registration = WorkerRegistration(
             host: options.hostName ?? Self.hostName(), pid: getpid(),

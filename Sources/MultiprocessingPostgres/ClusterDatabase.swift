@@ -1,6 +1,12 @@
 import PostgresNIO
 import ServiceLifecycle
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
 /// One party's connection to the queue: a postgres-nio client, its background task, and the
 /// retry rule every statement goes through.
 final class ClusterDatabase: Sendable {
@@ -16,6 +22,7 @@ final class ClusterDatabase: Sendable {
 
     init(configuration: ClusterConfiguration, label: String) {
         self.configuration = configuration
+        Self.survivesBrokenConnections
         var connection = configuration.connection
         connection.options.connectTimeout = .seconds(5)
         client = PostgresClient(configuration: connection)
@@ -23,6 +30,17 @@ final class ClusterDatabase: Sendable {
         events = configuration.logger
         metrics = ClusterMetrics.make()
     }
+
+    /// SwiftNIO writes to its sockets with `writev`, which raises SIGPIPE when PostgreSQL went
+    /// away mid-write (a restart, a killed backend); its default action would end the whole
+    /// program, where the promise is a reconnect. So the first party ignores SIGPIPE, unless the
+    /// program installed a handler of its own (left as it was). Children started with `.spawn` or
+    /// `.forkserver` get the default action back.
+    private static let survivesBrokenConnections: Void = {
+        let previous = signal(SIGPIPE, SIG_IGN)
+        // SIG_DFL is `nil` and SIG_IGN is 1: anything else is the program's own handler.
+        if let previous, unsafeBitCast(previous, to: Int.self) != 1 { _ = signal(SIGPIPE, previous) }
+    }()
 
     /// Starts the client's background work in a detached task, which inherits no graceful
     /// shutdown (postgres-nio's client would end at once on one, while its owner still needs the

@@ -86,7 +86,8 @@ struct ChannelTests {
         let start = ContinuousClock.now
         await #expect(throws: ChannelError.timedOut) { try await a.receive(timeout: .milliseconds(100)) }
         #expect(throws: ChannelError.timedOut) { try a.receiveBlocking(timeout: .milliseconds(50)) }
-        #expect(ContinuousClock.now - start < .seconds(5))
+        // Ended by the time-outs, not by a hang (loose: the whole suite shares 2 cores).
+        #expect(ContinuousClock.now - start < .seconds(60))
     }
 
     @Test("a timed or cancelled receive queued behind an untimed one ends on its own")

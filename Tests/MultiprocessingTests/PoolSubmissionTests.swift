@@ -49,7 +49,8 @@ struct PoolSubmissionTests {
     @Test("a submitted task follows the pool's failure rules: crash, time-out, cancel")
     func submitTaskFailures() async throws {
         var options = PoolOptions()
-        options.taskTimeout = .milliseconds(300)
+        // Long enough for a crash report on a loaded machine: the trap must not time out first.
+        options.taskTimeout = .seconds(5)
         options.terminationGrace = .milliseconds(200)
         try await withProcessPool(workers: 1, options: options) { (pool: ProcessPool) async throws in
             await #expect {

@@ -8,8 +8,10 @@ import Testing
 
 /// Every restriction gets an escape attempt that must fail, under spawn and forkserver, started
 /// by root and by an unprivileged user (a child that became `nobody` starts the sandbox).
-/// Tests only ever connect to 127.0.0.1.
-@Suite("Sandbox escapes")
+/// Tests only ever connect to 127.0.0.1. One at a time: several of them exhaust CPU, memory or
+/// processes on purpose, and all of them at once (four variants each) stalled the rest of the
+/// suite's timed waits for seconds on 2 cores.
+@Suite("Sandbox escapes", .serialized)
 struct SandboxEscapeTests {
     static let variants = SandboxVariant.all
 

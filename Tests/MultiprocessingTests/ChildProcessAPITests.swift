@@ -43,10 +43,8 @@ struct ChildProcessAPITests {
         let threads = Mutex<[String]>([])
         StartHook.set { name in
             guard name.hasPrefix(prefix) else { return }
-            var buffer = [CChar](repeating: 0, count: 32)
-            pthread_getname_np(pthread_self(), &buffer, buffer.count)
-            let thread = String(
-                decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let comm = readSmallFile("/proc/thread-self/comm") ?? []
+            let thread = String(decoding: comm.filter { $0 != 10 }, as: UTF8.self)
             threads.withLock { $0.append(thread) }
         }
         defer { StartHook.set(nil) }

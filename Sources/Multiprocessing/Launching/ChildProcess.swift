@@ -521,8 +521,10 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             let environment = self.environment
             let workingDirectory = self.workingDirectory
             let parent = getpid()
+            let typeName = self.typeName
             let forked: Result<Int32, SystemError> = try launchStep(
                 try Launcher.shared.run {
+                    ForkWarmUp.prepare(typeName: typeName)
                     let pid = mp_fork()
                     if pid < 0 { return .failure(SystemError("fork")) }  // On this thread: its errno.
                     guard pid == 0 else { return .success(pid) }

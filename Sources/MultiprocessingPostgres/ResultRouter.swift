@@ -114,29 +114,13 @@ final class ResultRouter: Sendable {
 
     // MARK: Loops
 
-    /// `LISTEN`s for finished tasks, reconnecting with a growing pause; each (re)connection
-    /// asks for a sweep, since notifications sent meanwhile are lost.
+    /// `LISTEN`s for finished tasks (``ClusterListener``); each (re)connection and each lost
+    /// session asks for a sweep, since notifications sent meanwhile are lost.
     func listen(_ db: ClusterDatabase) async {
-        var pause = db.configuration.reconnectDelay
-        while !Task.isCancelled {
-            do {
-                try await db.client.withConnection { connection in
-                    try await connection.listen(on: db.configuration.channel) { notifications in
-                        pause = db.configuration.reconnectDelay
-                        self.requestSweep()
-                        for try await notification in notifications {
-                            let payload = notification.payload
-                            guard payload.first == "f" else { continue }
-                            self.announced(payload.dropFirst().split(separator: ",").compactMap { Int64($0) })
-                        }
-                    }
-                }
-            } catch {
-                db.logger.debug("listening failed", metadata: ["error": "\(ClusterDatabase.describe(error))"])
-            }
-            guard (try? await Task.sleep(for: pause)) != nil else { return }
-            pause = min(pause * 2, db.configuration.maximumReconnectDelay)
-            requestSweep()
+        await ClusterListener.run(db, listening: { self.requestSweep() }, lost: { self.requestSweep() }) {
+            payload in
+            guard payload.first == "f" else { return }
+            self.announced(payload.dropFirst().split(separator: ",").compactMap { Int64($0) })
         }
     }
 

@@ -18,23 +18,10 @@ struct WorkerLoops: Sendable {
     /// `LISTEN` for new work and for tasks finished elsewhere (cancelled ones among them),
     /// reconnecting with a growing pause.
     func listen() async {
-        var pause = db.configuration.reconnectDelay
-        while !Task.isCancelled {
-            do {
-                try await db.client.withConnection { connection in
-                    try await connection.listen(on: db.configuration.channel) { notifications in
-                        pause = db.configuration.reconnectDelay
-                        core.claimWake.signal()  // Anything queued while we were not listening.
-                        for try await notification in notifications {
-                            handle(notification.payload)
-                        }
-                    }
-                }
-            } catch {
-                db.logger.debug("listening failed", metadata: ["error": "\(ClusterDatabase.describe(error))"])
-            }
-            guard (try? await Task.sleep(for: pause)) != nil else { return }
-            pause = min(pause * 2, db.configuration.maximumReconnectDelay)
+        let core = self.core
+        // Anything queued while we were not listening.
+        await ClusterListener.run(db, listening: { core.claimWake.signal() }, lost: {}) { payload in
+            handle(payload)
         }
     }
 

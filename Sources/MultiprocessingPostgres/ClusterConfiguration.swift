@@ -28,6 +28,11 @@ public struct ClusterConfiguration: Sendable {
     /// How long an operation keeps trying through connection loss before it fails with
     /// ``ClusterError/database(_:)``. Default: five minutes.
     public var reconnectTimeout: Duration = .seconds(300)
+    /// How long one try of a database operation may take before it is given up and tried
+    /// again, like a lost connection. A guard against a request that never ends (a half-open
+    /// connection; after a server restart, postgres-nio 1.33 can leave one suspended for ever);
+    /// keep it above the slowest statement (a large batch insert or result read). Default: 30 s.
+    public var operationTimeout: Duration = .seconds(30)
     /// Where producers, workers and admins log the cluster's events, with `task`, `task.name`,
     /// `attempt`, `queue` and `worker` metadata: a worker started or stopped (`info`), tasks
     /// claimed (`debug`), an attempt that failed (`notice`), a payload that does not decode

@@ -62,14 +62,14 @@ final class ClusterDatabase: Sendable {
     /// for up to the configured reconnect time-out. Every operation passed here must be safe
     /// to repeat: a statement whose connection broke may or may not have committed.
     func retrying<T: Sendable>(
-        _ what: String, _ operation: @Sendable () async throws -> T
+        _ what: String, _ operation: @escaping @Sendable () async throws -> T
     ) async throws -> T {
         try await retryingCounted(what) { _ in try await operation() }
     }
 
     /// ``retrying(_:_:)``, telling `operation` which try this is (1 for the first).
     func retryingCounted<T: Sendable>(
-        _ what: String, _ operation: @Sendable (Int) async throws -> T
+        _ what: String, _ operation: @escaping @Sendable (Int) async throws -> T
     ) async throws -> T {
         var attempt = 0
         let deadline = ContinuousClock.now + configuration.reconnectTimeout
@@ -77,7 +77,10 @@ final class ClusterDatabase: Sendable {
         while true {
             attempt += 1
             do {
-                return try await operation(attempt)
+                let attempt = attempt
+                return try await Self.bounded(by: configuration.operationTimeout, what) {
+                    try await operation(attempt)
+                }
             } catch {
                 guard Self.isTransient(error), ContinuousClock.now < deadline, !Task.isCancelled else {
                     if error is CancellationError || error is ClusterError { throw error }
@@ -95,8 +98,39 @@ final class ClusterDatabase: Sendable {
         }
     }
 
+    /// A try that took longer than ``ClusterConfiguration/operationTimeout``: tried again.
+    struct OperationTimedOut: Error, CustomStringConvertible {
+        var what: String
+        var after: Duration
+        var description: String { "\(what): no answer after \(after)" }
+    }
+
+    /// Runs `operation` in a task of its own and returns what it returns, unless `limit` passes
+    /// or the caller is cancelled first: then the task is cancelled and left behind, not
+    /// awaited, since a request postgres-nio never ends would otherwise hold the caller too.
+    static func bounded<T: Sendable>(
+        by limit: Duration, _ what: String, _ operation: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        let outcome = Gate<T>()
+        let work = Task {
+            do { outcome.open(.success(try await operation())) } catch { outcome.open(.failure(error)) }
+        }
+        let timer = Task {
+            try await Task.sleep(for: limit)
+            outcome.open(.failure(OperationTimedOut(what: what, after: limit)))
+        }
+        defer { timer.cancel() }
+        do {
+            return try await outcome.value()
+        } catch {
+            work.cancel()
+            throw error
+        }
+    }
+
     /// `true` for failures that another try may not meet.
     static func isTransient(_ error: any Error) -> Bool {
+        if error is OperationTimedOut { return true }
         if error is CancellationError || error is ClusterError { return false }
         guard let error = error as? PSQLError else { return true }  // NIO's connection errors
         switch error.code {

@@ -53,7 +53,7 @@ final class ClusterDatabase: Sendable {
     /// Creates or upgrades the schema (``ClusterSchema``), trying again through connection loss.
     func migrate() async throws {
         try await retrying("migrating the schema") {
-            try await ClusterSchema.migrate(client, configuration: configuration)
+            try await ClusterSchema.migrate(self.client, configuration: self.configuration)
         }
     }
 

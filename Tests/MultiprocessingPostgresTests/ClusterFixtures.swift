@@ -174,6 +174,9 @@ enum TestDatabase {
             url: try await url(), schema: "test_\(label)_\(getpid())_\(number)")
         configuration.pollInterval = .milliseconds(500)
         configuration.reconnectTimeout = .seconds(60)
+        // Short, so that a request postgres-nio leaves hanging after the restart test's restart
+        // costs the suite seconds (the default is 30 s).
+        configuration.operationTimeout = .seconds(10)
         return configuration
     }
 

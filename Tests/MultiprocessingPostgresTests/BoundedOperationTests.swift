@@ -1,0 +1,45 @@
+import Synchronization
+import Testing
+
+@testable import MultiprocessingPostgres
+
+/// The guard against a database request that never ends (seen after a server restart).
+@Suite("Bounded database operations")
+struct BoundedOperationTests {
+    @Test("a try that never answers is given up after the limit, and counts as transient")
+    func neverAnswers() async throws {
+        let start = ContinuousClock.now
+        await #expect {
+            try await ClusterDatabase.bounded(by: .milliseconds(200), "waiting for nothing") {
+                // Like the leaked request: suspended for ever, deaf to cancellation.
+                await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in }
+            }
+        } throws: { error in
+            error is ClusterDatabase.OperationTimedOut && ClusterDatabase.isTransient(error)
+        }
+        #expect(ContinuousClock.now - start < .seconds(30))  // Not a hang (loose: a busy suite).
+    }
+
+    @Test("a try that answers in time returns its value; its error passes through")
+    func answers() async throws {
+        #expect(try await ClusterDatabase.bounded(by: .seconds(30), "adding") { 2 + 2 } == 4)
+        struct Refused: Error {}
+        await #expect(throws: Refused.self) {
+            try await ClusterDatabase.bounded(by: .seconds(30), "refusing") { throw Refused() }
+        }
+    }
+
+    @Test("cancelling the caller ends the wait at once, even when the try ignores it")
+    func cancelled() async throws {
+        let started = Atomic<Bool>(false)
+        let caller = Task {
+            try await ClusterDatabase.bounded(by: .seconds(3600), "waiting for nothing") {
+                started.store(true, ordering: .relaxed)
+                await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in }
+            }
+        }
+        while !started.load(ordering: .relaxed) { try await Task.sleep(for: .milliseconds(5)) }
+        caller.cancel()
+        await #expect(throws: CancellationError.self) { try await caller.value }
+    }
+}

@@ -15,8 +15,11 @@ public struct StartMethod: Sendable, Hashable, CustomStringConvertible {
     /// Forks the calling process. Fast, but **unsafe once any thread exists** — and in a Swift
     /// program the concurrency runtime, Dispatch and this library's own I/O thread all start
     /// threads. A lock held by another thread at the moment of the fork stays locked forever in
-    /// the child, which can deadlock or silently lose work. Prefer ``forkserver``. Offered for
-    /// programs that know they are single-threaded.
+    /// the child, which can deadlock or silently lose work; the Swift runtime's own caches (type
+    /// metadata, conformances) are such locks. The library makes in the parent, before each
+    /// fork, what the child's own start needs from them; what the task's code needs first in
+    /// the child keeps the hazard. Prefer ``forkserver``. Offered for programs that know they
+    /// are single-threaded.
     public static let fork = StartMethod(kind: .fork)
 
     /// `"spawn"`, `"forkserver"` or `"fork"`.

@@ -117,11 +117,12 @@ final class ResultRouter: Sendable {
     /// `LISTEN`s for finished tasks (``ClusterListener``); each (re)connection and each lost
     /// session asks for a sweep, since notifications sent meanwhile are lost.
     func listen(_ db: ClusterDatabase) async {
-        await ClusterListener.run(db, listening: { self.requestSweep() }, lost: { self.requestSweep() }) {
-            payload in
-            guard payload.first == "f" else { return }
-            self.announced(payload.dropFirst().split(separator: ",").compactMap { Int64($0) })
-        }
+        await ClusterListener.run(
+            db, listening: { self.requestSweep() }, lost: { self.requestSweep() },
+            handle: { payload in
+                guard payload.first == "f" else { return }
+                self.announced(payload.dropFirst().split(separator: ",").compactMap { Int64($0) })
+            })
     }
 
     /// Reads finished tasks as they are announced, and every waiting one when nothing was

@@ -20,9 +20,8 @@ struct WorkerLoops: Sendable {
     func listen() async {
         let core = self.core
         // Anything queued while we were not listening.
-        await ClusterListener.run(db, listening: { core.claimWake.signal() }, lost: {}) { payload in
-            handle(payload)
-        }
+        await ClusterListener.run(
+            db, listening: { core.claimWake.signal() }, lost: {}, handle: { payload in handle(payload) })
     }
 
     func handle(_ payload: String) {

@@ -7,15 +7,16 @@ import Multiprocessing
 // Confinement: the start of a child in the strictest sandbox against bubblewrap, and what a
 // sandbox costs a CPU-bound pool.
 
-/// Start + join of an empty task in `Sandbox.strict`, median of `count`, milliseconds.
-func sandboxStart(_ method: StartMethod, count: Int) async throws -> Double {
-    let warm = try ChildProcess(EmptyTask(), startMethod: method, sandbox: .strict)
+/// Start + join of an empty task in `sandbox` (`Sandbox.strict` by default; `nil`: none),
+/// median of `count`, milliseconds.
+func sandboxStart(_ method: StartMethod, count: Int, sandbox: Sandbox? = .strict) async throws -> Double {
+    let warm = try ChildProcess(EmptyTask(), startMethod: method, sandbox: sandbox)
     try await warm.start()
     try await warm.join()
     var samples: [Double] = []
     for _ in 0..<count {
         let start = ContinuousClock.now
-        let child = try ChildProcess(EmptyTask(), startMethod: method, sandbox: .strict)
+        let child = try ChildProcess(EmptyTask(), startMethod: method, sandbox: sandbox)
         try await child.start()
         try await child.join()
         samples.append(seconds(ContinuousClock.now - start) * 1e3)
@@ -145,3 +146,34 @@ let sandboxCatalogue: [CatalogueEntry] = [
     ("sandbox_start_spawn", "ms", "lower", { try await sandboxStart(.spawn, count: 30) }),
     ("sandbox_pool_overhead", "%", "lower", { try await sandboxPoolOverhead() }),
 ]
+
+/// `mp-bench --sandbox-breakdown`: what each part of `Sandbox.strict` adds to a forkserver
+/// start, by taking one part away at a time (medians of `count` starts, milliseconds).
+func sandboxBreakdown(count: Int) async throws -> [(String, Double)] {
+    var variants: [(String, Sandbox?)] = [("unconfined", nil), ("strict", .strict)]
+    func without(_ name: String, _ change: (inout Sandbox) -> Void) {
+        var sandbox = Sandbox.strict
+        change(&sandbox)
+        variants.append(("strict without \(name)", sandbox))
+    }
+    without("network namespace") { $0.network = .host }
+    without("file-system view") {
+        $0.isolatesFileSystem = false
+        $0.temporaryDirectorySize = nil
+    }
+    without("PID namespace") { $0.isolatesProcesses = false }
+    without("IPC and UTS namespaces") {
+        $0.isolatesIPC = false
+        $0.hostname = nil
+    }
+    without("limits") { $0.limits = .none }
+    without("memory limit (cgroup)") { $0.limits.memory = nil }
+    without("system-call filter") { $0.systemCalls = nil }
+    without("Landlock") { $0.usesLandlock = false }
+    variants.append(("limits only", .limitsOnly(Sandbox.strict.limits)))
+    var figures: [(String, Double)] = []
+    for (name, sandbox) in variants {
+        figures.append((name, try await sandboxStart(.forkserver, count: count, sandbox: sandbox)))
+    }
+    return figures
+}

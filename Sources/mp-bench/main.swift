@@ -6,7 +6,8 @@ import Multiprocessing
 
 // mp-bench: swift-multiprocessing against CPython's multiprocessing, measured in one run.
 // `mp-bench` prints a table; `mp-bench --json` prints {"results": [...]}; `--only a,b` limits
-// the entries; `--no-python` skips CPython.
+// the entries; `--no-python` skips CPython; `--sandbox-breakdown` prints what each part of
+// `Sandbox.strict` adds to a start (BENCHMARKS.md).
 
 struct Entry {
     var name: String
@@ -204,6 +205,13 @@ let withPython = !arguments.contains("--no-python")
 var only: Set<String>? = nil
 if let i = arguments.firstIndex(of: "--only"), arguments.index(after: i) < arguments.endIndex {
     only = Set(arguments[arguments.index(after: i)].split(separator: ",").map(String.init))
+}
+
+if arguments.contains("--sandbox-breakdown") {
+    for (variant, milliseconds) in try await sandboxBreakdown(count: 100) {
+        print("\(variant): \((milliseconds * 100).rounded() / 100) ms")
+    }
+    exit(0)
 }
 
 typealias Measure = @Sendable () async throws -> Double

@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "MultiprocessingPostgres", targets: ["MultiprocessingPostgres"]),
         .executable(name: "mp-demo", targets: ["mp-demo"]),
         .executable(name: "mp-bench", targets: ["mp-bench"]),
+        .executable(name: "mp-bench-cluster", targets: ["mp-bench-cluster"]),
         .executable(name: "mp-examples", targets: ["mp-examples"]),
         .executable(name: "mp-queue", targets: ["mp-queue"]),
         .executable(name: "mp-cluster-demo", targets: ["mp-cluster-demo"]),
@@ -83,7 +84,19 @@ let package = Package(
         ),
         .executableTarget(
             name: "mp-bench",
-            dependencies: ["Multiprocessing", "MultiprocessingPostgres"],
+            dependencies: ["Multiprocessing", "BenchSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // mp-bench's cluster entries, in a binary of their own so that mp-bench, whose copies
+        // the start entries spawn, links no SwiftNIO, Foundation or ICU.
+        .executableTarget(
+            name: "mp-bench-cluster",
+            dependencies: ["Multiprocessing", "MultiprocessingPostgres", "BenchSupport"],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+        // What the two benchmark binaries share.
+        .target(
+            name: "BenchSupport",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         // The operations tool: queues, workers, failed tasks; retry, cancel, purge, cleanup.

@@ -1,3 +1,4 @@
+import BenchSupport
 import Multiprocessing
 
 // Manager: a child setting and getting keys of a shared dictionary, against a CPython child

@@ -1,3 +1,4 @@
+import BenchSupport
 import Multiprocessing
 
 // Queues: one producer process streaming items to one consumer through a queue, against

@@ -1,3 +1,4 @@
+import BenchSupport
 import Multiprocessing
 
 #if canImport(Glibc)

@@ -1,3 +1,4 @@
+import BenchSupport
 import Multiprocessing
 
 #if canImport(Glibc)
@@ -17,15 +18,6 @@ struct Entry {
     var python: Double?
     /// What `python` holds when it is not CPython (`"bubblewrap"`, `"pgqueuer"`).
     var peer: String? = nil
-}
-
-func median(_ values: [Double]) -> Double {
-    let sorted = values.sorted()
-    return sorted.isEmpty ? .nan : sorted[sorted.count / 2]
-}
-
-func seconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
 }
 
 func processStart(_ method: StartMethod, count: Int) async throws -> Double {
@@ -202,10 +194,6 @@ func poolTrapDetect() async throws -> Double {
 let arguments = CommandLine.arguments.dropFirst()
 let json = arguments.contains("--json")
 let withPython = !arguments.contains("--no-python")
-var only: Set<String>? = nil
-if let i = arguments.firstIndex(of: "--only"), arguments.index(after: i) < arguments.endIndex {
-    only = Set(arguments[arguments.index(after: i)].split(separator: ",").map(String.init))
-}
 
 if arguments.contains("--sandbox-breakdown") {
     for (variant, milliseconds) in try await sandboxBreakdown(count: 100) {
@@ -214,8 +202,6 @@ if arguments.contains("--sandbox-breakdown") {
     exit(0)
 }
 
-typealias Measure = @Sendable () async throws -> Double
-typealias CatalogueEntry = (String, String, String, Measure)
 let coreCatalogue: [CatalogueEntry] = [
     ("process_start_spawn", "ms", "lower", { try await processStart(.spawn, count: 30) }),
     ("process_start_fast", "ms", "lower", { try await processStart(.forkserver, count: 200) }),
@@ -237,7 +223,7 @@ let catalogue =
 let pythonName = ["channel_roundtrip_async": "channel_roundtrip"]
 
 var entries: [Entry] = []
-for (name, unit, better, measure) in catalogue where only?.contains(name) ?? true {
+for (name, unit, better, measure) in catalogue where requestedEntries?.contains(name) ?? true {
     entries.append(Entry(name: name, unit: unit, better: better, swift: try await measure(), python: nil))
     if let peer = peerFigures.withLock({ $0[name] }) {
         entries[entries.count - 1].python = peer.value

@@ -1,3 +1,4 @@
+import BenchSupport
 import Multiprocessing
 import MultiprocessingPostgres
 import Synchronization
@@ -10,7 +11,7 @@ import Synchronization
 // process, worker hosts as child processes of it (ClusterWorker in a ChildProcess, each with its
 // own local pool), the Python peer in a virtual environment with pgqueuer and asyncpg. The
 // database is MP_POSTGRES_URL, or Scripts/postgres.sh's throwaway cluster, started here and
-// stopped when mp-bench exits.
+// stopped when mp-bench-cluster exits (mp-bench runs this binary for its cluster entries).
 
 let clusterCatalogue: [CatalogueEntry] = [
     ("cluster_map_throughput", "tasks/s", "higher", { try await ClusterBench.mapThroughput() }),
@@ -185,7 +186,7 @@ enum ClusterBench {
     }
 
     /// The database URL: MP_POSTGRES_URL, or Scripts/postgres.sh's cluster, started once (and
-    /// stopped when mp-bench exits).
+    /// stopped when mp-bench-cluster exits (mp-bench runs this binary for its cluster entries)..
     static func database() throws -> String {
         try databaseURL.withLock { url in
             if let url { return url }
@@ -293,61 +294,6 @@ final class ClusterHosts: Sendable {
             _ = try? await host.join()
         }
     }
-}
-
-struct BenchSetupError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-/// Runs a program (found on PATH) and returns its exit status and standard output.
-func runProgram(_ arguments: [String], environment extra: [String: String] = [:]) -> (Int32, String) {
-    var pipeFDs: [Int32] = [-1, -1]
-    guard pipe(&pipeFDs) == 0 else { return (-1, "") }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
-    posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
-    let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-    var environment: [UnsafeMutablePointer<CChar>?] = []
-    var index = 0
-    while let entry = environ[index] {
-        environment.append(strdup(entry))
-        index += 1
-    }
-    for (key, value) in extra { environment.append(strdup("\(key)=\(value)")) }
-    environment.append(nil)
-    // Swift's threads block most signals and a spawned program inherits the mask.
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    var none = sigset_t()
-    sigemptyset(&none)
-    posix_spawnattr_setsigmask(&attributes, &none)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-    var pid: pid_t = 0
-    let rc = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, environment)
-    posix_spawnattr_destroy(&attributes)
-    posix_spawn_file_actions_destroy(&actions)
-    close(pipeFDs[1])
-    for pointer in argv { free(pointer) }
-    for pointer in environment { free(pointer) }
-    guard rc == 0 else {
-        close(pipeFDs[0])
-        return (-1, "")
-    }
-    var output: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = read(pipeFDs[0], &chunk, chunk.count)
-        if count < 0 && errno == EINTR { continue }
-        if count <= 0 { break }
-        output += chunk[0..<count]
-    }
-    close(pipeFDs[0])
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-    return (code, String(decoding: output, as: UTF8.self))
 }
 
 /// PgQueuer, the peer of the cluster entries: a Python script in a virtual environment with

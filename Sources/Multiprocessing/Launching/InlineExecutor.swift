@@ -25,17 +25,21 @@ final class InlineExecutor: TaskExecutor, @unchecked Sendable {
     /// last resort, not a hot path).
     func runForever() -> Never {
         while true {
-            let batch = jobs.withLock { jobs -> [UnownedJob] in
-                defer { jobs.removeAll(keepingCapacity: true) }
-                return jobs
-            }
-            if batch.isEmpty {
-                waitForWork()
-                continue
-            }
-            _ = pending.subtract(batch.count, ordering: .acquiring)
-            for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
+            if !runPending() { waitForWork() }
         }
+    }
+
+    /// Runs the jobs enqueued so far; `false` when there were none.
+    @discardableResult
+    func runPending() -> Bool {
+        let batch = jobs.withLock { jobs -> [UnownedJob] in
+            defer { jobs.removeAll(keepingCapacity: true) }
+            return jobs
+        }
+        if batch.isEmpty { return false }
+        _ = pending.subtract(batch.count, ordering: .acquiring)
+        for job in batch { job.runSynchronously(on: asUnownedTaskExecutor()) }
+        return true
     }
 
     private func waitForWork() {

@@ -1,3 +1,4 @@
+import BenchSupport
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -134,44 +135,12 @@ enum PythonBaseline {
         _ = Array(script.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         close(fd)
         defer { unlink(path) }
-        var pipeFDs: [Int32] = [-1, -1]
-        guard pipe(&pipeFDs) == 0 else { return [:] }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
-        posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
-        let argv: [UnsafeMutablePointer<CChar>?] = (["python3", path] + names).map { strdup($0) } + [nil]
-        var pid: pid_t = 0
-        // Swift's worker threads block most signals and a spawned program inherits the mask:
-        // CPython's Pool.terminate() relies on SIGTERM reaching its workers.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-        let rc = posix_spawnp(&pid, "python3", &actions, &attributes, argv, environ)
-        posix_spawnattr_destroy(&attributes)
-        posix_spawn_file_actions_destroy(&actions)
-        close(pipeFDs[1])
-        for p in argv { free(p) }
-        guard rc == 0 else {
-            close(pipeFDs[0])
-            return [:]
-        }
-        var output: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(pipeFDs[0], &chunk, chunk.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            output += chunk[0..<n]
-        }
-        close(pipeFDs[0])
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
+        // runProgram clears the signal mask: CPython's Pool.terminate() relies on SIGTERM
+        // reaching its workers, and Swift's worker threads block most signals.
+        let (status, output) = runProgram(["python3", path] + names)
+        guard status >= 0 else { return [:] }
         var results: [String: Double] = [:]
-        for line in String(decoding: output, as: UTF8.self).split(separator: "\n") {
+        for line in output.split(separator: "\n") {
             let parts = line.split(separator: " ")
             if parts.count == 2, let value = Double(parts[1]) { results[String(parts[0])] = value }
         }

@@ -1,4 +1,5 @@
 import Multiprocessing
+import MultiprocessingPostgres
 
 #if canImport(Glibc)
     import Glibc
@@ -7,7 +8,12 @@ import Multiprocessing
 /// The seed's CPU-bound job as a cluster function (mp-demo's prime count): the primes in block
 /// `block` of `blockSize` numbers. Each run appends `"<block> <worker pid>"` to `log`, so that
 /// the producer can count executions (at least once) against results (exactly once).
-struct CountPrimes: ProcessFunction {
+///
+/// Its queue name is explicit, so that another program (the tests' producer) can submit it by
+/// declaring a type of the same name and shape.
+struct CountPrimes: ProcessFunction, ClusterTaskNaming {
+    static var clusterTaskName: String { "demo.count-primes.v1" }
+
     var blockSize: Int
     var log: String
 

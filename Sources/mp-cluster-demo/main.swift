@@ -9,10 +9,11 @@ import MultiprocessingPostgres
 // PostgreSQL queue; the producer SIGKILLs a worker halfway and checks every result arrived
 // exactly once. Scripts/cluster-demo.sh runs the whole of it:
 //
-//   mp-cluster-demo worker NAME [--concurrency N]
-//   mp-cluster-demo producer --kill PID [--blocks N] [--block-size N]
+//   mp-cluster-demo worker NAME [--concurrency N] [--schema NAME]
+//   mp-cluster-demo producer --kill PID [--blocks N] [--block-size N] [--schema NAME]
 //
-// Both read the database from MP_POSTGRES_URL.
+// Both read the database from MP_POSTGRES_URL. The tests run the worker in network namespaces,
+// each on a schema of its own.
 
 /// Prints and flushes, so that the programs' lines interleave in order in a terminal or a pipe.
 func say(_ line: String) {
@@ -35,8 +36,8 @@ func complain(_ text: String) {
 
 func usage() -> Never {
     let text = """
-        usage: mp-cluster-demo worker NAME [--concurrency N]
-               mp-cluster-demo producer --kill PID [--blocks N] [--block-size N]
+        usage: mp-cluster-demo worker NAME [--concurrency N] [--schema NAME]
+               mp-cluster-demo producer --kill PID [--blocks N] [--block-size N] [--schema NAME]
         (MP_POSTGRES_URL names the database; Scripts/cluster-demo.sh runs the whole demo)
 
         """
@@ -54,13 +55,21 @@ func integer(_ flag: String, in arguments: [String], default fallback: Int?) -> 
     return value
 }
 
+/// The value after `flag`, or `fallback`.
+func text(_ flag: String, in arguments: [String], default fallback: String) -> String {
+    guard let index = arguments.firstIndex(of: flag) else { return fallback }
+    guard index + 1 < arguments.count, !arguments[index + 1].isEmpty else { usage() }
+    return arguments[index + 1]
+}
+
 let arguments = Array(CommandLine.arguments.dropFirst())
 guard let url = getenv("MP_POSTGRES_URL").map({ String(cString: $0) }), !url.isEmpty else {
     complain("mp-cluster-demo: set MP_POSTGRES_URL (Scripts/cluster-demo.sh starts a PostgreSQL for you)\n")
     exit(64)
 }
 do {
-    let configuration = try ClusterConfiguration(url: url, schema: DemoSettings.schema)
+    let configuration = try ClusterConfiguration(
+        url: url, schema: text("--schema", in: arguments, default: DemoSettings.schema))
     switch arguments.first {
     case "worker":
         guard arguments.count >= 2 else { usage() }

@@ -183,6 +183,8 @@ int mp_sb_pivot_root(const char *new_root, const char *put_old) {
     return mp_sb_result(syscall(SYS_pivot_root, new_root, put_old));
 }
 
+int mp_sb_setns(int fd, int type) { return mp_sb_result(setns(fd, type)); }
+
 int mp_sb_has_children(void) {
     siginfo_t info;
     memset(&info, 0, sizeof info);
@@ -467,6 +469,7 @@ int mp_sb_mount_setattr(int fd, uint64_t set, uint64_t clear) { (void)fd; (void)
 int mp_sb_mount_setattr_path(const char *path, uint64_t set, uint64_t clear) { (void)path; (void)set; (void)clear; return -ENOSYS; }
 int mp_sb_move_mount(int fd, const char *target) { (void)fd; (void)target; return -ENOSYS; }
 int mp_sb_pivot_root(const char *new_root, const char *put_old) { (void)new_root; (void)put_old; return -ENOSYS; }
+int mp_sb_setns(int fd, int type) { (void)fd; (void)type; return -ENOSYS; }
 int mp_sb_has_children(void) { return 1; }
 void mp_sb_make_parents(const char *path, const char *previous, size_t root_length) { (void)path; (void)previous; (void)root_length; }
 int mp_sb_loopback_up(void) { return -ENOSYS; }

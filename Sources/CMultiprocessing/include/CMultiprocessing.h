@@ -236,6 +236,8 @@ int mp_sb_landlock_restrict(int ruleset);
 int mp_sb_path_is_directory(const char *path);
 /// The AUDIT_ARCH_* value seccomp reports for this build's architecture (0: unknown).
 uint32_t mp_sb_audit_arch(void);
+/// Enters the namespace `fd` refers to (`setns`); 0 or -errno.
+int mp_sb_setns(int fd, int type);
 /// 1 when the calling process has a child (running or not yet reaped), else 0: a look at the
 /// wait queue instead of a scan of /proc.
 int mp_sb_has_children(void);

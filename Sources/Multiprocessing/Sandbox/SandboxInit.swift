@@ -18,9 +18,10 @@ enum SandboxInit {
     /// `cgroups` are the sandbox's: this process joins the v1 ones itself, first thing; the
     /// supervisor moves it into the v2 ones, and says so on `joined` (-1: none), read before the
     /// limits are set.
+    /// `network` (-1: none) is where the supervisor hands over the network namespace it made.
     static func run(
         _ plan: SandboxPlan, progress start: SandboxProgress, privileged: Bool, cgroups: SandboxCgroups,
-        joined: Int32, report: Int32, link: Int32, descriptors: inout [Int32]
+        joined: Int32, network: Int32, report: Int32, link: Int32, descriptors: inout [Int32]
     ) {
         // Dies with the supervisor.
         _ = mp_set_parent_death_signal(SIGKILL)
@@ -42,11 +43,7 @@ enum SandboxInit {
                     return SandboxProgress.check("sethostname", sethostname(bytes, bytes.count))
                 }
             }
-            if sandbox.network == .none, progress.report.isApplied(.network) {
-                try progress.apply(.network) {
-                    SandboxProgress.failure("bringing up lo", mp_sb_loopback_up())
-                }
-            }
+            if network >= 0 { try enterNetwork(from: network, progress: &progress) }
             if joined >= 0, awaitWord(joined) {
                 let moved = cgroups.only(.cgroupV2)
                 ownCgroups.memory = ownCgroups.memory ?? moved.memory
@@ -150,6 +147,33 @@ enum SandboxInit {
         var notes: Int32 = 0
         let n = mp_recvmsg_fds(handOver, &message, 1, &fds, 1, &count, 0, &notes)
         return n == 1 && message == 1 && count == 1 ? fds[0] : -1
+    }
+
+    /// Enters the network namespace the supervisor made (or, best effort, records why there is
+    /// none) and brings up its loopback. Without a word from the supervisor (it failed a
+    /// required namespace, and reports that itself, or is gone), this process ends: nothing of
+    /// the task has run.
+    private static func enterNetwork(from socket: Int32, progress: inout SandboxProgress) throws(SandboxError)
+    {
+        var message = [UInt8](repeating: 0, count: 512)
+        var fds: [Int32] = [-1]
+        var count: Int32 = 0
+        var notes: Int32 = 0
+        let n = mp_recvmsg_fds(socket, &message, message.count, &fds, 1, &count, 0, &notes)
+        close(socket)
+        guard n >= 1 else { _exit(70) }
+        guard message[0] == 1, count == 1 else {
+            if count == 1 { close(fds[0]) }
+            let reason = String(decoding: message[1..<n], as: UTF8.self)
+            try progress.skip(.network, reason.isEmpty ? "no network namespace received" : reason)
+            return
+        }
+        let entered = mp_sb_setns(fds[0], SandboxCredentials.Namespace.network)
+        close(fds[0])
+        try progress.apply(.network) {
+            if let failure = SandboxProgress.failure("setns(CLONE_NEWNET)", entered) { return failure }
+            return SandboxProgress.failure("bringing up lo", mp_sb_loopback_up())
+        }
     }
 
     /// Waits for the supervisor's word that it moved this process into the v2 cgroups (what it

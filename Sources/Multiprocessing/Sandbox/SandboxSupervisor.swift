@@ -14,8 +14,8 @@ import CMultiprocessing
 /// for, and takes every process of the namespace along when it dies):
 ///
 /// - the **supervisor** (this process, the pid the parent knows, leading the process group):
-///   enters the user namespace (unprivileged) and makes the PID, network, IPC and UTS
-///   namespaces and the cgroups, forks the init (which joins v1 cgroups itself; this process
+///   enters the user namespace (unprivileged) and makes the PID, IPC and UTS namespaces and
+///   the cgroups, forks the init, then makes the network namespace and hands it over (which joins v1 cgroups itself; this process
 ///   moves it into v2 ones while it builds its view, and stays outside); at the end it reads the
 ///   cgroups' counters, tells the parent why the sandbox ended the task (``SandboxVerdict``) and ends the
 ///   way the task ended. The parent removes the cgroups.
@@ -50,8 +50,12 @@ enum SandboxSupervisor {
             SandboxMessage.send(.failed(error), to: link)
             _exit(70)
         }
+        // The network namespace, the costliest to make (~1 ms of kernel work), is made after
+        // the fork, while the init builds its view, and handed to it (``makeNetwork``).
+        let defersNetwork = sandbox.network == .none
         do throws(SandboxError) {
-            try SandboxCredentials.unshare(sandbox, privileged: privileged, progress: &progress)
+            try SandboxCredentials.unshare(
+                sandbox, privileged: privileged, deferringNetwork: defersNetwork, progress: &progress)
         } catch {
             abandon(error)
         }
@@ -72,6 +76,16 @@ enum SandboxSupervisor {
             cgroups.remove()
             abandon(.setupFailed(SandboxProgress.reason("pipe", errno)))
         }
+        var network: [Int32] = [-1, -1]
+        if defersNetwork {
+            do throws(SystemError) {
+                let pair = try Syscall.seqpacketPair()
+                network = [pair.0, pair.1]
+            } catch {
+                cgroups.remove()
+                abandon(.setupFailed("\(error)"))
+            }
+        }
         var report: [Int32] = [-1, -1]
         guard mp_pipe(&report) == 0 else { abandon(.setupFailed(SandboxProgress.reason("pipe", errno))) }
         for signal in groupSignals { _ = Glibc.signal(signal, SIG_IGN) }
@@ -83,12 +97,18 @@ enum SandboxSupervisor {
         if initPID == 0 {
             close(report[0])
             if joined[1] >= 0 { close(joined[1]) }
+            if network[0] >= 0 { close(network[0]) }
             SandboxInit.run(
                 plan, progress: progress, privileged: privileged, cgroups: cgroups, joined: joined[0],
-                report: report[1], link: link, descriptors: &descriptors)
+                network: network[1], report: report[1], link: link, descriptors: &descriptors)
             return  // The task.
         }
         close(report[1])
+        if network[0] >= 0 {
+            close(network[1])
+            makeNetwork(for: initPID, enforcement: sandbox.enforcement, socket: network[0], link: link)
+            close(network[0])
+        }
         if joined[0] >= 0 {
             close(joined[0])
             let kept = join(initPID, to: moved, enforcement: sandbox.enforcement, word: joined[1], link: link)
@@ -105,6 +125,35 @@ enum SandboxSupervisor {
         supervise(
             initPID: initPID, reportFD: report[0], link: link, lifeline: lifeline, cgroups: cgroups,
             cpuLimit: sandbox.limits.cpuTime, ownPIDNamespace: ownPIDNamespace)
+    }
+
+    /// Makes the sandbox's network namespace and hands it to the init over `socket`: a byte 1
+    /// and the namespace's descriptor, or (best effort) 0 and why there is none. This process
+    /// enters it too (it has no socket to use in it). Where a required one cannot be made, the
+    /// start fails here and the init, which waits for it before it forks the task, is ended.
+    private static func makeNetwork(
+        for initPID: Int32, enforcement: SandboxEnforcement, socket: Int32, link: Int32
+    ) {
+        var failure = SandboxProgress.failure(
+            "unshare(CLONE_NEWNET)", mp_sb_unshare(SandboxCredentials.Namespace.network))
+        var namespace: Int32 = -1
+        if failure == nil {
+            namespace = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)
+            if namespace < 0 { failure = SandboxProgress.reason("opening /proc/self/ns/net", errno) }
+        }
+        if let failure, enforcement == .required {
+            _ = kill(initPID, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(initPID, &status, 0) < 0 && errno == EINTR {}
+            SandboxMessage.send(.failed(.unavailable(.network, reason: failure)), to: link)
+            _exit(70)
+        }
+        let message: [UInt8] = failure.map { [0] + Array($0.utf8.prefix(400)) } ?? [1]
+        let descriptors = namespace >= 0 ? [namespace] : []
+        _ = descriptors.withUnsafeBufferPointer { fds in
+            mp_sendmsg_fds(socket, message, message.count, fds.baseAddress, Int32(fds.count), 0)
+        }
+        if namespace >= 0 { close(namespace) }
     }
 
     /// Moves the init into `cgroups` (v2) and tells it so on `word` (one byte: 1 joined, 0 not,

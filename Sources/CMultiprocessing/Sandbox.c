@@ -6,6 +6,7 @@
 #include "CMultiprocessing.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -182,6 +183,29 @@ int mp_sb_pivot_root(const char *new_root, const char *put_old) {
     return mp_sb_result(syscall(SYS_pivot_root, new_root, put_old));
 }
 
+int mp_sb_setns(int fd, int type) { return mp_sb_result(setns(fd, type)); }
+
+int mp_sb_has_children(void) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    return waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 ? 1 : 0;
+}
+
+void mp_sb_make_parents(const char *path, const char *previous, size_t root_length) {
+    size_t length = strlen(path);
+    if (length >= PATH_MAX) return;
+    char buffer[PATH_MAX];
+    memcpy(buffer, path, length + 1);
+    for (size_t i = root_length + 1; i < length; i++) {
+        if (buffer[i] != '/') continue;
+        // A parent of `previous` too: made with it (the paths come sorted).
+        if (previous != NULL && strncmp(previous, path, i) == 0 && (previous[i] == '/' || previous[i] == 0)) continue;
+        buffer[i] = 0;
+        (void)mkdir(buffer, 0755);
+        buffer[i] = '/';
+    }
+}
+
 // MARK: Network
 
 int mp_sb_loopback_up(void) {
@@ -259,6 +283,19 @@ int mp_sb_seccomp_install(const struct mp_bpf_insn *program, int count, int list
         filter[i].jt = program[i].jt;
         filter[i].jf = program[i].jf;
         filter[i].k = program[i].k;
+    }
+    struct sock_fprog fprog = {(unsigned short)count, filter};
+    unsigned long flags = listener ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0;
+    return mp_sb_result(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog));
+}
+
+int mp_sb_seccomp_install_packed(const uint64_t *packed, int count, int listener) {
+    struct sock_filter filter[count > 0 ? count : 1];
+    for (int i = 0; i < count; i++) {
+        filter[i].code = (uint16_t)(packed[i] >> 48);
+        filter[i].jt = (uint8_t)(packed[i] >> 40);
+        filter[i].jf = (uint8_t)(packed[i] >> 32);
+        filter[i].k = (uint32_t)packed[i];
     }
     struct sock_fprog fprog = {(unsigned short)count, filter};
     unsigned long flags = listener ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0;
@@ -344,6 +381,10 @@ void mp_sb_serve_init(pid_t task, int notify_fd, int report_fd, int exec_once) {
                     }
                     ioctl(notify_fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
                 }
+            } else if (notify_fd >= 0 && ready > 0 && (fds[1].revents & (POLLHUP | POLLERR | POLLNVAL))) {
+                // No process is under the filter any more (the task is ending): the listener
+                // would report that at once on every poll, a busy loop until the task is reaped.
+                notify_fd = -1;
             }
             if (child_fd >= 0 && ready > 0 && (fds[0].revents & POLLIN)) {
                 struct signalfd_siginfo info;
@@ -428,6 +469,9 @@ int mp_sb_mount_setattr(int fd, uint64_t set, uint64_t clear) { (void)fd; (void)
 int mp_sb_mount_setattr_path(const char *path, uint64_t set, uint64_t clear) { (void)path; (void)set; (void)clear; return -ENOSYS; }
 int mp_sb_move_mount(int fd, const char *target) { (void)fd; (void)target; return -ENOSYS; }
 int mp_sb_pivot_root(const char *new_root, const char *put_old) { (void)new_root; (void)put_old; return -ENOSYS; }
+int mp_sb_setns(int fd, int type) { (void)fd; (void)type; return -ENOSYS; }
+int mp_sb_has_children(void) { return 1; }
+void mp_sb_make_parents(const char *path, const char *previous, size_t root_length) { (void)path; (void)previous; (void)root_length; }
 int mp_sb_loopback_up(void) { return -ENOSYS; }
 int mp_sb_landlock_abi(void) { return -ENOSYS; }
 int mp_sb_landlock_create(uint64_t fs, uint64_t net, uint64_t scoped, int abi) { (void)fs; (void)net; (void)scoped; (void)abi; return -ENOSYS; }
@@ -436,6 +480,7 @@ int mp_sb_landlock_restrict(int ruleset) { (void)ruleset; return -ENOSYS; }
 int mp_sb_path_is_directory(const char *path) { (void)path; return -ENOSYS; }
 uint32_t mp_sb_audit_arch(void) { return 0; }
 int mp_sb_seccomp_install(const struct mp_bpf_insn *program, int count, int listener) { (void)program; (void)count; (void)listener; return -ENOSYS; }
+int mp_sb_seccomp_install_packed(const uint64_t *packed, int count, int listener) { (void)packed; (void)count; (void)listener; return -ENOSYS; }
 void mp_sb_serve_init(pid_t task, int notify_fd, int report_fd, int exec_once) { (void)task; (void)notify_fd; (void)report_fd; (void)exec_once; _exit(70); }
 long mp_sb_execve_number(void) { return -1; }
 long mp_sb_execveat_number(void) { return -1; }

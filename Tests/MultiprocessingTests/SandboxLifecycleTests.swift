@@ -49,6 +49,56 @@ struct SandboxLifecycleTests {
         }
     }
 
+    @Test(
+        "two at once each have cgroups of their own, holding the init and the task but not the supervisor",
+        arguments: methods)
+    func cgroupsOfTheirOwn(method: StartMethod) async throws {
+        let children = try (0..<2).map { _ in
+            try ChildProcess(Sleeper(seconds: 600), startMethod: method, sandbox: .strict)
+        }
+        for child in children { try await child.start() }
+        var members: [Set<Int32>] = []
+        var directories: [String] = []
+        for child in children {
+            var mine = Set<Int32>()
+            let report = try #require(child.sandboxReport)
+            let supervisor = try #require(child.pid)
+            for directory in report.cgroupDirectories {
+                #expect(!directories.contains(directory), "\(directory) is shared")
+                directories.append(directory)
+                let pids = (readText(directory + "/cgroup.procs") ?? "").split(separator: "\n").compactMap {
+                    Int32($0)
+                }
+                // The init joins the cgroups before it forks the task: both are in.
+                #expect(pids.count >= 2, "\(directory): \(pids)")
+                #expect(!pids.contains(supervisor), "the supervisor is in \(directory)")
+                mine.formUnion(pids)
+            }
+            members.append(mine)
+        }
+        #expect(members[0].isDisjoint(with: members[1]), "\(members)")
+        for child in children {
+            child.kill()
+            #expect(try await child.join() == .signaled(.kill))
+        }
+        // Nothing of either sandbox outlives it (the init and the task die with the killed
+        // supervisor, a moment later), and its cgroups go with it.
+        var left = members[0].union(members[1])
+        for _ in 0..<500 where !left.isEmpty {
+            left = left.filter { kill($0, 0) == 0 || errno != ESRCH }
+            if !left.isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(left.isEmpty, "\(left) outlived their sandbox")
+        for directory in directories {
+            var gone = false
+            for _ in 0..<500 where !gone {
+                gone = access(directory, F_OK) != 0
+                if !gone { try await Task.sleep(for: .milliseconds(10)) }
+            }
+            #expect(gone, "\(directory) left behind")
+        }
+    }
+
     @Test("killed, it is reported as killed and what it held is cleaned up", arguments: methods)
     func killed(method: StartMethod) async throws {
         let child = try ChildProcess(Sleeper(seconds: 600), startMethod: method, sandbox: .strict)

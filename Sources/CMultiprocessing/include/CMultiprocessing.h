@@ -236,8 +236,19 @@ int mp_sb_landlock_restrict(int ruleset);
 int mp_sb_path_is_directory(const char *path);
 /// The AUDIT_ARCH_* value seccomp reports for this build's architecture (0: unknown).
 uint32_t mp_sb_audit_arch(void);
+/// Enters the namespace `fd` refers to (`setns`); 0 or -errno.
+int mp_sb_setns(int fd, int type);
+/// 1 when the calling process has a child (running or not yet reaped), else 0: a look at the
+/// wait queue instead of a scan of /proc.
+int mp_sb_has_children(void);
+/// `mkdir -p` of `path`'s parent directories after its first `root_length` bytes, skipping those
+/// that are also parents of `previous` (the path made before, or NULL).
+void mp_sb_make_parents(const char *path, const char *previous, size_t root_length);
 /// Installs a seccomp filter; with `listener`, returns its notification descriptor.
 int mp_sb_seccomp_install(const struct mp_bpf_insn *program, int count, int listener);
+/// Installs a filter given packed (code << 48 | jt << 40 | jf << 32 | k per word, as a sandbox's
+/// plan carries it): no unpacking in Swift in the child that installs it.
+int mp_sb_seccomp_install_packed(const uint64_t *packed, int count, int listener);
 long mp_sb_execve_number(void);
 long mp_sb_execveat_number(void);
 /// The sandbox's init: reaps, answers the filter's notifications (`notify_fd`, or -1), and when

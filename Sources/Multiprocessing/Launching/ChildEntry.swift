@@ -36,6 +36,7 @@ enum ChildEntry {
             // dies: SIGKILL is enough for it. (Fails only for an invalid signal.)
             _ = mp_set_parent_death_signal(SIGKILL)
             if getppid() != parent { _exit(1) }
+            ForkWarmUp.forkServer()
             let channel = mp_forkserver_serve(3)  // Returns in each forked child only.
             ChildRuntime.serve(controlFD: channel, mainThread: true)
         case "tracker":

@@ -28,15 +28,19 @@ enum SandboxCredentials {
     /// Enters a new user namespace (unless privileged) together with `namespaces`, mapping this
     /// process's user and group to themselves. Each namespace that fails is reported (required:
     /// thrown) under its own restriction.
+    ///
+    /// With `deferringNetwork`, the network namespace is left for later (``SandboxSupervisor``
+    /// makes it after the fork, while the init builds its view).
     static func unshare(
-        _ sandbox: Sandbox, privileged: Bool, progress: inout SandboxProgress
+        _ sandbox: Sandbox, privileged: Bool, deferringNetwork: Bool = false, progress: inout SandboxProgress
     ) throws(SandboxError) {
         var wanted: [(Int32, SandboxRestriction)] = []
         if sandbox.isolatesProcesses { wanted.append((Namespace.pid, .processes)) }
-        if sandbox.network == .none { wanted.append((Namespace.network, .network)) }
+        if sandbox.network == .none && !deferringNetwork { wanted.append((Namespace.network, .network)) }
         if sandbox.isolatesIPC { wanted.append((Namespace.ipc, .ipc)) }
         if sandbox.hostname != nil { wanted.append((Namespace.uts, .hostname)) }
-        let needsUserNamespace = !privileged && (!wanted.isEmpty || sandbox.isolatesFileSystem)
+        let needsUserNamespace =
+            !privileged && (!wanted.isEmpty || sandbox.isolatesFileSystem || sandbox.network == .none)
         let uid = getuid()
         let gid = getgid()
         if needsUserNamespace {

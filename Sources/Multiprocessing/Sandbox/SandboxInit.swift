@@ -14,9 +14,14 @@ import CMultiprocessing
 /// never be under the filter itself. Then the init stays to reap and to answer.
 enum SandboxInit {
     /// Runs the init; returns only in the task process, with everything applied.
+    ///
+    /// `cgroups` are the sandbox's: this process joins the v1 ones itself, first thing; the
+    /// supervisor moves it into the v2 ones, and says so on `joined` (-1: none), read before the
+    /// limits are set.
+    /// `network` (-1: none) is where the supervisor hands over the network namespace it made.
     static func run(
-        _ plan: SandboxPlan, progress start: SandboxProgress, privileged: Bool, report: Int32, link: Int32,
-        descriptors: inout [Int32]
+        _ plan: SandboxPlan, progress start: SandboxProgress, privileged: Bool, cgroups: SandboxCgroups,
+        joined: Int32, network: Int32, report: Int32, link: Int32, descriptors: inout [Int32]
     ) {
         // Dies with the supervisor.
         _ = mp_set_parent_death_signal(SIGKILL)
@@ -25,9 +30,11 @@ enum SandboxInit {
         var handOver: [Int32] = [-1, -1]
         let task: Int32
         do throws(SandboxError) {
-            // The cgroup tree seen from inside starts at the sandbox's own.
-            if !progress.report.cgroupDirectories.isEmpty {
-                _ = mp_sb_unshare(SandboxCredentials.Namespace.cgroup)
+            // Before anything else: what this process does from here on counts in them.
+            var ownCgroups = cgroups.only(.cgroupV1)
+            for (restriction, reason) in ownCgroups.joinWithCallingThread()
+            where sandbox.enforcement == .required {
+                throw .unavailable(restriction, reason: reason)  // Best effort: resource limits instead.
             }
             let visible = try fileSystem(sandbox, runningFiles: plan.runningFiles, progress: &progress)
             if let hostname = sandbox.hostname {
@@ -36,11 +43,13 @@ enum SandboxInit {
                     return SandboxProgress.check("sethostname", sethostname(bytes, bytes.count))
                 }
             }
-            if sandbox.network == .none, progress.report.isApplied(.network) {
-                try progress.apply(.network) {
-                    SandboxProgress.failure("bringing up lo", mp_sb_loopback_up())
-                }
+            if network >= 0 { try enterNetwork(from: network, progress: &progress) }
+            if joined >= 0, awaitWord(joined) {
+                let moved = cgroups.only(.cgroupV2)
+                ownCgroups.memory = ownCgroups.memory ?? moved.memory
+                ownCgroups.pids = ownCgroups.pids ?? moved.pids
             }
+            try record(ownCgroups, progress: &progress)
             try limits(sandbox.limits, progress: &progress)
             try SandboxCredentials.drop(sandbox, privileged: privileged, progress: &progress)
             if sandbox.usesLandlock {
@@ -107,14 +116,13 @@ enum SandboxInit {
     private static func installFilter(_ plan: SandboxPlan, handOver: Int32, progress: inout SandboxProgress)
         throws(SandboxError)
     {
-        let notifying = SeccompProgram(packed: plan.notifyingFilter)
-        var fd = notifying.instructions.withUnsafeBufferPointer {
-            mp_sb_seccomp_install($0.baseAddress, Int32($0.count), 1)
+        // Installed as packed: unpacking here, in a fresh child, cost more than the call.
+        var fd = plan.notifyingFilter.withUnsafeBufferPointer {
+            mp_sb_seccomp_install_packed($0.baseAddress, Int32($0.count), 1)
         }
         if fd < 0 {
-            let killing = SeccompProgram(packed: plan.killingFilter)
-            fd = killing.instructions.withUnsafeBufferPointer {
-                mp_sb_seccomp_install($0.baseAddress, Int32($0.count), 0)
+            fd = plan.killingFilter.withUnsafeBufferPointer {
+                mp_sb_seccomp_install_packed($0.baseAddress, Int32($0.count), 0)
             }
             let failed = fd
             try progress.apply(.systemCallFilter) { SandboxProgress.failure("seccomp", failed) }
@@ -139,6 +147,63 @@ enum SandboxInit {
         var notes: Int32 = 0
         let n = mp_recvmsg_fds(handOver, &message, 1, &fds, 1, &count, 0, &notes)
         return n == 1 && message == 1 && count == 1 ? fds[0] : -1
+    }
+
+    /// Enters the network namespace the supervisor made (or, best effort, records why there is
+    /// none) and brings up its loopback. Without a word from the supervisor (it failed a
+    /// required namespace, and reports that itself, or is gone), this process ends: nothing of
+    /// the task has run.
+    private static func enterNetwork(from socket: Int32, progress: inout SandboxProgress) throws(SandboxError)
+    {
+        var message = [UInt8](repeating: 0, count: 512)
+        var fds: [Int32] = [-1]
+        var count: Int32 = 0
+        var notes: Int32 = 0
+        let n = mp_recvmsg_fds(socket, &message, message.count, &fds, 1, &count, 0, &notes)
+        close(socket)
+        guard n >= 1 else { _exit(70) }
+        guard message[0] == 1, count == 1 else {
+            if count == 1 { close(fds[0]) }
+            let reason = String(decoding: message[1..<n], as: UTF8.self)
+            try progress.skip(.network, reason.isEmpty ? "no network namespace received" : reason)
+            return
+        }
+        let entered = mp_sb_setns(fds[0], SandboxCredentials.Namespace.network)
+        close(fds[0])
+        try progress.apply(.network) {
+            if let failure = SandboxProgress.failure("setns(CLONE_NEWNET)", entered) { return failure }
+            return SandboxProgress.failure("bringing up lo", mp_sb_loopback_up())
+        }
+    }
+
+    /// Waits for the supervisor's word that it moved this process into the v2 cgroups (what it
+    /// forks from now on is born inside): `true`, or `false` when it could not (best effort:
+    /// resource limits instead). Without a word (the supervisor failed a required cgroup, and
+    /// reports that itself, or is gone), this process ends: nothing of the task has run.
+    private static func awaitWord(_ word: Int32) -> Bool {
+        var answer: UInt8 = 0
+        var n = 0
+        repeat { n = read(word, &answer, 1) } while n < 0 && errno == EINTR
+        close(word)
+        guard n == 1 else { _exit(70) }
+        return answer == 1
+    }
+
+    /// Reports the cgroups this process is in, and makes them the root of its cgroup namespace.
+    private static func record(_ cgroups: SandboxCgroups, progress: inout SandboxProgress)
+        throws(SandboxError)
+    {
+        if let memory = cgroups.memory {
+            progress.report.memoryLimitMechanism = memory.version
+            try progress.apply(.memoryLimit) { nil }
+        }
+        if let pids = cgroups.pids {
+            progress.report.processLimitMechanism = pids.version
+            try progress.apply(.processLimit) { nil }
+        }
+        progress.report.cgroupDirectories = cgroups.directories
+        // The cgroup tree seen from inside starts at the sandbox's own.
+        if !cgroups.directories.isEmpty { _ = mp_sb_unshare(SandboxCredentials.Namespace.cgroup) }
     }
 
     /// The file-system view, or the paths Landlock allows where there is none.

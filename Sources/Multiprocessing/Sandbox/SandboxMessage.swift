@@ -23,6 +23,12 @@ enum SandboxMessage: Codable, Sendable {
     /// Writes one message to `fd` (blocking). `false` if it could not.
     @discardableResult
     static func send(_ message: SandboxMessage, to fd: Int32) -> Bool {
+        guard let frame = frame(message) else { return false }
+        return writeAll(frame, to: fd)
+    }
+
+    /// One message's frame; `nil` if it does not encode.
+    static func frame(_ message: SandboxMessage) -> [UInt8]? {
         // The frequent ones in the small hand-written format (SandboxBytes), the rare failure
         // with the codec.
         var kind: UInt8 = 1
@@ -35,13 +41,13 @@ enum SandboxMessage: Codable, Sendable {
             kind = 6
             payload = exit.bytes
         case .failed:
-            guard let encoded = try? TaskCoding.encode(message) else { return false }
+            guard let encoded = try? TaskCoding.encode(message) else { return nil }
             payload = encoded
         }
         var frame: [UInt8] = [kind]
         withUnsafeBytes(of: UInt32(payload.count).littleEndian) { frame += $0 }
         frame += payload
-        return writeAll(frame, to: fd)
+        return frame
     }
 
     static func writeAll(_ bytes: [UInt8], to fd: Int32) -> Bool {

@@ -14,10 +14,11 @@ import CMultiprocessing
 /// for, and takes every process of the namespace along when it dies):
 ///
 /// - the **supervisor** (this process, the pid the parent knows, leading the process group):
-///   enters the user namespace (unprivileged) and makes the PID, network, IPC and UTS
-///   namespaces and the cgroups (entering them, so that the init is born inside), forks the
-///   init; at the end it reads the cgroups' counters, tells the parent why the sandbox ended the
-///   task (``SandboxVerdict``) and ends the way the task ended. The parent removes the cgroups.
+///   enters the user namespace (unprivileged) and makes the PID, IPC and UTS namespaces and
+///   the cgroups, forks the init, then makes the network namespace and hands it over (which joins v1 cgroups itself; this process
+///   moves it into v2 ones while it builds its view, and stays outside); at the end it reads the
+///   cgroups' counters, tells the parent why the sandbox ended the task (``SandboxVerdict``) and ends the
+///   way the task ended. The parent removes the cgroups.
 /// - the **init** (pid 1 inside, ``SandboxInit``): builds the file-system view, brings up the
 ///   loopback, sets the limits, drops privileges, applies Landlock, forks the task, then reaps
 ///   and answers the seccomp filter's notifications.
@@ -49,41 +50,41 @@ enum SandboxSupervisor {
             SandboxMessage.send(.failed(error), to: link)
             _exit(70)
         }
+        // The network namespace, the costliest to make (~1 ms of kernel work), is made after
+        // the fork, while the init builds its view, and handed to it (``makeNetwork``).
+        let defersNetwork = sandbox.network == .none
         do throws(SandboxError) {
-            try SandboxCredentials.unshare(sandbox, privileged: privileged, progress: &progress)
+            try SandboxCredentials.unshare(
+                sandbox, privileged: privileged, deferringNetwork: defersNetwork, progress: &progress)
         } catch {
             abandon(error)
         }
-        // The cgroups, which this process enters so that the init is born in them (moving a
-        // process later, while it works, costs milliseconds); the parent removes them once this
-        // process is gone.
+        // The cgroups: made and limited here, joined by the init alone, before it forks the task.
+        // This process stays outside. A v1 cgroup the init joins itself, at once and cheaply
+        // (``SandboxCgroups/joinWithCallingThread()``); a v2 one only takes whole processes, a
+        // move that waits for an RCU grace period (milliseconds, more on a busy machine): this
+        // process moves the init while the init builds its view, and tells it when it is done.
         var cgroups = SandboxCgroups()
         let limits = sandbox.limits
         if limits.memory != nil || limits.processes != nil {
-            SandboxCgroups.removeStale(in: plan.cgroupHierarchies)
             cgroups = SandboxCgroups.make(
                 memory: limits.memory, processes: limits.processes, in: plan.cgroupHierarchies)
-            if !cgroups.directories.isEmpty, let failure = cgroups.attach(getpid()) {
-                cgroups.remove()
-                cgroups = SandboxCgroups()
-                if sandbox.enforcement == .required {
-                    abandon(
-                        .unavailable(limits.memory != nil ? .memoryLimit : .processLimit, reason: failure))
-                }
-            }
-            do throws(SandboxError) {
-                if let memory = cgroups.memory {
-                    progress.report.memoryLimitMechanism = memory.version
-                    try progress.apply(.memoryLimit) { nil }
-                }
-                if let pids = cgroups.pids {
-                    progress.report.processLimitMechanism = pids.version
-                    try progress.apply(.processLimit) { nil }
-                }
+        }
+        let moved = cgroups.only(.cgroupV2)
+        var joined: [Int32] = [-1, -1]
+        if !moved.directories.isEmpty, mp_pipe(&joined) != 0 {
+            cgroups.remove()
+            abandon(.setupFailed(SandboxProgress.reason("pipe", errno)))
+        }
+        var network: [Int32] = [-1, -1]
+        if defersNetwork {
+            do throws(SystemError) {
+                let pair = try Syscall.seqpacketPair()
+                network = [pair.0, pair.1]
             } catch {
-                abandon(error)
+                cgroups.remove()
+                abandon(.setupFailed("\(error)"))
             }
-            progress.report.cgroupDirectories = cgroups.directories
         }
         var report: [Int32] = [-1, -1]
         guard mp_pipe(&report) == 0 else { abandon(.setupFailed(SandboxProgress.reason("pipe", errno))) }
@@ -95,21 +96,91 @@ enum SandboxSupervisor {
         if initPID < 0 { abandon(.setupFailed(SandboxProgress.reason("fork", errno))) }
         if initPID == 0 {
             close(report[0])
+            if joined[1] >= 0 { close(joined[1]) }
+            if network[0] >= 0 { close(network[0]) }
             SandboxInit.run(
-                plan, progress: progress, privileged: privileged, report: report[1], link: link,
-                descriptors: &descriptors)
+                plan, progress: progress, privileged: privileged, cgroups: cgroups, joined: joined[0],
+                network: network[1], report: report[1], link: link, descriptors: &descriptors)
             return  // The task.
         }
         close(report[1])
+        if network[0] >= 0 {
+            close(network[1])
+            makeNetwork(for: initPID, enforcement: sandbox.enforcement, socket: network[0], link: link)
+            close(network[0])
+        }
+        if joined[0] >= 0 {
+            close(joined[0])
+            let kept = join(initPID, to: moved, enforcement: sandbox.enforcement, word: joined[1], link: link)
+            close(joined[1])
+            if cgroups.memory?.version == .cgroupV2 { cgroups.memory = kept.memory }
+            if cgroups.pids?.version == .cgroupV2 { cgroups.pids = kept.pids }
+        }
+        // Off the start's path: the init is at work meanwhile.
+        if !cgroups.directories.isEmpty { SandboxCgroups.removeStale(in: plan.cgroupHierarchies) }
         // The task's descriptors are the task's: a copy here would keep its peers from seeing
         // end-of-file when it closes them.
         for fd in descriptors { close(fd) }
         descriptors = []
-        // Never the OOM killer's choice in the sandbox's memory cgroup: the task is.
-        if cgroups.memory != nil { _ = SandboxCgroups.writeFile("-1000", to: "/proc/self/oom_score_adj") }
         supervise(
             initPID: initPID, reportFD: report[0], link: link, lifeline: lifeline, cgroups: cgroups,
             cpuLimit: sandbox.limits.cpuTime, ownPIDNamespace: ownPIDNamespace)
+    }
+
+    /// Makes the sandbox's network namespace and hands it to the init over `socket`: a byte 1
+    /// and the namespace's descriptor, or (best effort) 0 and why there is none. This process
+    /// enters it too (it has no socket to use in it). Where a required one cannot be made, the
+    /// start fails here and the init, which waits for it before it forks the task, is ended.
+    private static func makeNetwork(
+        for initPID: Int32, enforcement: SandboxEnforcement, socket: Int32, link: Int32
+    ) {
+        var failure = SandboxProgress.failure(
+            "unshare(CLONE_NEWNET)", mp_sb_unshare(SandboxCredentials.Namespace.network))
+        var namespace: Int32 = -1
+        if failure == nil {
+            namespace = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)
+            if namespace < 0 { failure = SandboxProgress.reason("opening /proc/self/ns/net", errno) }
+        }
+        if let failure, enforcement == .required {
+            _ = kill(initPID, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(initPID, &status, 0) < 0 && errno == EINTR {}
+            SandboxMessage.send(.failed(.unavailable(.network, reason: failure)), to: link)
+            _exit(70)
+        }
+        let message: [UInt8] = failure.map { [0] + Array($0.utf8.prefix(400)) } ?? [1]
+        let descriptors = namespace >= 0 ? [namespace] : []
+        _ = descriptors.withUnsafeBufferPointer { fds in
+            mp_sendmsg_fds(socket, message, message.count, fds.baseAddress, Int32(fds.count), 0)
+        }
+        if namespace >= 0 { close(namespace) }
+    }
+
+    /// Moves the init into `cgroups` (v2) and tells it so on `word` (one byte: 1 joined, 0 not,
+    /// under best effort, the limits then falling back to resource limits). What it joined;
+    /// where a required cgroup cannot be joined, the start fails here and the init is ended.
+    private static func join(
+        _ initPID: Int32, to cgroups: SandboxCgroups, enforcement: SandboxEnforcement, word: Int32,
+        link: Int32
+    ) -> SandboxCgroups {
+        var joined = cgroups
+        var answer: UInt8 = 1
+        if let failure = cgroups.attach(initPID) {
+            cgroups.remove()
+            joined = SandboxCgroups()
+            answer = 0
+            if enforcement == .required {
+                // The init waits for the word before anything of the task runs: nothing ran.
+                _ = kill(initPID, SIGKILL)
+                var status: Int32 = 0
+                while waitpid(initPID, &status, 0) < 0 && errno == EINTR {}
+                let restriction: SandboxRestriction = cgroups.memory != nil ? .memoryLimit : .processLimit
+                SandboxMessage.send(.failed(.unavailable(restriction, reason: failure)), to: link)
+                _exit(70)
+            }
+        }
+        while write(word, &answer, 1) < 0 && errno == EINTR {}
+        return joined
     }
 
     /// Waits for the end, reports it and ends like the task.
@@ -150,7 +221,8 @@ enum SandboxSupervisor {
         if !ownPIDNamespace {
             // What the task left running is ours to end (in a PID namespace, the init's end
             // ended it).
-            while mp_kill_child_processes() > 0 {
+            // The scan of /proc only when something is left: it reads every process's stat.
+            while mp_sb_has_children() == 1, mp_kill_child_processes() > 0 {
                 var status: Int32 = 0
                 while waitpid(-1, &status, WNOHANG) > 0 {}
                 usleep(1000)
@@ -166,7 +238,7 @@ enum SandboxSupervisor {
             mp_sb_exit_like(initStatus)
         }
         let verdict = self.verdict(record, cgroups: cgroups, cpuLimit: cpuLimit)
-        // The cgroups hold this process: the parent removes them when it has reaped it.
+        // The parent removes the cgroups when it has reaped this process.
         SandboxMessage.send(
             .exited(
                 SandboxExit(

@@ -38,6 +38,15 @@ struct WorkerQueries: Sendable {
     /// `FOR UPDATE SKIP LOCKED`, so concurrent claimers never take the same row; each claim is a
     /// new attempt with a fresh lease.
     ///
+    /// The claim commits asynchronously (`synchronous_commit = off` for its transaction alone):
+    /// it does not wait for its WAL flush, the slowest part of a commit. What a server crash can
+    /// lose is the claim itself, for at most a few hundred milliseconds of commits: the row is
+    /// then `queued` again at its earlier attempt, so the task runs again (at-least-once), and
+    /// the outcome of the run that started meanwhile is fenced off by the completion's check of
+    /// state, worker and attempt (or, when this worker claims it again at the same attempt,
+    /// recorded once). A completion commits synchronously, and its flush covers every earlier
+    /// claim in the WAL.
+    ///
     /// With one queue the condition is `queue = (queues)[1]`, so that the scan of `tasks_ready`
     /// comes out in claim order and stops after `limit` rows; `queue = ANY(queues)` makes
     /// PostgreSQL read and sort every queued row of those queues first, which made each claim of
@@ -47,6 +56,7 @@ struct WorkerQueries: Sendable {
         return try await decodeClaims(
             db.client.query(
                 """
+                WITH async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))
                 UPDATE \(unescaped: s).tasks t SET state = 'running', attempt = t.attempt + 1,
                     worker_id = \(workerID), lease_expires_at = now() + \(lease.milliseconds) * interval '1 ms',
                     started_at = now()
@@ -57,7 +67,7 @@ struct WorkerQueries: Sendable {
                         AND run_after <= now()
                     ORDER BY priority DESC, id
                     LIMIT \(limit) FOR UPDATE SKIP LOCKED
-                ) picked
+                ) picked, async
                 WHERE t.id = picked.id
                 RETURNING t.id, t.task_name, t.function, t.input, t.attempt, t.priority, t.timeout_ms, t.queue,
                     t.trace_context

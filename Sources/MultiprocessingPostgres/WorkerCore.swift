@@ -30,11 +30,16 @@ final class WorkerCore: Sendable {
     let concurrency: Int
     let heldLimit: Int
     let grace: Duration
+    /// Outcomes that are written at once; fewer wait up to ``completionDelay`` for company.
+    let completionBatch: Int
+    let completionDelay: Duration
 
     init(options: ClusterWorkerOptions) {
         concurrency = options.concurrency.value
         heldLimit = Swift.max(options.heldLimit, 1)
         grace = options.shutdownGrace
+        completionBatch = options.completionBatch
+        completionDelay = options.completionDelay
     }
 
     var phase: Phase { state.withLock { $0.phase } }
@@ -165,19 +170,33 @@ final class WorkerCore: Sendable {
     }
 
     /// A started task ended. Its outcome waits for the flusher, unless the task was taken away
-    /// (cancelled, rescued) or stopped by a shutdown (then it is handed back).
+    /// (cancelled, rescued) or stopped by a shutdown (then it is handed back). The flusher hears
+    /// of the first waiting outcome (it starts the ``completionDelay``) and of the moment the
+    /// outcomes are due (``flushDue``).
     func finished(_ task: ClaimedTask, _ outcome: AttemptOutcome) {
-        state.withLock { state in
+        let wake = state.withLock { state -> Bool in
             state.running -= 1
-            guard var held = state.held[task.id], held.task.attempt == task.attempt else { return }
-            if state.phase == .stopping, case .pool(.other) = outcome.error { return }  // Stopped by us.
+            guard var held = state.held[task.id], held.task.attempt == task.attempt else { return false }
+            if state.phase == .stopping, case .pool(.other) = outcome.error { return false }  // Stopped by us.
             held.outcomeQueued = true
             held.call = nil
             state.held[task.id] = held
             state.outcomes.append(outcome)
+            return state.outcomes.count == 1 || Self.due(state, batch: completionBatch)
         }
-        flushWake.signal()
+        if wake { flushWake.signal() }
         dispatchWake.signal()
+    }
+
+    /// Whether the waiting outcomes should be written now rather than after the delay: enough
+    /// of them, nothing left to run (an idle worker's caller is waiting for this one), or the
+    /// worker is leaving.
+    var flushDue: Bool { state.withLock { Self.due($0, batch: completionBatch) } }
+
+    private static func due(_ state: State, batch: Int) -> Bool {
+        guard !state.outcomes.isEmpty else { return false }
+        return state.outcomes.count >= batch || (state.running == 0 && state.ready.isEmpty)
+            || state.phase != .serving
     }
 
     func takeOutcomes(limit: Int) -> [AttemptOutcome] {

@@ -50,4 +50,29 @@ struct WorkerCoreTests {
         #expect(core.claimRoom() == 0)
         #expect(core.takeReady().sorted() == [2, 3, 4, 5])
     }
+
+    @Test("outcomes wait for company while work remains; due when the batch is full or the worker idle")
+    func completionBatching() async throws {
+        var options = ClusterWorkerOptions()
+        options.concurrency = 1
+        options.maximumHeld = 12  // Batches of 3.
+        let core = WorkerCore(options: options)
+        core.add((1...5).map { task($0, attempt: 1) })
+        for id in Int64(1)...5 {
+            let started = try #require(await core.nextToStart())
+            #expect(started.map(\.id) == [id])
+            core.finished(started[0], failure(id, attempt: 1))
+            switch id {
+            case 3:
+                #expect(core.flushDue)  // A full batch.
+                #expect(core.takeOutcomes(limit: 10).map(\.id) == [1, 2, 3])
+            case 5:
+                #expect(core.flushDue)  // Nothing left to run.
+                #expect(core.takeOutcomes(limit: 10).map(\.id) == [4, 5])
+            default:
+                #expect(!core.flushDue)  // Tasks still to run: wait for company.
+            }
+        }
+        #expect(!core.flushDue)
+    }
 }

@@ -11,6 +11,7 @@ final class WorkerCore: Sendable {
         var started = false
         var call: RegisteredFunction.Call?
         var outcomeQueued = false
+        var startedAt: ContinuousClock.Instant?
     }
 
     struct State: Sendable {
@@ -21,7 +22,16 @@ final class WorkerCore: Sendable {
         var outcomes: [AttemptOutcome] = []
         var statistics = ClusterWorkerStatistics()
         var drainDeadline: ContinuousClock.Instant?
+        /// Attempts in a row that took under ``quickTask`` of the worker's time (see
+        /// ``finished(_:_:)``), and when the last one ended.
+        var quickStreak = 0
+        var lastFinish: ContinuousClock.Instant?
     }
+
+    /// An attempt this short is worth handing to the local pool ahead of a free slot.
+    static let quickTask: Duration = .milliseconds(1)
+    /// Quick attempts in a row before the worker starts running ahead.
+    static let quickStreakToRunAhead = 8
 
     let state = Mutex(State())
     let dispatchWake = Wakeup()
@@ -33,6 +43,8 @@ final class WorkerCore: Sendable {
     /// Outcomes that are written at once; fewer wait up to ``completionDelay`` for company.
     let completionBatch: Int
     let completionDelay: Duration
+    /// How many tasks beyond its slots the worker hands its local pool while tasks are quick.
+    let runAhead: Int
 
     init(options: ClusterWorkerOptions) {
         concurrency = options.concurrency.value
@@ -40,6 +52,7 @@ final class WorkerCore: Sendable {
         grace = options.shutdownGrace
         completionBatch = options.completionBatch
         completionDelay = options.completionDelay
+        runAhead = concurrency * 32
     }
 
     var phase: Phase { state.withLock { $0.phase } }
@@ -103,6 +116,12 @@ final class WorkerCore: Sendable {
 
     /// The next tasks to start, as slots free up; `nil` once the worker is done (not serving,
     /// nothing running). A drain past its grace turns into a stop.
+    ///
+    /// While attempts are quick (``quickStreakToRunAhead`` in a row under ``quickTask``), up to
+    /// ``runAhead`` more tasks than slots go to the local pool, which queues them and sends them
+    /// to its processes together (as it does with its own short jobs): otherwise each of them
+    /// would wait for a round trip through this loop. A task with a time-out only ever starts
+    /// in a free slot, so that its clock does not run while it waits in the pool.
     func nextToStart() async -> [ClaimedTask]? {
         while true {
             let (batch, done, overdue) = state.withLock { state -> ([ClaimedTask], Bool, Bool) in
@@ -111,10 +130,18 @@ final class WorkerCore: Sendable {
                     return ([], state.running == 0, overdue)
                 }
                 var batch: [ClaimedTask] = []
-                while state.running < concurrency, !state.ready.isEmpty {
-                    let id = state.ready.removeFirst()
-                    guard var held = state.held[id] else { continue }
+                let ahead = state.quickStreak >= Self.quickStreakToRunAhead ? runAhead : 0
+                let now = ContinuousClock.now
+                while let id = state.ready.first {
+                    guard var held = state.held[id] else {
+                        state.ready.removeFirst()
+                        continue
+                    }
+                    let free = state.running < concurrency
+                    guard free || (state.running < concurrency + ahead && held.task.timeout == nil) else { break }
+                    state.ready.removeFirst()
                     held.started = true
+                    held.startedAt = now
                     state.held[id] = held
                     state.running += 1
                     batch.append(held.task)
@@ -176,6 +203,14 @@ final class WorkerCore: Sendable {
     func finished(_ task: ClaimedTask, _ outcome: AttemptOutcome) {
         let wake = state.withLock { state -> Bool in
             state.running -= 1
+            // The worker's time for this attempt: since it started, or since the one before
+            // it ended if that was later (it waited in the local pool meanwhile).
+            let now = ContinuousClock.now
+            if let startedAt = state.held[task.id]?.startedAt {
+                let spent = now - max(startedAt, state.lastFinish ?? startedAt)
+                state.quickStreak = spent < Self.quickTask ? state.quickStreak + 1 : 0
+            }
+            state.lastFinish = now
             guard var held = state.held[task.id], held.task.attempt == task.attempt else { return false }
             if state.phase == .stopping, case .pool(.other) = outcome.error { return false }  // Stopped by us.
             held.outcomeQueued = true

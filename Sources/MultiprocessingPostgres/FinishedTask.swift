@@ -68,7 +68,7 @@ extension FinishedTask {
     /// for failures).
     init(succeeded id: Int64, result: [UInt8]) {
         self.init(
-            id: id, state: "succeeded", result: result, error: nil, errorKind: nil, errorText: nil, attempt: 0,
-            taskName: "", unknownNameTimeout: 0)
+            id: id, state: "succeeded", result: result, error: nil, errorKind: nil, errorText: nil,
+            attempt: 0, taskName: "", unknownNameTimeout: 0)
     }
 }

@@ -138,7 +138,9 @@ final class WorkerCore: Sendable {
                         continue
                     }
                     let free = state.running < concurrency
-                    guard free || (state.running < concurrency + ahead && held.task.timeout == nil) else { break }
+                    guard free || (state.running < concurrency + ahead && held.task.timeout == nil) else {
+                        break
+                    }
                     state.ready.removeFirst()
                     held.started = true
                     held.startedAt = now
@@ -212,7 +214,8 @@ final class WorkerCore: Sendable {
             }
             state.lastFinish = now
             guard var held = state.held[task.id], held.task.attempt == task.attempt else { return false }
-            if state.phase == .stopping, case .pool(.other) = outcome.error { return false }  // Stopped by us.
+            // Stopped by us.
+            if state.phase == .stopping, case .pool(.other) = outcome.error { return false }
             held.outcomeQueued = true
             held.call = nil
             state.held[task.id] = held

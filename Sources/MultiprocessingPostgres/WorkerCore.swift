@@ -26,6 +26,10 @@ final class WorkerCore: Sendable {
         /// ``finished(_:_:)``), and when the last one ended.
         var quickStreak = 0
         var lastFinish: ContinuousClock.Instant?
+        /// The claimer waits for room (it had none, or its last claim came back full): recorded
+        /// outcomes wake it. Otherwise the queue had nothing more, and only a notification (or
+        /// the poll) does, so that finishing a task costs no empty claim.
+        var roomWanted = false
     }
 
     /// An attempt this short is worth handing to the local pool ahead of a free slot.
@@ -95,7 +99,9 @@ final class WorkerCore: Sendable {
             guard state.phase == .serving else { return 0 }
             let free = heldLimit - state.held.count
             let idle = state.ready.isEmpty && state.running < concurrency
-            return free > 0 && (free * 2 >= heldLimit || idle) ? free : 0
+            let room = free > 0 && (free * 2 >= heldLimit || idle) ? free : 0
+            if room == 0 { state.roomWanted = true }
+            return room
         }
     }
 
@@ -247,9 +253,14 @@ final class WorkerCore: Sendable {
 
     var hasOutcomes: Bool { state.withLock { !$0.outcomes.isEmpty } }
 
+    /// A claim came back full: the queue may hold more, worth claiming once there is room.
+    func claimFilled() {
+        state.withLock { $0.roomWanted = true }
+    }
+
     /// Outcomes were written (`accepted` took theirs, the others were refused): the tasks leave.
     func recorded(_ outcomes: [AttemptOutcome], accepted: Set<Int64>) {
-        state.withLock { state in
+        let wake = state.withLock { state -> Bool in
             for outcome in outcomes {
                 if let held = state.held[outcome.id], held.task.attempt == outcome.attempt {
                     state.held[outcome.id] = nil
@@ -260,8 +271,10 @@ final class WorkerCore: Sendable {
                     state.statistics.refused += 1
                 }
             }
+            defer { state.roomWanted = false }
+            return state.roomWanted
         }
-        claimWake.signal()
+        if wake { claimWake.signal() }
     }
 
     /// Tasks that are no longer this worker's (cancelled, finished elsewhere, rescued): they

@@ -60,6 +60,11 @@ struct WorkerLoops: Sendable {
                         db.events?.debug(
                             "claimed tasks",
                             metadata: ["tasks": "\(claimed.count)", "worker": "\(worker.id)"])
+                    }
+                    // Fewer than asked: the queue is empty for now, and new work comes with a
+                    // notification (or the poll). Asking again at once would be an empty claim.
+                    if claimed.count >= room {
+                        core.claimFilled()
                         continue
                     }
                 } catch  where !Task.isCancelled {

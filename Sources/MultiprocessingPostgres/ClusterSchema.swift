@@ -115,6 +115,39 @@ enum ClusterSchema {
         ],
         // 2: the producer's trace context (swift-distributed-tracing), stored with each task.
         ["ALTER TABLE {S}.tasks ADD COLUMN trace_context bytea"],
+        // 3: a small result travels in the notification that announces its task, so that a
+        // producer need not read it back: after the id of a succeeded task whose result takes
+        // at most 64 bytes comes an element '=' and the result in hex ("f12,=0a,13"). A reader
+        // of version 2 skips those elements (they are not ids). Notifications are cut by length
+        // (at most about 7,700 characters of the 8,000 a payload may hold), not by count.
+        // `enable_nestloop = off` for the function: the transition tables have no statistics,
+        // so PostgreSQL joined old and new rows in a nested loop, quadratic in the rows a
+        // statement updated (40 ms for a batch of 226 outcomes).
+        [
+            """
+            CREATE OR REPLACE FUNCTION {S}.tasks_updated() RETURNS trigger LANGUAGE plpgsql
+            SET enable_nestloop = off AS $$
+            BEGIN
+                PERFORM pg_notify('{CH}', 'f' || string_agg(entry, ',' ORDER BY id))
+                FROM (
+                    SELECT id, entry, sum(length(entry) + 1) OVER (ORDER BY id) / 7500 AS chunk
+                    FROM (
+                        SELECT n.id, n.id::text || CASE
+                            WHEN n.state = 'succeeded' AND octet_length(n.result) <= 64
+                            THEN ',=' || encode(n.result, 'hex') ELSE '' END AS entry
+                        FROM new_rows n JOIN old_rows o ON o.id = n.id
+                        WHERE n.state IN ('succeeded','failed','cancelled') AND o.state <> n.state
+                    ) entries
+                ) finished
+                GROUP BY chunk;
+                PERFORM pg_notify('{CH}', 'q' || string_agg(DISTINCT n.queue, ','))
+                FROM new_rows n JOIN old_rows o ON o.id = n.id
+                WHERE n.state = 'queued' AND o.state <> 'queued'
+                HAVING count(*) > 0;
+                RETURN NULL;
+            END $$
+            """
+        ],
     ]
 
     /// Creates or upgrades the schema to ``latestVersion``.

@@ -62,3 +62,13 @@ struct FinishedTask: Sendable {
         }
     }
 }
+
+extension FinishedTask {
+    /// A succeeded task whose result came in its notification (the other fields matter only
+    /// for failures).
+    init(succeeded id: Int64, result: [UInt8]) {
+        self.init(
+            id: id, state: "succeeded", result: result, error: nil, errorKind: nil, errorText: nil,
+            attempt: 0, taskName: "", unknownNameTimeout: 0)
+    }
+}

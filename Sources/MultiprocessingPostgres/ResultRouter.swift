@@ -58,14 +58,60 @@ final class ResultRouter: Sendable {
 
     var pendingCount: Int { state.withLock { $0.waiters.count } }
 
-    /// A notification named finished tasks.
-    func announced(_ ids: some Sequence<Int64>) {
+    /// A notification of finished tasks: `f`, then their ids, each succeeded one with a small
+    /// result followed by an element `=` and the result in hex (``ClusterSchema`` version 3).
+    /// Returns the ids and the results it carried.
+    static func parseFinished(_ payload: Substring) -> (ids: [Int64], results: [Int64: [UInt8]]) {
+        var ids: [Int64] = []
+        var results: [Int64: [UInt8]] = [:]
+        for element in payload.split(separator: ",", omittingEmptySubsequences: false) {
+            if element.first == "=" {
+                if let id = ids.last, let bytes = hexBytes(element.dropFirst()) { results[id] = bytes }
+            } else if let id = Int64(element) {
+                ids.append(id)
+            }
+        }
+        return (ids, results)
+    }
+
+    private static func hexBytes(_ hex: Substring) -> [UInt8]? {
+        let digits = Array(hex.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        var index = 0
+        while index < digits.count {
+            guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else {
+                return nil
+            }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes
+    }
+
+    private static func hexValue(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+        default: nil
+        }
+    }
+
+    /// A notification named finished tasks; `results` are those it carried (succeeded, small):
+    /// their waiters get them at once, the others' rows are read.
+    func announced(_ ids: some Sequence<Int64>, results: [Int64: [UInt8]] = [:]) {
+        var carried: [FinishedTask] = []
         let fetch = state.withLock { state -> Bool in
             var fetch = false
             for id in ids {
                 if state.waiters[id] != nil {
-                    state.toFetch.insert(id)
-                    fetch = true
+                    if let result = results[id] {
+                        carried.append(FinishedTask(succeeded: id, result: result))
+                    } else {
+                        state.toFetch.insert(id)
+                        fetch = true
+                    }
                 } else if state.recent.insert(id).inserted {
                     state.recentOrder.append(id)
                 }
@@ -77,6 +123,7 @@ final class ResultRouter: Sendable {
             }
             return fetch
         }
+        if !carried.isEmpty { deliver(carried) }
         if fetch { wake.signal() }
     }
 
@@ -121,7 +168,8 @@ final class ResultRouter: Sendable {
             db, listening: { self.requestSweep() }, lost: { self.requestSweep() },
             handle: { payload in
                 guard payload.first == "f" else { return }
-                self.announced(payload.dropFirst().split(separator: ",").compactMap { Int64($0) })
+                let (ids, results) = Self.parseFinished(payload.dropFirst())
+                self.announced(ids, results: results)
             })
     }
 

@@ -11,6 +11,7 @@ final class WorkerCore: Sendable {
         var started = false
         var call: RegisteredFunction.Call?
         var outcomeQueued = false
+        var startedAt: ContinuousClock.Instant?
     }
 
     struct State: Sendable {
@@ -21,7 +22,20 @@ final class WorkerCore: Sendable {
         var outcomes: [AttemptOutcome] = []
         var statistics = ClusterWorkerStatistics()
         var drainDeadline: ContinuousClock.Instant?
+        /// Attempts in a row that took under ``quickTask`` of the worker's time (see
+        /// ``finished(_:_:)``), and when the last one ended.
+        var quickStreak = 0
+        var lastFinish: ContinuousClock.Instant?
+        /// The claimer waits for room (it had none, or its last claim came back full): recorded
+        /// outcomes wake it. Otherwise the queue had nothing more, and only a notification (or
+        /// the poll) does, so that finishing a task costs no empty claim.
+        var roomWanted = false
     }
+
+    /// An attempt this short is worth handing to the local pool ahead of a free slot.
+    static let quickTask: Duration = .milliseconds(1)
+    /// Quick attempts in a row before the worker starts running ahead.
+    static let quickStreakToRunAhead = 8
 
     let state = Mutex(State())
     let dispatchWake = Wakeup()
@@ -30,11 +44,19 @@ final class WorkerCore: Sendable {
     let concurrency: Int
     let heldLimit: Int
     let grace: Duration
+    /// Outcomes that are written at once; fewer wait up to ``completionDelay`` for company.
+    let completionBatch: Int
+    let completionDelay: Duration
+    /// How many tasks beyond its slots the worker hands its local pool while tasks are quick.
+    let runAhead: Int
 
     init(options: ClusterWorkerOptions) {
         concurrency = options.concurrency.value
         heldLimit = Swift.max(options.heldLimit, 1)
         grace = options.shutdownGrace
+        completionBatch = options.completionBatch
+        completionDelay = options.completionDelay
+        runAhead = concurrency * 32
     }
 
     var phase: Phase { state.withLock { $0.phase } }
@@ -77,7 +99,9 @@ final class WorkerCore: Sendable {
             guard state.phase == .serving else { return 0 }
             let free = heldLimit - state.held.count
             let idle = state.ready.isEmpty && state.running < concurrency
-            return free > 0 && (free * 2 >= heldLimit || idle) ? free : 0
+            let room = free > 0 && (free * 2 >= heldLimit || idle) ? free : 0
+            if room == 0 { state.roomWanted = true }
+            return room
         }
     }
 
@@ -98,6 +122,12 @@ final class WorkerCore: Sendable {
 
     /// The next tasks to start, as slots free up; `nil` once the worker is done (not serving,
     /// nothing running). A drain past its grace turns into a stop.
+    ///
+    /// While attempts are quick (``quickStreakToRunAhead`` in a row under ``quickTask``), up to
+    /// ``runAhead`` more tasks than slots go to the local pool, which queues them and sends them
+    /// to its processes together (as it does with its own short jobs): otherwise each of them
+    /// would wait for a round trip through this loop. A task with a time-out only ever starts
+    /// in a free slot, so that its clock does not run while it waits in the pool.
     func nextToStart() async -> [ClaimedTask]? {
         while true {
             let (batch, done, overdue) = state.withLock { state -> ([ClaimedTask], Bool, Bool) in
@@ -106,10 +136,20 @@ final class WorkerCore: Sendable {
                     return ([], state.running == 0, overdue)
                 }
                 var batch: [ClaimedTask] = []
-                while state.running < concurrency, !state.ready.isEmpty {
-                    let id = state.ready.removeFirst()
-                    guard var held = state.held[id] else { continue }
+                let ahead = state.quickStreak >= Self.quickStreakToRunAhead ? runAhead : 0
+                let now = ContinuousClock.now
+                while let id = state.ready.first {
+                    guard var held = state.held[id] else {
+                        state.ready.removeFirst()
+                        continue
+                    }
+                    let free = state.running < concurrency
+                    guard free || (state.running < concurrency + ahead && held.task.timeout == nil) else {
+                        break
+                    }
+                    state.ready.removeFirst()
                     held.started = true
+                    held.startedAt = now
                     state.held[id] = held
                     state.running += 1
                     batch.append(held.task)
@@ -165,19 +205,42 @@ final class WorkerCore: Sendable {
     }
 
     /// A started task ended. Its outcome waits for the flusher, unless the task was taken away
-    /// (cancelled, rescued) or stopped by a shutdown (then it is handed back).
+    /// (cancelled, rescued) or stopped by a shutdown (then it is handed back). The flusher hears
+    /// of the first waiting outcome (it starts the ``completionDelay``) and of the moment the
+    /// outcomes are due (``flushDue``).
     func finished(_ task: ClaimedTask, _ outcome: AttemptOutcome) {
-        state.withLock { state in
+        let wake = state.withLock { state -> Bool in
             state.running -= 1
-            guard var held = state.held[task.id], held.task.attempt == task.attempt else { return }
-            if state.phase == .stopping, case .pool(.other) = outcome.error { return }  // Stopped by us.
+            // The worker's time for this attempt: since it started, or since the one before
+            // it ended if that was later (it waited in the local pool meanwhile).
+            let now = ContinuousClock.now
+            if let startedAt = state.held[task.id]?.startedAt {
+                let spent = now - max(startedAt, state.lastFinish ?? startedAt)
+                state.quickStreak = spent < Self.quickTask ? state.quickStreak + 1 : 0
+            }
+            state.lastFinish = now
+            guard var held = state.held[task.id], held.task.attempt == task.attempt else { return false }
+            // Stopped by us.
+            if state.phase == .stopping, case .pool(.other) = outcome.error { return false }
             held.outcomeQueued = true
             held.call = nil
             state.held[task.id] = held
             state.outcomes.append(outcome)
+            return state.outcomes.count == 1 || Self.due(state, batch: completionBatch)
         }
-        flushWake.signal()
+        if wake { flushWake.signal() }
         dispatchWake.signal()
+    }
+
+    /// Whether the waiting outcomes should be written now rather than after the delay: enough
+    /// of them, nothing left to run (an idle worker's caller is waiting for this one), or the
+    /// worker is leaving.
+    var flushDue: Bool { state.withLock { Self.due($0, batch: completionBatch) } }
+
+    private static func due(_ state: State, batch: Int) -> Bool {
+        guard !state.outcomes.isEmpty else { return false }
+        return state.outcomes.count >= batch || (state.running == 0 && state.ready.isEmpty)
+            || state.phase != .serving
     }
 
     func takeOutcomes(limit: Int) -> [AttemptOutcome] {
@@ -190,9 +253,14 @@ final class WorkerCore: Sendable {
 
     var hasOutcomes: Bool { state.withLock { !$0.outcomes.isEmpty } }
 
+    /// A claim came back full: the queue may hold more, worth claiming once there is room.
+    func claimFilled() {
+        state.withLock { $0.roomWanted = true }
+    }
+
     /// Outcomes were written (`accepted` took theirs, the others were refused): the tasks leave.
     func recorded(_ outcomes: [AttemptOutcome], accepted: Set<Int64>) {
-        state.withLock { state in
+        let wake = state.withLock { state -> Bool in
             for outcome in outcomes {
                 if let held = state.held[outcome.id], held.task.attempt == outcome.attempt {
                     state.held[outcome.id] = nil
@@ -203,8 +271,10 @@ final class WorkerCore: Sendable {
                     state.statistics.refused += 1
                 }
             }
+            defer { state.roomWanted = false }
+            return state.roomWanted
         }
-        claimWake.signal()
+        if wake { claimWake.signal() }
     }
 
     /// Tasks that are no longer this worker's (cancelled, finished elsewhere, rescued): they

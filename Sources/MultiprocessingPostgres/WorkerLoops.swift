@@ -60,6 +60,11 @@ struct WorkerLoops: Sendable {
                         db.events?.debug(
                             "claimed tasks",
                             metadata: ["tasks": "\(claimed.count)", "worker": "\(worker.id)"])
+                    }
+                    // Fewer than asked: the queue is empty for now, and new work comes with a
+                    // notification (or the poll). Asking again at once would be an empty claim.
+                    if claimed.count >= room {
+                        core.claimFilled()
                         continue
                     }
                 } catch  where !Task.isCancelled {
@@ -78,19 +83,32 @@ struct WorkerLoops: Sendable {
         }
     }
 
-    /// Records outcomes as they come, in batches (what accumulates during one write goes in
-    /// the next).
+    /// Records outcomes in batches: each write is a commit, so an outcome waits up to
+    /// ``ClusterWorkerOptions/completionDelay`` for others to join it, unless the batch is full
+    /// or the worker has nothing else to run (``WorkerCore/flushDue``). What accumulates during
+    /// one write goes in the next.
     func flush() async {
+        let delay = core.completionDelay
         while !Task.isCancelled {
-            await core.flushWake.wait(upTo: .seconds(1))
-            await flushOnce()
+            if !core.hasOutcomes { await core.flushWake.wait(upTo: .seconds(1)) }
+            if core.hasOutcomes, delay > .zero {
+                let deadline = ContinuousClock.now + delay
+                while !core.flushDue, !Task.isCancelled, ContinuousClock.now < deadline {
+                    await core.flushWake.wait(upTo: deadline - .now)
+                }
+            }
+            // One write of what waits now: what comes during it waits for the next round.
+            await flushOnce(untilEmpty: false)
         }
     }
 
-    /// Writes every waiting outcome. The write runs in a task of its own, so that cancelling
-    /// the worker's loops does not cut a batch off half-way.
-    func flushOnce() async {
-        while true {
+    /// Writes every waiting outcome (with `untilEmpty`, also those that come during the
+    /// writes). The write runs in a task of its own, so that cancelling the worker's loops does
+    /// not cut a batch off half-way.
+    func flushOnce(untilEmpty: Bool = true) async {
+        var rounds = 0
+        while untilEmpty || rounds == 0 {
+            rounds += 1
             let batch = core.takeOutcomes(limit: 1000)
             guard !batch.isEmpty else { return }
             let poison = options.pool.maxWorkersKilledPerTask

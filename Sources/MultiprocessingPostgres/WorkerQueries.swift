@@ -37,20 +37,37 @@ struct WorkerQueries: Sendable {
     /// Claims up to `limit` due tasks of the given queues and names, highest priority first:
     /// `FOR UPDATE SKIP LOCKED`, so concurrent claimers never take the same row; each claim is a
     /// new attempt with a fresh lease.
+    ///
+    /// The claim commits asynchronously (`synchronous_commit = off` for its transaction alone):
+    /// it does not wait for its WAL flush, the slowest part of a commit. What a server crash can
+    /// lose is the claim itself, for at most a few hundred milliseconds of commits: the row is
+    /// then `queued` again at its earlier attempt, so the task runs again (at-least-once), and
+    /// the outcome of the run that started meanwhile is fenced off by the completion's check of
+    /// state, worker and attempt (or, when this worker claims it again at the same attempt,
+    /// recorded once). A completion commits synchronously, and its flush covers every earlier
+    /// claim in the WAL.
+    ///
+    /// With one queue the condition is `queue = (queues)[1]`, so that the scan of `tasks_ready`
+    /// comes out in claim order and stops after `limit` rows; `queue = ANY(queues)` makes
+    /// PostgreSQL read and sort every queued row of those queues first, which made each claim of
+    /// a large map cost as much as the whole backlog.
     func claim(limit: Int, queues: [String], names: [String], lease: Duration) async throws -> [ClaimedTask] {
-        try await decodeClaims(
+        let (open, close) = queues.count == 1 ? ("(", ")[1]") : ("ANY(", ")")
+        return try await decodeClaims(
             db.client.query(
                 """
+                WITH async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))
                 UPDATE \(unescaped: s).tasks t SET state = 'running', attempt = t.attempt + 1,
                     worker_id = \(workerID), lease_expires_at = now() + \(lease.milliseconds) * interval '1 ms',
                     started_at = now()
                 FROM (
                     SELECT id FROM \(unescaped: s).tasks
-                    WHERE state = 'queued' AND queue = ANY(\(queues)) AND task_name = ANY(\(names))
+                    WHERE state = 'queued' AND queue = \(unescaped: open)\(queues)\(unescaped: close)
+                        AND task_name = ANY(\(names))
                         AND run_after <= now()
                     ORDER BY priority DESC, id
                     LIMIT \(limit) FOR UPDATE SKIP LOCKED
-                ) picked
+                ) picked, async
                 WHERE t.id = picked.id
                 RETURNING t.id, t.task_name, t.function, t.input, t.attempt, t.priority, t.timeout_ms, t.queue,
                     t.trace_context
@@ -99,32 +116,38 @@ struct WorkerQueries: Sendable {
         let killed = outcomes.map { $0.error?.killedWorker == true ? 1 : 0 }
         let final = outcomes.map(\.final)
         var accepted = Set<Int64>()
+        // Shaped for the plan: rows by primary key (`id = ANY`), hashed against the outcomes,
+        // unnested once; the fence (attempt, worker, state) is part of the join, so that the
+        // estimate of matching rows stays near the batch's size. With the worker and the state
+        // as constants, PostgreSQL read every entry of `tasks_worker` for this worker, the dead
+        // ones of every task it ever finished included, or, estimating one matching row,
+        // rescanned the outcomes once per row: both grew with the square of the work.
         let rows = try await db.client.query(
             """
-            WITH c AS (
-                SELECT * FROM unnest(\(ids)::bigint[], \(attempts)::integer[], \(succeeded)::boolean[],
+            WITH c AS MATERIALIZED (
+                SELECT *, \(workerID)::text AS worker, 'running'::text AS running
+                FROM unnest(\(ids)::bigint[], \(attempts)::integer[], \(succeeded)::boolean[],
                     \(results)::bytea[], \(errors)::bytea[], \(texts)::text[], \(killed)::integer[],
                     \(final)::boolean[]) AS c(id, attempt, ok, result, error, error_text, killed, final)
-            ), decided AS (
-                SELECT c.*, CASE
+            )
+            UPDATE \(unescaped: s).tasks t SET
+                state = CASE
                     WHEN c.ok THEN 'succeeded'
                     WHEN c.final OR t.attempt >= t.max_attempts
                         OR t.workers_killed + c.killed >= \(poisonLimit) THEN 'failed'
-                    ELSE 'queued' END AS new_state
-                FROM c JOIN \(unescaped: s).tasks t ON t.id = c.id
-                WHERE t.attempt = c.attempt AND t.worker_id = \(workerID) AND t.state = 'running'
-            )
-            UPDATE \(unescaped: s).tasks t SET
-                state = d.new_state,
-                result = CASE WHEN d.ok THEN d.result END,
-                error = CASE WHEN d.ok THEN NULL ELSE d.error END,
-                error_text = CASE WHEN d.ok THEN NULL ELSE d.error_text END,
+                    ELSE 'queued' END,
+                result = CASE WHEN c.ok THEN c.result END,
+                error = CASE WHEN c.ok THEN NULL ELSE c.error END,
+                error_text = CASE WHEN c.ok THEN NULL ELSE c.error_text END,
                 error_kind = NULL,
-                workers_killed = t.workers_killed + d.killed,
+                workers_killed = t.workers_killed + c.killed,
                 worker_id = NULL, lease_expires_at = NULL,
-                finished_at = CASE WHEN d.new_state = 'queued' THEN NULL ELSE now() END
-            FROM decided d
-            WHERE t.id = d.id AND t.attempt = d.attempt AND t.worker_id = \(workerID) AND t.state = 'running'
+                finished_at = CASE
+                    WHEN c.ok OR c.final OR t.attempt >= t.max_attempts
+                        OR t.workers_killed + c.killed >= \(poisonLimit) THEN now() END
+            FROM c
+            WHERE t.id = ANY(\(ids)) AND t.id = c.id AND t.attempt = c.attempt
+                AND t.worker_id = c.worker AND t.state = c.running
             RETURNING t.id
             """, logger: db.logger)
         for try await id in rows.decode(Int64.self) { accepted.insert(id) }
@@ -154,7 +177,8 @@ struct WorkerQueries: Sendable {
         for try await id in try await db.client.query(
             """
             UPDATE \(unescaped: s).tasks SET lease_expires_at = now() + \(lease.milliseconds) * interval '1 ms'
-            WHERE state = 'running' AND worker_id = \(workerID) AND id = ANY(\(held))
+            WHERE id = ANY(\(held)) AND state IS NOT DISTINCT FROM 'running'
+                AND worker_id IS NOT DISTINCT FROM \(workerID)
             RETURNING id
             """, logger: db.logger
         ).decode(Int64.self) {

@@ -75,6 +75,43 @@ extension ClusterTests {
             }
         }
 
+        @Test("a completion deferred for company is still fenced: taken away meanwhile, it is refused")
+        func deferredCompletionFenced() async throws {
+            let configuration = try await TestDatabase.configuration("deferred")
+            defer { Task { await TestDatabase.drop(configuration) } }
+            let log = RunLog("deferred")
+            defer { log.remove() }
+            // One slot; the quick task's outcome waits (up to a minute) while the slow one runs.
+            var options = testWorkerOptions(concurrency: 1)
+            options.maximumHeld = 8
+            options.completionDelay = .seconds(60)
+            try await withClusterPool(configuration: configuration) { (pool: ClusterPool) async throws in
+                let quick = try await pool.submit(LoggedNap(log: log.path, milliseconds: 0), 1)
+                let slow = try await pool.submit(LoggedNap(log: log.path, milliseconds: 1500), 2)
+                try await withWorker(configuration, options: options) {
+                    (worker: ClusterWorker) async throws in
+                    #expect(try await eventually { log.lines.count == 2 })
+                    #expect(worker.statistics.recorded == 0)  // The quick one's outcome waits.
+                    // Meanwhile its lease passes to another worker (as the rescuer would hand it on).
+                    _ = try await TestDatabase.query(
+                        """
+                        UPDATE \(configuration.schema).tasks SET worker_id = 'elsewhere', attempt = attempt + 1
+                        WHERE id = \(quick.id)
+                        """)
+                    // Idle after the slow one: both outcomes are written, the quick one's refused.
+                    _ = try await slow.value
+                    #expect(try await eventually { worker.statistics.refused == 1 })
+                    #expect(worker.statistics.recorded == 1)
+                }
+                #expect(
+                    try await TestDatabase.query(
+                        """
+                        SELECT state, worker_id, attempt FROM \(configuration.schema).tasks WHERE id = \(quick.id)
+                        """) == ["running|elsewhere|2"])
+                #expect(try await pool.cancel([quick.id]) == 1)
+            }
+        }
+
         @Test(
             "PostgreSQL restarted (pg_ctl restart -m fast) in the middle of a map: it completes, nothing lost or doubled"
         )
@@ -278,7 +315,7 @@ extension ClusterTests {
             #expect(
                 try await TestDatabase.query(
                     "SELECT version FROM \(configuration.schema).schema_version ORDER BY version")
-                    == ["1", "2"])
+                    == ["1", "2", "3"])
         }
 
         @Test("configuration: URLs and schema names")

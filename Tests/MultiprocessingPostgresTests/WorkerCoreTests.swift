@@ -50,4 +50,62 @@ struct WorkerCoreTests {
         #expect(core.claimRoom() == 0)
         #expect(core.takeReady().sorted() == [2, 3, 4, 5])
     }
+
+    @Test("outcomes wait for company while work remains; due when the batch is full or the worker idle")
+    func completionBatching() async throws {
+        var options = ClusterWorkerOptions()
+        options.concurrency = 1
+        options.maximumHeld = 12  // Batches of 3.
+        let core = WorkerCore(options: options)
+        core.add((1...5).map { task($0, attempt: 1) })
+        for id in Int64(1)...5 {
+            let started = try #require(await core.nextToStart())
+            #expect(started.map(\.id) == [id])
+            core.finished(started[0], failure(id, attempt: 1))
+            switch id {
+            case 3:
+                #expect(core.flushDue)  // A full batch.
+                #expect(core.takeOutcomes(limit: 10).map(\.id) == [1, 2, 3])
+            case 5:
+                #expect(core.flushDue)  // Nothing left to run.
+                #expect(core.takeOutcomes(limit: 10).map(\.id) == [4, 5])
+            default:
+                #expect(!core.flushDue)  // Tasks still to run: wait for company.
+            }
+        }
+        #expect(!core.flushDue)
+    }
+
+    @Test("quick tasks run ahead of free slots in the local pool; slow ones and those with a time-out do not")
+    func runAhead() async throws {
+        var options = ClusterWorkerOptions()
+        options.concurrency = 1
+        options.maximumHeld = 100
+        let core = WorkerCore(options: options)
+        core.add((1...50).map { task($0, attempt: 1) })
+        for _ in 0..<WorkerCore.quickStreakToRunAhead {
+            let started = try #require(await core.nextToStart())
+            #expect(started.count == 1)
+            core.finished(started[0], failure(started[0].id, attempt: 1))
+        }
+        // Quick in a row: one for the slot and `runAhead` more.
+        let ahead = try #require(await core.nextToStart())
+        #expect(ahead.count == 1 + core.runAhead)
+        // One slow attempt ends running ahead.
+        for task in ahead.dropLast() { core.finished(task, failure(task.id, attempt: 1)) }
+        try await Task.sleep(for: .milliseconds(5))
+        core.finished(ahead.last!, failure(ahead.last!.id, attempt: 1))
+        #expect(try #require(await core.nextToStart()).count == 1)
+
+        // A task with a time-out waits for a free slot even while tasks are quick.
+        let timed = WorkerCore(options: options)
+        var withTimeout = task(200, attempt: 1)
+        withTimeout.timeout = .seconds(5)
+        timed.add((101...108).map { task($0, attempt: 1) } + [task(201, attempt: 1), withTimeout])
+        for _ in 0..<WorkerCore.quickStreakToRunAhead {
+            let started = try #require(await timed.nextToStart())
+            timed.finished(started[0], failure(started[0].id, attempt: 1))
+        }
+        #expect(try #require(await timed.nextToStart()).map(\.id) == [201])
+    }
 }

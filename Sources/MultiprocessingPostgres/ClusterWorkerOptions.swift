@@ -20,7 +20,11 @@ public struct ClusterWorkerOptions: Sendable {
     /// tasks that no live worker can run. Default 2 s.
     public var rescueInterval: Duration = .seconds(2)
     /// How many tasks the worker holds at most (running plus claimed ahead, so that a batch is
-    /// claimed in one statement). `nil`: four per concurrency slot, at least 8.
+    /// claimed in one statement). `nil`: it adapts — four per concurrency slot, at least 8,
+    /// so that tasks queued behind a slow one go to other workers; and once attempts prove
+    /// quick (eight in a row under a millisecond), 64 per slot, at least 256, so that one claim
+    /// and one write of outcomes (each a commit) serve hundreds of tasks. A value here is used
+    /// throughout.
     public var maximumHeld: Int?
     /// How long a finished task's outcome may wait, while the worker still has tasks running or
     /// claimed, to be written together with the next ones. Every write is a commit (a WAL flush,
@@ -43,7 +47,6 @@ public struct ClusterWorkerOptions: Sendable {
     public init() {}
 
     var heldLimit: Int { maximumHeld ?? Swift.max(8, concurrency.value * 4) }
+    var quickHeldLimit: Int { maximumHeld ?? Swift.max(256, concurrency.value * 64) }
     var heartbeat: Duration { heartbeatInterval ?? lease / 3 }
-    /// Outcomes written at once, without waiting for ``completionDelay``.
-    var completionBatch: Int { Swift.max(1, heldLimit / 4) }
 }

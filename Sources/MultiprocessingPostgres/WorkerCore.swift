@@ -42,10 +42,12 @@ final class WorkerCore: Sendable {
     let claimWake = Wakeup()
     let flushWake = Wakeup()
     let concurrency: Int
+    /// How many tasks the worker holds at most, and while attempts are quick: by default a
+    /// worker claims few tasks ahead, so that a slow task's neighbours go to other workers, and
+    /// many once they prove quick, so that a claim (a commit) is shared by hundreds of them.
     let heldLimit: Int
+    let quickHeldLimit: Int
     let grace: Duration
-    /// Outcomes that are written at once; fewer wait up to ``completionDelay`` for company.
-    let completionBatch: Int
     let completionDelay: Duration
     /// How many tasks beyond its slots the worker hands its local pool while tasks are quick.
     let runAhead: Int
@@ -53,8 +55,8 @@ final class WorkerCore: Sendable {
     init(options: ClusterWorkerOptions) {
         concurrency = options.concurrency.value
         heldLimit = Swift.max(options.heldLimit, 1)
+        quickHeldLimit = Swift.max(options.quickHeldLimit, 1)
         grace = options.shutdownGrace
-        completionBatch = options.completionBatch
         completionDelay = options.completionDelay
         runAhead = concurrency * 32
     }
@@ -97,9 +99,10 @@ final class WorkerCore: Sendable {
     func claimRoom() -> Int {
         state.withLock { state in
             guard state.phase == .serving else { return 0 }
-            let free = heldLimit - state.held.count
+            let limit = self.limit(state)
+            let free = limit - state.held.count
             let idle = state.ready.isEmpty && state.running < concurrency
-            let room = free > 0 && (free * 2 >= heldLimit || idle) ? free : 0
+            let room = free > 0 && (free * 2 >= limit || idle) ? free : 0
             if room == 0 { state.roomWanted = true }
             return room
         }
@@ -226,7 +229,7 @@ final class WorkerCore: Sendable {
             held.call = nil
             state.held[task.id] = held
             state.outcomes.append(outcome)
-            return state.outcomes.count == 1 || Self.due(state, batch: completionBatch)
+            return state.outcomes.count == 1 || due(state)
         }
         if wake { flushWake.signal() }
         dispatchWake.signal()
@@ -235,11 +238,19 @@ final class WorkerCore: Sendable {
     /// Whether the waiting outcomes should be written now rather than after the delay: enough
     /// of them, nothing left to run (an idle worker's caller is waiting for this one), or the
     /// worker is leaving.
-    var flushDue: Bool { state.withLock { Self.due($0, batch: completionBatch) } }
+    var flushDue: Bool { state.withLock { due($0) } }
 
-    private static func due(_ state: State, batch: Int) -> Bool {
+    /// The held limit now: ``quickHeldLimit`` once attempts are quick.
+    private func limit(_ state: State) -> Int {
+        state.quickStreak >= Self.quickStreakToRunAhead ? quickHeldLimit : heldLimit
+    }
+
+    private func due(_ state: State) -> Bool {
         guard !state.outcomes.isEmpty else { return false }
-        return state.outcomes.count >= batch || (state.running == 0 && state.ready.isEmpty)
+        // Outcomes written at once: a quarter of what the worker may hold; fewer wait up to
+        // ``completionDelay`` for company.
+        return state.outcomes.count >= Swift.max(1, limit(state) / 4)
+            || (state.running == 0 && state.ready.isEmpty)
             || state.phase != .serving
     }
 

@@ -54,9 +54,7 @@ struct BenchWorkerHost: ProcessTask {
         options.lease = .milliseconds(leaseMilliseconds)
         options.rescueInterval = .milliseconds(rescueMilliseconds)
         options.shutdownGrace = .seconds(5)
-        // Claims in batches of up to a few hundred: every claim and every batch of outcomes is
-        // a commit (a WAL flush), which bounds throughput far more than the tasks do.
-        options.maximumHeld = 256
+        // The default claim size: it grows by itself once the no-ops prove quick.
         var configuration = try ClusterConfiguration(url: url, schema: schema)
         configuration.reconnectTimeout = .seconds(30)
         let worker = ClusterWorker(

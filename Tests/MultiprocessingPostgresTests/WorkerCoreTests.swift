@@ -51,6 +51,35 @@ struct WorkerCoreTests {
         #expect(core.takeReady().sorted() == [2, 3, 4, 5])
     }
 
+    @Test("by default a worker claims few ahead, many once tasks prove quick, few again after a slow one")
+    func adaptiveClaims() async throws {
+        var options = ClusterWorkerOptions()
+        options.concurrency = 2
+        let core = WorkerCore(options: options)
+        #expect(core.claimRoom() == 8)  // Four per slot, at least 8.
+        core.add((1...8).map { task($0, attempt: 1) })
+        var done = 0
+        while done < WorkerCore.quickStreakToRunAhead {
+            let started = try #require(await core.nextToStart())
+            for task in started { core.finished(task, failure(task.id, attempt: 1)) }
+            done += started.count
+            _ = core.takeOutcomes(limit: 100)
+        }
+        // Quick in a row: 64 per slot, at least 256, less what it holds.
+        let held = core.heldIDs.count
+        #expect(core.claimRoom() == 256 - held)
+        // A slow attempt: back to the small limit (nothing more until room frees up).
+        core.add((100...199).map { task($0, attempt: 1) })
+        let started = try #require(await core.nextToStart())
+        try await Task.sleep(for: .milliseconds(5))
+        core.finished(started[0], failure(started[0].id, attempt: 1))
+        #expect(core.claimRoom() == 0)
+
+        // A limit set by the user holds throughout.
+        options.maximumHeld = 10
+        #expect(WorkerCore(options: options).quickHeldLimit == 10)
+    }
+
     @Test("outcomes wait for company while work remains; due when the batch is full or the worker idle")
     func completionBatching() async throws {
         var options = ClusterWorkerOptions()

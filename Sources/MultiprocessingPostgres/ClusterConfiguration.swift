@@ -42,7 +42,10 @@ public struct ClusterConfiguration: Sendable {
     /// The worker's local pool logs through its own `PoolOptions.logger`.
     public var logger: Logger?
 
-    /// A configuration from a postgres-nio client configuration.
+    /// A configuration from a postgres-nio client configuration. Its connections get `schema`
+    /// as their `search_path` (a `search_path` among its startup parameters is replaced): the
+    /// statements on every task's path are prepared once per connection and name their tables
+    /// without the schema.
     public init(_ connection: PostgresClient.Configuration, schema: String = "multiprocessing")
         throws(ClusterError)
     {

@@ -25,6 +25,10 @@ final class ClusterDatabase: Sendable {
         Self.survivesBrokenConnections
         var connection = configuration.connection
         connection.options.connectTimeout = .seconds(5)
+        // The prepared statements on the task path (``WorkerStatements``) name their tables
+        // without the schema.
+        connection.options.additionalStartupParameters.removeAll { $0.0 == "search_path" }
+        connection.options.additionalStartupParameters.append(("search_path", configuration.schema))
         client = PostgresClient(configuration: connection)
         logger = Logger(label: "multiprocessing.postgres.\(label)")
         events = configuration.logger

@@ -52,7 +52,18 @@ struct WorkerQueries: Sendable {
     /// PostgreSQL read and sort every queued row of those queues first, which made each claim of
     /// a large map cost as much as the whole backlog.
     func claim(limit: Int, queues: [String], names: [String], lease: Duration) async throws -> [ClaimedTask] {
-        let (open, close) = queues.count == 1 ? ("(", ")[1]") : ("ANY(", ")")
+        if queues.count == 1 {
+            var claimed: [ClaimedTask] = []
+            for try await row in try await db.client.execute(
+                WorkerStatements.ClaimFromOneQueue(
+                    workerID: workerID, leaseMilliseconds: Int64(lease.milliseconds), queue: queues[0],
+                    names: names, limit: Int64(limit)),
+                logger: db.logger)
+            {
+                claimed.append(Self.claimedTask(row))
+            }
+            return Self.inClaimOrder(claimed)
+        }
         return try await decodeClaims(
             db.client.query(
                 """
@@ -62,8 +73,7 @@ struct WorkerQueries: Sendable {
                     started_at = now()
                 FROM (
                     SELECT id FROM \(unescaped: s).tasks
-                    WHERE state = 'queued' AND queue = \(unescaped: open)\(queues)\(unescaped: close)
-                        AND task_name = ANY(\(names))
+                    WHERE state = 'queued' AND queue = ANY(\(queues)) AND task_name = ANY(\(names))
                         AND run_after <= now()
                     ORDER BY priority DESC, id
                     LIMIT \(limit) FOR UPDATE SKIP LOCKED
@@ -88,19 +98,23 @@ struct WorkerQueries: Sendable {
 
     private func decodeClaims(_ rows: PostgresRowSequence) async throws -> [ClaimedTask] {
         var claimed: [ClaimedTask] = []
-        for try await (id, name, function, input, attempt, priority, timeout, queue, trace) in rows.decode(
-            (Int64, String, ByteBuffer, ByteBuffer, Int32, Int32, Int64?, String, ByteBuffer?).self)
-        {
-            claimed.append(
-                ClaimedTask(
-                    id: id, name: name, function: function.bytes, input: input.bytes, attempt: attempt,
-                    priority: priority, timeout: timeout.map { .milliseconds($0) }, queue: queue,
-                    // A context that does not decode costs the trace, not the task.
-                    trace: trace.flatMap {
-                        try? BinaryDecoder().decode([String: String].self, from: $0.bytes)
-                    }))
+        for try await row in rows.decode(WorkerStatements.ClaimRow.self) {
+            claimed.append(Self.claimedTask(row))
         }
-        return claimed.sorted { ($0.priority, -$0.id) > ($1.priority, -$1.id) }
+        return Self.inClaimOrder(claimed)
+    }
+
+    private static func claimedTask(_ row: WorkerStatements.ClaimRow) -> ClaimedTask {
+        let (id, name, function, input, attempt, priority, timeout, queue, trace) = row
+        return ClaimedTask(
+            id: id, name: name, function: function.bytes, input: input.bytes, attempt: attempt,
+            priority: priority, timeout: timeout.map { .milliseconds($0) }, queue: queue,
+            // A context that does not decode costs the trace, not the task.
+            trace: trace.flatMap { try? BinaryDecoder().decode([String: String].self, from: $0.bytes) })
+    }
+
+    private static func inClaimOrder(_ claimed: [ClaimedTask]) -> [ClaimedTask] {
+        claimed.sorted { ($0.priority, -$0.id) > ($1.priority, -$1.id) }
     }
 
     /// Records outcomes, fenced: a row takes an outcome only while it is still running this
@@ -113,7 +127,7 @@ struct WorkerQueries: Sendable {
         let results = outcomes.map { ($0.output ?? []).buffer }
         let errors = outcomes.map { ($0.error?.bytes ?? []).buffer }
         let texts = outcomes.map(\.errorText)
-        let killed = outcomes.map { $0.error?.killedWorker == true ? 1 : 0 }
+        let killed = outcomes.map { $0.error?.killedWorker == true ? Int32(1) : 0 }
         let final = outcomes.map(\.final)
         var accepted = Set<Int64>()
         // Shaped for the plan: rows by primary key (`id = ANY`), hashed against the outcomes,
@@ -122,35 +136,12 @@ struct WorkerQueries: Sendable {
         // as constants, PostgreSQL read every entry of `tasks_worker` for this worker, the dead
         // ones of every task it ever finished included, or, estimating one matching row,
         // rescanned the outcomes once per row: both grew with the square of the work.
-        let rows = try await db.client.query(
-            """
-            WITH c AS MATERIALIZED (
-                SELECT *, \(workerID)::text AS worker, 'running'::text AS running
-                FROM unnest(\(ids)::bigint[], \(attempts)::integer[], \(succeeded)::boolean[],
-                    \(results)::bytea[], \(errors)::bytea[], \(texts)::text[], \(killed)::integer[],
-                    \(final)::boolean[]) AS c(id, attempt, ok, result, error, error_text, killed, final)
-            )
-            UPDATE \(unescaped: s).tasks t SET
-                state = CASE
-                    WHEN c.ok THEN 'succeeded'
-                    WHEN c.final OR t.attempt >= t.max_attempts
-                        OR t.workers_killed + c.killed >= \(poisonLimit) THEN 'failed'
-                    ELSE 'queued' END,
-                result = CASE WHEN c.ok THEN c.result END,
-                error = CASE WHEN c.ok THEN NULL ELSE c.error END,
-                error_text = CASE WHEN c.ok THEN NULL ELSE c.error_text END,
-                error_kind = NULL,
-                workers_killed = t.workers_killed + c.killed,
-                worker_id = NULL, lease_expires_at = NULL,
-                finished_at = CASE
-                    WHEN c.ok OR c.final OR t.attempt >= t.max_attempts
-                        OR t.workers_killed + c.killed >= \(poisonLimit) THEN now() END
-            FROM c
-            WHERE t.id = ANY(\(ids)) AND t.id = c.id AND t.attempt = c.attempt
-                AND t.worker_id = c.worker AND t.state = c.running
-            RETURNING t.id
-            """, logger: db.logger)
-        for try await id in rows.decode(Int64.self) { accepted.insert(id) }
+        let rows = try await db.client.execute(
+            WorkerStatements.Complete(
+                workerID: workerID, ids: ids, attempts: attempts, succeeded: succeeded, results: results,
+                errors: errors, texts: texts, killed: killed, final: final, poisonLimit: Int32(poisonLimit)),
+            logger: db.logger)
+        for try await id in rows { accepted.insert(id) }
         return accepted
     }
 

@@ -30,7 +30,7 @@ public struct ClusterWorkerOptions: Sendable {
     /// claimed, to be written together with the next ones. Every write is a commit (a WAL flush,
     /// milliseconds on many disks), so writing outcomes in batches is what lets short tasks run
     /// faster than the disk flushes. A worker with nothing else to run writes at once, and so does
-    /// one with a quarter of ``maximumHeld`` waiting; the wait never delays a result beyond this.
+    /// one with a quarter of what it may hold waiting; the wait never delays a result beyond this.
     /// Default 10 ms; `.zero` writes each outcome as soon as the previous write returned.
     public var completionDelay: Duration = .milliseconds(10)
     /// On graceful shutdown, how long running tasks get to finish before they are stopped and

@@ -233,6 +233,30 @@ struct TestSetupError: Error, CustomStringConvertible {
 }
 
 /// A file for ``LoggedNap`` lines, and its lines.
+/// A file's whole text (empty when it cannot be read).
+func fileText(_ path: String) -> String {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return "" }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = read(fd, &chunk, chunk.count)
+        if count <= 0 { break }
+        bytes += chunk[0..<count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+/// A program of this package, built beside the test bundle in the build folder.
+func builtProgram(_ name: String) -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    let exe =
+        count > 0 ? String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+    return String(exe[..<(exe.lastIndex(of: "/") ?? exe.startIndex)]) + "/" + name
+}
+
 struct RunLog {
     let path: String
 
@@ -242,17 +266,7 @@ struct RunLog {
     }
 
     var lines: [(input: Int, host: Int32)] {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { return [] }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = read(fd, &chunk, chunk.count)
-            if count <= 0 { break }
-            bytes += chunk[0..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self).split(separator: "\n").compactMap { line in
+        fileText(path).split(separator: "\n").compactMap { line in
             let parts = line.split(separator: " ")
             guard parts.count == 2, let input = Int(parts[0]), let host = Int32(parts[1]) else { return nil }
             return (input, host)

@@ -135,13 +135,7 @@ struct NetworkHost {
     }
 
     /// The demo program, built beside the test bundle (`swift build` builds it).
-    static var demoProgram: String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        let exe =
-            count > 0 ? String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-        return String(exe[..<(exe.lastIndex(of: "/") ?? exe.startIndex)]) + "/mp-cluster-demo"
-    }
+    static var demoProgram: String { builtProgram("mp-cluster-demo") }
 
     /// What these tests need from the machine, or the error that says what is missing.
     static func requirements() throws -> String {
@@ -231,19 +225,7 @@ struct NetworkHost {
     }
 
     /// The worker program's output so far.
-    var printed: String {
-        let fd = open(output, O_RDONLY)
-        guard fd >= 0 else { return "" }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = read(fd, &chunk, chunk.count)
-            if count <= 0 { break }
-            bytes += chunk[0..<count]
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
+    var printed: String { fileText(output) }
 
     /// Runs a command in a child process and fails unless it exits 0.
     static func run(_ arguments: [String]) async throws {

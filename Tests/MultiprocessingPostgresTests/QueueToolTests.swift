@@ -46,13 +46,7 @@ struct ToolRun: ProcessTask {
 
 /// The built `mp-queue`, beside the test bundle in the build folder.
 enum QueueTool {
-    static var path: String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        let exe =
-            count > 0 ? String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
-        return String(exe[..<(exe.lastIndex(of: "/") ?? exe.startIndex)]) + "/mp-queue"
-    }
+    static var path: String { builtProgram("mp-queue") }
 
     /// Runs `mp-queue arguments...`; returns its exit status and its output (stdout and stderr).
     static func run(

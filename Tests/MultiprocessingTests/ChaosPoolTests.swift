@@ -169,7 +169,7 @@ struct ChaosPoolTests {
         let kills = Atomic<Int>(0)
         // On a thread of its own: a busy cooperative pool must not slow the kills down.
         let killerDone = DispatchSemaphore(value: 0)
-        DispatchQueue.global().async {
+        detachedThread {
             var generator = SystemRandomNumberGenerator()
             // Only workers seen for 200 ms or more: a worker killed while it starts counts
             // towards the pool's "50 failed starts in a row" rule (its own test), and on a
@@ -219,7 +219,7 @@ struct ChaosPoolTests {
         }
         done.store(true, ordering: .relaxed)
         await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
+            detachedThread {
                 killerDone.wait()
                 continuation.resume()
             }

@@ -61,8 +61,24 @@ struct FlagTimeout: Error {}
 @discardableResult
 func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+        detachedThread { continuation.resume(with: Result { try body() }) }
     }
+}
+
+/// Runs `body` on a new thread of its own, not on Dispatch's global queue: that queue runs as
+/// many blocked items as the machine has cores (two here), so tests that block on it in
+/// parallel waited for each other until their time-outs (a CI run failed on it).
+func detachedThread(_ body: @escaping @Sendable () -> Void) {
+    let work = ThreadWork(body)
+    var thread = pthread_t()
+    let rc = pthread_create(
+        &thread, nil,
+        { raw in
+            Unmanaged<ThreadWork>.fromOpaque(raw!).takeRetainedValue().run()
+            return nil
+        }, Unmanaged.passRetained(work).toOpaque())
+    precondition(rc == 0, "pthread_create: \(rc)")
+    pthread_detach(thread)
 }
 
 /// Holds the lock while a task of its own waits for it (a contended async wait), then lets go.

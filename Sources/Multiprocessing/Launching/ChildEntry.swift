@@ -14,11 +14,12 @@ import CMultiprocessing
 enum ChildEntry {
     static let variable = MP_CHILD_ENV
 
-    /// Parses `"spawn:<parent pid>"` / `"forkserver:<parent pid>"` / `"tracker:<creator pid>"`
-    /// and serves accordingly.
+    /// Parses `"spawn:<parent pid>"` / `"forkserver:<parent pid>[:bound]"` /
+    /// `"tracker:<creator pid>"` and serves accordingly.
     static func enter(spec: String) -> Never {
         let parts = spec.split(separator: ":")
-        guard parts.count == 2, let parent = Int32(parts[1]) else {
+        let bound = parts.count == 3 && parts[0] == "forkserver" && parts[2] == "bound"
+        guard parts.count == 2 || bound, let parent = Int32(parts[1]) else {
             report("swift-multiprocessing: malformed \(variable)=\(spec)")
             exit(64)
         }
@@ -36,6 +37,8 @@ enum ChildEntry {
             // dies: SIGKILL is enough for it. (Fails only for an invalid signal.)
             _ = mp_set_parent_death_signal(SIGKILL)
             if getppid() != parent { _exit(1) }
+            // The loader has bound everything already (the parent set LD_BIND_NOW for that).
+            if bound { unsetenv("LD_BIND_NOW") }
             ForkWarmUp.forkServer()
             let channel = mp_forkserver_serve(3)  // Returns in each forked child only.
             ChildRuntime.serve(controlFD: channel, mainThread: true)

@@ -271,6 +271,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     private struct PreparedStart: @unchecked Sendable {
         let attachments: DescriptorTransfer.Outgoing
         let launchBytes: [UInt8]
+        /// A sandboxed start's view template: the one sent along, or the one the child builds.
+        var viewTicket: SandboxViewTemplates.Ticket? = nil
     }
 
     /// Marks the child started and encodes its task; everything that cannot block.
@@ -282,13 +284,18 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         let attachments = DescriptorTransfer.Outgoing()
         let launchBytes: [UInt8]
         let observation = observe()
+        var plan = sandboxPlan
+        let viewTicket = plan.flatMap {
+            SandboxViewTemplates.ticket(for: $0.sandbox, runningFiles: $0.runningFiles)
+        }
+        if let viewTicket { plan?.view = viewTicket.view }
         do {
             let payload = try TaskCoding.encode(task, attachments: attachments)
             launchBytes = try TaskCoding.encode(
                 LaunchRequest(
                     typeName: typeName, processName: name, payload: payload,
                     capturesStandardOutput: capturesStandardOutput, observation: observation,
-                    sandbox: sandboxPlan?.bytes))
+                    sandbox: plan?.bytes))
         } catch {
             observer.withLock { $0 }?.cancelled(error)
             throw .codec(error)
@@ -297,7 +304,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         // Refuse what the frame could not carry before anything is spawned (the captured
         // stdout's pipe travels with the task).
         if attachments.descriptors.count
-            > 64 - (capturesStandardOutput ? 1 : 0) - (forwardsLogs ? 1 : 0) - (sandbox != nil ? 1 : 0)
+            > 64 - (capturesStandardOutput ? 1 : 0) - (forwardsLogs ? 1 : 0) - (sandbox != nil ? 2 : 0)
         {
             throw .invalidState(
                 "the task for '\(name)' holds \(attachments.descriptors.count) descriptors (channel ends, shared memory); at most 64 can travel with it"
@@ -306,7 +313,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         if launchBytes.count > Int(UInt32.max) >> 2 {
             throw .codec(.lengthTooLarge(launchBytes.count))
         }
-        return PreparedStart(attachments: attachments, launchBytes: launchBytes)
+        return PreparedStart(attachments: attachments, launchBytes: launchBytes, viewTicket: viewTicket)
     }
 
     /// Opens the task's span and prepares the observer; what the child is told about them.
@@ -475,11 +482,13 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         let (socket, child, outPipe) = (setup.socket, setup.child, setup.outPipe)
         monitor.withLock { $0 = child }
         do {
-            // The child pops from the end: a sandbox's report pipe last, then the stdout pipe,
-            // then the record socket.
+            // The child pops from the end: a sandbox's report socket last, then the view
+            // template it enters, then the stdout pipe, then the record socket.
+            let template = prepared.viewTicket.map { $0.fd >= 0 ? [$0.fd] : [] } ?? []
+            if let ticket = prepared.viewTicket, ticket.fd < 0 { setup.sandboxLink?.expectTemplate(ticket) }
             let descriptors =
                 attachments.descriptors + (setup.records[1] >= 0 ? [setup.records[1]] : [])
-                + (capturesStandardOutput ? [outPipe[1]] : [])
+                + (capturesStandardOutput ? [outPipe[1]] : []) + template
                 + (setup.sandboxLink.map { [$0.writeFD] } ?? [])
             try socket.sendBlocking(.launch, launchBytes, descriptors: descriptors)
             attachments.completeSend()

@@ -51,7 +51,9 @@ enum ForkWarmUp {
             program: SandboxProgramPlan(executable: "/", arguments: [""], environment: [""]),
             runningFiles: ["/"], cgroupHierarchies: [], notifyingFilter: [0], killingFilter: [0])
         plan.cgroupHierarchies = [.init(version: .cgroupV1, controllers: ["memory"], directory: "/")]
+        plan.view = .enter([SandboxMounts.Visible(path: "/", writable: false, isDirectory: true)])
         _ = SandboxPlan(bytes: plan.bytes)
+        _ = SandboxCgroups(word: SandboxCgroups().word)
         var report = SandboxReport()
         report.applied = SandboxRestriction.allCases
         report.notApplied = [.network: ""]

@@ -234,6 +234,13 @@ extension SandboxPlan {
             out.put(UInt64(filter.count))
             for word in filter { out.put(word) }
         }
+        switch view {
+        case .none: out.put(UInt64(0))
+        case .build: out.put(UInt64(1))
+        case .enter(let visible):
+            out.put(UInt64(2))
+            out.put(visible)
+        }
         return out.bytes
     }
 
@@ -297,8 +304,36 @@ extension SandboxPlan {
                 : nil,
             usesLandlock: landlock, user: SandboxUser(uid: uid, gid: gid),
             enforcement: bestEffort ? .bestEffort : .required)
+        guard let viewCode = input.u64() else { return nil }
+        var view = View.none
+        if viewCode == 1 { view = .build }
+        if viewCode == 2 {
+            guard let visible = input.visible() else { return nil }
+            view = .enter(visible)
+        }
         self.init(
             sandbox: sandbox, program: program, runningFiles: running, cgroupHierarchies: hierarchies,
-            notifyingFilter: filters[0], killingFilter: filters[1])
+            notifyingFilter: filters[0], killingFilter: filters[1], view: view)
+    }
+}
+
+extension SandboxBytes {
+    mutating func put(_ visible: [SandboxMounts.Visible]) {
+        put(UInt64(visible.count))
+        for entry in visible {
+            put(entry.path)
+            put(entry.writable)
+            put(entry.isDirectory)
+        }
+    }
+
+    mutating func visible() -> [SandboxMounts.Visible]? {
+        guard let count = int(), count <= bytes.count else { return nil }
+        var result: [SandboxMounts.Visible] = []
+        for _ in 0..<count {
+            guard let path = string(), let writable = bool(), let isDirectory = bool() else { return nil }
+            result.append(SandboxMounts.Visible(path: path, writable: writable, isDirectory: isDirectory))
+        }
+        return result
     }
 }

@@ -7,7 +7,8 @@
 /// The cgroups of one sandbox: a memory and a pids controller directory made beside this
 /// process's own cgroup (v2 where the controller is delegated to it, else v1), holding the
 /// init (which joins them before it forks the task: v1 ones itself, v2 ones moved by the
-/// supervisor) and everything under it. Made and read by the supervisor, which stays outside;
+/// supervisor) and everything under it. Made (while the init builds its view) and read by the
+/// supervisor, which stays outside;
 /// removed by the parent once it has reaped the supervisor (``SandboxLink/finish(supervisor:)``),
 /// or by the next supervisor when that parent is gone.
 struct SandboxCgroups: Sendable {
@@ -81,23 +82,85 @@ struct SandboxCgroups: Sendable {
         return result
     }
 
-    /// Moves the calling thread into the v1 directories (writes 0 to their `tasks` files): for a
-    /// single-threaded process (the sandbox's init, just forked), the whole process. Moving one
-    /// thread of one's own skips the lock a move of a whole process takes, and with it the RCU
-    /// grace period that lock waits for: ~0.1 ms instead of 1 to 16 ms (a scheduler tick or
-    /// more on a busy machine). Those that fail are dropped, with their restriction and why.
-    mutating func joinWithCallingThread() -> [(SandboxRestriction, String)] {
+    /// The v1 hierarchies that hold a memory or pids cgroup, opened while this
+    /// machine's tree is still visible: the sandbox's init joins its v1 cgroups through them
+    /// once its own view hides `/sys` (``joinWithCallingThread(through:)``).
+    static func openHierarchies(_ hierarchies: [Hierarchy]) -> [(directory: String, fd: Int32)] {
+        hierarchies.compactMap { hierarchy in
+            guard hierarchy.version == .cgroupV1,
+                hierarchy.controllers.contains("memory") || hierarchy.controllers.contains("pids")
+            else { return nil }
+            let fd = open(hierarchy.directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            return fd >= 0 ? (hierarchy.directory, fd) : nil
+        }
+    }
+
+    /// Moves the calling thread into the v1 directories (writes 0 to their `tasks` files,
+    /// reached through `roots`, ``openHierarchies(_:)``): for a single-threaded process (the
+    /// sandbox's init), the whole process. Moving one thread of one's own skips the lock a move
+    /// of a whole process takes, and with it the RCU grace period that lock waits for: ~0.1 ms
+    /// instead of 1 to 16 ms (a scheduler tick or more on a busy machine). Those that fail are
+    /// dropped, with their restriction and why.
+    mutating func joinWithCallingThread(through roots: [(directory: String, fd: Int32)])
+        -> [(SandboxRestriction, String)]
+    {
+        func join(_ controller: Controller) -> String? {
+            guard
+                let root = roots.first(where: { controller.directory.hasPrefix($0.directory + "/") })
+            else { return "no open hierarchy holds \(controller.directory)" }
+            let tasks = String(controller.directory.dropFirst(root.directory.count + 1)) + "/tasks"
+            let fd = openat(root.fd, tasks, O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                return SandboxProgress.reason("opening \(controller.directory)/tasks", errno)
+            }
+            defer { close(fd) }
+            guard write(fd, "0", 1) == 1 else {
+                return SandboxProgress.reason("writing \(controller.directory)/tasks", errno)
+            }
+            return nil
+        }
         var failures: [(SandboxRestriction, String)] = []
-        if let memory, memory.version == .cgroupV1, !Self.writeFile("0", to: memory.directory + "/tasks") {
-            failures.append(
-                (.memoryLimit, SandboxProgress.reason("writing \(memory.directory)/tasks", errno)))
+        if let memory, memory.version == .cgroupV1, let failure = join(memory) {
+            failures.append((.memoryLimit, failure))
             self.memory = nil
         }
-        if let pids, pids.version == .cgroupV1, !Self.writeFile("0", to: pids.directory + "/tasks") {
-            failures.append((.processLimit, SandboxProgress.reason("writing \(pids.directory)/tasks", errno)))
+        if let pids, pids.version == .cgroupV1, let failure = join(pids) {
+            failures.append((.processLimit, failure))
             self.pids = nil
         }
         return failures
+    }
+
+    /// None.
+    init() {}
+
+    /// How the supervisor describes these cgroups to the init: a byte 1, then for each
+    /// controller its initial (`m`, `p`), its version (1, 2), its directory and a NUL.
+    var word: [UInt8] {
+        var bytes: [UInt8] = [1]
+        for (initial, controller) in [(UInt8(ascii: "m"), memory), (UInt8(ascii: "p"), pids)] {
+            guard let controller else { continue }
+            bytes +=
+                [initial, controller.version == .cgroupV2 ? 2 : 1] + Array(controller.directory.utf8) + [0]
+        }
+        return bytes
+    }
+
+    /// The cgroups ``word`` describes; `nil` for anything else (no word: the supervisor is gone
+    /// or failed the start).
+    init?(word: [UInt8]) {
+        guard word.first == 1 else { return nil }
+        for entry in word.dropFirst().split(separator: 0) {
+            guard entry.count > 2, let version = entry.dropFirst().first else { return nil }
+            let controller = Controller(
+                version: version == 2 ? .cgroupV2 : .cgroupV1,
+                directory: String(decoding: entry.dropFirst(2), as: UTF8.self))
+            switch entry.first {
+            case UInt8(ascii: "m"): memory = controller
+            case UInt8(ascii: "p"): pids = controller
+            default: return nil
+            }
+        }
     }
 
     /// How many times the memory controller's OOM killer killed a process of the sandbox.

@@ -15,13 +15,14 @@ import CMultiprocessing
 enum SandboxInit {
     /// Runs the init; returns only in the task process, with everything applied.
     ///
-    /// `cgroups` are the sandbox's: this process joins the v1 ones itself, first thing; the
-    /// supervisor moves it into the v2 ones, and says so on `joined` (-1: none), read before the
-    /// limits are set.
-    /// `network` (-1: none) is where the supervisor hands over the network namespace it made.
+    /// `cgroups` (-1: none) is where the supervisor describes the cgroups it made meanwhile
+    /// (``SandboxCgroups/word``), having moved this process into the v2 ones: this process joins
+    /// the v1 ones itself, before the limits are set. `network` (-1: none) is where the
+    /// supervisor hands over the network namespace it made. `template` (-1: none) is the view
+    /// template to enter (``SandboxViewTemplates``), closed before the task is forked.
     static func run(
-        _ plan: SandboxPlan, progress start: SandboxProgress, privileged: Bool, cgroups: SandboxCgroups,
-        joined: Int32, network: Int32, report: Int32, link: Int32, descriptors: inout [Int32]
+        _ plan: SandboxPlan, progress start: SandboxProgress, privileged: Bool, cgroups: Int32,
+        network: Int32, template: Int32, report: Int32, link: Int32, descriptors: inout [Int32]
     ) {
         // Dies with the supervisor.
         _ = mp_set_parent_death_signal(SIGKILL)
@@ -30,13 +31,10 @@ enum SandboxInit {
         var handOver: [Int32] = [-1, -1]
         let task: Int32
         do throws(SandboxError) {
-            // Before anything else: what this process does from here on counts in them.
-            var ownCgroups = cgroups.only(.cgroupV1)
-            for (restriction, reason) in ownCgroups.joinWithCallingThread()
-            where sandbox.enforcement == .required {
-                throw .unavailable(restriction, reason: reason)  // Best effort: resource limits instead.
-            }
-            let visible = try fileSystem(sandbox, runningFiles: plan.runningFiles, progress: &progress)
+            // Opened while /sys is still visible: the v1 cgroups are joined through them later.
+            let cgroupRoots = cgroups >= 0 ? SandboxCgroups.openHierarchies(plan.cgroupHierarchies) : []
+            let visible = try fileSystem(plan, template: template, link: link, progress: &progress)
+            if template >= 0 { close(template) }
             if let hostname = sandbox.hostname {
                 try progress.apply(.hostname) {
                     let bytes = Array(hostname.utf8)
@@ -44,10 +42,12 @@ enum SandboxInit {
                 }
             }
             if network >= 0 { try enterNetwork(from: network, progress: &progress) }
-            if joined >= 0, awaitWord(joined) {
-                let moved = cgroups.only(.cgroupV2)
-                ownCgroups.memory = ownCgroups.memory ?? moved.memory
-                ownCgroups.pids = ownCgroups.pids ?? moved.pids
+            // Before the limits and the task: what this process forks from here on is born in them.
+            var ownCgroups = cgroups >= 0 ? awaitCgroups(cgroups) : SandboxCgroups()
+            let failures = ownCgroups.joinWithCallingThread(through: cgroupRoots)
+            for root in cgroupRoots { close(root.fd) }
+            for (restriction, reason) in failures where sandbox.enforcement == .required {
+                throw .unavailable(restriction, reason: reason)  // Best effort: resource limits instead.
             }
             try record(ownCgroups, progress: &progress)
             try limits(sandbox.limits, progress: &progress)
@@ -176,17 +176,23 @@ enum SandboxInit {
         }
     }
 
-    /// Waits for the supervisor's word that it moved this process into the v2 cgroups (what it
-    /// forks from now on is born inside): `true`, or `false` when it could not (best effort:
-    /// resource limits instead). Without a word (the supervisor failed a required cgroup, and
-    /// reports that itself, or is gone), this process ends: nothing of the task has run.
-    private static func awaitWord(_ word: Int32) -> Bool {
-        var answer: UInt8 = 0
-        var n = 0
-        repeat { n = read(word, &answer, 1) } while n < 0 && errno == EINTR
+    /// Waits for the supervisor's description of the cgroups it made (``SandboxCgroups/word``;
+    /// it moved this process into the v2 ones already; none where it could not make them: best
+    /// effort, resource limits instead). Without a word (the supervisor failed a required
+    /// cgroup, and reports that itself, or is gone), this process ends: nothing of the task has
+    /// run.
+    private static func awaitCgroups(_ word: Int32) -> SandboxCgroups {
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(word, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
         close(word)
-        guard n == 1 else { _exit(70) }
-        return answer == 1
+        guard let cgroups = SandboxCgroups(word: bytes) else { _exit(70) }
+        return cgroups
     }
 
     /// Reports the cgroups this process is in, and makes them the root of its cgroup namespace.
@@ -206,12 +212,16 @@ enum SandboxInit {
         if !cgroups.directories.isEmpty { _ = mp_sb_unshare(SandboxCredentials.Namespace.cgroup) }
     }
 
-    /// The file-system view, or the paths Landlock allows where there is none.
+    /// The file-system view, or the paths Landlock allows where there is none. Entered from
+    /// `template` where the plan says so, or built (and, where the plan asks for one, a template
+    /// made on the way and sent to the parent on `link`).
     private static func fileSystem(
-        _ sandbox: Sandbox, runningFiles: [String], progress: inout SandboxProgress
+        _ plan: SandboxPlan, template: Int32, link: Int32, progress: inout SandboxProgress
     )
         throws(SandboxError) -> [SandboxMounts.Visible]
     {
+        let sandbox = plan.sandbox
+        let runningFiles = plan.runningFiles
         // Without a view of its own, the sandbox sees this machine's paths: Landlock allows those listed.
         var hostPaths = sandbox.readablePaths.map {
             SandboxMounts.Visible(path: $0, writable: false, isDirectory: mp_sb_path_is_directory($0) == 1)
@@ -221,9 +231,33 @@ enum SandboxInit {
         }
         hostPaths += runningFiles.map { SandboxMounts.Visible(path: $0, writable: false, isDirectory: false) }
         guard sandbox.isolatesFileSystem else { return hostPaths }
+        let ownsProcFS = progress.report.isApplied(.processes)
         do {
-            let (visible, temporaryFailure) = try SandboxMounts.build(
-                sandbox, automaticPaths: runningFiles, ownsProcFS: progress.report.isApplied(.processes))
+            var view = plan.view
+            // A template is made for a sandbox with its own PID namespace or without, as asked:
+            // one that went without under best effort builds its view itself.
+            if ownsProcFS != sandbox.isolatesProcesses { view = .none }
+            var visible: [SandboxMounts.Visible]
+            var temporaryFailure: String?
+            switch view {
+            case .enter(let shared):
+                let own = try SandboxMounts.enterCopy(of: template, sandbox, ownsProcFS: ownsProcFS)
+                visible = shared + own.visible
+                temporaryFailure = own.temporaryDirectoryFailure
+            case .build:
+                let built = try SandboxMounts.build(
+                    sandbox, automaticPaths: runningFiles, ownsProcFS: ownsProcFS, asTemplate: true)
+                let shared = built.visible
+                sendTemplate(built.namespace, shared, to: link)
+                let own = try SandboxMounts.enterCopy(of: nil, sandbox, ownsProcFS: ownsProcFS)
+                visible = shared + own.visible
+                temporaryFailure = own.temporaryDirectoryFailure
+            case .none:
+                let built = try SandboxMounts.build(
+                    sandbox, automaticPaths: runningFiles, ownsProcFS: ownsProcFS)
+                visible = built.visible
+                temporaryFailure = built.temporaryDirectoryFailure
+            }
             try progress.apply(.fileSystem) { nil }
             if sandbox.temporaryDirectorySize != nil {
                 try progress.apply(.temporaryDirectory) { temporaryFailure }
@@ -233,6 +267,18 @@ enum SandboxInit {
             guard case .unavailable(let restriction, let reason) = error else { throw error }
             try progress.skip(restriction, reason)
             return hostPaths
+        }
+    }
+
+    /// Sends `namespace`, a view template (nothing of a sandbox's own in it), to the parent on
+    /// `link`, and closes it. Best effort: without it, the next start builds again.
+    private static func sendTemplate(_ namespace: Int32, _ visible: [SandboxMounts.Visible], to link: Int32) {
+        guard namespace >= 0 else { return }
+        defer { close(namespace) }
+        guard let frame = SandboxMessage.frame(.viewTemplate(visible)) else { return }
+        let fds = [namespace]
+        _ = fds.withUnsafeBufferPointer { fds in
+            mp_sendmsg_fds(link, frame, frame.count, fds.baseAddress, 1, 0)
         }
     }
 

@@ -7,9 +7,10 @@ import Synchronization
     import Darwin
 #endif
 
-/// The parent's end of a sandboxed child's report pipe: the supervisor says on it whether the
-/// sandbox is in force (a start waits for that), and at the end why the sandbox ended the task.
-/// The task never holds the pipe, so nothing it writes can pass for a report.
+/// The parent's end of a sandboxed child's report socket: the supervisor says on it whether the
+/// sandbox is in force (a start waits for that), and at the end why the sandbox ended the task;
+/// an init that built a view template sends it here (``SandboxViewTemplates``). The task never
+/// holds the socket, so nothing it writes can pass for a report.
 final class SandboxLink: Sendable {
     /// The parent's end (non-blocking).
     let readFD: Int32
@@ -24,15 +25,19 @@ final class SandboxLink: Sendable {
         var atEnd = false
         var closed = false
         var childEndClosed = false
+        /// Descriptors received and not yet matched with their message.
+        var received: [Int32] = []
+        /// The start's view template ticket, when the child builds one.
+        var ticket: SandboxViewTemplates.Ticket?
     }
     private let state = Mutex(State())
 
     init() throws(ProcessError) {
-        var fds: [Int32] = [-1, -1]
-        let rc = mp_pipe(&fds)
-        if rc != 0 { throw .launchFailed(SystemError("pipe", code: rc)) }
-        readFD = fds[0]
-        writeFD = fds[1]
+        // A socket, not a pipe: a view template's descriptor comes back on it.
+        let pair: (Int32, Int32)
+        do throws(SystemError) { pair = try Syscall.socketPair() } catch { throw .launchFailed(error) }
+        readFD = pair.0
+        writeFD = pair.1
         try? Syscall.setNonBlocking(readFD)  // Fails only for a descriptor that is not open.
     }
 
@@ -40,6 +45,12 @@ final class SandboxLink: Sendable {
         let s = state.withLock { $0 }
         if !s.closed { Syscall.close(readFD) }
         if !s.childEndClosed { Syscall.close(writeFD) }
+        for fd in s.received { Syscall.close(fd) }
+    }
+
+    /// The child builds a view template for `ticket`: kept when it arrives.
+    func expectTemplate(_ ticket: SandboxViewTemplates.Ticket) {
+        state.withLock { $0.ticket = ticket }
     }
 
     /// The child has its copy (or never will).
@@ -62,8 +73,14 @@ final class SandboxLink: Sendable {
         state.withLock { s in
             if !s.closed {
                 var chunk = [UInt8](repeating: 0, count: 4096)
+                var fds: [Int32] = [-1, -1]
                 while true {
-                    let n = chunk.withUnsafeMutableBytes { read(readFD, $0.baseAddress, $0.count) }
+                    var count: Int32 = 0
+                    var notes: Int32 = 0
+                    let n = chunk.withUnsafeMutableBytes {
+                        mp_recvmsg_fds(readFD, $0.baseAddress, $0.count, &fds, 2, &count, 0, &notes)
+                    }
+                    s.received += fds.prefix(Int(count))
                     if n > 0 {
                         s.reader.append(chunk[0..<n])
                         continue
@@ -79,6 +96,11 @@ final class SandboxLink: Sendable {
                 case .applied(let report): s.report = s.report ?? report
                 case .failed(let error): s.failure = s.failure ?? error
                 case .exited(let exit): s.exit = s.exit ?? exit
+                case .viewTemplate(let visible):
+                    // Sent with the namespace's descriptor: the first one received.
+                    guard let ticket = s.ticket, !s.received.isEmpty else { continue }
+                    s.ticket = nil
+                    SandboxViewTemplates.keep(s.received.removeFirst(), visible: visible, for: ticket)
                 }
             }
             if s.reader.corrupt { s.atEnd = true }
@@ -153,6 +175,11 @@ final class SandboxLink: Sendable {
         guard close else { return }
         IOReactor.existing?.forget(readFD)
         Syscall.close(readFD)
+        let unmatched = state.withLock { s in
+            defer { s.received = [] }
+            return s.received
+        }
+        for fd in unmatched { Syscall.close(fd) }
         guard !removed else { return }
         var leftovers = reported
         if let supervisor {

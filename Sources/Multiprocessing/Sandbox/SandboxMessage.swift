@@ -10,8 +10,8 @@ import CMultiprocessing
 /// and the supervisor (why the task ended), on a pipe the task never holds, so nothing it writes
 /// can pass for a report; and from the init to the supervisor (started or failed, then the exit
 /// record). Frames: kind (1: an encoded message, 2: the init's exit record, 3: started,
-/// 4: failed, 5: the report and 6: the exit in ``SandboxBytes``), length (UInt32,
-/// little-endian), payload.
+/// 4: failed, 5: the report, 6: the exit and 7: a view template in ``SandboxBytes``), length
+/// (UInt32, little-endian), payload.
 enum SandboxMessage: Codable, Sendable {
     /// Everything is in force (or what is, under best effort): the task is starting.
     case applied(SandboxReport)
@@ -19,6 +19,9 @@ enum SandboxMessage: Codable, Sendable {
     case failed(SandboxError)
     /// The task ended: how, and why the sandbox ended it, if it did.
     case exited(SandboxExit)
+    /// The init built a view template (``SandboxViewTemplates``): sent with its namespace's
+    /// descriptor attached, and what of it is visible inside.
+    case viewTemplate([SandboxMounts.Visible])
 
     /// Writes one message to `fd` (blocking). `false` if it could not.
     @discardableResult
@@ -40,6 +43,11 @@ enum SandboxMessage: Codable, Sendable {
         case .exited(let exit):
             kind = 6
             payload = exit.bytes
+        case .viewTemplate(let visible):
+            kind = 7
+            var out = SandboxBytes()
+            out.put(visible)
+            payload = out.bytes
         case .failed:
             guard let encoded = try? TaskCoding.encode(message) else { return nil }
             payload = encoded
@@ -115,6 +123,13 @@ enum SandboxMessage: Codable, Sendable {
                     return nil
                 }
                 return .message(.exited(exit))
+            case 7:
+                var input = SandboxBytes(payload)
+                guard let visible = input.visible() else {
+                    corrupt = true
+                    return nil
+                }
+                return .message(.viewTemplate(visible))
             case 2 where payload.count == MemoryLayout<mp_sb_exit_record>.size:
                 var record = mp_sb_exit_record()
                 withUnsafeMutableBytes(of: &record) { $0.copyBytes(from: payload) }

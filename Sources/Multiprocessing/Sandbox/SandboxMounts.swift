@@ -17,7 +17,7 @@ import CMultiprocessing
 /// are attached inside, and the tmpfs becomes the root (`pivot_root`), the old root detached.
 struct SandboxMounts {
     /// A path visible inside, for Landlock's rules.
-    struct Visible {
+    struct Visible: Sendable, Hashable, Codable {
         var path: String
         var writable: Bool
         var isDirectory: Bool
@@ -39,8 +39,16 @@ struct SandboxMounts {
 
     /// Builds the view and moves the calling process into it. Returns what is visible inside,
     /// and why there is no private `/tmp` if there is none although one was asked for.
-    static func build(_ sandbox: Sandbox, automaticPaths: [String], ownsProcFS: Bool) throws(SandboxError)
-        -> (visible: [Visible], temporaryDirectoryFailure: String?)
+    ///
+    /// `asTemplate`: only the part every sandbox of this kind shares (``SandboxViewTemplates``),
+    /// with empty mount points for `/tmp`, `/dev/shm` and `/proc` where each sandbox mounts its
+    /// own (``enterCopy(of:_:ownsProcFS:)``, next); `namespace` is then the view's mount
+    /// namespace, opened while this machine's `/proc` was visible (-1 otherwise).
+    static func build(
+        _ sandbox: Sandbox, automaticPaths: [String], ownsProcFS: Bool, asTemplate: Bool = false
+    )
+        throws(SandboxError)
+        -> (visible: [Visible], temporaryDirectoryFailure: String?, namespace: Int32)
     {
         func fail(_ reason: String) -> SandboxError { .unavailable(.fileSystem, reason: reason) }
         let workingDirectory = currentDirectory()
@@ -49,6 +57,9 @@ struct SandboxMounts {
         {
             throw fail(failure)
         }
+        let namespace = asTemplate ? open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC) : -1
+        var built = false
+        defer { if !built && namespace >= 0 { close(namespace) } }
         if mount(nil, "/", nil, UInt(MS_REC | MS_PRIVATE), nil) != 0 {
             throw fail(SandboxProgress.reason("making / private", errno))
         }
@@ -131,8 +142,10 @@ struct SandboxMounts {
         var temporaryDirectoryFailure: String?
         if let size = sandbox.temporaryDirectorySize, !entries.contains(where: { $0.path == "/tmp" }) {
             _ = mkdir(staging + "/tmp", 0o1777)
-            if mount("tmpfs", staging + "/tmp", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777,size=\(size)")
-                == 0
+            if asTemplate {
+                // Each sandbox's own.
+            } else if mount(
+                "tmpfs", staging + "/tmp", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777,size=\(size)") == 0
             {
                 visible.append(Visible(path: "/tmp", writable: true, isDirectory: true))
             } else {
@@ -188,7 +201,8 @@ struct SandboxMounts {
             if mp_sb_move_mount(sharedMemory, staging + "/dev/shm") < 0 {
                 throw fail(SandboxProgress.reason("attaching /dev/shm", errno))
             }
-        } else {
+            visible.append(Visible(path: "/dev/shm", writable: true, isDirectory: true))
+        } else if !asTemplate {
             let size = sandbox.temporaryDirectorySize ?? (1 << 20)
             if mount(
                 "tmpfs", staging + "/dev/shm", "tmpfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC),
@@ -197,15 +211,17 @@ struct SandboxMounts {
             {
                 throw fail(SandboxProgress.reason("mounting /dev/shm", errno))
             }
+            visible.append(Visible(path: "/dev/shm", writable: true, isDirectory: true))
         }
-        visible.append(Visible(path: "/dev/shm", writable: true, isDirectory: true))
         // /proc: the sandbox's own, or this machine's where the sandbox shares its PID namespace.
         _ = mkdir(staging + "/proc", 0o555)
         if hostProc >= 0 {
             if mp_sb_move_mount(hostProc, staging + "/proc") < 0 {
                 throw fail(SandboxProgress.reason("attaching /proc", errno))
             }
-        } else if mount("proc", staging + "/proc", "proc", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) != 0 {
+        } else if !asTemplate,
+            mount("proc", staging + "/proc", "proc", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) != 0
+        {
             throw fail(SandboxProgress.reason("mounting /proc", errno))
         }
         // Nothing can be created at the root, and nothing inside is setuid or a device node.
@@ -219,6 +235,56 @@ struct SandboxMounts {
             throw fail(SandboxProgress.reason("detaching the old root", errno))
         }
         // The working directory is never left outside the new root (a way out through "..").
+        if chdir(workingDirectory) != 0 { _ = chdir("/") }
+        built = true
+        return (visible, temporaryDirectoryFailure, namespace)
+    }
+
+    /// Moves the calling process into a copy of a view template (`template`, a mount namespace;
+    /// `nil`: the one it is in, just built by ``build(_:automaticPaths:ownsProcFS:asTemplate:)``)
+    /// and mounts what is its own: a private `/tmp` (if asked for), `/dev/shm` (unless this
+    /// machine's is shared) and the `/proc` of its PID namespace (where it has one). Returns
+    /// what these add to the visible paths, and why there is no private `/tmp` if there is none.
+    static func enterCopy(of template: Int32?, _ sandbox: Sandbox, ownsProcFS: Bool) throws(SandboxError)
+        -> (visible: [Visible], temporaryDirectoryFailure: String?)
+    {
+        func fail(_ reason: String) -> SandboxError { .unavailable(.fileSystem, reason: reason) }
+        let workingDirectory = currentDirectory()
+        if let template,
+            let failure = SandboxProgress.failure(
+                "setns(CLONE_NEWNS)", mp_sb_setns(template, SandboxCredentials.Namespace.mount))
+        {
+            throw fail(failure)
+        }
+        // A namespace of its own: nothing mounted below reaches the template or another sandbox.
+        if let failure = SandboxProgress.failure(
+            "unshare(CLONE_NEWNS)", mp_sb_unshare(SandboxCredentials.Namespace.mount))
+        {
+            throw fail(failure)
+        }
+        var visible: [Visible] = []
+        var temporaryDirectoryFailure: String?
+        if let size = sandbox.temporaryDirectorySize {
+            if mount("tmpfs", "/tmp", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777,size=\(size)") == 0 {
+                visible.append(Visible(path: "/tmp", writable: true, isDirectory: true))
+            } else {
+                temporaryDirectoryFailure = SandboxProgress.reason("mounting /tmp", errno)
+            }
+        }
+        if !sandbox.sharesNamedSharedMemory {
+            let size = sandbox.temporaryDirectorySize ?? (1 << 20)
+            if mount(
+                "tmpfs", "/dev/shm", "tmpfs", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), "mode=1777,size=\(size)"
+            )
+                != 0
+            {
+                throw fail(SandboxProgress.reason("mounting /dev/shm", errno))
+            }
+            visible.append(Visible(path: "/dev/shm", writable: true, isDirectory: true))
+        }
+        if ownsProcFS, mount("proc", "/proc", "proc", UInt(MS_NOSUID | MS_NODEV | MS_NOEXEC), nil) != 0 {
+            throw fail(SandboxProgress.reason("mounting /proc", errno))
+        }
         if chdir(workingDirectory) != 0 { _ = chdir("/") }
         return (visible, temporaryDirectoryFailure)
     }

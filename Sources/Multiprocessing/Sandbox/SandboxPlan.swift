@@ -12,6 +12,17 @@ struct SandboxPlan: Sendable {
     /// kernel has no listeners (``SeccompProgram/packed``); empty without a filter.
     var notifyingFilter: [UInt64]
     var killingFilter: [UInt64]
+    /// What the init does about a view template (``SandboxViewTemplates``): set per start.
+    var view: View = .none
+
+    /// Whether the init builds its view from scratch, builds a template on the way, or enters
+    /// the template sent with the launch (the descriptor before the link) and adds its own.
+    enum View: Sendable {
+        case none
+        case build
+        /// The template's part of what is visible inside.
+        case enter([SandboxMounts.Visible])
+    }
 
     /// The plan for `sandbox`, from this process's cached facts.
     ///

@@ -14,9 +14,10 @@ import CMultiprocessing
 /// for, and takes every process of the namespace along when it dies):
 ///
 /// - the **supervisor** (this process, the pid the parent knows, leading the process group):
-///   enters the user namespace (unprivileged) and makes the PID, IPC and UTS namespaces and
-///   the cgroups, forks the init, then makes the network namespace and hands it over (which joins v1 cgroups itself; this process
-///   moves it into v2 ones while it builds its view, and stays outside); at the end it reads the
+///   enters the user namespace (unprivileged) and makes the PID, IPC and UTS namespaces, forks
+///   the init, then, while the init builds its view, makes the network namespace and the
+///   cgroups and hands them over (the init joins v1 cgroups itself; this process moves it into
+///   v2 ones, and stays outside); at the end it reads the
 ///   cgroups' counters, tells the parent why the sandbox ended the task (``SandboxVerdict``) and ends the
 ///   way the task ended. The parent removes the cgroups.
 /// - the **init** (pid 1 inside, ``SandboxInit``): builds the file-system view, brings up the
@@ -50,6 +51,12 @@ enum SandboxSupervisor {
             SandboxMessage.send(.failed(error), to: link)
             _exit(70)
         }
+        // The view template to enter, sent just before the link (``SandboxViewTemplates``).
+        var template: Int32 = -1
+        if case .enter = plan.view {
+            guard let fd = descriptors.popLast() else { abandon(.setupFailed("no view template was sent")) }
+            template = fd
+        }
         // The network namespace, the costliest to make (~1 ms of kernel work), is made after
         // the fork, while the init builds its view, and handed to it (``makeNetwork``).
         let defersNetwork = sandbox.network == .none
@@ -59,21 +66,15 @@ enum SandboxSupervisor {
         } catch {
             abandon(error)
         }
-        // The cgroups: made and limited here, joined by the init alone, before it forks the task.
-        // This process stays outside. A v1 cgroup the init joins itself, at once and cheaply
-        // (``SandboxCgroups/joinWithCallingThread()``); a v2 one only takes whole processes, a
-        // move that waits for an RCU grace period (milliseconds, more on a busy machine): this
-        // process moves the init while the init builds its view, and tells it when it is done.
-        var cgroups = SandboxCgroups()
+        // The cgroups: made and limited after the fork, while the init builds its view (off the
+        // start's path), and described to the init on `word`; it joins them before it forks the
+        // task. This process stays outside. A v1 cgroup the init joins itself, at once and
+        // cheaply (``SandboxCgroups/joinWithCallingThread(through:)``); a v2 one only takes whole
+        // processes, a move that waits for an RCU grace period (milliseconds, more on a busy
+        // machine): this process moves the init before it sends the word.
         let limits = sandbox.limits
-        if limits.memory != nil || limits.processes != nil {
-            cgroups = SandboxCgroups.make(
-                memory: limits.memory, processes: limits.processes, in: plan.cgroupHierarchies)
-        }
-        let moved = cgroups.only(.cgroupV2)
-        var joined: [Int32] = [-1, -1]
-        if !moved.directories.isEmpty, mp_pipe(&joined) != 0 {
-            cgroups.remove()
+        var word: [Int32] = [-1, -1]
+        if limits.memory != nil || limits.processes != nil, mp_pipe(&word) != 0 {
             abandon(.setupFailed(SandboxProgress.reason("pipe", errno)))
         }
         var network: [Int32] = [-1, -1]
@@ -82,7 +83,6 @@ enum SandboxSupervisor {
                 let pair = try Syscall.seqpacketPair()
                 network = [pair.0, pair.1]
             } catch {
-                cgroups.remove()
                 abandon(.setupFailed("\(error)"))
             }
         }
@@ -96,25 +96,34 @@ enum SandboxSupervisor {
         if initPID < 0 { abandon(.setupFailed(SandboxProgress.reason("fork", errno))) }
         if initPID == 0 {
             close(report[0])
-            if joined[1] >= 0 { close(joined[1]) }
+            if word[1] >= 0 { close(word[1]) }
             if network[0] >= 0 { close(network[0]) }
             SandboxInit.run(
-                plan, progress: progress, privileged: privileged, cgroups: cgroups, joined: joined[0],
-                network: network[1], report: report[1], link: link, descriptors: &descriptors)
+                plan, progress: progress, privileged: privileged, cgroups: word[0], network: network[1],
+                template: template, report: report[1], link: link, descriptors: &descriptors)
             return  // The task.
         }
         close(report[1])
+        if template >= 0 { close(template) }
         if network[0] >= 0 {
             close(network[1])
             makeNetwork(for: initPID, enforcement: sandbox.enforcement, socket: network[0], link: link)
             close(network[0])
         }
-        if joined[0] >= 0 {
-            close(joined[0])
-            let kept = join(initPID, to: moved, enforcement: sandbox.enforcement, word: joined[1], link: link)
-            close(joined[1])
-            if cgroups.memory?.version == .cgroupV2 { cgroups.memory = kept.memory }
-            if cgroups.pids?.version == .cgroupV2 { cgroups.pids = kept.pids }
+        var cgroups = SandboxCgroups()
+        if word[0] >= 0 {
+            close(word[0])
+            cgroups = SandboxCgroups.make(
+                memory: limits.memory, processes: limits.processes, in: plan.cgroupHierarchies)
+            let moved = cgroups.only(.cgroupV2)
+            if !moved.directories.isEmpty {
+                let kept = join(initPID, to: moved, enforcement: sandbox.enforcement, link: link)
+                if cgroups.memory?.version == .cgroupV2 { cgroups.memory = kept.memory }
+                if cgroups.pids?.version == .cgroupV2 { cgroups.pids = kept.pids }
+            }
+            let description = cgroups.word
+            _ = description.withUnsafeBytes { write(word[1], $0.baseAddress, $0.count) }
+            close(word[1])
         }
         // Off the start's path: the init is at work meanwhile.
         if !cgroups.directories.isEmpty { SandboxCgroups.removeStale(in: plan.cgroupHierarchies) }
@@ -156,31 +165,24 @@ enum SandboxSupervisor {
         if namespace >= 0 { close(namespace) }
     }
 
-    /// Moves the init into `cgroups` (v2) and tells it so on `word` (one byte: 1 joined, 0 not,
-    /// under best effort, the limits then falling back to resource limits). What it joined;
-    /// where a required cgroup cannot be joined, the start fails here and the init is ended.
+    /// Moves the init into `cgroups` (v2): what it joined. Under best effort, what cannot be
+    /// joined is removed (the limits then fall back to resource limits); where a required cgroup
+    /// cannot be joined, the start fails here and the init is ended.
     private static func join(
-        _ initPID: Int32, to cgroups: SandboxCgroups, enforcement: SandboxEnforcement, word: Int32,
-        link: Int32
+        _ initPID: Int32, to cgroups: SandboxCgroups, enforcement: SandboxEnforcement, link: Int32
     ) -> SandboxCgroups {
-        var joined = cgroups
-        var answer: UInt8 = 1
-        if let failure = cgroups.attach(initPID) {
-            cgroups.remove()
-            joined = SandboxCgroups()
-            answer = 0
-            if enforcement == .required {
-                // The init waits for the word before anything of the task runs: nothing ran.
-                _ = kill(initPID, SIGKILL)
-                var status: Int32 = 0
-                while waitpid(initPID, &status, 0) < 0 && errno == EINTR {}
-                let restriction: SandboxRestriction = cgroups.memory != nil ? .memoryLimit : .processLimit
-                SandboxMessage.send(.failed(.unavailable(restriction, reason: failure)), to: link)
-                _exit(70)
-            }
+        guard let failure = cgroups.attach(initPID) else { return cgroups }
+        cgroups.remove()
+        if enforcement == .required {
+            // The init waits for the word before anything of the task runs: nothing ran.
+            _ = kill(initPID, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(initPID, &status, 0) < 0 && errno == EINTR {}
+            let restriction: SandboxRestriction = cgroups.memory != nil ? .memoryLimit : .processLimit
+            SandboxMessage.send(.failed(.unavailable(restriction, reason: failure)), to: link)
+            _exit(70)
         }
-        while write(word, &answer, 1) < 0 && errno == EINTR {}
-        return joined
+        return SandboxCgroups()
     }
 
     /// Waits for the end, reports it and ends like the task.

@@ -162,8 +162,9 @@ final class SandboxLink: Sendable {
         return said || allocating == true ? .memoryLimit : nil
     }
 
-    /// After the child's end: reads the supervisor's last word and removes the sandbox's cgroups
-    /// (which held the supervisor to its end). Idempotent. `supervisor` is the child's pid: the
+    /// After the child's end: reads the supervisor's last word, removes the sandbox's cgroups
+    /// (which held the supervisor to its end) and closes what came with the word (the sandbox's
+    /// mount namespace). Idempotent. `supervisor` is the child's pid: the
     /// cgroups are named after it, so those of a sandbox that failed to start, or whose
     /// supervisor was killed before it could report them, are found too.
     func finish(supervisor: Int32?) {
@@ -179,7 +180,9 @@ final class SandboxLink: Sendable {
             defer { s.received = [] }
             return s.received
         }
-        for fd in unmatched { Syscall.close(fd) }
+        // Last: the sandbox's mount namespace, sent with the supervisor's last word, is taken
+        // down here (its mounts, an RCU grace period) rather than in the init's exit.
+        defer { for fd in unmatched { Syscall.close(fd) } }
         guard !removed else { return }
         var leftovers = reported
         if let supervisor {

@@ -23,11 +23,21 @@ enum SandboxMessage: Codable, Sendable {
     /// descriptor attached, and what of it is visible inside.
     case viewTemplate([SandboxMounts.Visible])
 
-    /// Writes one message to `fd` (blocking). `false` if it could not.
+    /// Writes one message to `fd` (blocking). `false` if it could not. `attaching` (closed here):
+    /// a descriptor sent with it, where `fd` is a socket.
     @discardableResult
-    static func send(_ message: SandboxMessage, to fd: Int32) -> Bool {
-        guard let frame = frame(message) else { return false }
-        return writeAll(frame, to: fd)
+    static func send(_ message: SandboxMessage, to fd: Int32, attaching descriptor: Int32 = -1) -> Bool {
+        guard let frame = frame(message) else {
+            if descriptor >= 0 { close(descriptor) }
+            return false
+        }
+        guard descriptor >= 0 else { return writeAll(frame, to: fd) }
+        defer { close(descriptor) }
+        let fds = [descriptor]
+        let sent = fds.withUnsafeBufferPointer {
+            mp_sendmsg_fds(fd, frame, frame.count, $0.baseAddress, 1, 0)
+        }
+        return sent == frame.count || (sent > 0 && writeAll(Array(frame[sent...]), to: fd))
     }
 
     /// One message's frame; `nil` if it does not encode.

@@ -133,7 +133,8 @@ enum SandboxSupervisor {
         descriptors = []
         supervise(
             initPID: initPID, reportFD: report[0], link: link, lifeline: lifeline, cgroups: cgroups,
-            cpuLimit: sandbox.limits.cpuTime, ownPIDNamespace: ownPIDNamespace)
+            cpuLimit: sandbox.limits.cpuTime, ownPIDNamespace: ownPIDNamespace,
+            ownView: sandbox.isolatesFileSystem)
     }
 
     /// Makes the sandbox's network namespace and hands it to the init over `socket`: a byte 1
@@ -189,16 +190,22 @@ enum SandboxSupervisor {
     private static func supervise(
         initPID: Int32, reportFD: Int32, link: Int32, lifeline: Int32, cgroups: SandboxCgroups,
         cpuLimit: Duration?,
-        ownPIDNamespace: Bool
+        ownPIDNamespace: Bool, ownView: Bool
     ) -> Never {
         var reader = SandboxMessage.Reader()
         var record: mp_sb_exit_record?
+        // The sandbox's mount namespace, held from its start: it goes to the parent with the
+        // last word, so that taking it down (every mount of the view unmounted, an RCU grace
+        // period waited for) happens there after the join, not in the init's exit before it.
+        var mountNamespace: Int32 = -1
         var started = false
         var failed = false
         reading: while true {
             while let item = reader.next() {
                 switch item {
-                case .started: started = true
+                case .started:
+                    started = true
+                    if ownView { mountNamespace = open("/proc/\(initPID)/ns/mnt", O_RDONLY | O_CLOEXEC) }
                 case .failed: failed = true
                 case .message: break
                 case .exitRecord(let exit):
@@ -245,7 +252,7 @@ enum SandboxSupervisor {
             .exited(
                 SandboxExit(
                     verdict: verdict, status: record.status, cpuMicroseconds: record.cpu_microseconds,
-                    cgroupsRemoved: cgroups.directories.isEmpty)), to: link)
+                    cgroupsRemoved: cgroups.directories.isEmpty)), to: link, attaching: mountNamespace)
         mp_sb_exit_like(record.status)
     }
 

@@ -273,6 +273,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         let launchBytes: [UInt8]
         /// A sandboxed start's view template: the one sent along, or the one the child builds.
         var viewTicket: SandboxViewTemplates.Ticket? = nil
+        /// A network namespace made ahead for it, sent along.
+        var network: SandboxNetworkSupply.Taken? = nil
     }
 
     /// Marks the child started and encodes its task; everything that cannot block.
@@ -289,6 +291,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             SandboxViewTemplates.ticket(for: $0.sandbox, runningFiles: $0.runningFiles)
         }
         if let viewTicket { plan?.view = viewTicket.view }
+        let network = plan.flatMap { SandboxNetworkSupply.take(for: $0.sandbox) }
+        if network != nil { plan?.premadeNetwork = true }
         do {
             let payload = try TaskCoding.encode(task, attachments: attachments)
             launchBytes = try TaskCoding.encode(
@@ -304,7 +308,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         // Refuse what the frame could not carry before anything is spawned (the captured
         // stdout's pipe travels with the task).
         if attachments.descriptors.count
-            > 64 - (capturesStandardOutput ? 1 : 0) - (forwardsLogs ? 1 : 0) - (sandbox != nil ? 2 : 0)
+            > 64 - (capturesStandardOutput ? 1 : 0) - (forwardsLogs ? 1 : 0) - (sandbox != nil ? 3 : 0)
         {
             throw .invalidState(
                 "the task for '\(name)' holds \(attachments.descriptors.count) descriptors (channel ends, shared memory); at most 64 can travel with it"
@@ -313,7 +317,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         if launchBytes.count > Int(UInt32.max) >> 2 {
             throw .codec(.lengthTooLarge(launchBytes.count))
         }
-        return PreparedStart(attachments: attachments, launchBytes: launchBytes, viewTicket: viewTicket)
+        return PreparedStart(
+            attachments: attachments, launchBytes: launchBytes, viewTicket: viewTicket, network: network)
     }
 
     /// Opens the task's span and prepares the observer; what the child is told about them.
@@ -483,8 +488,11 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         monitor.withLock { $0 = child }
         do {
             // The child pops from the end: a sandbox's report socket last, then the view
-            // template it enters, then the stdout pipe, then the record socket.
-            let template = prepared.viewTicket.map { $0.fd >= 0 ? [$0.fd] : [] } ?? []
+            // template it enters, the network namespace made for it, the stdout pipe, the
+            // record socket.
+            let template =
+                (prepared.network.map { [$0.fd] } ?? [])
+                + (prepared.viewTicket.map { $0.fd >= 0 ? [$0.fd] : [] } ?? [])
             if let ticket = prepared.viewTicket, ticket.fd < 0 { setup.sandboxLink?.expectTemplate(ticket) }
             let descriptors =
                 attachments.descriptors + (setup.records[1] >= 0 ? [setup.records[1]] : [])

@@ -52,6 +52,7 @@ enum ForkWarmUp {
             runningFiles: ["/"], cgroupHierarchies: [], notifyingFilter: [0], killingFilter: [0])
         plan.cgroupHierarchies = [.init(version: .cgroupV1, controllers: ["memory"], directory: "/")]
         plan.view = .enter([SandboxMounts.Visible(path: "/", writable: false, isDirectory: true)])
+        plan.premadeNetwork = true
         _ = SandboxPlan(bytes: plan.bytes)
         _ = SandboxCgroups(word: SandboxCgroups().word)
         var report = SandboxReport()

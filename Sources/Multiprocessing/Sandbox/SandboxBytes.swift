@@ -241,6 +241,7 @@ extension SandboxPlan {
             out.put(UInt64(2))
             out.put(visible)
         }
+        out.put(premadeNetwork)
         return out.bytes
     }
 
@@ -311,9 +312,11 @@ extension SandboxPlan {
             guard let visible = input.visible() else { return nil }
             view = .enter(visible)
         }
+        guard let premadeNetwork = input.bool() else { return nil }
         self.init(
             sandbox: sandbox, program: program, runningFiles: running, cgroupHierarchies: hierarchies,
-            notifyingFilter: filters[0], killingFilter: filters[1], view: view)
+            notifyingFilter: filters[0], killingFilter: filters[1], view: view, premadeNetwork: premadeNetwork
+        )
     }
 }
 

@@ -14,6 +14,9 @@ struct SandboxPlan: Sendable {
     var killingFilter: [UInt64]
     /// What the init does about a view template (``SandboxViewTemplates``): set per start.
     var view: View = .none
+    /// Whether a network namespace made ahead (``SandboxNetworkSupply``) is sent along, before
+    /// the view template: set per start.
+    var premadeNetwork = false
 
     /// Whether the init builds its view from scratch, builds a template on the way, or enters
     /// the template sent with the launch (the descriptor before the link) and adds its own.

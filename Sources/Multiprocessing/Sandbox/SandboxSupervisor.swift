@@ -57,6 +57,14 @@ enum SandboxSupervisor {
             guard let fd = descriptors.popLast() else { abandon(.setupFailed("no view template was sent")) }
             template = fd
         }
+        // A network namespace made ahead (``SandboxNetworkSupply``), sent before the template.
+        var premadeNetwork: Int32 = -1
+        if plan.premadeNetwork {
+            guard let fd = descriptors.popLast() else {
+                abandon(.setupFailed("no network namespace was sent"))
+            }
+            premadeNetwork = fd
+        }
         // The network namespace, the costliest to make (~1 ms of kernel work), is made after
         // the fork, while the init builds its view, and handed to it (``makeNetwork``).
         let defersNetwork = sandbox.network == .none
@@ -98,6 +106,7 @@ enum SandboxSupervisor {
             close(report[0])
             if word[1] >= 0 { close(word[1]) }
             if network[0] >= 0 { close(network[0]) }
+            if premadeNetwork >= 0 { close(premadeNetwork) }
             SandboxInit.run(
                 plan, progress: progress, privileged: privileged, cgroups: word[0], network: network[1],
                 template: template, report: report[1], link: link, descriptors: &descriptors)
@@ -107,7 +116,9 @@ enum SandboxSupervisor {
         if template >= 0 { close(template) }
         if network[0] >= 0 {
             close(network[1])
-            makeNetwork(for: initPID, enforcement: sandbox.enforcement, socket: network[0], link: link)
+            makeNetwork(
+                for: initPID, enforcement: sandbox.enforcement, premade: premadeNetwork, socket: network[0],
+                link: link)
             close(network[0])
         }
         var cgroups = SandboxCgroups()
@@ -137,17 +148,21 @@ enum SandboxSupervisor {
             ownView: sandbox.isolatesFileSystem)
     }
 
-    /// Makes the sandbox's network namespace and hands it to the init over `socket`: a byte 1
-    /// and the namespace's descriptor, or (best effort) 0 and why there is none. This process
-    /// enters it too (it has no socket to use in it). Where a required one cannot be made, the
+    /// Makes the sandbox's network namespace (unless `premade`, one made ahead, is there) and
+    /// hands it to the init over `socket`: a byte 1 and the namespace's descriptor, or (best
+    /// effort) 0 and why there is none. This process enters one it makes (it has no socket to use
+    /// in it). Where a required one cannot be made, the
     /// start fails here and the init, which waits for it before it forks the task, is ended.
     private static func makeNetwork(
-        for initPID: Int32, enforcement: SandboxEnforcement, socket: Int32, link: Int32
+        for initPID: Int32, enforcement: SandboxEnforcement, premade: Int32, socket: Int32, link: Int32
     ) {
-        var failure = SandboxProgress.failure(
-            "unshare(CLONE_NEWNET)", mp_sb_unshare(SandboxCredentials.Namespace.network))
-        var namespace: Int32 = -1
-        if failure == nil {
+        var failure: String?
+        var namespace = premade  // Made ahead by the parent: handed on as it is.
+        if namespace < 0 {
+            failure = SandboxProgress.failure(
+                "unshare(CLONE_NEWNET)", mp_sb_unshare(SandboxCredentials.Namespace.network))
+        }
+        if failure == nil && namespace < 0 {
             namespace = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC)
             if namespace < 0 { failure = SandboxProgress.reason("opening /proc/self/ns/net", errno) }
         }

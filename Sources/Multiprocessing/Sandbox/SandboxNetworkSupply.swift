@@ -1,0 +1,85 @@
+import CMultiprocessing
+import Dispatch
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Network namespaces made ahead for privileged sandboxes without network.
+///
+/// Making a network namespace is the costliest step of a sandbox's setup (~1 ms of kernel work:
+/// the loopback device, the sysctl tables); with the view entered from a template
+/// (``SandboxViewTemplates``), the init waited for it. A thread of this process that does nothing
+/// else makes them ahead: it enters a fresh namespace (`unshare(CLONE_NEWNET)` moves only the
+/// calling thread), keeps a descriptor of it and returns to this process's namespace. A start
+/// takes one and sends it along; each is used once, by one sandbox, never again. Where none is
+/// ready, the supervisor makes one as before. Unprivileged sandboxes make their own: theirs
+/// belongs to their user namespace.
+enum SandboxNetworkSupply {
+    private struct State {
+        var ready: [Int32] = []
+        var started = false
+    }
+    private static let state = Mutex(State())
+    private static let wanted = DispatchSemaphore(value: 0)
+    /// How many are kept ready.
+    private static let depth = 2
+
+    /// A namespace taken for one start: closed with it (the sandbox has its own descriptor).
+    final class Taken: Sendable {
+        let fd: Int32
+        init(fd: Int32) { self.fd = fd }
+        deinit { close(fd) }
+    }
+
+    /// A fresh network namespace for a start in `sandbox`; `nil` where it makes its own (it
+    /// reaches the network, it is not privileged, or none is ready: the next ones are being made).
+    static func take(for sandbox: Sandbox) -> Taken? {
+        guard sandbox.network == .none, SandboxCredentials.isPrivileged else { return nil }
+        return take().map(Taken.init(fd:))
+    }
+
+    private static func take() -> Int32? {
+        #if os(Linux)
+            let (fd, start) = state.withLock { s -> (Int32?, Bool) in
+                defer { s.started = true }
+                return (s.ready.isEmpty ? nil : s.ready.removeFirst(), !s.started)
+            }
+            if start {
+                try? OSThread.detach(name: "mp-netns") { makeAhead() }  // Without it: made per start.
+            } else {
+                wanted.signal()
+            }
+            return fd
+        #else
+            return nil
+        #endif
+    }
+
+    /// The thread's loop: keeps ``depth`` namespaces ready, at a lower priority than the
+    /// sandboxes it makes them for.
+    private static func makeAhead() {
+        let flag = SandboxCredentials.Namespace.network
+        let own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+        guard own >= 0 else { return }
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)  // This thread only.
+        while true {
+            if state.withLock({ $0.ready.count >= depth }) {
+                wanted.wait()
+                continue
+            }
+            guard mp_sb_unshare(flag) == 0 else { return }
+            let fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
+            // Back home; a thread that cannot stops making them (it holds nothing of anyone's).
+            guard mp_sb_setns(own, flag) == 0 else {
+                if fd >= 0 { close(fd) }
+                return
+            }
+            guard fd >= 0 else { return }
+            state.withLock { $0.ready.append(fd) }
+        }
+    }
+}

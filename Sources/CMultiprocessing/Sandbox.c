@@ -28,10 +28,7 @@
 #include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/auxv.h>
-#include <sys/mman.h>
 #include <sys/signalfd.h>
-#include <stdlib.h>
 #include "ProcPath.h"
 #endif
 
@@ -339,89 +336,7 @@ static void mp_sb_write_all(int fd, const void *bytes, size_t length) {
     }
 }
 
-static int mp_sb_symbols_bound = 0;
-
-void mp_sb_mark_symbols_bound(void) { mp_sb_symbols_bound = 1; }
-
-// The "dev inode" field of a /proc/self/maps line (after start-end, perms, offset), or NULL.
-static const char *mp_sb_maps_identity(const char *line, size_t *length) {
-    const char *p = line;
-    for (int field = 0; field < 3; field++) {
-        while (*p && *p != ' ' && *p != '\n') p++;
-        while (*p == ' ') p++;
-    }
-    const char *start = p;
-    for (int field = 0; field < 2; field++) {
-        while (*p && *p != ' ' && *p != '\n') p++;
-        if (field == 0)
-            while (*p == ' ') p++;
-    }
-    *length = (size_t)(p - start);
-    return *length > 0 ? start : NULL;
-}
-
-// What the init's loop no longer needs once the task is forked: the libraries but the C
-// library, the loader and this binary. Unmapped while the task runs, so that the init's exit,
-// on the path from the task's end to the parent's join, has that much less to tear down.
-// Only where every symbol was bound at the start (the fork server's children): a lazy binding
-// would walk the unmapped libraries' symbol tables. Anonymous memory is left as it is. Best
-// effort: nothing is unmapped where /proc/self/maps cannot be read whole.
-static void mp_sb_shed_libraries(void) {
-    static char maps[1 << 16];
-    if (!mp_sb_symbols_bound) return;
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return;
-    size_t used = 0;
-    for (;;) {
-        ssize_t n = read(fd, maps + used, sizeof maps - 1 - used);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        used += (size_t)n;
-        if (used >= sizeof maps - 1) {
-            close(fd);
-            return;
-        }
-    }
-    close(fd);
-    maps[used] = 0;
-    uintptr_t wanted[3] = {(uintptr_t)&mp_sb_serve_init, (uintptr_t)&poll, (uintptr_t)getauxval(AT_BASE)};
-    const char *keep[3] = {NULL, NULL, NULL};
-    size_t keep_length[3] = {0, 0, 0};
-    for (char *line = maps; *line; ) {
-        char *end = strchr(line, '\n');
-        uintptr_t from = (uintptr_t)strtoull(line, NULL, 16);
-        char *dash = strchr(line, '-');
-        uintptr_t to = dash ? (uintptr_t)strtoull(dash + 1, NULL, 16) : 0;
-        for (int i = 0; i < 3; i++) {
-            if (keep[i] == NULL && wanted[i] >= from && wanted[i] < to) keep[i] = mp_sb_maps_identity(line, &keep_length[i]);
-        }
-        if (end == NULL) break;
-        line = end + 1;
-    }
-    if (keep[0] == NULL || keep[1] == NULL) return;
-    for (char *line = maps; *line; ) {
-        char *end = strchr(line, '\n');
-        uintptr_t from = (uintptr_t)strtoull(line, NULL, 16);
-        char *dash = strchr(line, '-');
-        uintptr_t to = dash ? (uintptr_t)strtoull(dash + 1, NULL, 16) : 0;
-        size_t length = 0;
-        const char *identity = mp_sb_maps_identity(line, &length);
-        // A file: its inode is not 0 (the identity does not end in " 0").
-        int file = identity != NULL && !(length >= 2 && identity[length - 1] == '0' && identity[length - 2] == ' ');
-        const char *path = strchr(line, '/');
-        if (end != NULL && path > end) path = NULL;
-        int kept = !file || path == NULL;
-        for (int i = 0; i < 3 && !kept; i++) {
-            kept = keep[i] != NULL && keep_length[i] == length && memcmp(keep[i], identity, length) == 0;
-        }
-        if (!kept && to > from) munmap((void *)from, to - from);
-        if (end == NULL) break;
-        line = end + 1;
-    }
-}
-
 void mp_sb_serve_init(pid_t task, int notify_fd, int report_fd, int exec_once) {
-    mp_sb_shed_libraries();
     struct mp_sb_exit_record record;
     memset(&record, 0, sizeof record);
     record.denied_call = -1;
@@ -566,7 +481,6 @@ int mp_sb_path_is_directory(const char *path) { (void)path; return -ENOSYS; }
 uint32_t mp_sb_audit_arch(void) { return 0; }
 int mp_sb_seccomp_install(const struct mp_bpf_insn *program, int count, int listener) { (void)program; (void)count; (void)listener; return -ENOSYS; }
 int mp_sb_seccomp_install_packed(const uint64_t *packed, int count, int listener) { (void)packed; (void)count; (void)listener; return -ENOSYS; }
-void mp_sb_mark_symbols_bound(void) {}
 void mp_sb_serve_init(pid_t task, int notify_fd, int report_fd, int exec_once) { (void)task; (void)notify_fd; (void)report_fd; (void)exec_once; _exit(70); }
 long mp_sb_execve_number(void) { return -1; }
 long mp_sb_execveat_number(void) { return -1; }

@@ -255,9 +255,6 @@ long mp_sb_execveat_number(void);
 /// `task` has ended writes an exit record (kind 2) to `report_fd` and exits. With `exec_once`,
 /// the task's first exec is let through (a program's own start).
 void mp_sb_serve_init(pid_t task, int notify_fd, int report_fd, int exec_once) __attribute__((noreturn));
-// Called in the fork server, whose loader bound every symbol at its start (LD_BIND_NOW): its
-// children may unmap libraries they no longer run (the sandbox's init does).
-void mp_sb_mark_symbols_bound(void);
 /// Ends the calling process the way `status` (a wait status) says: the same exit code, or the
 /// same signal.
 void mp_sb_exit_like(int status) __attribute__((noreturn));

@@ -38,10 +38,7 @@ enum ChildEntry {
             _ = mp_set_parent_death_signal(SIGKILL)
             if getppid() != parent { _exit(1) }
             // The loader has bound everything already (the parent set LD_BIND_NOW for that).
-            if bound {
-                unsetenv("LD_BIND_NOW")
-                mp_sb_mark_symbols_bound()
-            }
+            if bound { unsetenv("LD_BIND_NOW") }
             ForkWarmUp.forkServer()
             let channel = mp_forkserver_serve(3)  // Returns in each forked child only.
             ChildRuntime.serve(controlFD: channel, mainThread: true)

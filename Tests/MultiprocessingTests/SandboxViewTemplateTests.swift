@@ -46,6 +46,21 @@ struct SandboxViewTemplateTests {
         #expect(SandboxViewTemplates.isKept(for: sandbox))
     }
 
+    @Test(
+        "a child made by fork starts sandboxes of its own: its parent's templates and namespaces are not its")
+    func forkedChildStartsItsOwn() async throws {
+        guard SandboxCredentials.isPrivileged else { return }
+        for _ in 0..<2 {  // A template kept, network namespaces being made ahead.
+            let child = try ChildProcess(
+                SandboxProbe(action: .nothing), startMethod: .forkserver, sandbox: .strict)
+            try await child.start()
+            #expect(try await child.value == ProbeResult())
+        }
+        let forked = try ChildProcess(SandboxedProbe(action: .read("/tmp/mark")), startMethod: .fork)
+        try await forked.start()
+        #expect(try await forked.value.errno == ENOENT)
+    }
+
     @Test("not for a view with listed paths under a private /tmp")
     func notUnderPrivateTemporaryDirectory() {
         var sandbox = Sandbox.strict
@@ -63,5 +78,16 @@ struct SandboxViewTemplateTests {
         guard Glibc.write(fd, text, text.utf8.count) == text.utf8.count else {
             throw SystemError("write", code: errno)
         }
+    }
+}
+
+/// Starts a strict sandbox of its own and returns what its probe found.
+struct SandboxedProbe: ProcessTask {
+    var action: SandboxProbe.Action
+
+    func run() async throws -> ProbeResult {
+        let child = try ChildProcess(SandboxProbe(action: action), startMethod: .forkserver, sandbox: .strict)
+        try await child.start()
+        return try await child.value
     }
 }

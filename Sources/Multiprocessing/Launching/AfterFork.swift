@@ -14,5 +14,7 @@ enum AfterFork {
         BlockingThreads.resetAfterFork()
         WaitThreads.resetAfterFork()
         WaitTimer.resetAfterFork()
+        SandboxViewTemplates.forgetAfterFork()
+        SandboxNetworkSupply.forgetAfterFork()
     }
 }

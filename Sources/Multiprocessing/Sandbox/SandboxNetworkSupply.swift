@@ -23,8 +23,18 @@ enum SandboxNetworkSupply {
         var ready: [Int32] = []
         var started = false
     }
-    private static let state = Mutex(State())
-    private static let wanted = DispatchSemaphore(value: 0)
+    private final class Store: Sendable {
+        let state = Mutex(State())
+        let wanted = DispatchSemaphore(value: 0)
+    }
+    private static let initialStore = Store()
+    /// Written only in a freshly forked child, while it has a single thread.
+    nonisolated(unsafe) private static var afterForkStore: Store?
+    private static var store: Store { afterForkStore ?? initialStore }
+
+    /// In a child made by `fork`: the parent's thread is gone and its descriptors above stdio
+    /// are closed. A fresh supply, started on the child's first take.
+    static func forgetAfterFork() { afterForkStore = Store() }
     /// How many are kept ready.
     private static let depth = 2
 
@@ -44,14 +54,15 @@ enum SandboxNetworkSupply {
 
     private static func take() -> Int32? {
         #if os(Linux)
-            let (fd, start) = state.withLock { s -> (Int32?, Bool) in
+            let store = self.store
+            let (fd, start) = store.state.withLock { s -> (Int32?, Bool) in
                 defer { s.started = true }
                 return (s.ready.isEmpty ? nil : s.ready.removeFirst(), !s.started)
             }
             if start {
-                try? OSThread.detach(name: "mp-netns") { makeAhead() }  // Without it: made per start.
+                try? OSThread.detach(name: "mp-netns") { makeAhead(store) }  // Without it: made per start.
             } else {
-                wanted.signal()
+                store.wanted.signal()
             }
             return fd
         #else
@@ -61,14 +72,14 @@ enum SandboxNetworkSupply {
 
     /// The thread's loop: keeps ``depth`` namespaces ready, at a lower priority than the
     /// sandboxes it makes them for.
-    private static func makeAhead() {
+    private static func makeAhead(_ store: Store) {
         let flag = SandboxCredentials.Namespace.network
         let own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
         guard own >= 0 else { return }
         _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)  // This thread only.
         while true {
-            if state.withLock({ $0.ready.count >= depth }) {
-                wanted.wait()
+            if store.state.withLock({ $0.ready.count >= depth }) {
+                store.wanted.wait()
                 continue
             }
             guard mp_sb_unshare(flag) == 0 else { return }
@@ -82,7 +93,7 @@ enum SandboxNetworkSupply {
                 return
             }
             guard fd >= 0 else { return }
-            state.withLock { $0.ready.append(fd) }
+            store.state.withLock { $0.ready.append(fd) }
         }
     }
 }

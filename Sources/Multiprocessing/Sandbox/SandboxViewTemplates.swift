@@ -56,7 +56,19 @@ enum SandboxViewTemplates {
 
     /// At most this many kinds of view are kept (a program uses a few).
     private static let capacity = 8
-    private static let entries = Mutex<[Key: Entry]>([:])
+
+    private final class Store: Sendable {
+        let entries = Mutex<[Key: Entry]>([:])
+    }
+    private static let initialStore = Store()
+    /// Written only in a freshly forked child, while it has a single thread.
+    nonisolated(unsafe) private static var afterForkStore: Store?
+    private static var store: Store { afterForkStore ?? initialStore }
+
+    /// In a child made by `fork`: the parent's descriptors above stdio are closed, and another
+    /// thread may have held the lock. A fresh store; the old entries are never touched again
+    /// (closing their numbers now could close something else).
+    static func forgetAfterFork() { afterForkStore = Store() }
 
     /// What one start does about a template: enter `fd` (a descriptor of its own, sent with the
     /// launch and closed with the ticket), or build one for `key`, or neither.
@@ -99,7 +111,7 @@ enum SandboxViewTemplates {
                 ownsProcFS: sandbox.isolatesProcesses,
                 privateTemporaryDirectory: privateTmp)
             let stamps = listed.map(stamp)
-            let (fd, visible): (Int32, [SandboxMounts.Visible]) = entries.withLock { entries in
+            let (fd, visible): (Int32, [SandboxMounts.Visible]) = store.entries.withLock { entries in
                 guard let entry = entries[key] else { return (-1, []) }
                 guard entry.stamps == stamps else {
                     entries[key] = nil  // Something it cloned changed: built again by this start.
@@ -116,7 +128,7 @@ enum SandboxViewTemplates {
     /// Keeps `fd`, the template a child built for `ticket`'s view (or closes it where one is
     /// kept already or there is no room).
     static func keep(_ fd: Int32, visible: [SandboxMounts.Visible], for ticket: Ticket) {
-        let kept = entries.withLock { entries in
+        let kept = store.entries.withLock { entries in
             guard entries[ticket.key] == nil, entries.count < capacity else { return false }
             entries[ticket.key] = Entry(fd: fd, visible: visible, stamps: ticket.stamps)
             return true

@@ -15,6 +15,9 @@ import Synchronization
 enum ForkWarmUp {
     private static let launchPath: Void = {
         codecs
+        // What the child's AfterFork.reset() takes, made here.
+        SandboxViewTemplates.prepareForFork()
+        SandboxNetworkSupply.prepareForFork()
         // The child runs its task on an InlineExecutor (seen: a child blocked on the
         // conformance cache's lock in its first job there): one empty task, run here.
         let executor = InlineExecutor()

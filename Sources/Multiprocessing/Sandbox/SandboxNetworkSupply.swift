@@ -32,9 +32,16 @@ enum SandboxNetworkSupply {
     nonisolated(unsafe) private static var afterForkStore: Store?
     private static var store: Store { afterForkStore ?? initialStore }
 
+    /// Made in the parent before a `.fork` (``prepareForFork()``), never used there: the store
+    /// its first forked child takes, without allocating or making type metadata in the child.
+    private static let spareStore = Store()
+
+    /// In the parent, before a `.fork`.
+    static func prepareForFork() { _ = spareStore }
+
     /// In a child made by `fork`: the parent's thread is gone and its descriptors above stdio
     /// are closed. A fresh supply, started on the child's first take.
-    static func forgetAfterFork() { afterForkStore = Store() }
+    static func forgetAfterFork() { afterForkStore = afterForkStore == nil ? spareStore : Store() }
     /// How many are kept ready.
     private static let depth = 2
 

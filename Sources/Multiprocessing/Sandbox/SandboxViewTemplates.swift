@@ -65,10 +65,17 @@ enum SandboxViewTemplates {
     nonisolated(unsafe) private static var afterForkStore: Store?
     private static var store: Store { afterForkStore ?? initialStore }
 
+    /// Made in the parent before a `.fork` (``prepareForFork()``), never used there: the store
+    /// its first forked child takes, without allocating or making type metadata in the child.
+    private static let spareStore = Store()
+
+    /// In the parent, before a `.fork`.
+    static func prepareForFork() { _ = spareStore }
+
     /// In a child made by `fork`: the parent's descriptors above stdio are closed, and another
     /// thread may have held the lock. A fresh store; the old entries are never touched again
     /// (closing their numbers now could close something else).
-    static func forgetAfterFork() { afterForkStore = Store() }
+    static func forgetAfterFork() { afterForkStore = afterForkStore == nil ? spareStore : Store() }
 
     /// What one start does about a template: enter `fd` (a descriptor of its own, sent with the
     /// launch and closed with the ticket), or build one for `key`, or neither.

@@ -315,12 +315,17 @@ int mp_epoll_wait(int epfd, int *fds, uint32_t *events, int max, int timeout_ms)
 // MARK: - Fork server
 
 // Request: header, then `env_len` bytes of NUL-separated "KEY=VALUE" pairs, then `cwd_len`
-// bytes of working directory. Descriptors: [channel] or [channel, stderr].
+// bytes of working directory. Descriptors: [channel] or [channel, stderr]; for a sandbox's
+// init (`init_flags` has MP_FS_SANDBOX_INIT), [channel, report link] or [channel, link, stderr].
 struct mp_fs_request {
     uint32_t magic;
     uint32_t env_len;
     uint32_t cwd_len;
+    uint32_t namespaces;  // The namespaces a sandbox's init is made in (clone flags), or 0.
+    uint32_t init_flags;  // MP_FS_SANDBOX_INIT, MP_FS_EXEC_ONCE.
 };
+#define MP_FS_SANDBOX_INIT 1u
+#define MP_FS_EXEC_ONCE 2u
 // Replies and notices: kind 1 = started (pid or err), kind 2 = exited (pid, wait status).
 struct mp_fs_reply {
     int32_t kind;
@@ -383,10 +388,10 @@ int mp_forkserver_serve(int control_fd) {
                 if (mp_send_reply(control_fd, 2, pid, status, 0) != 0) _exit(0);
         }
         if (!pfd[0].revents) continue;
-        int fds[2];
         int fd_count = 0;
         int notes = 0;
-        ssize_t n = mp_recvmsg_fds(control_fd, buf, MP_FS_MAX_REQUEST, fds, 2, &fd_count, 0, &notes);
+        int fds[3];
+        ssize_t n = mp_recvmsg_fds(control_fd, buf, MP_FS_MAX_REQUEST, fds, 3, &fd_count, 0, &notes);
         if (n <= 0) _exit(0);  // The parent is gone: so are we (children follow by pdeathsig).
         if (notes & MP_FDS_TRUNCATED) {
             // A descriptor of the request could not be installed here (the descriptor limit):
@@ -407,8 +412,15 @@ int mp_forkserver_serve(int control_fd) {
             mp_send_reply(control_fd, 1, -1, 0, EINVAL);
             continue;
         }
+        int sandbox_init = (req.init_flags & MP_FS_SANDBOX_INIT) != 0;
+        if (sandbox_init && fd_count < 2) {
+            for (int i = 0; i < fd_count; i++) close(fds[i]);
+            mp_send_reply(control_fd, 1, -1, 0, EINVAL);
+            continue;
+        }
         buf[n] = 0;
-        pid_t child = fork();
+        // A sandbox's init is born in its namespaces: pid 1 of its own PID namespace.
+        pid_t child = sandbox_init ? mp_sb_clone_init(req.namespaces) : fork();
         if (child < 0) {
             int e = errno;
             for (int i = 0; i < fd_count; i++) close(fds[i]);
@@ -423,10 +435,13 @@ int mp_forkserver_serve(int control_fd) {
             signal(SIGINT, SIG_DFL);
             setpgid(0, 0);
             // Dies with the server (so with the server's parent), taking its descendants along.
-            if (mp_die_with_parent(self) != 0) _exit(1);
-            if (fd_count > 1) {
-                dup2(fds[1], 2);
-                close(fds[1]);
+            // An init cannot check: in its PID namespace the server is not visible (ppid 0); a
+            // server gone meanwhile took the parent along, whose closed channel ends the task.
+            if (mp_die_with_parent(self) != 0 && !sandbox_init) _exit(1);
+            int err_index = sandbox_init ? 2 : 1;
+            if (fd_count > err_index) {
+                dup2(fds[err_index], 2);
+                close(fds[err_index]);
             }
             char *env = buf + sizeof req;
             char *end = env + req.env_len;
@@ -445,6 +460,8 @@ int mp_forkserver_serve(int control_fd) {
                 cwd[req.cwd_len] = 0;
                 if (chdir(cwd) != 0) _exit(72);
             }
+            // Returns in the task only: the init stays in C, to reap and report.
+            if (sandbox_init) return mp_sb_become_init(fds[0], fds[1], (req.init_flags & MP_FS_EXEC_ONCE) != 0);
             return fds[0];
         }
         for (int i = 0; i < fd_count; i++) close(fds[i]);

@@ -419,6 +419,53 @@ void mp_sb_serve_init(pid_t task, int notify_fd, int report_fd, int exec_once) {
     _exit(0);
 }
 
+static int mp_sb_handover_fd = -1;
+
+int mp_sb_direct_handover(void) { return mp_sb_handover_fd; }
+
+pid_t mp_sb_clone_init(uint32_t namespaces) {
+    // A plain clone, like fork but in new namespaces: the server has one thread and takes no
+    // lock, so nothing of glibc's fork bookkeeping is needed in this child, which runs only C
+    // until it forks the task with glibc's fork.
+    return (pid_t)syscall(SYS_clone, (unsigned long)namespaces | SIGCHLD, 0, NULL, NULL, 0);
+}
+
+int mp_sb_become_init(int channel, int link, int exec_once) {
+    // The group's signals are the task's (it sets them back once confined): the init outlives
+    // them to report.
+    static const int group[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM};
+    for (size_t i = 0; i < sizeof group / sizeof group[0]; i++) signal(group[i], SIG_IGN);
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) _exit(70);
+    pid_t task = fork();
+    if (task < 0) _exit(70);
+    if (task == 0) {
+        close(pair[0]);
+        close(link);  // The task reports on its own copy, which it closes before it runs anything.
+        mp_sb_handover_fd = pair[1];
+        return channel;
+    }
+    close(pair[1]);
+    close(channel);  // The task's: a copy here would hide its end from the parent.
+    // The filter's listener, once the task is confined (or end of file: no filter, or the task
+    // ended first).
+    unsigned char message = 0;
+    int received[1] = {-1};
+    int count = 0;
+    int notes = 0;
+    ssize_t n = mp_recvmsg_fds(pair[0], &message, 1, received, 1, &count, 0, &notes);
+    int listener = n == 1 && message == 1 && count == 1 ? received[0] : -1;
+    if (listener < 0 && count == 1) close(received[0]);
+    close(pair[0]);
+    // Nothing of the task's stays open here: only the link (3) and the listener (4).
+    int report = fcntl(link, F_DUPFD_CLOEXEC, 100);
+    int notify = listener >= 0 ? fcntl(listener, F_DUPFD_CLOEXEC, 101) : -1;
+    dup2(report, 3);
+    if (notify >= 0) dup2(notify, 4);
+    mp_close_from(notify >= 0 ? 5 : 4);
+    mp_sb_serve_init(task, notify >= 0 ? 4 : -1, 3, exec_once);
+}
+
 long mp_sb_execve_number(void) { return SYS_execve; }
 long mp_sb_execveat_number(void) {
 #ifdef SYS_execveat
@@ -481,6 +528,9 @@ int mp_sb_path_is_directory(const char *path) { (void)path; return -ENOSYS; }
 uint32_t mp_sb_audit_arch(void) { return 0; }
 int mp_sb_seccomp_install(const struct mp_bpf_insn *program, int count, int listener) { (void)program; (void)count; (void)listener; return -ENOSYS; }
 int mp_sb_seccomp_install_packed(const uint64_t *packed, int count, int listener) { (void)packed; (void)count; (void)listener; return -ENOSYS; }
+int mp_sb_direct_handover(void) { return -1; }
+pid_t mp_sb_clone_init(uint32_t namespaces) { (void)namespaces; errno = ENOSYS; return -1; }
+int mp_sb_become_init(int channel, int link, int exec_once) { (void)channel; (void)link; (void)exec_once; _exit(70); }
 void mp_sb_serve_init(pid_t task, int notify_fd, int report_fd, int exec_once) { (void)task; (void)notify_fd; (void)report_fd; (void)exec_once; _exit(70); }
 long mp_sb_execve_number(void) { return -1; }
 long mp_sb_execveat_number(void) { return -1; }

@@ -251,6 +251,16 @@ int mp_sb_seccomp_install(const struct mp_bpf_insn *program, int count, int list
 int mp_sb_seccomp_install_packed(const uint64_t *packed, int count, int listener);
 long mp_sb_execve_number(void);
 long mp_sb_execveat_number(void);
+/// A fork server's child born as a sandbox's init, in `namespaces` (clone flags, with a new
+/// PID namespace among them): the pid in the parent, 0 in the child, -1 with errno.
+pid_t mp_sb_clone_init(uint32_t namespaces);
+/// In a child made by `mp_sb_clone_init`: forks the task and returns its control channel in
+/// the task only; the init stays here in C (``mp_sb_serve_init``), reporting on `link` how the
+/// task ended. With `exec_once`, the task's first exec is let through.
+int mp_sb_become_init(int channel, int link, int exec_once);
+/// In the task of such an init: the socket on which it hands the init its filter's listener
+/// (and then closes it), or -1 in any other process.
+int mp_sb_direct_handover(void);
 /// The sandbox's init: reaps, answers the filter's notifications (`notify_fd`, or -1), and when
 /// `task` has ended writes an exit record (kind 2) to `report_fd` and exits. With `exec_once`,
 /// the task's first exec is let through (a program's own start).

@@ -30,6 +30,9 @@ final class ChildMonitor: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Where the exit status comes from when the reaped process only stands for the child (a
+    /// direct sandbox start's init: ``SandboxDirectStart``); `nil` from it: the wait status.
+    private let exitStatusSource = Mutex<(@Sendable () -> Int32?)?>(nil)
     private let exited = OneShotEvent()
     private let stderrTail: StderrTee?
     private let stdoutCapture: StderrTee?
@@ -172,8 +175,9 @@ final class ChildMonitor: Sendable {
     ///
     /// A `nil` status means it could not be read (another part of the program reaped the
     /// child): it is reported as exit code 0 if the child sent its outcome, 255 otherwise.
-    func recordExit(waitStatus: Int32?) {
+    func recordExit(waitStatus reaped: Int32?) {
         state.withLock { $0.reaped = true }  // Before anything could signal the old pid.
+        let waitStatus = exitStatusSource.withLock { $0 }?() ?? reaped
         let (frames, _, failure) = socket.drainAvailable()
         record(frames, failure: failure)
         stderrTail?.drain()
@@ -189,6 +193,11 @@ final class ChildMonitor: Sendable {
             observer.exited(name: name, pid: pid, status: status) { crashReport }
         }
         exited.fire()
+    }
+
+    /// Takes the exit status from `source` when it has one (see ``exitStatusSource``).
+    func takeExitStatus(from source: @escaping @Sendable () -> Int32?) {
+        exitStatusSource.withLock { $0 = source }
     }
 
     var pid: Int32 { state.withLock { $0.pid } }

@@ -275,6 +275,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         var viewTicket: SandboxViewTemplates.Ticket? = nil
         /// A network namespace made ahead for it, sent along.
         var network: SandboxNetworkSupply.Taken? = nil
+        /// A sandboxed start without a supervisor, where it can be one.
+        var direct: SandboxDirectStart? = nil
     }
 
     /// Marks the child started and encodes its task; everything that cannot block.
@@ -293,6 +295,11 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         if let viewTicket { plan?.view = viewTicket.view }
         let network = plan.flatMap { SandboxNetworkSupply.take(for: $0.sandbox) }
         if network != nil { plan?.premadeNetwork = true }
+        let direct = plan.flatMap { SandboxDirectStart.make(for: $0, startMethod: startMethod) }
+        if let direct {
+            plan?.direct = true
+            plan?.cgroups = direct.cgroups
+        }
         do {
             let payload = try TaskCoding.encode(task, attachments: attachments)
             launchBytes = try TaskCoding.encode(
@@ -301,6 +308,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                     capturesStandardOutput: capturesStandardOutput, observation: observation,
                     sandbox: plan?.bytes))
         } catch {
+            direct?.cgroups.remove()
             observer.withLock { $0 }?.cancelled(error)
             throw .codec(error)
         }
@@ -310,6 +318,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         if attachments.descriptors.count
             > 64 - (capturesStandardOutput ? 1 : 0) - (forwardsLogs ? 1 : 0) - (sandbox != nil ? 3 : 0)
         {
+            direct?.cgroups.remove()
             throw .invalidState(
                 "the task for '\(name)' holds \(attachments.descriptors.count) descriptors (channel ends, shared memory); at most 64 can travel with it"
             )
@@ -318,7 +327,8 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             throw .codec(.lengthTooLarge(launchBytes.count))
         }
         return PreparedStart(
-            attachments: attachments, launchBytes: launchBytes, viewTicket: viewTicket, network: network)
+            attachments: attachments, launchBytes: launchBytes, viewTicket: viewTicket, network: network,
+            direct: direct)
     }
 
     /// Opens the task's span and prepares the observer; what the child is told about them.
@@ -342,13 +352,20 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// Spawns or forks the child and sends it its task: the part of a start that blocks.
     private func launchPrepared(_ prepared: PreparedStart) throws(ProcessError) {
         StartHook.run(name)
-        let setup = try setUpLaunch()
+        let setup: LaunchSetup
+        do throws(ProcessError) { setup = try setUpLaunch(direct: prepared.direct) } catch {
+            prepared.direct?.cgroups.remove()
+            throw error
+        }
         defer { setup.closeChildEnds() }
         do throws(ProcessError) {
-            try launch(setup.child, childEnd: setup.channel[1], stderrWrite: setup.errPipe[1])
+            try launch(
+                setup.child, childEnd: setup.channel[1], stderrWrite: setup.errPipe[1],
+                sandboxInit: setup.sandboxInit(prepared.direct))
         } catch {
             setup.child.cancel()
-            throw error
+            prepared.direct?.cgroups.remove()
+            throw prepared.direct?.failure(error) ?? error
         }
         try sendTask(prepared, setup)
     }
@@ -359,20 +376,26 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     private func launchThroughForkServer(_ prepared: PreparedStart, _ server: ForkServer)
         async throws(ProcessError)
     {
-        let setup = try setUpLaunch()
+        let setup: LaunchSetup
+        do throws(ProcessError) { setup = try setUpLaunch(direct: prepared.direct) } catch {
+            prepared.direct?.cgroups.remove()
+            throw error
+        }
         defer { setup.closeChildEnds() }
         let child = setup.child
         do throws(ProcessError) {
             _ = try await server.fork(
                 channelFD: setup.channel[1], stderrFD: capturesStandardError ? setup.errPipe[1] : -1,
-                environment: environment, workingDirectory: workingDirectory
+                environment: environment, workingDirectory: workingDirectory,
+                sandboxInit: setup.sandboxInit(prepared.direct)
             ) { pid in
                 try? child.attach(pid: pid, reapHere: false)  // The server reaps: cannot fail.
                 return child
             }
         } catch {
             child.cancel()
-            throw error
+            prepared.direct?.cgroups.remove()
+            throw prepared.direct?.failure(error) ?? error
         }
         try sendTask(prepared, setup)
     }
@@ -388,6 +411,13 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         var records: [Int32] = [-1, -1]
         let sandboxLink: SandboxLink?
 
+        /// What makes the fork server's child the init of a direct start.
+        func sandboxInit(_ direct: SandboxDirectStart?) -> ForkServer.SandboxInitRequest? {
+            guard let direct, let sandboxLink else { return nil }
+            return ForkServer.SandboxInitRequest(
+                namespaces: direct.namespaces, flags: direct.initFlags, link: sandboxLink.writeFD)
+        }
+
         /// The child's ends: it has its own copies (or never will).
         func closeChildEnds() {
             sandboxLink?.closeChildEnd()
@@ -399,7 +429,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     }
 
     /// Takes what a start needs: the channel, the pipes, the monitor.
-    private func setUpLaunch() throws(ProcessError) -> LaunchSetup {
+    private func setUpLaunch(direct: SandboxDirectStart? = nil) throws(ProcessError) -> LaunchSetup {
         // Everything a start needs is taken before anything is spawned, so that running out of
         // descriptors or threads is an error here and never a child left unwatched.
         let reactor: IOReactor
@@ -473,6 +503,11 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             observer?.cancelled(error)
             throw .launchFailed(error)
         }
+        if let direct, let link {
+            // No supervisor ends like the task: its init reports how the task ended on the link.
+            link.expectExitRecord(cgroups: direct.cgroups, cpuLimit: direct.cpuLimit)
+            child.takeExitStatus(from: { link.reportedExitStatus() })
+        }
         sandboxLink.withLock { $0 = link }
         var setup = LaunchSetup(
             socket: socket, child: child, channel: channel, errPipe: errPipe, outPipe: outPipe,
@@ -512,7 +547,10 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     }
 
     /// Starts the child process and tells `child` its pid.
-    private func launch(_ child: ChildMonitor, childEnd: Int32, stderrWrite: Int32) throws(ProcessError) {
+    private func launch(
+        _ child: ChildMonitor, childEnd: Int32, stderrWrite: Int32,
+        sandboxInit: ForkServer.SandboxInitRequest? = nil
+    ) throws(ProcessError) {
         let stderrFD = capturesStandardError ? stderrWrite : -1
         switch startMethod.kind {
         case .spawn:
@@ -528,7 +566,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         case .forkserver:
             _ = try ForkServer.shared().fork(
                 channelFD: childEnd, stderrFD: stderrFD, environment: environment,
-                workingDirectory: workingDirectory
+                workingDirectory: workingDirectory, sandboxInit: sandboxInit
             ) { pid in
                 // The server reaps; attaching without reaping cannot fail.
                 try? child.attach(pid: pid, reapHere: false)

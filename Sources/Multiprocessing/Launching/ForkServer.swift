@@ -153,13 +153,16 @@ final class ForkServer: Sendable {
 
     /// Forks a child whose control channel is `channelFD` and whose stderr is `stderrFD` (or
     /// ours, if -1), and returns its monitor, created before any exit notice can arrive.
+    /// With `sandboxInit`, the child is a sandbox's init made in its namespaces
+    /// (``SandboxDirectStart``), which reports on `link`.
     func fork(
         channelFD: Int32, stderrFD: Int32, environment: [String: String], workingDirectory: String?,
+        sandboxInit: SandboxInitRequest? = nil,
         monitor: @escaping @Sendable (Int32) -> ChildMonitor
     ) throws(ProcessError) -> ChildMonitor {
         try request(
             channelFD: channelFD, stderrFD: stderrFD, environment: environment,
-            workingDirectory: workingDirectory,
+            workingDirectory: workingDirectory, sandboxInit: sandboxInit,
             monitor: monitor
         ).wait()
     }
@@ -168,13 +171,22 @@ final class ForkServer: Sendable {
     /// caller is suspended, not blocked, until the server answers.
     func fork(
         channelFD: Int32, stderrFD: Int32, environment: [String: String], workingDirectory: String?,
+        sandboxInit: SandboxInitRequest? = nil,
         monitor: @escaping @Sendable (Int32) -> ChildMonitor
     ) async throws(ProcessError) -> ChildMonitor {
         try await request(
             channelFD: channelFD, stderrFD: stderrFD, environment: environment,
-            workingDirectory: workingDirectory,
+            workingDirectory: workingDirectory, sandboxInit: sandboxInit,
             monitor: monitor
         ).wait()
+    }
+
+    /// What makes a fork server's child a sandbox's init: its namespaces (`clone` flags), the
+    /// init's flags (``SandboxDirectStart/initFlags``) and the link it reports on.
+    struct SandboxInitRequest {
+        var namespaces: UInt32
+        var flags: UInt32
+        var link: Int32
     }
 
     /// The largest request the server reads (its buffer, in `mp_forkserver_serve`).
@@ -183,10 +195,13 @@ final class ForkServer: Sendable {
     /// Sends a fork request (the socket never blocks: a full one is an error, `EAGAIN`).
     private func request(
         channelFD: Int32, stderrFD: Int32, environment: [String: String], workingDirectory: String?,
-        monitor: @escaping @Sendable (Int32) -> ChildMonitor
+        sandboxInit: SandboxInitRequest?, monitor: @escaping @Sendable (Int32) -> ChildMonitor
     ) throws(ProcessError) -> Pending {
         var request: [UInt8] = []
-        var header: (UInt32, UInt32, UInt32) = (0x6d70_6673, 0, 0)
+        // Magic, environment and directory lengths, the init's namespaces and flags.
+        var header: (UInt32, UInt32, UInt32, UInt32, UInt32) = (
+            0x6d70_6673, 0, 0, sandboxInit?.namespaces ?? 0, sandboxInit?.flags ?? 0
+        )
         var env: [UInt8] = []
         for (key, value) in environment.sorted(by: { $0.key < $1.key }) {
             env += Array("\(key)=\(value)".utf8) + [0]
@@ -199,7 +214,7 @@ final class ForkServer: Sendable {
         guard request.count <= Self.requestLimit else {
             throw .forkServerRequestTooLarge(bytes: request.count, limit: Self.requestLimit)
         }
-        let fds = stderrFD >= 0 ? [channelFD, stderrFD] : [channelFD]
+        let fds = [channelFD] + (sandboxInit.map { [$0.link] } ?? []) + (stderrFD >= 0 ? [stderrFD] : [])
         let pending = Pending(monitor: monitor)
         let sendError: ProcessError? = requestLock.withLock { _ in
             let dead = state.withLock { s in

@@ -31,16 +31,19 @@ struct SandboxCgroups: Sendable {
     }
 
     /// The prefix of every directory the library makes; the rest of the name is the pid of the
-    /// supervisor that made it.
+    /// supervisor that made it, or the pid of the parent that made it and a number
+    /// (``SandboxDirectStart``).
     static let prefix = "swift-multiprocessing-"
 
     /// Makes the directories for `memory` bytes and `processes` tasks in `hierarchies`, where
     /// this process may; a controller it cannot use is simply absent (the caller falls back to
     /// rlimits).
-    static func make(memory: Int?, processes: Int?, in hierarchies: [Hierarchy]) -> SandboxCgroups {
+    static func make(
+        memory: Int?, processes: Int?, in hierarchies: [Hierarchy], name suffix: String = String(getpid())
+    ) -> SandboxCgroups {
         var cgroups = SandboxCgroups()
         guard memory != nil || processes != nil else { return cgroups }
-        let name = prefix + String(getpid())
+        let name = prefix + suffix
         if let memory {
             cgroups.memory = make(name, in: hierarchies, controller: "memory") { controller in
                 switch controller.version {
@@ -131,6 +134,27 @@ struct SandboxCgroups: Sendable {
         return failures
     }
 
+    /// Moves the calling process, single-threaded and still seeing this machine's `/sys`, into
+    /// every directory (a direct start's task): writes 0 to `tasks` (v1: the calling thread, so
+    /// no RCU grace period is waited for) or `cgroup.procs` (v2). Those that fail are dropped,
+    /// with their restriction and why.
+    mutating func joinWithCallingProcess() -> [(SandboxRestriction, String)] {
+        func join(_ controller: Controller) -> String? {
+            let file = controller.directory + (controller.version == .cgroupV1 ? "/tasks" : "/cgroup.procs")
+            return Self.writeFile("0", to: file) ? nil : SandboxProgress.reason("writing \(file)", errno)
+        }
+        var failures: [(SandboxRestriction, String)] = []
+        if let memory, let failure = join(memory) {
+            failures.append((.memoryLimit, failure))
+            self.memory = nil
+        }
+        if let pids, let failure = join(pids) {
+            failures.append((.processLimit, failure))
+            self.pids = nil
+        }
+        return failures
+    }
+
     /// None.
     init() {}
 
@@ -208,7 +232,9 @@ struct SandboxCgroups: Sendable {
                 let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
                     String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
                 }
-                guard name.hasPrefix(prefix), let pid = Int32(name.dropFirst(prefix.count)) else { continue }
+                // "<supervisor>" or "<parent>-<number>".
+                let owner = name.dropFirst(prefix.count).prefix { $0 != "-" }
+                guard name.hasPrefix(prefix), let pid = Int32(owner) else { continue }
                 if kill(pid, 0) != 0 && errno == ESRCH { stale.append(hierarchy.directory + "/" + name) }
             }
             closedir(dir)

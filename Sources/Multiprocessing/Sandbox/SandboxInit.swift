@@ -111,6 +111,84 @@ enum SandboxInit {
         mp_sb_serve_init(task, listenerFD >= 0 ? 4 : -1, 3, execOnce ? 1 : 0)
     }
 
+    /// A direct start's task (``SandboxDirectStart``): applies every restriction to itself in
+    /// the order the init applies them in a supervised start, hands the filter's listener to
+    /// its init on `handover`, tells the parent the sandbox is in force (with its mount
+    /// namespace, taken down after the join) and returns, confined. Its PID, IPC and UTS
+    /// namespaces are its init's. `network` is a namespace made ahead, or -1; `template` the
+    /// view template to enter, or -1. A restriction that cannot be applied ends this process
+    /// before anything of the task runs, with the typed error on `link`.
+    static func confine(
+        _ plan: SandboxPlan, handover: Int32, template: Int32, network: Int32, link: Int32,
+        descriptors: [Int32]
+    ) {
+        let sandbox = plan.sandbox
+        var progress = SandboxProgress(enforcement: sandbox.enforcement)
+        var mountNamespace: Int32 = -1
+        do throws(SandboxError) {
+            if sandbox.isolatesProcesses { try progress.apply(.processes) { nil } }
+            if sandbox.isolatesIPC { try progress.apply(.ipc) { nil } }
+            // Before the view hides /sys: the parent made them.
+            var cgroups = plan.cgroups
+            for (restriction, reason) in cgroups.joinWithCallingProcess()
+            where sandbox.enforcement == .required {
+                throw .unavailable(restriction, reason: reason)  // Best effort: resource limits instead.
+            }
+            let visible = try fileSystem(plan, template: template, link: link, progress: &progress)
+            if template >= 0 { close(template) }
+            if progress.report.isApplied(.fileSystem) {
+                mountNamespace = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC)
+            }
+            if let hostname = sandbox.hostname {
+                try progress.apply(.hostname) {
+                    let bytes = Array(hostname.utf8)
+                    return SandboxProgress.check("sethostname", sethostname(bytes, bytes.count))
+                }
+            }
+            if sandbox.network == .none { try ownNetwork(premade: network, progress: &progress) }
+            try record(cgroups, progress: &progress)
+            try limits(sandbox.limits, progress: &progress)
+            try SandboxCredentials.drop(sandbox, privileged: true, progress: &progress)
+            if sandbox.usesLandlock {
+                var abi: Int?
+                let ownView = progress.report.isApplied(.fileSystem)
+                try progress.apply(.landlock) {
+                    SandboxLandlock.apply(sandbox, visible: visible, ownView: ownView, abi: &abi)
+                }
+                progress.report.landlockABI = abi
+            }
+            if !plan.notifyingFilter.isEmpty {
+                try installFilter(plan, handOver: handover, progress: &progress)
+            } else {
+                close(handover)
+            }
+        } catch {
+            SandboxMessage.send(.failed(error), to: link)
+            _exit(70)  // Unconfined: it must not run.
+        }
+        // In force: the parent's start returns. The link is closed before anything of the task runs.
+        SandboxMessage.send(.applied(progress.report), to: link, attaching: mountNamespace)
+        close(link)
+        becomeTask(plan, descriptors: descriptors)
+    }
+
+    /// A direct start's network namespace: the one made ahead, else one of its own (this
+    /// process is still privileged), with its loopback up.
+    private static func ownNetwork(premade: Int32, progress: inout SandboxProgress) throws(SandboxError) {
+        try progress.apply(.network) {
+            if premade >= 0 {
+                let entered = mp_sb_setns(premade, SandboxCredentials.Namespace.network)
+                close(premade)
+                if let failure = SandboxProgress.failure("setns(CLONE_NEWNET)", entered) { return failure }
+            } else if let failure = SandboxProgress.failure(
+                "unshare(CLONE_NEWNET)", mp_sb_unshare(SandboxCredentials.Namespace.network))
+            {
+                return failure
+            }
+            return SandboxProgress.failure("bringing up lo", mp_sb_loopback_up())
+        }
+    }
+
     /// In the task: installs the filter with a listener and hands the listener to the init;
     /// where the kernel has no listeners, a filter that kills (denials then go unnamed).
     private static func installFilter(_ plan: SandboxPlan, handOver: Int32, progress: inout SandboxProgress)

@@ -29,6 +29,9 @@ final class SandboxLink: Sendable {
         var received: [Int32] = []
         /// The start's view template ticket, when the child builds one.
         var ticket: SandboxViewTemplates.Ticket?
+        /// A direct start's cgroups and CPU limit: its init sends the task's exit record here,
+        /// and this process works out the verdict (``SandboxDirectStart``).
+        var direct: (cgroups: SandboxCgroups, cpuLimit: Duration?)?
     }
     private let state = Mutex(State())
 
@@ -51,6 +54,18 @@ final class SandboxLink: Sendable {
     /// The child builds a view template for `ticket`: kept when it arrives.
     func expectTemplate(_ ticket: SandboxViewTemplates.Ticket) {
         state.withLock { $0.ticket = ticket }
+    }
+
+    /// A direct start: the init, not a supervisor, reports the task's end, as an exit record.
+    func expectExitRecord(cgroups: SandboxCgroups, cpuLimit: Duration?) {
+        state.withLock { $0.direct = (cgroups, cpuLimit) }
+    }
+
+    /// A direct start's task's wait status, from its init's exit record; `nil` without one (the
+    /// init was killed, or it is no direct start).
+    func reportedExitStatus() -> Int32? {
+        _ = drain()
+        return state.withLock { $0.direct == nil ? nil : $0.exit?.status }
     }
 
     /// The child has its copy (or never will).
@@ -91,6 +106,12 @@ final class SandboxLink: Sendable {
                 }
             }
             while let item = s.reader.next() {
+                if case .exitRecord(let record) = item, let direct = s.direct, s.exit == nil {
+                    // Read while the cgroups are still there: the parent removes them after the join.
+                    s.exit = SandboxExit(
+                        verdict: SandboxSupervisor.verdict(record, cgroups: direct.cgroups, cpuLimit: direct.cpuLimit),
+                        status: record.status, cpuMicroseconds: record.cpu_microseconds, cgroupsRemoved: false)
+                }
                 guard case .message(let message) = item else { continue }
                 switch message {
                 case .applied(let report): s.report = s.report ?? report
@@ -185,6 +206,10 @@ final class SandboxLink: Sendable {
         defer { for fd in unmatched { Syscall.close(fd) } }
         guard !removed else { return }
         var leftovers = reported
+        for directory in state.withLock({ $0.direct?.cgroups.directories ?? [] })
+        where !leftovers.contains(directory) {
+            leftovers.append(directory)
+        }
         if let supervisor {
             for directory in SandboxCgroups.directories(
                 of: supervisor, in: SandboxHostFacts.cgroupHierarchies)

@@ -17,6 +17,12 @@ struct SandboxPlan: Sendable {
     /// Whether a network namespace made ahead (``SandboxNetworkSupply``) is sent along, before
     /// the view template: set per start.
     var premadeNetwork = false
+    /// Whether the child is the task of an init the fork server made in the sandbox's
+    /// namespaces (``SandboxDirectStart``): it then confines itself, with no supervisor. Set per
+    /// start.
+    var direct = false
+    /// The cgroups the parent made for a direct start, which the task joins.
+    var cgroups = SandboxCgroups()
 
     /// Whether the init builds its view from scratch, builds a template on the way, or enters
     /// the template sent with the launch (the descriptor before the link) and adds its own.

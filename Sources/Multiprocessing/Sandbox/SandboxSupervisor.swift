@@ -65,6 +65,15 @@ enum SandboxSupervisor {
             }
             premadeNetwork = fd
         }
+        // A direct start: this process is the task of an init the fork server made in the
+        // sandbox's namespaces, and confines itself (``SandboxDirectStart``).
+        let handover = mp_sb_direct_handover()
+        if handover >= 0 {
+            SandboxInit.confine(
+                plan, handover: handover, template: template, network: premadeNetwork, link: link,
+                descriptors: descriptors)
+            return
+        }
         // The network namespace, the costliest to make (~1 ms of kernel work), is made after
         // the fork, while the init builds its view, and handed to it (``makeNetwork``).
         let defersNetwork = sandbox.network == .none

@@ -50,7 +50,7 @@ struct SandboxLifecycleTests {
     }
 
     @Test(
-        "two at once each have cgroups of their own, holding the init and the task but not the supervisor",
+        "two at once each have cgroups of their own, holding the task but not the process the parent knows",
         arguments: methods)
     func cgroupsOfTheirOwn(method: StartMethod) async throws {
         let children = try (0..<2).map { _ in
@@ -69,9 +69,10 @@ struct SandboxLifecycleTests {
                 let pids = (readText(directory + "/cgroup.procs") ?? "").split(separator: "\n").compactMap {
                     Int32($0)
                 }
-                // The init joins the cgroups before it forks the task: both are in.
-                #expect(pids.count >= 2, "\(directory): \(pids)")
-                #expect(!pids.contains(supervisor), "the supervisor is in \(directory)")
+                // A supervised start's init joins the cgroups before it forks the task: both are
+                // in. A direct start's task joins them itself; its init stays out.
+                #expect(pids.count >= (Self.isDirect(method) ? 1 : 2), "\(directory): \(pids)")
+                #expect(!pids.contains(supervisor), "the supervisor or init is in \(directory)")
                 mine.formUnion(pids)
             }
             members.append(mine)
@@ -97,6 +98,56 @@ struct SandboxLifecycleTests {
             }
             #expect(gone, "\(directory) left behind")
         }
+    }
+
+    /// Whether a start by this process with `method` goes without a supervisor
+    /// (``SandboxDirectStart``).
+    static func isDirect(_ method: StartMethod) -> Bool {
+        method == .forkserver && SandboxCredentials.isPrivileged
+    }
+
+    @Test("a privileged forkserver start has no supervisor: its pid is the init, pid 1 of its namespace")
+    func directStart() async throws {
+        try #require(Self.isDirect(.forkserver), "the tests run as root")
+        let child = try ChildProcess(Sleeper(seconds: 600), startMethod: .forkserver, sandbox: .strict)
+        try await child.start()
+        let pid = try #require(child.pid)
+        let status = readText("/proc/\(pid)/status") ?? ""
+        let namespacePIDs = status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }?
+            .split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().compactMap { Int32($0) }
+        #expect(namespacePIDs == [pid, 1], "\(status)")
+        // Its only child is the task, pid 2 inside, in the cgroups the parent made.
+        let children = (readText("/proc/\(pid)/task/\(pid)/children") ?? "")
+            .split(whereSeparator: { $0 == " " || $0 == "\n" }).compactMap { Int32($0) }
+        #expect(children.count == 1, "\(children)")
+        let task = children.first ?? -1
+        let taskStatus = readText("/proc/\(task)/status") ?? ""
+        #expect(taskStatus.contains("NSpid:\t\(task)\t2"), "\(taskStatus)")
+        let report = try #require(child.sandboxReport)
+        for directory in report.cgroupDirectories {
+            #expect(directory.contains("\(SandboxCgroups.prefix)\(getpid())-"), "\(directory)")
+            let pids = (readText(directory + "/cgroup.procs") ?? "").split(separator: "\n").compactMap { Int32($0) }
+            #expect(pids == [task], "\(directory): \(pids)")
+        }
+        child.kill()
+        #expect(try await child.join() == .signaled(.kill))
+    }
+
+    @Test("a direct start ends the way its task does: an exit code, a signal, a crash")
+    func directStatus() async throws {
+        try #require(Self.isDirect(.forkserver), "the tests run as root")
+        let exiter = try ChildProcess(Exiter(code: 3), startMethod: .forkserver, sandbox: .strict)
+        try await exiter.start()
+        #expect(try await exiter.join() == .exited(3))
+        #expect(exiter.sandboxVerdict == nil)
+        let stopped = try ChildProcess(Sleeper(seconds: 600), startMethod: .forkserver, sandbox: .strict)
+        try await stopped.start()
+        stopped.send(.interrupt)
+        #expect(try await stopped.join() == .signaled(.interrupt))
+        let crasher = try ChildProcess(Trapper(kind: .fatalError), startMethod: .forkserver, sandbox: .strict)
+        try await crasher.start()
+        let crashed = try await crasher.join()
+        #expect(crashed == .signaled(.illegalInstruction) || crashed == .signaled(.trap), "\(crashed)")
     }
 
     @Test("killed, it is reported as killed and what it held is cleaned up", arguments: methods)

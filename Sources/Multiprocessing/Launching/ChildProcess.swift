@@ -54,8 +54,9 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// bootstrapped with a ``ParentLogHandler`` before its task runs. Not with
     /// ``StartMethod/fork``, whose child keeps this process's logging.
     public let forwardsLogs: Bool
-    /// How the child is confined, if it is (``Sandbox``). ``pid`` is then its supervisor's,
-    /// which stays outside the sandbox and ends the way the task does.
+    /// How the child is confined, if it is (``Sandbox``). ``pid`` is then the process that
+    /// stands for the task: its supervisor, outside the sandbox, or (started by root through
+    /// the fork server) the sandbox's init; either way ``join()`` returns the task's exit status.
     public let sandbox: Sandbox?
     /// The program a sandboxed child runs instead of its task.
     let program: SandboxProgramPlan?
@@ -368,6 +369,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             throw prepared.direct?.failure(error) ?? error
         }
         try sendTask(prepared, setup)
+        prepared.direct?.afterLaunch()
     }
 
     /// An `async` start through a running fork server: the request is sent from here and the
@@ -398,6 +400,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             throw prepared.direct?.failure(error) ?? error
         }
         try sendTask(prepared, setup)
+        prepared.direct?.afterLaunch()
     }
 
     /// What a start holds between taking its descriptors and sending the task.

@@ -35,8 +35,6 @@ struct SandboxDirectStart: Sendable {
 
     /// Numbers the cgroups this process makes: `<prefix><pid>-<number>`.
     private static let counter = Atomic<Int>(0)
-    /// Whether this process has looked for cgroups that dead processes left.
-    private static let lookedForStale = Atomic<Bool>(false)
 
     /// The direct start for `plan`, with its cgroups made; `nil` where a supervisor is needed.
     static func make(for plan: SandboxPlan, startMethod: StartMethod) -> SandboxDirectStart? {
@@ -50,9 +48,6 @@ struct SandboxDirectStart: Sendable {
             var cgroups = SandboxCgroups()
             let limits = sandbox.limits
             if limits.memory != nil || limits.processes != nil {
-                if !lookedForStale.exchange(true, ordering: .relaxed) {
-                    SandboxCgroups.removeStale(in: plan.cgroupHierarchies)
-                }
                 let number = counter.wrappingAdd(1, ordering: .relaxed).newValue
                 cgroups = SandboxCgroups.make(
                     memory: limits.memory, processes: limits.processes, in: plan.cgroupHierarchies,
@@ -65,6 +60,12 @@ struct SandboxDirectStart: Sendable {
         #else
             return nil
         #endif
+    }
+
+    /// Once the child is asked for, while it starts: removes the cgroups of processes that were
+    /// killed before they could (beside this start's own), as a supervisor does.
+    func afterLaunch() {
+        if !cgroups.directories.isEmpty { SandboxCgroups.removeStale(in: SandboxHostFacts.cgroupHierarchies) }
     }
 
     /// Why the fork server could not make the init (`errno` of its `clone`): the namespaces

@@ -7,10 +7,12 @@ import Synchronization
     import Darwin
 #endif
 
-/// The parent's end of a sandboxed child's report socket: the supervisor says on it whether the
-/// sandbox is in force (a start waits for that), and at the end why the sandbox ended the task;
-/// an init that built a view template sends it here (``SandboxViewTemplates``). The task never
-/// holds the socket, so nothing it writes can pass for a report.
+/// The parent's end of a sandboxed child's report socket: the sandbox says on it whether it is
+/// in force (a start waits for that), and at the end why it ended the task (the supervisor's
+/// verdict, or a direct start's exit record, from which this process works the verdict out:
+/// ``SandboxDirectStart``); an init or task that built a view template sends it here
+/// (``SandboxViewTemplates``). The task closes its copy before any of its own code runs, so
+/// nothing it writes can pass for a report.
 final class SandboxLink: Sendable {
     /// The parent's end (non-blocking).
     let readFD: Int32

@@ -6,8 +6,8 @@ import CMultiprocessing
     import Darwin
 #endif
 
-/// The child the parent started, when it is sandboxed: it stays outside the sandbox and
-/// watches it.
+/// The child the parent started, when it is sandboxed and the start is not direct
+/// (``SandboxDirectStart``): it stays outside the sandbox and watches it.
 ///
 /// Three processes, because a PID namespace only holds the *children* of the process that made
 /// it, and the first of them is the namespace's init (which ignores signals it has no handler

@@ -1,4 +1,5 @@
 import BenchSupport
+
 #if canImport(Glibc)
     import Glibc
 #endif

@@ -126,7 +126,9 @@ struct SandboxLifecycleTests {
         let report = try #require(child.sandboxReport)
         for directory in report.cgroupDirectories {
             #expect(directory.contains("\(SandboxCgroups.prefix)\(getpid())-"), "\(directory)")
-            let pids = (readText(directory + "/cgroup.procs") ?? "").split(separator: "\n").compactMap { Int32($0) }
+            let pids = (readText(directory + "/cgroup.procs") ?? "").split(separator: "\n").compactMap {
+                Int32($0)
+            }
             #expect(pids == [task], "\(directory): \(pids)")
         }
         child.kill()

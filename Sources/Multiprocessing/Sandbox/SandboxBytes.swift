@@ -338,7 +338,8 @@ extension SandboxPlan {
         cgroups.pids = controllers[1]
         self.init(
             sandbox: sandbox, program: program, runningFiles: running, cgroupHierarchies: hierarchies,
-            notifyingFilter: filters[0], killingFilter: filters[1], view: view, premadeNetwork: premadeNetwork,
+            notifyingFilter: filters[0], killingFilter: filters[1], view: view,
+            premadeNetwork: premadeNetwork,
             direct: direct, cgroups: cgroups)
     }
 }

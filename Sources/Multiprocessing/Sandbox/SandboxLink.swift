@@ -111,8 +111,10 @@ final class SandboxLink: Sendable {
                 if case .exitRecord(let record) = item, let direct = s.direct, s.exit == nil {
                     // Read while the cgroups are still there: the parent removes them after the join.
                     s.exit = SandboxExit(
-                        verdict: SandboxSupervisor.verdict(record, cgroups: direct.cgroups, cpuLimit: direct.cpuLimit),
-                        status: record.status, cpuMicroseconds: record.cpu_microseconds, cgroupsRemoved: false)
+                        verdict: SandboxSupervisor.verdict(
+                            record, cgroups: direct.cgroups, cpuLimit: direct.cpuLimit),
+                        status: record.status, cpuMicroseconds: record.cpu_microseconds, cgroupsRemoved: false
+                    )
                 }
                 guard case .message(let message) = item else { continue }
                 switch message {

@@ -178,6 +178,24 @@ struct SandboxLifecycleTests {
         #expect(try await child.join() == .signaled(.terminate))
     }
 
+    /// The supervisor and the init ignore the group's signals; the task once reset them only
+    /// after telling the parent it was in force, so a terminate() right after the start could
+    /// find SIGTERM still ignored there and the task ran on (here: 600 s).
+    @Test("terminate at once after each start reaches the task, every time", arguments: methods)
+    func terminateAtOnce(method: StartMethod) async throws {
+        for _ in 0..<5 {
+            let child = try ChildProcess(Sleeper(seconds: 600), startMethod: method, sandbox: .strict)
+            try await child.start()
+            child.terminate()
+            let status = try await child.join(timeout: .seconds(15))
+            if status == nil {
+                child.kill()
+                _ = try await child.join()
+            }
+            #expect(status == .signaled(.terminate))
+        }
+    }
+
     @Test("it dies with its parent, taking the whole sandbox along", arguments: methods)
     func diesWithParent(method: StartMethod) async throws {
         let (mine, theirs) = try ProcessChannel<[String]>.pair()

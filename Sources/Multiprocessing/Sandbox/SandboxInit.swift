@@ -86,6 +86,10 @@ enum SandboxInit {
                     _exit(70)  // Unconfined: it must not run.
                 }
             }
+            // The group's signals are the task's before the parent hears it is in force: a start
+            // that returns may be followed at once by ``ChildProcess/terminate()``, whose SIGTERM
+            // an inherited SIG_IGN here would drop (the task then ran on, never ending).
+            resetGroupSignals()
             // In force: the parent's start returns. The pipe to the parent is closed before
             // anything of the task runs.
             SandboxMessage.send(.applied(progress.report), to: link)
@@ -394,10 +398,15 @@ enum SandboxInit {
         if !limits.allowsCoreDumps { try set(5, 0, 0, .coreDumps) }
     }
 
-    /// The task process: default dispositions for the group's signals, death with the init,
-    /// and the program, if it runs one.
-    private static func becomeTask(_ plan: SandboxPlan, descriptors: [Int32]) {
+    /// Default dispositions for the signals the supervisor and the init ignore
+    /// (``SandboxSupervisor/groupSignals``): in the task they do what they do anywhere.
+    private static func resetGroupSignals() {
         for signal in SandboxSupervisor.groupSignals { _ = Glibc.signal(signal, SIG_DFL) }
+    }
+
+    /// The task process (its group's signals already reset, ``resetGroupSignals()``): death with
+    /// the init, and the program, if it runs one.
+    private static func becomeTask(_ plan: SandboxPlan, descriptors: [Int32]) {
         if mp_die_with_parent(getppid()) != 0 { _exit(1) }
         guard let program = plan.program else { return }
         SandboxProgramLauncher.exec(program, descriptors: descriptors)

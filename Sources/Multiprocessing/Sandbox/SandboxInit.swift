@@ -170,6 +170,8 @@ enum SandboxInit {
             SandboxMessage.send(.failed(error), to: link)
             _exit(70)  // Unconfined: it must not run.
         }
+        // The group's signals are the task's before the parent hears it is in force (as above).
+        resetGroupSignals()
         // In force: the parent's start returns. The link is closed before anything of the task runs.
         SandboxMessage.send(.applied(progress.report), to: link, attaching: mountNamespace)
         close(link)

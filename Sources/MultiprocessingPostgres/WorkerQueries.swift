@@ -19,7 +19,8 @@ struct ClaimedTask: Sendable {
 struct AttemptOutcome: Sendable {
     var id: Int64
     var attempt: Int32
-    /// The encoded output, or `nil` for a failure.
+    /// The encoded output, or `nil` for a failure (a chunk's items' outcomes, with or without
+    /// ``error``).
     var output: [UInt8]?
     var error: ErrorEnvelope?
     var errorText: String
@@ -123,7 +124,7 @@ struct WorkerQueries: Sendable {
     func complete(_ outcomes: [AttemptOutcome], poisonLimit: Int) async throws -> Set<Int64> {
         let ids = outcomes.map(\.id)
         let attempts = outcomes.map(\.attempt)
-        let succeeded = outcomes.map { $0.output != nil }
+        let succeeded = outcomes.map { $0.output != nil && $0.error == nil }
         let results = outcomes.map { ($0.output ?? []).buffer }
         let errors = outcomes.map { ($0.error?.bytes ?? []).buffer }
         let texts = outcomes.map(\.errorText)

@@ -132,7 +132,7 @@ extension ClusterTests {
                         return done.load(ordering: .relaxed)
                     }
                     let results = try await pool.map(
-                        LoggedNap(log: log.path, milliseconds: 5), over: 0..<count
+                        LoggedNap(log: log.path, milliseconds: 5), over: 0..<count, chunkSize: 1
                     ) {
                         done.store($0.completed, ordering: .relaxed)
                     }

@@ -364,19 +364,12 @@ public final class ClusterPool: Service, Sendable {
             while true {
                 let found = try await db.retryingCounted("storing tasks") { attempt -> [Int32: Int64] in
                     var found: [Int32: Int64] = [:]
-                    for try await (id, index) in try await db.client.query(
-                        """
-                        INSERT INTO \(unescaped: s).tasks (queue, task_name, function, input, priority, run_after,
-                            dedup_key, max_attempts, timeout_ms, unknown_name_timeout_ms, batch_id, batch_index,
-                            trace_context)
-                        SELECT \(queue), \(name), \(function), i.input, \(priority),
-                            now() + \(delay) * interval '1 ms', \(dedup), \(maxAttempts), \(timeout), \(unknown),
-                            \(batch), i.index, \(traceContext)
-                        FROM unnest(\(inputsToBind)::bytea[], \(indices)::integer[]) AS i(input, index)
-                        ON CONFLICT DO NOTHING
-                        RETURNING id, batch_index
-                        """, logger: db.logger
-                    ).decode((Int64, Int32).self) {
+                    let insert = WorkerStatements.InsertTasks(
+                        queue: queue, name: name, function: function, priority: priority, delayMilliseconds: delay,
+                        deduplicationKey: dedup, maxAttempts: maxAttempts, timeoutMilliseconds: timeout,
+                        unknownNameTimeoutMilliseconds: unknown, batch: batch, traceContext: traceContext,
+                        inputs: inputsToBind, indices: indices)
+                    for try await (id, index) in try await db.client.execute(insert, logger: db.logger) {
                         found[index] = id
                     }
                     if found.count < indices.count {

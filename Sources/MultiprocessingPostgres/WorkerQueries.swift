@@ -68,7 +68,7 @@ struct WorkerQueries: Sendable {
         return try await decodeClaims(
             db.client.query(
                 """
-                WITH async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))
+                \(unescaped: ClusterSchema.quietAsyncCTE)
                 UPDATE \(unescaped: s).tasks t SET state = 'running', attempt = t.attempt + 1,
                     worker_id = \(workerID), lease_expires_at = now() + \(lease.milliseconds) * interval '1 ms',
                     started_at = now()
@@ -168,7 +168,9 @@ struct WorkerQueries: Sendable {
         var renewed = Set<Int64>()
         for try await id in try await db.client.query(
             """
+            \(unescaped: ClusterSchema.quietAsyncCTE)
             UPDATE \(unescaped: s).tasks SET lease_expires_at = now() + \(lease.milliseconds) * interval '1 ms'
+            FROM async
             WHERE id = ANY(\(held)) AND state IS NOT DISTINCT FROM 'running'
                 AND worker_id IS NOT DISTINCT FROM \(workerID)
             RETURNING id

@@ -365,7 +365,8 @@ public final class ClusterPool: Service, Sendable {
                 let found = try await db.retryingCounted("storing tasks") { attempt -> [Int32: Int64] in
                     var found: [Int32: Int64] = [:]
                     let insert = WorkerStatements.InsertTasks(
-                        queue: queue, name: name, function: function, priority: priority, delayMilliseconds: delay,
+                        queue: queue, name: name, function: function, priority: priority,
+                        delayMilliseconds: delay,
                         deduplicationKey: dedup, maxAttempts: maxAttempts, timeoutMilliseconds: timeout,
                         unknownNameTimeoutMilliseconds: unknown, batch: batch, traceContext: traceContext,
                         inputs: inputsToBind, indices: indices)

@@ -148,7 +148,8 @@ public final class ClusterPool: Service, Sendable {
     /// after the last attempt every item has its own outcome. ``ClusterTaskOptions/timeout``
     /// bounds a chunk's attempt. `chunkSize`: items per chunk; `nil` picks CPython's rule for
     /// `Pool.map` (about four chunks per live worker slot serving the queue), at most 64 items,
-    /// and a chunk also ends once its inputs reach 64 KiB; `1` stores one task per item.
+    /// and a chunk also ends once its inputs reach 64 KiB; with no live worker, one task per
+    /// item (however many workers come later, all get work); `1` stores one task per item.
     public func map<F: ProcessFunction, Inputs: Sequence>(
         _ function: F, over inputs: Inputs, chunkSize: Int? = nil, options: ClusterTaskOptions? = nil,
         progress: (@Sendable (PoolProgress) -> Void)? = nil

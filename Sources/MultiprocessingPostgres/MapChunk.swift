@@ -22,9 +22,12 @@ enum MapChunk {
     static let byteLimit = 64 << 10
 
     /// CPython's rule for `Pool.map` (about four chunks per worker slot), with the live worker
-    /// slots serving the queue as the pool, and at most ``automaticLimit`` items per chunk.
+    /// slots serving the queue as the pool, and at most ``automaticLimit`` items per chunk. With
+    /// no live worker the pool is unknown (workers often start after the producer): one item
+    /// per task, so that however many come, all of them get work.
     static func automaticSize(items: Int, slots: Int) -> Int {
-        let chunks = 4 * max(1, slots)
+        guard slots > 0 else { return 1 }
+        let chunks = 4 * slots
         return min(automaticLimit, max(1, (items + chunks - 1) / chunks))
     }
 

@@ -165,13 +165,13 @@ extension ClusterTests {
 
 @Suite("map chunks: sizes, cuts and stored outcomes")
 struct MapChunkUnitTests {
-    @Test("CPython's rule over live slots, at most 64 items; at least one")
+    @Test("CPython's rule over live slots, at most 64 items; one with no live worker")
     func automaticSize() {
         #expect(MapChunk.automaticSize(items: 20_000, slots: 2) == 64)
         #expect(MapChunk.automaticSize(items: 1000, slots: 100) == 3)
         #expect(MapChunk.automaticSize(items: 7, slots: 2) == 1)
-        #expect(MapChunk.automaticSize(items: 100, slots: 0) == 25)
-        #expect(MapChunk.automaticSize(items: 1, slots: 0) == 1)
+        #expect(MapChunk.automaticSize(items: 100, slots: 1) == 25)
+        #expect(MapChunk.automaticSize(items: 100_000, slots: 0) == 1)
     }
 
     @Test("chunks end at the size or the byte limit; an item larger than the limit goes alone")

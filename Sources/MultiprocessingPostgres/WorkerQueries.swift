@@ -230,7 +230,7 @@ struct MaintenanceQueries: Sendable {
                 error_text = CASE WHEN attempt >= max_attempts
                     THEN 'its worker stopped renewing its lease' ELSE error_text END,
                 finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
-                worker_id = NULL, lease_expires_at = NULL
+                worker_id = NULL, lease_expires_at = NULL, result = NULL
             WHERE state = 'running' AND lease_expires_at < now()
             RETURNING queue
             """, logger: db.logger

@@ -53,7 +53,7 @@ enum WorkerStatements {
     /// and state.
     struct Complete: PostgresPreparedStatement {
         typealias Row = Int64
-        static let name = "multiprocessing_complete_v2"
+        static let name = "multiprocessing_complete_v3"
         static let sql = """
             WITH c AS MATERIALIZED (
                 SELECT *, $1::text AS worker, 'running'::text AS running
@@ -67,7 +67,10 @@ enum WorkerStatements {
                     WHEN c.final OR t.attempt >= t.max_attempts
                         OR t.workers_killed + c.killed >= $10::integer THEN 'failed'
                     ELSE 'queued' END,
-                result = CASE WHEN c.ok OR octet_length(c.result) > 0 THEN c.result END,
+                result = CASE
+                    WHEN c.ok THEN c.result
+                    WHEN (c.final OR t.attempt >= t.max_attempts OR t.workers_killed + c.killed >= $10::integer)
+                        AND octet_length(c.result) > 0 THEN c.result END,
                 error = CASE WHEN c.ok THEN NULL ELSE c.error END,
                 error_text = CASE WHEN c.ok THEN NULL ELSE c.error_text END,
                 error_kind = NULL,

@@ -4,6 +4,10 @@ import Testing
 
 @testable import MultiprocessingPostgres
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 extension ClusterTests {
     @Suite("maps in chunks")
     struct MapChunkTests {
@@ -108,6 +112,39 @@ extension ClusterTests {
             }
         }
 
+        @Test(
+            "a last attempt that ends without outcomes (a time-out) gives every item its error, not an earlier attempt's"
+        )
+        func lastAttemptWithoutOutcomes() async throws {
+            let configuration = try await TestDatabase.configuration("chunklast")
+            defer { Task { await TestDatabase.drop(configuration) } }
+            let marker = "/tmp/mp-chunk-marker-\(getpid())"
+            unlink(marker)
+            defer { unlink(marker) }
+            try await withWorker(configuration) { (_: ClusterWorker) async throws in
+                try await withClusterPool(configuration: configuration) { (pool: ClusterPool) async throws in
+                    var options = ClusterTaskOptions()
+                    options.maxAttempts = 2
+                    options.timeout = .seconds(2)
+                    let results = try await pool.mapResults(
+                        ThrowsThenHangs(marker: marker), over: [0, 1, 2], chunkSize: 3, options: options)
+                    for result in results {
+                        #expect {
+                            try result.get()
+                        } throws: { error in
+                            guard case PoolError.timedOut = error else { return false }
+                            return true
+                        }
+                    }
+                    #expect(
+                        try await TestDatabase.query(
+                            "SELECT state || ' ' || attempt || ' ' || (result IS NULL) FROM \(configuration.schema).tasks"
+                        )
+                            == ["failed 2 true"])
+                }
+            }
+        }
+
         @Test("a corrupt chunk row fails each of its items with undecodablePayload, not retried")
         func corruptChunk() async throws {
             let configuration = try await TestDatabase.configuration("chunkcorrupt")
@@ -160,6 +197,22 @@ extension ClusterTests {
                         == ["failed 1", "succeeded 1"])
             }
         }
+    }
+}
+
+/// Item 1 throws on the chunk's first attempt (`marker` does not exist yet) and hangs on the
+/// next; the other items return their input.
+struct ThrowsThenHangs: ProcessFunction {
+    var marker: String
+    func callAsFunction(_ x: Int) async throws -> Int {
+        guard x == 1 else { return x }
+        let fd = open(marker, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        if fd >= 0 {
+            close(fd)
+            throw CodableFailure(code: x, reason: "first attempt")
+        }
+        try await Task.sleep(for: .seconds(60))
+        return x
     }
 }
 

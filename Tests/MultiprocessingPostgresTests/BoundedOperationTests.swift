@@ -42,4 +42,28 @@ struct BoundedOperationTests {
         caller.cancel()
         await #expect(throws: CancellationError.self) { try await caller.value }
     }
+
+    @Test("many operations at once share one watcher, which stops once none is in flight")
+    func sharedWatcher() async throws {
+        let sums = try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<200 {
+                group.addTask { try await ClusterDatabase.bounded(by: .seconds(30), "adding") { i + i } }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(sums == 2 * (0..<200).reduce(0, +))
+        // Among answering ones, one that never answers is still given up.
+        await #expect(throws: ClusterDatabase.OperationTimedOut.self) {
+            try await ClusterDatabase.bounded(by: .milliseconds(100), "waiting for nothing") {
+                await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in }
+            }
+        }
+        // Other suites' operations may be in flight: the watcher stops once they are done.
+        var stopped = false
+        for _ in 0..<600 where !stopped {
+            try await Task.sleep(for: .milliseconds(100))
+            stopped = !OperationDeadlines.shared.isWatching
+        }
+        #expect(stopped)
+    }
 }

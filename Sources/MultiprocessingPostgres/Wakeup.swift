@@ -59,7 +59,9 @@ final class Wakeup: Sendable {
                     return
                 }
                 let nanoseconds = max(0, timeout.nanoseconds)
-                DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(min(nanoseconds, Int64(Int.max))))) {
+                DispatchQueue.global().asyncAfter(
+                    deadline: .now() + .nanoseconds(Int(min(nanoseconds, Int64(Int.max))))
+                ) {
                     self.end(wait, signalled: false)
                 }
             }

@@ -18,13 +18,20 @@ struct WakeupTests {
     @Test("a signal ends a wait in progress; an earlier wait's timer does not end a later one")
     func signalAndStaleTimer() async throws {
         let wake = Wakeup()
-        // This wait's timer fires 100 ms from now, during the next wait.
-        let first = Task { await wake.wait(upTo: .milliseconds(100)) }
-        try await Task.sleep(for: .milliseconds(10))
-        wake.signal()
-        #expect(await first.value)
+        // The first wait must be ended by the signal, its timer still pending: on a stalled
+        // machine the timer can win, so try again until the signal did.
+        var signalledFirst = false
+        for _ in 0..<10 where !signalledFirst {
+            let first = Task { await wake.wait(upTo: .milliseconds(500)) }
+            try await Task.sleep(for: .milliseconds(10))
+            wake.signal()
+            signalledFirst = await first.value
+            if !signalledFirst { _ = await wake.wait(upTo: .zero) }  // Drop the unused signal.
+        }
+        #expect(signalledFirst)
+        // The first wait's timer fires during this one.
         let second = Task { await wake.wait(upTo: .seconds(60)) }
-        try await Task.sleep(for: .milliseconds(300))
+        try await Task.sleep(for: .milliseconds(800))
         wake.signal()
         #expect(await second.value)  // `false` had the first wait's timer ended it.
     }

@@ -125,7 +125,8 @@ extension ClusterTests {
                 try await withClusterPool(configuration: configuration) { (pool: ClusterPool) async throws in
                     var options = ClusterTaskOptions()
                     options.maxAttempts = 2
-                    options.timeout = .seconds(2)
+                    // Long enough for a first attempt on a stalled machine to reach item 1.
+                    options.timeout = .seconds(8)
                     let results = try await pool.mapResults(
                         ThrowsThenHangs(marker: marker), over: [0, 1, 2], chunkSize: 3, options: options)
                     for result in results {

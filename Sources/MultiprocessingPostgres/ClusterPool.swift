@@ -245,7 +245,7 @@ public final class ClusterPool: Service, Sendable {
                         }
                         let batchIDs = try await store(
                             name: clusterChunkName(of: F.self), function: function, inputs: chunks,
-                            items: items.count, options: options)
+                            items: batch.reduce(0) { $0 + $1.count }, options: options)
                         for (range, id) in zip(batch, batchIDs) {
                             keys += router.wait(for: [id]) { row in
                                 let outcomes = MapChunk.outcomes(

@@ -119,11 +119,10 @@ final class ClusterDatabase: Sendable {
         let work = Task {
             do { outcome.open(.success(try await operation())) } catch { outcome.open(.failure(error)) }
         }
-        let timer = Task {
-            try await Task.sleep(for: limit)
+        let deadline = OperationDeadlines.shared.add(deadline: .now + limit) {
             outcome.open(.failure(OperationTimedOut(what: what, after: limit)))
         }
-        defer { timer.cancel() }
+        defer { OperationDeadlines.shared.remove(deadline) }
         do {
             return try await outcome.value()
         } catch {

@@ -136,23 +136,39 @@ public final class ClusterPool: Service, Sendable {
 
     /// `function` over every input, results in input order. The inputs are stored in a few
     /// multi-row statements, not one round trip per item. The first failing item's error is
-    /// thrown (the rest is cancelled); ``mapResults(_:over:options:progress:)`` keeps going.
+    /// thrown (the rest is cancelled); ``mapResults(_:over:chunkSize:options:progress:)`` keeps
+    /// going.
+    ///
+    /// Inputs travel in chunks, as with `ProcessPool.map`: a chunk is one task on the queue,
+    /// run by one worker host as one job of its local pool, one attempt for all its items. Its
+    /// inputs, and their results, are stored in one row: fewer rows, claims and notifications
+    /// per item, so short items are many times faster (see BENCHMARKS.md). An item that fails
+    /// fails its chunk's attempt, and the whole chunk is tried again while
+    /// ``ClusterTaskOptions/maxAttempts`` allows (its other items run again: at least once);
+    /// after the last attempt every item has its own outcome. ``ClusterTaskOptions/timeout``
+    /// bounds a chunk's attempt. `chunkSize`: items per chunk; `nil` picks CPython's rule for
+    /// `Pool.map` (about four chunks per live worker slot serving the queue), at most 64 items,
+    /// and a chunk also ends once its inputs reach 64 KiB; with no live worker, one task per
+    /// item (however many workers come later, all get work); `1` stores one task per item.
     public func map<F: ProcessFunction, Inputs: Sequence>(
-        _ function: F, over inputs: Inputs, options: ClusterTaskOptions? = nil,
+        _ function: F, over inputs: Inputs, chunkSize: Int? = nil, options: ClusterTaskOptions? = nil,
         progress: (@Sendable (PoolProgress) -> Void)? = nil
     ) async throws -> [F.Output] where Inputs.Element == F.Input {
         let results = try await run(
-            function, Array(inputs), options: options, failFast: true, progress: progress)
+            function, Array(inputs), chunkSize: chunkSize, options: options, failFast: true,
+            progress: progress)
         return try results.map { try $0.get() }
     }
 
-    /// Like ``map(_:over:options:progress:)``, but every item gets its own result, so one
-    /// failure never stops the batch.
+    /// Like ``map(_:over:chunkSize:options:progress:)``, but every item gets its own result, so
+    /// one failure never stops the batch.
     public func mapResults<F: ProcessFunction, Inputs: Sequence>(
-        _ function: F, over inputs: Inputs, options: ClusterTaskOptions? = nil,
+        _ function: F, over inputs: Inputs, chunkSize: Int? = nil, options: ClusterTaskOptions? = nil,
         progress: (@Sendable (PoolProgress) -> Void)? = nil
     ) async throws -> [Result<F.Output, any Error>] where Inputs.Element == F.Input {
-        try await run(function, Array(inputs), options: options, failFast: false, progress: progress)
+        try await run(
+            function, Array(inputs), chunkSize: chunkSize, options: options, failFast: false,
+            progress: progress)
     }
 
     /// Results in input order as they become available, consuming `inputs` lazily with at most
@@ -176,7 +192,7 @@ public final class ClusterPool: Service, Sendable {
     }
 
     private func run<F: ProcessFunction>(
-        _ function: F, _ items: [F.Input], options: ClusterTaskOptions?, failFast: Bool,
+        _ function: F, _ items: [F.Input], chunkSize: Int?, options: ClusterTaskOptions?, failFast: Bool,
         progress: (@Sendable (PoolProgress) -> Void)?
     ) async throws -> [Result<F.Output, any Error>] {
         var options = options ?? defaults
@@ -190,18 +206,58 @@ public final class ClusterPool: Service, Sendable {
         }
         do {
             try await withTaskCancellationHandler {
-                var start = 0
-                while start < items.count {
-                    let end = min(start + Self.insertBatch, items.count)
-                    let chunkIDs = try await enqueue(function, Array(items[start..<end]), options: options)
-                    for (offset, id) in chunkIDs.enumerated() {
-                        let index = start + offset
-                        keys += router.wait(for: [id]) { row in
-                            collector.deliver(index, row.outcome(as: F.Output.self))
+                let size: Int
+                if let chunkSize {
+                    size = max(1, chunkSize)
+                } else if items.count > 1 {
+                    size = MapChunk.automaticSize(
+                        items: items.count, slots: try await liveSlots(options.queue))
+                } else {
+                    size = 1
+                }
+                if size == 1 {
+                    var start = 0
+                    while start < items.count {
+                        let end = min(start + Self.insertBatch, items.count)
+                        let batchIDs = try await enqueue(
+                            function, Array(items[start..<end]), options: options)
+                        for (offset, id) in batchIDs.enumerated() {
+                            let index = start + offset
+                            keys += router.wait(for: [id]) { row in
+                                collector.deliver(index, row.outcome(as: F.Output.self))
+                            }
                         }
+                        ids += batchIDs
+                        start = end
                     }
-                    ids += chunkIDs
-                    start = end
+                } else {
+                    let encoded = try encodeInputs(items)
+                    let ranges = MapChunk.ranges(sizes: encoded.map(\.count), size: size)
+                    var first = 0
+                    while first < ranges.count {
+                        let batch = ranges[first..<min(first + Self.insertBatch, ranges.count)]
+                        let chunks = try batch.map { range in
+                            do {
+                                return try BinaryEncoder().encode(Array(encoded[range])).buffer
+                            } catch {
+                                throw ClusterError.encodingFailed("\(error)")
+                            }
+                        }
+                        let batchIDs = try await store(
+                            name: clusterChunkName(of: F.self), function: function, inputs: chunks,
+                            items: batch.reduce(0) { $0 + $1.count }, options: options)
+                        for (range, id) in zip(batch, batchIDs) {
+                            keys += router.wait(for: [id]) { row in
+                                let outcomes = MapChunk.outcomes(
+                                    of: row, count: range.count, as: F.Output.self)
+                                for (offset, outcome) in outcomes.enumerated() {
+                                    collector.deliver(range.lowerBound + offset, outcome)
+                                }
+                            }
+                        }
+                        ids += batchIDs
+                        first = batch.endIndex
+                    }
                 }
                 try await collector.done.value()
             } onCancel: {
@@ -219,6 +275,25 @@ public final class ClusterPool: Service, Sendable {
         return collector.results
     }
 
+    /// The worker slots of live workers that serve `queue` (the automatic chunk size's pool).
+    private func liveSlots(_ queue: String) async throws -> Int {
+        try await ready()
+        let db = self.db
+        return try await db.retrying("counting live workers") {
+            var slots = 0
+            for try await sum in try await db.client.query(
+                """
+                SELECT coalesce(sum(concurrency), 0)::bigint FROM \(unescaped: db.schema).workers
+                WHERE \(queue) = ANY(queues) AND NOT stopping
+                    AND heartbeat_at > now() - lease_ms * interval '1 ms'
+                """, logger: db.logger
+            ).decode(Int64.self) {
+                slots = Int(sum)
+            }
+            return slots
+        }
+    }
+
     /// Rows per insert statement.
     static let insertBatch = 2000
 
@@ -230,23 +305,39 @@ public final class ClusterPool: Service, Sendable {
         async throws
         -> [Int64]
     {
-        try await ready()
-        let name = clusterTaskName(of: F.self)
-        let functionBytes: [UInt8]
-        var inputBytes: [ByteBuffer] = []
-        inputBytes.reserveCapacity(inputs.count)
+        let inputBytes = try encodeInputs(inputs).map(\.buffer)
+        return try await store(
+            name: clusterTaskName(of: F.self), function: function, inputs: inputBytes, items: inputs.count,
+            options: options)
+    }
+
+    /// Each input's encoding.
+    private func encodeInputs<Input: Encodable>(_ inputs: [Input]) throws -> [[UInt8]] {
+        var encoder = BinaryEncoder()
+        encoder.maximumDepth = 32
         do {
-            functionBytes = try BinaryEncoder().encode(function)
-            var encoder = BinaryEncoder()
-            encoder.maximumDepth = 32
-            for input in inputs { inputBytes.append(try encoder.encode(input).buffer) }
+            return try inputs.map { try encoder.encode($0) }
         } catch {
             throw ClusterError.encodingFailed("\(error)")
         }
-        guard !inputs.isEmpty else { return [] }
+    }
+
+    /// Stores one task per encoded input (`items`: how many map items they carry, for the
+    /// trace) and returns their ids in order.
+    private func store<F: ProcessFunction>(
+        name: String, function: F, inputs inputBytes: [ByteBuffer], items: Int, options: ClusterTaskOptions
+    ) async throws -> [Int64] {
+        try await ready()
+        let functionBytes: [UInt8]
+        do {
+            functionBytes = try BinaryEncoder().encode(function)
+        } catch {
+            throw ClusterError.encodingFailed("\(error)")
+        }
+        guard !inputBytes.isEmpty else { return [] }
         var random = SystemRandomNumberGenerator()
         let batch = Int64(bitPattern: random.next())
-        let indices = (0..<Int32(inputs.count)).map { $0 }
+        let indices = (0..<Int32(inputBytes.count)).map { $0 }
         let db = self.db
         let s = db.schema
         let delay = options.runAfter?.milliseconds ?? 0
@@ -258,7 +349,7 @@ public final class ClusterPool: Service, Sendable {
         let dedup = options.deduplicationKey
         let maxAttempts = Int32(max(1, options.maxAttempts))
         let inputsToBind = inputBytes
-        let trace = ClusterTracing.beginEnqueue(name: name, queue: queue, count: inputs.count)
+        let trace = ClusterTracing.beginEnqueue(name: name, queue: queue, count: items)
         let traceContext = trace.flatMap { try? BinaryEncoder().encode($0.carrier).buffer }
         do {
             let ids = try await store()
@@ -274,19 +365,13 @@ public final class ClusterPool: Service, Sendable {
             while true {
                 let found = try await db.retryingCounted("storing tasks") { attempt -> [Int32: Int64] in
                     var found: [Int32: Int64] = [:]
-                    for try await (id, index) in try await db.client.query(
-                        """
-                        INSERT INTO \(unescaped: s).tasks (queue, task_name, function, input, priority, run_after,
-                            dedup_key, max_attempts, timeout_ms, unknown_name_timeout_ms, batch_id, batch_index,
-                            trace_context)
-                        SELECT \(queue), \(name), \(function), i.input, \(priority),
-                            now() + \(delay) * interval '1 ms', \(dedup), \(maxAttempts), \(timeout), \(unknown),
-                            \(batch), i.index, \(traceContext)
-                        FROM unnest(\(inputsToBind)::bytea[], \(indices)::integer[]) AS i(input, index)
-                        ON CONFLICT DO NOTHING
-                        RETURNING id, batch_index
-                        """, logger: db.logger
-                    ).decode((Int64, Int32).self) {
+                    let insert = WorkerStatements.InsertTasks(
+                        queue: queue, name: name, function: function, priority: priority,
+                        delayMilliseconds: delay,
+                        deduplicationKey: dedup, maxAttempts: maxAttempts, timeoutMilliseconds: timeout,
+                        unknownNameTimeoutMilliseconds: unknown, batch: batch, traceContext: traceContext,
+                        inputs: inputsToBind, indices: indices)
+                    for try await (id, index) in try await db.client.execute(insert, logger: db.logger) {
                         found[index] = id
                     }
                     if found.count < indices.count {

@@ -17,7 +17,8 @@ public struct ClusterTaskOptions: Sendable, Hashable {
     /// task fails with that attempt's error. Default 3.
     public var maxAttempts: Int = 3
     /// Stop an attempt that runs longer than this (the worker host's local pool stops the
-    /// process running it): that attempt fails with `PoolError.timedOut`.
+    /// process running it): that attempt fails with `PoolError.timedOut`. A map's chunk is one
+    /// attempt for all its items.
     /// `nil`: the worker's own pool options decide.
     public var timeout: Duration?
     /// Not before this much time has passed since submission. `nil`: at once.

@@ -52,8 +52,7 @@ public final class ClusterWorker: Service, Sendable {
         self.options = options
         var registered: [String: RegisteredFunction] = [:]
         for type in functions {
-            let function = Self.register(type)
-            registered[function.name] = function
+            for function in Self.register(type) { registered[function.name] = function }
         }
         self.functions = registered
         var random = SystemRandomNumberGenerator()
@@ -62,11 +61,12 @@ public final class ClusterWorker: Service, Sendable {
         core = WorkerCore(options: options)
     }
 
-    private static func register<F: ProcessFunction>(_ type: F.Type) -> RegisteredFunction {
-        RegisteredFunction(type)
+    private static func register<F: ProcessFunction>(_ type: F.Type) -> [RegisteredFunction] {
+        [RegisteredFunction(type), RegisteredFunction(chunksOf: type)]
     }
 
-    /// The task names this worker runs.
+    /// The task names this worker runs: each function's ``clusterTaskName(of:)``, and the same
+    /// followed by `[]` for chunks of a map's inputs.
     public var taskNames: [String] { functions.keys.sorted() }
 
     /// What the worker has done so far.

@@ -1,11 +1,19 @@
+import Dispatch
 import Synchronization
 
 /// A sticky wake-up for one waiting loop: ``signal()`` ends the current or the next
 /// ``wait(upTo:)``, and several signals before a wait count as one.
+///
+/// A wait is one continuation: a signal resumes it directly, and its time limit is a Dispatch
+/// timer (off the cooperative pool) that resumes it only if it is still the same wait. A task
+/// group racing the signal against a sleeping child cost four more jobs on the cooperative pool
+/// per wake-up, on every hop of a task's way through a worker.
 final class Wakeup: Sendable {
     private struct State {
         var signalled = false
-        var waiter: CheckedContinuation<Void, Never>?
+        var waiter: CheckedContinuation<Bool, Never>?
+        /// Tells a late timer or cancellation from the wait it was made for.
+        var wait: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -14,7 +22,7 @@ final class Wakeup: Sendable {
 
     /// Wakes the waiter, or the next one.
     func signal() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
             if let waiter = state.waiter {
                 state.waiter = nil
                 return waiter
@@ -22,54 +30,54 @@ final class Wakeup: Sendable {
             state.signalled = true
             return nil
         }
-        waiter?.resume()
+        waiter?.resume(returning: true)
     }
 
     /// Returns when signalled, after `timeout`, or when the task is cancelled; `true` when
     /// signalled.
     @discardableResult
     func wait(upTo timeout: Duration) async -> Bool {
-        if state.withLock({ state in
+        let (signalled, wait) = state.withLock { state -> (Bool, UInt64) in
+            state.wait &+= 1
             defer { state.signalled = false }
-            return state.signalled
-        }) {
-            return true
+            return (state.signalled, state.wait)
         }
-        return await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await self.waitForSignal()
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
-    }
-
-    private func waitForSignal() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let resumeNow = state.withLock { state -> Bool in
-                    if state.signalled || Task.isCancelled {
+        if signalled { return true }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                let resumeNow = state.withLock { state -> Bool? in
+                    if state.signalled {
                         state.signalled = false
                         return true
                     }
+                    if Task.isCancelled { return false }
                     state.waiter = continuation
-                    return false
+                    return nil
                 }
-                if resumeNow { continuation.resume() }
+                if let resumeNow {
+                    continuation.resume(returning: resumeNow)
+                    return
+                }
+                let nanoseconds = max(0, timeout.nanoseconds)
+                DispatchQueue.global().asyncAfter(
+                    deadline: .now() + .nanoseconds(Int(min(nanoseconds, Int64(Int.max))))
+                ) {
+                    self.end(wait, signalled: false)
+                }
             }
         } onCancel: {
-            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-                defer { state.waiter = nil }
-                return state.waiter
-            }
-            waiter?.resume()
+            end(wait, signalled: false)
         }
+    }
+
+    /// Resumes wait number `wait` if it is still waiting.
+    private func end(_ wait: UInt64, signalled: Bool) {
+        let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+            guard state.wait == wait, let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume(returning: signalled)
     }
 }
 

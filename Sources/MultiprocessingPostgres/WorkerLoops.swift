@@ -190,6 +190,16 @@ struct WorkerLoops: Sendable {
         case .success(let bytes):
             outcome = AttemptOutcome(
                 id: task.id, attempt: task.attempt, output: bytes, error: nil, errorText: "", final: false)
+        case .failure(let failed as ChunkItemsFailed):
+            // Every item's outcome goes with the failed attempt: a last attempt keeps them.
+            db.metrics?.attemptFailed(queue: task.queue)
+            var metadata = Logger.Metadata.attempt(task, worker: worker.id)
+            metadata["error"] = "\(failed.first)"
+            db.events?.notice("attempt failed: an item of the chunk failed", metadata: metadata)
+            outcome = AttemptOutcome(
+                id: task.id, attempt: task.attempt, output: failed.outcomes,
+                error: ErrorEnvelope(failed.first),
+                errorText: String(describing: failed.first), final: false)
         case .failure(let error):
             db.metrics?.attemptFailed(queue: task.queue)
             var metadata = Logger.Metadata.attempt(task, worker: worker.id)

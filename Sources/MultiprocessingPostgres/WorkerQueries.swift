@@ -19,7 +19,8 @@ struct ClaimedTask: Sendable {
 struct AttemptOutcome: Sendable {
     var id: Int64
     var attempt: Int32
-    /// The encoded output, or `nil` for a failure.
+    /// The encoded output, or `nil` for a failure (a chunk's items' outcomes, with or without
+    /// ``error``).
     var output: [UInt8]?
     var error: ErrorEnvelope?
     var errorText: String
@@ -67,7 +68,7 @@ struct WorkerQueries: Sendable {
         return try await decodeClaims(
             db.client.query(
                 """
-                WITH async AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true))
+                \(unescaped: ClusterSchema.quietAsyncCTE)
                 UPDATE \(unescaped: s).tasks t SET state = 'running', attempt = t.attempt + 1,
                     worker_id = \(workerID), lease_expires_at = now() + \(lease.milliseconds) * interval '1 ms',
                     started_at = now()
@@ -123,7 +124,7 @@ struct WorkerQueries: Sendable {
     func complete(_ outcomes: [AttemptOutcome], poisonLimit: Int) async throws -> Set<Int64> {
         let ids = outcomes.map(\.id)
         let attempts = outcomes.map(\.attempt)
-        let succeeded = outcomes.map { $0.output != nil }
+        let succeeded = outcomes.map { $0.output != nil && $0.error == nil }
         let results = outcomes.map { ($0.output ?? []).buffer }
         let errors = outcomes.map { ($0.error?.bytes ?? []).buffer }
         let texts = outcomes.map(\.errorText)
@@ -167,7 +168,9 @@ struct WorkerQueries: Sendable {
         var renewed = Set<Int64>()
         for try await id in try await db.client.query(
             """
+            \(unescaped: ClusterSchema.quietAsyncCTE)
             UPDATE \(unescaped: s).tasks SET lease_expires_at = now() + \(lease.milliseconds) * interval '1 ms'
+            FROM async
             WHERE id = ANY(\(held)) AND state IS NOT DISTINCT FROM 'running'
                 AND worker_id IS NOT DISTINCT FROM \(workerID)
             RETURNING id
@@ -227,7 +230,7 @@ struct MaintenanceQueries: Sendable {
                 error_text = CASE WHEN attempt >= max_attempts
                     THEN 'its worker stopped renewing its lease' ELSE error_text END,
                 finished_at = CASE WHEN attempt >= max_attempts THEN now() END,
-                worker_id = NULL, lease_expires_at = NULL
+                worker_id = NULL, lease_expires_at = NULL, result = NULL
             WHERE state = 'running' AND lease_expires_at < now()
             RETURNING queue
             """, logger: db.logger

@@ -15,6 +15,10 @@ import Synchronization
 
 let clusterCatalogue: [CatalogueEntry] = [
     ("cluster_map_throughput", "tasks/s", "higher", { try await ClusterBench.mapThroughput() }),
+    (
+        "cluster_map_throughput_chunk1", "tasks/s", "higher",
+        { try await ClusterBench.mapThroughputOnePerItem() }
+    ),
     ("cluster_apply_latency", "ms", "lower", { try await ClusterBench.applyLatency() }),
     ("cluster_recovery", "s", "lower", { try await ClusterBench.recovery() }),
 ]
@@ -69,27 +73,48 @@ enum ClusterBench {
 
     // MARK: The entries
 
-    /// Tasks per second: a warm producer maps the no-op over 20k inputs on two worker hosts,
-    /// every result back at the producer (median of three). Peer: PgQueuer, 20k jobs enqueued
-    /// in batches and processed by one QueueManager (batch size 100, durable tables).
+    /// Inputs per second: a warm producer maps the no-op over 20k inputs on two worker hosts,
+    /// every result back at the producer (median of three), with `map`'s default chunks. Peer:
+    /// PgQueuer, 20k jobs enqueued in batches and processed by one QueueManager (batch size 100,
+    /// durable tables). The same runs measure ``mapThroughputOnePerItem()`` (alternating).
     static func mapThroughput() async throws -> Double {
+        if let known = measuredMaps.withLock({ $0 }) { return known.chunked }
         let url = try database()
-        let figure = try await withCluster(url: url, label: "map", workers: 2) { pool, admin, _ in
-            _ = try await pool.map(ClusterNoop(), over: 0..<500)
-            var runs: [Double] = []
+        let figures = try await withCluster(url: url, label: "map", workers: 2) { pool, admin, _ in
+            _ = try await pool.map(ClusterNoop(), over: 0..<500, chunkSize: 1)
+            var chunked: [Double] = []
+            var single: [Double] = []
             for _ in 0..<3 {
-                try await admin.purge(queue: "default")
-                let start = ContinuousClock.now
-                let results = try await pool.map(ClusterNoop(), over: 0..<inputs)
-                runs.append(Double(inputs) / seconds(ContinuousClock.now - start))
-                precondition(results.count == inputs && results[inputs - 1] == inputs - 1)
-                verbose("cluster_map_throughput run: \(runs.last!) tasks/s")
+                for chunkSize in [nil, 1] {
+                    try await admin.purge(queue: "default")
+                    let start = ContinuousClock.now
+                    let results = try await pool.map(ClusterNoop(), over: 0..<inputs, chunkSize: chunkSize)
+                    let figure = Double(inputs) / seconds(ContinuousClock.now - start)
+                    precondition(results.count == inputs && results[inputs - 1] == inputs - 1)
+                    if chunkSize == nil { chunked.append(figure) } else { single.append(figure) }
+                    verbose(
+                        "cluster_map_throughput run (chunkSize \(chunkSize.map(String.init) ?? "automatic")): \(figure) tasks/s"
+                    )
+                }
             }
-            return median(runs)
+            return (chunked: median(chunked), single: median(single))
         }
-        recordPeer("cluster_map_throughput", PgQueuerPeer.measure("throughput", url: url))
-        return figure
+        measuredMaps.withLock { $0 = figures }
+        let peer = PgQueuerPeer.measure("throughput", url: url)
+        recordPeer("cluster_map_throughput", peer)
+        recordPeer("cluster_map_throughput_chunk1", peer)
+        return figures.chunked
     }
+
+    /// ``mapThroughput()`` with one task (one row) per input, `chunkSize: 1`: the row path
+    /// against PgQueuer's, which also stores one job per input.
+    static func mapThroughputOnePerItem() async throws -> Double {
+        _ = try await mapThroughput()
+        return measuredMaps.withLock { $0 }!.single
+    }
+
+    /// Both figures of the map runs, once measured.
+    private static let measuredMaps = Mutex<(chunked: Double, single: Double)?>(nil)
 
     /// Milliseconds of one `apply` round trip on an idle, warm cluster of two worker hosts
     /// (median of 50, each after a pause). Peer: PgQueuer, enqueue one job → its entrypoint

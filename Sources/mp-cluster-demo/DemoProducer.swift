@@ -44,8 +44,10 @@ struct DemoProducer {
                 pool in
                 try await withThrowingTaskGroup(of: Int?.self) { group in
                     group.addTask { try await killHalfway(admin) }
+                    // A task per block: blocks are heavy, so one at a time balances the hosts
+                    // best, and a killed host loses only the blocks it was running.
                     let results = try await pool.mapResults(
-                        CountPrimes(blockSize: blockSize, log: log), over: 0..<blocks,
+                        CountPrimes(blockSize: blockSize, log: log), over: 0..<blocks, chunkSize: 1,
                         progress: Self.progressPrinter(total: blocks))
                     let killedHolding = try await group.next() ?? nil
                     return (results, killedHolding)

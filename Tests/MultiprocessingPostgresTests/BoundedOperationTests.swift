@@ -42,4 +42,45 @@ struct BoundedOperationTests {
         caller.cancel()
         await #expect(throws: CancellationError.self) { try await caller.value }
     }
+
+    @Test("many operations at once share one watcher; one that never answers among them is given up")
+    func sharedWatcher() async throws {
+        let sums = try await withThrowingTaskGroup(of: Int.self) { group in
+            for i in 0..<200 {
+                group.addTask { try await ClusterDatabase.bounded(by: .seconds(30), "adding") { i + i } }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(sums == 2 * (0..<200).reduce(0, +))
+        // Among answering ones, one that never answers is still given up.
+        await #expect(throws: ClusterDatabase.OperationTimedOut.self) {
+            try await ClusterDatabase.bounded(by: .milliseconds(100), "waiting for nothing") {
+                await withCheckedContinuation { (_: CheckedContinuation<Void, Never>) in }
+            }
+        }
+    }
+
+    @Test("the watcher fires what is due, and stops once nothing is in flight")
+    func watcherStops() async throws {
+        // A watcher of its own: the shared one also serves the cluster tests running meanwhile.
+        let deadlines = OperationDeadlines()
+        let fired = Atomic<Int>(0)
+        let kept = deadlines.add(deadline: .now + .seconds(3600)) { fired.add(100, ordering: .relaxed) }
+        _ = deadlines.add(deadline: .now + .milliseconds(50)) { fired.add(1, ordering: .relaxed) }
+        #expect(deadlines.isWatching)
+        var waited = 0
+        while fired.load(ordering: .relaxed) == 0 && waited < 600 {
+            try await Task.sleep(for: .milliseconds(100))
+            waited += 1
+        }
+        #expect(fired.load(ordering: .relaxed) == 1)
+        deadlines.remove(kept)
+        waited = 0
+        while deadlines.isWatching && waited < 600 {
+            try await Task.sleep(for: .milliseconds(100))
+            waited += 1
+        }
+        #expect(!deadlines.isWatching)
+        #expect(fired.load(ordering: .relaxed) == 1)
+    }
 }

@@ -132,7 +132,7 @@ extension ClusterTests {
                         return done.load(ordering: .relaxed)
                     }
                     let results = try await pool.map(
-                        LoggedNap(log: log.path, milliseconds: 5), over: 0..<count
+                        LoggedNap(log: log.path, milliseconds: 5), over: 0..<count, chunkSize: 1
                     ) {
                         done.store($0.completed, ordering: .relaxed)
                     }
@@ -315,7 +315,30 @@ extension ClusterTests {
             #expect(
                 try await TestDatabase.query(
                     "SELECT version FROM \(configuration.schema).schema_version ORDER BY version")
-                    == ["1", "2", "3"])
+                    == ["1", "2", "3", "4"])
+
+            // Version 4: a statement that sets multiprocessing.quiet (a claim, a lease renewal)
+            // sends no notification; any other update that finishes a task still does.
+            let s = configuration.schema
+            let ids = try await TestDatabase.query(
+                """
+                INSERT INTO \(s).tasks (queue, task_name, function, input, batch_id, batch_index, state)
+                SELECT 'q', 'n', '\\x00', '\\x00', 1, g, 'running' FROM generate_series(1, 2) g RETURNING id
+                """
+            ).filter { Int($0) != nil }  // Not the command tag.
+            #expect(ids.count == 2)
+            let output = try await TestDatabase.query(
+                """
+                LISTEN multiprocessing_\(s);
+                BEGIN;
+                WITH quiet AS MATERIALIZED (SELECT set_config('multiprocessing.quiet', 'on', true) AS quiet)
+                UPDATE \(s).tasks SET state = 'succeeded' FROM quiet WHERE id = \(ids[0]);
+                COMMIT;
+                UPDATE \(s).tasks SET state = 'succeeded' WHERE id = \(ids[1]);
+                """)
+            let notifications = output.filter { $0.contains("Asynchronous notification") }
+            #expect(notifications.count == 1, "\(output)")
+            #expect(notifications.first?.contains("\"f\(ids[1])\"") == true, "\(output)")
         }
 
         @Test("configuration: URLs and schema names")

@@ -62,7 +62,7 @@ struct NobodyKnows: ProcessFunction {
 
 /// Every function the tests' workers register.
 let testFunctions: [any ProcessFunction.Type] = [
-    CSquare.self, Shout.self, LoggedNap.self, FailOdd.self, AlwaysTrap.self,
+    CSquare.self, Shout.self, LoggedNap.self, FailOdd.self, AlwaysTrap.self, ThrowsThenHangs.self,
 ]
 
 // MARK: Worker hosts in child processes

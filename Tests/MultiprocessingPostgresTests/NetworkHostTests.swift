@@ -61,7 +61,8 @@ extension ClusterTests {
                                 try await cutOff.setConnected(false)
                             }
                             let results = try await pool.mapResults(
-                                RemoteCountPrimes(blockSize: blockSize, log: log.path), over: 0..<blocks)
+                                RemoteCountPrimes(blockSize: blockSize, log: log.path), over: 0..<blocks,
+                                chunkSize: 1)
                             try await group.waitForAll()
                             return results
                         }

@@ -299,7 +299,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         let direct = plan.flatMap { SandboxDirectStart.make(for: $0, startMethod: startMethod) }
         if let direct {
             plan?.direct = true
-            plan?.cgroups = direct.cgroups
+            plan?.cgroupsFollow = direct.hasCgroups
         }
         do {
             let payload = try TaskCoding.encode(task, attachments: attachments)
@@ -309,7 +309,6 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                     capturesStandardOutput: capturesStandardOutput, observation: observation,
                     sandbox: plan?.bytes))
         } catch {
-            direct?.cgroups.remove()
             observer.withLock { $0 }?.cancelled(error)
             throw .codec(error)
         }
@@ -319,7 +318,6 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         if attachments.descriptors.count
             > 64 - (capturesStandardOutput ? 1 : 0) - (forwardsLogs ? 1 : 0) - (sandbox != nil ? 3 : 0)
         {
-            direct?.cgroups.remove()
             throw .invalidState(
                 "the task for '\(name)' holds \(attachments.descriptors.count) descriptors (channel ends, shared memory); at most 64 can travel with it"
             )
@@ -353,11 +351,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     /// Spawns or forks the child and sends it its task: the part of a start that blocks.
     private func launchPrepared(_ prepared: PreparedStart) throws(ProcessError) {
         StartHook.run(name)
-        let setup: LaunchSetup
-        do throws(ProcessError) { setup = try setUpLaunch(direct: prepared.direct) } catch {
-            prepared.direct?.cgroups.remove()
-            throw error
-        }
+        let setup = try setUpLaunch(direct: prepared.direct)
         defer { setup.closeChildEnds() }
         do throws(ProcessError) {
             try launch(
@@ -365,11 +359,10 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                 sandboxInit: setup.sandboxInit(prepared.direct))
         } catch {
             setup.child.cancel()
-            prepared.direct?.cgroups.remove()
             throw prepared.direct?.failure(error) ?? error
         }
         try sendTask(prepared, setup)
-        prepared.direct?.afterLaunch()
+        prepared.direct?.afterLaunch(setup.sandboxLink)
     }
 
     /// An `async` start through a running fork server: the request is sent from here and the
@@ -378,11 +371,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
     private func launchThroughForkServer(_ prepared: PreparedStart, _ server: ForkServer)
         async throws(ProcessError)
     {
-        let setup: LaunchSetup
-        do throws(ProcessError) { setup = try setUpLaunch(direct: prepared.direct) } catch {
-            prepared.direct?.cgroups.remove()
-            throw error
-        }
+        let setup = try setUpLaunch(direct: prepared.direct)
         defer { setup.closeChildEnds() }
         let child = setup.child
         do throws(ProcessError) {
@@ -396,11 +385,10 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             }
         } catch {
             child.cancel()
-            prepared.direct?.cgroups.remove()
             throw prepared.direct?.failure(error) ?? error
         }
         try sendTask(prepared, setup)
-        prepared.direct?.afterLaunch()
+        prepared.direct?.afterLaunch(setup.sandboxLink)
     }
 
     /// What a start holds between taking its descriptors and sending the task.
@@ -508,7 +496,7 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
         }
         if let direct, let link {
             // No supervisor ends like the task: its init reports how the task ended on the link.
-            link.expectExitRecord(cgroups: direct.cgroups, cpuLimit: direct.cpuLimit)
+            link.expectExitRecord(cpuLimit: direct.cpuLimit)
             child.takeExitStatus(from: { link.reportedExitStatus() })
         }
         sandboxLink.withLock { $0 = link }

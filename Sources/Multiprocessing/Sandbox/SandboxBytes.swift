@@ -243,13 +243,7 @@ extension SandboxPlan {
         }
         out.put(premadeNetwork)
         out.put(direct)
-        for controller in [cgroups.memory, cgroups.pids] {
-            out.put(controller != nil)
-            if let controller {
-                out.put(controller.version.code)
-                out.put(controller.directory)
-            }
-        }
+        out.put(cgroupsFollow)
         return out.bytes
     }
 
@@ -320,27 +314,13 @@ extension SandboxPlan {
             guard let visible = input.visible() else { return nil }
             view = .enter(visible)
         }
-        guard let premadeNetwork = input.bool(), let direct = input.bool() else { return nil }
-        var controllers: [SandboxCgroups.Controller?] = []
-        for _ in 0..<2 {
-            guard let present = input.bool() else { return nil }
-            guard present else {
-                controllers.append(nil)
-                continue
-            }
-            guard let code = input.u64(), let version = SandboxLimitMechanism(code: code),
-                let directory = input.string()
-            else { return nil }
-            controllers.append(SandboxCgroups.Controller(version: version, directory: directory))
-        }
-        var cgroups = SandboxCgroups()
-        cgroups.memory = controllers[0]
-        cgroups.pids = controllers[1]
+        guard let premadeNetwork = input.bool(), let direct = input.bool(), let cgroupsFollow = input.bool()
+        else { return nil }
         self.init(
             sandbox: sandbox, program: program, runningFiles: running, cgroupHierarchies: hierarchies,
             notifyingFilter: filters[0], killingFilter: filters[1], view: view,
             premadeNetwork: premadeNetwork,
-            direct: direct, cgroups: cgroups)
+            direct: direct, cgroupsFollow: cgroupsFollow)
     }
 }
 

@@ -14,8 +14,9 @@ import Synchronization
 /// reaps, answers the system-call filter's notifications and writes the task's exit record to
 /// the parent's link (``SandboxLink``). The task applies every restriction to itself before
 /// anything of it runs (``SandboxInit/confine(_:handover:template:network:link:descriptors:)``).
-/// This process, which knows the cgroups (it made them, before the start) and the exit
-/// record, works out the verdict and the exit status the supervisor would have: one copy of the
+/// This process makes the cgroups while the task starts (once the task is sent: the task reads
+/// their description on the link before it confines itself), and from them and the exit
+/// record works out the verdict and the exit status the supervisor would have: one copy of the
 /// Swift runtime fewer on a start's path, and no supervisor to start, wait for and reap.
 ///
 /// Everywhere else (spawn, `.fork`, an unprivileged process, no PID namespace) the
@@ -25,10 +26,13 @@ struct SandboxDirectStart: Sendable {
     let namespaces: UInt32
     /// The task runs a program whose exec the filter denies after its own start.
     let execOnce: Bool
-    /// The cgroups made for this start (none where the limits need none or none could be made:
-    /// the task then falls back to resource limits, as a supervisor's init does).
-    let cgroups: SandboxCgroups
+    /// The limits that take cgroups (memory, processes), if any.
+    let memory: Int?
+    let processes: Int?
     let cpuLimit: Duration?
+
+    /// Whether the task waits for cgroups on its link.
+    var hasCgroups: Bool { memory != nil || processes != nil }
 
     /// For the fork server's request: the flag that makes the child an init, and the exec rule.
     var initFlags: UInt32 { 1 | (execOnce ? 2 : 0) }
@@ -36,7 +40,7 @@ struct SandboxDirectStart: Sendable {
     /// Numbers the cgroups this process makes: `<prefix><pid>-<number>`.
     private static let counter = Atomic<Int>(0)
 
-    /// The direct start for `plan`, with its cgroups made; `nil` where a supervisor is needed.
+    /// The direct start for `plan`; `nil` where a supervisor is needed.
     static func make(for plan: SandboxPlan, startMethod: StartMethod) -> SandboxDirectStart? {
         #if os(Linux)
             let sandbox = plan.sandbox
@@ -45,27 +49,29 @@ struct SandboxDirectStart: Sendable {
             var namespaces = UInt32(SandboxCredentials.Namespace.pid)
             if sandbox.isolatesIPC { namespaces |= UInt32(SandboxCredentials.Namespace.ipc) }
             if sandbox.hostname != nil { namespaces |= UInt32(SandboxCredentials.Namespace.uts) }
-            var cgroups = SandboxCgroups()
             let limits = sandbox.limits
-            if limits.memory != nil || limits.processes != nil {
-                let number = counter.wrappingAdd(1, ordering: .relaxed).newValue
-                cgroups = SandboxCgroups.make(
-                    memory: limits.memory, processes: limits.processes, in: plan.cgroupHierarchies,
-                    name: "\(getpid())-\(number)")
-            }
             return SandboxDirectStart(
                 namespaces: namespaces,
                 execOnce: plan.program != nil && !(sandbox.systemCalls?.allowsExec ?? true),
-                cgroups: cgroups, cpuLimit: limits.cpuTime)
+                memory: limits.memory, processes: limits.processes, cpuLimit: limits.cpuTime)
         #else
             return nil
         #endif
     }
 
-    /// Once the child is asked for, while it starts: removes the cgroups of processes that were
-    /// killed before they could (beside this start's own), as a supervisor does.
-    func afterLaunch() {
-        if !cgroups.directories.isEmpty { SandboxCgroups.removeStale(in: SandboxHostFacts.cgroupHierarchies) }
+    /// Once the task is sent, while the child starts: makes the cgroups, tells `link` (which
+    /// removes them after the end) and the task (which joins them: none where they could not be
+    /// made, and it then falls back to resource limits, as a supervisor's init does), then
+    /// removes the cgroups of processes that were killed before they could, as a supervisor
+    /// does.
+    func afterLaunch(_ link: SandboxLink?) {
+        guard hasCgroups, let link else { return }
+        let number = Self.counter.wrappingAdd(1, ordering: .relaxed).newValue
+        let hierarchies = SandboxHostFacts.cgroupHierarchies
+        let cgroups = SandboxCgroups.make(
+            memory: memory, processes: processes, in: hierarchies, name: "\(getpid())-\(number)")
+        link.sendCgroups(cgroups)
+        SandboxCgroups.removeStale(in: hierarchies)
     }
 
     /// Why the fork server could not make the init (`errno` of its `clone`): the namespaces

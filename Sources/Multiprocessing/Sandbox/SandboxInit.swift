@@ -132,8 +132,8 @@ enum SandboxInit {
         do throws(SandboxError) {
             if sandbox.isolatesProcesses { try progress.apply(.processes) { nil } }
             if sandbox.isolatesIPC { try progress.apply(.ipc) { nil } }
-            // Before the view hides /sys: the parent made them.
-            var cgroups = plan.cgroups
+            // Before the view hides /sys: the parent made them meanwhile.
+            var cgroups = plan.cgroupsFollow ? awaitCgroups(onLink: link) : SandboxCgroups()
             for (restriction, reason) in cgroups.joinWithCallingProcess()
             where sandbox.enforcement == .required {
                 throw .unavailable(restriction, reason: reason)  // Best effort: resource limits instead.
@@ -176,6 +176,30 @@ enum SandboxInit {
         SandboxMessage.send(.applied(progress.report), to: link, attaching: mountNamespace)
         close(link)
         becomeTask(plan, descriptors: descriptors)
+    }
+
+    /// A direct start's cgroups, described by the parent on the link once it has made them
+    /// (its length, then ``SandboxCgroups/word``). Without a word (the parent is gone), this
+    /// process ends: nothing of the task has run.
+    private static func awaitCgroups(onLink link: Int32) -> SandboxCgroups {
+        func readExactly(_ count: Int) -> [UInt8] {
+            var bytes = [UInt8](repeating: 0, count: count)
+            var done = 0
+            while done < count {
+                let n = bytes.withUnsafeMutableBytes { read(link, $0.baseAddress! + done, count - done) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { _exit(70) }
+                done += n
+            }
+            return bytes
+        }
+        let length = readExactly(4).withUnsafeBytes {
+            UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self))
+        }
+        guard length < 1 << 16, let cgroups = SandboxCgroups(word: readExactly(Int(length))) else {
+            _exit(70)
+        }
+        return cgroups
     }
 
     /// A direct start's network namespace: the one made ahead, else one of its own (this

@@ -59,8 +59,30 @@ final class SandboxLink: Sendable {
     }
 
     /// A direct start: the init, not a supervisor, reports the task's end, as an exit record.
-    func expectExitRecord(cgroups: SandboxCgroups, cpuLimit: Duration?) {
-        state.withLock { $0.direct = (cgroups, cpuLimit) }
+    func expectExitRecord(cpuLimit: Duration?) {
+        state.withLock { $0.direct = (SandboxCgroups(), cpuLimit) }
+    }
+
+    /// A direct start's cgroups, made while its task starts: kept for the verdict and removed
+    /// after the end, and described to the task, which waits for them (``SandboxCgroups/word``,
+    /// after its length). The task may be gone already: the word is then dropped, never a
+    /// SIGPIPE.
+    func sendCgroups(_ cgroups: SandboxCgroups) {
+        let sent = state.withLock { s -> Bool in
+            guard !s.closed, s.direct != nil else { return false }
+            s.direct?.cgroups = cgroups
+            return true
+        }
+        guard sent else {
+            cgroups.remove()
+            return
+        }
+        let word = cgroups.word
+        let frame = withUnsafeBytes(of: UInt32(word.count).littleEndian, Array.init) + word
+        // A socket buffer takes it whole: a fresh link holds nothing else this way.
+        _ = frame.withUnsafeBytes {
+            try? Syscall.send(readFD, $0.baseAddress, $0.count, flags: Int32(MSG_NOSIGNAL))
+        }
     }
 
     /// A direct start's task's wait status, from its init's exit record; `nil` without one (the

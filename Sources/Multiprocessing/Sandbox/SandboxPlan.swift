@@ -21,8 +21,9 @@ struct SandboxPlan: Sendable {
     /// namespaces (``SandboxDirectStart``): it then confines itself, with no supervisor. Set per
     /// start.
     var direct = false
-    /// The cgroups the parent made for a direct start, which the task joins.
-    var cgroups = SandboxCgroups()
+    /// Whether a direct start's task waits on its link for the cgroups the parent makes while
+    /// it starts (``SandboxDirectStart/afterLaunch(_:)``), and joins them.
+    var cgroupsFollow = false
 
     /// Whether the init builds its view from scratch, builds a template on the way, or enters
     /// the template sent with the launch (the descriptor before the link) and adds its own.

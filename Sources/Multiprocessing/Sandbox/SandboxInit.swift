@@ -35,12 +35,7 @@ enum SandboxInit {
             let cgroupRoots = cgroups >= 0 ? SandboxCgroups.openHierarchies(plan.cgroupHierarchies) : []
             let visible = try fileSystem(plan, template: template, link: link, progress: &progress)
             if template >= 0 { close(template) }
-            if let hostname = sandbox.hostname {
-                try progress.apply(.hostname) {
-                    let bytes = Array(hostname.utf8)
-                    return SandboxProgress.check("sethostname", sethostname(bytes, bytes.count))
-                }
-            }
+            try setHostname(sandbox, progress: &progress)
             if network >= 0 { try enterNetwork(from: network, progress: &progress) }
             // Before the limits and the task: what this process forks from here on is born in them.
             var ownCgroups = cgroups >= 0 ? awaitCgroups(cgroups) : SandboxCgroups()
@@ -49,17 +44,8 @@ enum SandboxInit {
             for (restriction, reason) in failures where sandbox.enforcement == .required {
                 throw .unavailable(restriction, reason: reason)  // Best effort: resource limits instead.
             }
-            try record(ownCgroups, progress: &progress)
-            try limits(sandbox.limits, progress: &progress)
-            try SandboxCredentials.drop(sandbox, privileged: privileged, progress: &progress)
-            if sandbox.usesLandlock {
-                var abi: Int?
-                let ownView = progress.report.isApplied(.fileSystem)
-                try progress.apply(.landlock) {
-                    SandboxLandlock.apply(sandbox, visible: visible, ownView: ownView, abi: &abi)
-                }
-                progress.report.landlockABI = abi
-            }
+            try applyToSelf(
+                sandbox, cgroups: ownCgroups, visible: visible, privileged: privileged, progress: &progress)
             if !plan.notifyingFilter.isEmpty {
                 do throws(SystemError) {
                     let pair = try Syscall.seqpacketPair()
@@ -143,24 +129,10 @@ enum SandboxInit {
             if progress.report.isApplied(.fileSystem) {
                 mountNamespace = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC)
             }
-            if let hostname = sandbox.hostname {
-                try progress.apply(.hostname) {
-                    let bytes = Array(hostname.utf8)
-                    return SandboxProgress.check("sethostname", sethostname(bytes, bytes.count))
-                }
-            }
+            try setHostname(sandbox, progress: &progress)
             if sandbox.network == .none { try ownNetwork(premade: network, progress: &progress) }
-            try record(cgroups, progress: &progress)
-            try limits(sandbox.limits, progress: &progress)
-            try SandboxCredentials.drop(sandbox, privileged: true, progress: &progress)
-            if sandbox.usesLandlock {
-                var abi: Int?
-                let ownView = progress.report.isApplied(.fileSystem)
-                try progress.apply(.landlock) {
-                    SandboxLandlock.apply(sandbox, visible: visible, ownView: ownView, abi: &abi)
-                }
-                progress.report.landlockABI = abi
-            }
+            try applyToSelf(
+                sandbox, cgroups: cgroups, visible: visible, privileged: true, progress: &progress)
             if !plan.notifyingFilter.isEmpty {
                 try installFilter(plan, handOver: handover, progress: &progress)
             } else {
@@ -176,6 +148,36 @@ enum SandboxInit {
         SandboxMessage.send(.applied(progress.report), to: link, attaching: mountNamespace)
         close(link)
         becomeTask(plan, descriptors: descriptors)
+    }
+
+    /// The restrictions an init (or a direct start's task) applies to itself once its view and
+    /// network are in place, in this order: the cgroups' record and namespace, the limits, the
+    /// credentials, Landlock.
+    private static func applyToSelf(
+        _ sandbox: Sandbox, cgroups: SandboxCgroups, visible: [SandboxMounts.Visible], privileged: Bool,
+        progress: inout SandboxProgress
+    ) throws(SandboxError) {
+        try record(cgroups, progress: &progress)
+        try limits(sandbox.limits, progress: &progress)
+        try SandboxCredentials.drop(sandbox, privileged: privileged, progress: &progress)
+        if sandbox.usesLandlock {
+            var abi: Int?
+            let ownView = progress.report.isApplied(.fileSystem)
+            try progress.apply(.landlock) {
+                SandboxLandlock.apply(sandbox, visible: visible, ownView: ownView, abi: &abi)
+            }
+            progress.report.landlockABI = abi
+        }
+    }
+
+    /// The sandbox's host name, in its own UTS namespace.
+    private static func setHostname(_ sandbox: Sandbox, progress: inout SandboxProgress) throws(SandboxError)
+    {
+        guard let hostname = sandbox.hostname else { return }
+        try progress.apply(.hostname) {
+            let bytes = Array(hostname.utf8)
+            return SandboxProgress.check("sethostname", sethostname(bytes, bytes.count))
+        }
     }
 
     /// A direct start's cgroups, described by the parent on the link once it has made them

@@ -351,7 +351,8 @@ enum SandboxInit {
             var temporaryFailure: String?
             switch view {
             case .enter(let shared):
-                let own = try SandboxMounts.enterCopy(of: template, sandbox, ownsProcFS: ownsProcFS)
+                let own = try SandboxMounts.enterCopy(
+                    of: template, sandbox, ownsProcFS: ownsProcFS, keeping: runningFiles)
                 visible = shared + own.visible
                 temporaryFailure = own.temporaryDirectoryFailure
             case .build:
@@ -359,7 +360,8 @@ enum SandboxInit {
                     sandbox, automaticPaths: runningFiles, ownsProcFS: ownsProcFS, asTemplate: true)
                 let shared = built.visible
                 sendTemplate(built.namespace, shared, to: link)
-                let own = try SandboxMounts.enterCopy(of: nil, sandbox, ownsProcFS: ownsProcFS)
+                let own = try SandboxMounts.enterCopy(
+                    of: nil, sandbox, ownsProcFS: ownsProcFS, keeping: runningFiles)
                 visible = shared + own.visible
                 temporaryFailure = own.temporaryDirectoryFailure
             case .none:

@@ -42,7 +42,7 @@ struct SandboxMounts {
     ///
     /// `asTemplate`: only the part every sandbox of this kind shares (``SandboxViewTemplates``),
     /// with empty mount points for `/tmp`, `/dev/shm` and `/proc` where each sandbox mounts its
-    /// own (``enterCopy(of:_:ownsProcFS:)``, next); `namespace` is then the view's mount
+    /// own (``enterCopy(of:_:ownsProcFS:keeping:)``, next); `namespace` is then the view's mount
     /// namespace, opened while this machine's `/proc` was visible (-1 otherwise).
     static func build(
         _ sandbox: Sandbox, automaticPaths: [String], ownsProcFS: Bool, asTemplate: Bool = false
@@ -245,7 +245,13 @@ struct SandboxMounts {
     /// and mounts what is its own: a private `/tmp` (if asked for), `/dev/shm` (unless this
     /// machine's is shared) and the `/proc` of its PID namespace (where it has one). Returns
     /// what these add to the visible paths, and why there is no private `/tmp` if there is none.
-    static func enterCopy(of template: Int32?, _ sandbox: Sandbox, ownsProcFS: Bool) throws(SandboxError)
+    ///
+    /// `keeping`: files of the template below `/tmp` (the running program's, when it runs from
+    /// there) that stay visible through the private `/tmp`: cloned before it is mounted, then
+    /// attached in it at the same paths, read-only as they were.
+    static func enterCopy(
+        of template: Int32?, _ sandbox: Sandbox, ownsProcFS: Bool, keeping: [String] = []
+    ) throws(SandboxError)
         -> (visible: [Visible], temporaryDirectoryFailure: String?)
     {
         func fail(_ reason: String) -> SandboxError { .unavailable(.fileSystem, reason: reason) }
@@ -265,8 +271,23 @@ struct SandboxMounts {
         var visible: [Visible] = []
         var temporaryDirectoryFailure: String?
         if let size = sandbox.temporaryDirectorySize {
+            var kept: [(path: String, fd: Int32)] = []
+            defer { for clone in kept { close(clone.fd) } }
+            for path in keeping.sorted() where path.hasPrefix("/tmp/") {
+                let fd = mp_sb_open_tree(path)
+                guard fd >= 0 else { throw fail(SandboxProgress.failure("open_tree '\(path)'", fd)!) }
+                kept.append((path, fd))
+            }
             if mount("tmpfs", "/tmp", "tmpfs", UInt(MS_NOSUID | MS_NODEV), "mode=1777,size=\(size)") == 0 {
                 visible.append(Visible(path: "/tmp", writable: true, isDirectory: true))
+                var previous: String?
+                for clone in kept {
+                    makeParents(of: clone.path, below: "", after: &previous)
+                    let file = open(clone.path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+                    if file >= 0 { close(file) }
+                    let rc = mp_sb_move_mount(clone.fd, clone.path)
+                    if rc < 0 { throw fail(SandboxProgress.failure("attaching '\(clone.path)'", rc)!) }
+                }
             } else {
                 temporaryDirectoryFailure = SandboxProgress.reason("mounting /tmp", errno)
             }

@@ -12,7 +12,7 @@ import Synchronization
 /// of the listed paths and of the running files, `/dev` — kept by this process as a descriptor.
 /// A privileged sandbox's init enters it (`setns`), copies it (`unshare(CLONE_NEWNS)`: a
 /// namespace of its own, as before) and mounts what is its own: a fresh `/tmp`, `/dev/shm` and
-/// `/proc` (``SandboxMounts/enterCopy(of:_:ownsProcFS:)``). Building a view costs a fresh child
+/// `/proc` (``SandboxMounts/enterCopy(of:_:ownsProcFS:keeping:)``). Building a view costs a fresh child
 /// some 75 mount calls, and detaching this machine's tree an RCU grace period; entering one, a
 /// copy and three mounts. The first sandbox of a kind builds the template on its way (its init
 /// sends it back on the link, ``SandboxLink``).
@@ -105,9 +105,13 @@ enum SandboxViewTemplates {
             let privateTmp = sandbox.temporaryDirectorySize != nil
             let listed = sandbox.readablePaths + sandbox.writablePaths + runningFiles
             for path in listed {
-                // What each sandbox mounts for itself would cover what the template holds there.
+                // What each sandbox mounts for itself would cover what the template holds there
+                // (but the program's own files below a private /tmp, which each sandbox attaches
+                // again through it: ``SandboxMounts/enterCopy(of:_:ownsProcFS:keeping:)``).
+                let ownFile = privateTmp && runningFiles.contains(path) && path.hasPrefix("/tmp/")
                 if path == "/" || path == "/dev" || path.hasPrefix("/dev/") || path == "/proc"
-                    || path.hasPrefix("/proc/") || path == "/tmp" || (privateTmp && path.hasPrefix("/tmp/"))
+                    || path.hasPrefix("/proc/") || path == "/tmp"
+                    || (privateTmp && path.hasPrefix("/tmp/") && !ownFile)
                 {
                     return nil
                 }

@@ -71,6 +71,18 @@ struct SandboxViewTemplateTests {
         #expect(SandboxViewTemplates.ticket(for: sandbox, runningFiles: []) == nil)
     }
 
+    @Test("but for a program that runs from below a private /tmp: its files are attached through it")
+    func programBelowPrivateTemporaryDirectory() throws {
+        guard SandboxCredentials.isPrivileged else { return }  // Templates are for root's sandboxes.
+        let sandbox = Sandbox.strict
+        let ticket = SandboxViewTemplates.ticket(
+            for: sandbox, runningFiles: ["/tmp/checkout/.build/debug/program", "/usr/lib/libc.so.6"])
+        #expect(ticket != nil)
+        // The running program itself: from below /tmp when the tests run from a clone there (as
+        // a CI checkout may); its sandboxes then went through the template test above.
+        #expect(SandboxViewTemplates.ticket(for: sandbox, runningFiles: SandboxHostFacts.runningFiles) != nil)
+    }
+
     private func write(_ text: String, to path: String) throws {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         guard fd >= 0 else { throw SystemError("open \(path)", code: errno) }

@@ -324,8 +324,6 @@ struct mp_fs_request {
     uint32_t namespaces;  // The namespaces a sandbox's init is made in (clone flags), or 0.
     uint32_t init_flags;  // MP_FS_SANDBOX_INIT, MP_FS_EXEC_ONCE.
 };
-#define MP_FS_SANDBOX_INIT 1u
-#define MP_FS_EXEC_ONCE 2u
 // Replies and notices: kind 1 = started (pid or err), kind 2 = exited (pid, wait status).
 struct mp_fs_reply {
     int32_t kind;

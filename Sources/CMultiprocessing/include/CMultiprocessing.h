@@ -90,6 +90,10 @@ int mp_pipe(int fds[2]);
 /// Runs the fork server loop on `control_fd`. Returns only in a forked child, with the fd
 /// of the child's channel; the server itself exits when its parent goes away.
 int mp_forkserver_serve(int control_fd);
+/// Flags of a fork request (`ForkServer`): the child is a sandbox's init, born in the request's
+/// namespaces; that init lets the task's first exec through (a program's own start).
+#define MP_FS_SANDBOX_INIT 1u
+#define MP_FS_EXEC_ONCE 2u
 
 /// `fork()` for the explicit, documented-unsafe fork start method.
 pid_t mp_fork(void);

@@ -1,3 +1,4 @@
+import CMultiprocessing
 import Synchronization
 
 #if canImport(Glibc)
@@ -35,7 +36,7 @@ struct SandboxDirectStart: Sendable {
     var hasCgroups: Bool { memory != nil || processes != nil }
 
     /// For the fork server's request: the flag that makes the child an init, and the exec rule.
-    var initFlags: UInt32 { 1 | (execOnce ? 2 : 0) }
+    var initFlags: UInt32 { MP_FS_SANDBOX_INIT | (execOnce ? MP_FS_EXEC_ONCE : 0) }
 
     /// Numbers the cgroups this process makes: `<prefix><pid>-<number>`.
     private static let counter = Atomic<Int>(0)

@@ -210,8 +210,8 @@ final class SandboxLink: Sendable {
     }
 
     /// After the child's end: reads the supervisor's last word, removes the sandbox's cgroups
-    /// (which held the supervisor to its end) and closes what came with the word (the sandbox's
-    /// mount namespace). Idempotent. `supervisor` is the child's pid: the
+    /// (which held the supervisor to its end) and closes the descriptors that came on the link
+    /// (the sandbox's mount namespace). Idempotent. `supervisor` is the child's pid: the
     /// cgroups are named after it, so those of a sandbox that failed to start, or whose
     /// supervisor was killed before it could report them, are found too.
     func finish(supervisor: Int32?) {
@@ -227,8 +227,9 @@ final class SandboxLink: Sendable {
             defer { s.received = [] }
             return s.received
         }
-        // Last: the sandbox's mount namespace, sent with the supervisor's last word, is taken
-        // down here (its mounts, an RCU grace period) rather than in the init's exit.
+        // Last: the sandbox's mount namespace, sent with the supervisor's last word (a direct
+        // start's task sends it with its report), is taken down here (its mounts, an RCU grace
+        // period) rather than in an exit on the way to the join.
         defer { for fd in unmatched { Syscall.close(fd) } }
         guard !removed else { return }
         var leftovers = reported

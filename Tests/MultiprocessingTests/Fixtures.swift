@@ -187,6 +187,38 @@ enum ProcessProbe {
         return isGone(pid)
     }
 
+    /// For a failure message: `pid`'s state, parent and wait channel, and what its descriptors
+    /// are ("gone" when it no longer exists).
+    static func describe(_ pid: Int32) -> String {
+        func read(_ path: String) -> String? {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return nil }
+            defer { close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 512)
+            let n = Glibc.read(fd, &buffer, buffer.count)
+            return n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : ""
+        }
+        guard pid > 0, let stat = read("/proc/\(pid)/stat") else { return "(gone)" }
+        let fields = stat.split(separator: ")").last?.split(separator: " ").prefix(2).joined(separator: " ")
+        var descriptors: [String] = []
+        if let dir = opendir("/proc/\(pid)/fd") {
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                guard Int(name) != nil else { continue }
+                var target = [CChar](repeating: 0, count: 256)
+                let n = readlink("/proc/\(pid)/fd/\(name)", &target, target.count - 1)
+                let text =
+                    n > 0 ? String(decoding: target[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+                descriptors.append("\(name)=\(text)")
+            }
+        }
+        let wchan = read("/proc/\(pid)/wchan") ?? "?"
+        return "(state and parent \(fields ?? "?"), waiting in \(wchan), fds \(descriptors.sorted()))"
+    }
+
     /// Live (non-zombie) direct children of this process, and zombie ones.
     static func children() -> (live: [Int32], zombies: [Int32]) {
         let me = getpid()

@@ -124,10 +124,11 @@ struct NamedCreator: ProcessTask {
 }
 
 /// Creates `name` until released and holds it to the end, then starts `/bin/sleep` the careless
-/// way (no descriptor closed, as a C library might) and returns its pid, leaving it running.
+/// way (no descriptor closed, as a C library might) and returns `[its pid, the tracker's pid]`,
+/// leaving it running.
 struct TrackedThenSpawn: ProcessTask {
     var name: String
-    func run() async throws -> Int32 {
+    func run() async throws -> [Int32] {
         let memory = try SharedMemory.create(name: name, size: 64)
         var pid: Int32 = 0
         let argv: [UnsafeMutablePointer<CChar>?] = [strdup("sleep"), strdup("30"), nil]
@@ -136,7 +137,7 @@ struct TrackedThenSpawn: ProcessTask {
             throw FixtureError.badInput("spawn", line: 0)
         }
         _ = Unmanaged.passRetained(memory)  // Held until the process ends.
-        return pid
+        return [pid, ResourceTracker.shared.trackerProcess() ?? -1]
     }
 }
 

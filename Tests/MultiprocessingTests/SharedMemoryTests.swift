@@ -182,10 +182,19 @@ struct SharedMemoryTests {
         defer { _ = shm_unlink("/" + name) }  // Only if the test failed.
         let creator = try ChildProcess(TrackedThenSpawn(name: name))
         try await creator.start()
-        let sleeper = try await creator.value
+        let pids = try await creator.value
+        let (sleeper, tracker) = (pids[0], pids[1])
         defer { if sleeper > 1 { kill(sleeper, SIGKILL) } }
         #expect(!ProcessProbe.isGone(sleeper))
-        #expect(await waitUntilUnlinked(name), "the tracker never saw its creator end")
+        #expect(tracker > 1, "the creator has no resource tracker")
+        // Generous: a tracker needs only to be woken, but CI's first seconds stall everything.
+        let unlinked = await waitUntilUnlinked(name, seconds: 30)
+        #expect(
+            unlinked,
+            """
+            the tracker never saw its creator end: tracker \(tracker) \(ProcessProbe.describe(tracker)), \
+            sleeper \(sleeper) \(ProcessProbe.describe(sleeper))
+            """)
     }
 
     @Test("a .fork child's own names go when it ends; its parent's stay")

@@ -251,6 +251,25 @@ void mp_close_from(int lowfd) {
     for (int fd = lowfd; fd < max; fd++) close(fd);
 }
 
+static int mp_dup2_retrying(int from, int to) {
+    int r;
+    do r = dup2(from, to);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+int mp_forked_child_setup(int stderr_fd, int channel_fd, char *const *variables, int count, const char *cwd,
+                          int reset_backtracer) {
+    if (stderr_fd >= 0 && mp_dup2_retrying(stderr_fd, 2) < 0) return 71;
+    if (mp_dup2_retrying(channel_fd, 3) < 0) return 71;
+    mp_close_from(4);
+    if (reset_backtracer) mp_crash_handler_reset_inherited();
+    for (int i = 0; i + 1 < count; i += 2) setenv(variables[i], variables[i + 1], 1);
+    if (cwd != NULL && chdir(cwd) != 0) return 72;
+    if (fcntl(3, F_SETFD, FD_CLOEXEC) != 0) return 71;
+    return 0;
+}
+
 void mp_block_sigpipe(void) {
     sigset_t set;
     sigemptyset(&set);

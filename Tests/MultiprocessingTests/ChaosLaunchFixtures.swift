@@ -1,4 +1,5 @@
 import Multiprocessing
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -169,5 +170,61 @@ struct TreeRoot: ProcessTask {
         let sleeper = try await receiver.receive(timeout: .seconds(30))
         try await report.send([child.pid!, sleeper])
         try await Task.sleep(for: .seconds(120))
+    }
+}
+
+/// Threads that keep the Swift runtime's metadata and conformance caches busy: each round makes
+/// a type never made before (round n nests an `Int` in arrays and dictionaries as n's bits say)
+/// and asks whether it conforms to two protocols, which takes the caches' locks to record the
+/// answers. A process forked at such a moment inherits a lock held by a thread it does not have.
+final class RuntimeLockHammer: Sendable {
+    private let stopFlag = Atomic<Bool>(false)
+    private let running = Atomic<Int>(0)
+    private let next = Atomic<Int>(2)
+
+    /// Types made so far.
+    var rounds: Int { next.load(ordering: .relaxed) - 2 }
+
+    init(threads: Int) {
+        for _ in 0..<threads {
+            running.add(1, ordering: .relaxed)
+            let context = Unmanaged.passRetained(self).toOpaque()
+            var thread = pthread_t()
+            let started = pthread_create(
+                &thread, nil,
+                { raw in
+                    let hammer = Unmanaged<RuntimeLockHammer>.fromOpaque(raw!).takeRetainedValue()
+                    hammer.hammer()
+                    return nil
+                }, context)
+            if started == 0 {
+                pthread_detach(thread)
+            } else {
+                Unmanaged<RuntimeLockHammer>.fromOpaque(context).release()
+                running.subtract(1, ordering: .relaxed)
+            }
+        }
+    }
+
+    /// Stops the threads and waits for them to end.
+    func stop() {
+        stopFlag.store(true, ordering: .relaxed)
+        while running.load(ordering: .relaxed) > 0 { usleep(1000) }
+    }
+
+    private func hammer() {
+        while !stopFlag.load(ordering: .relaxed) {
+            _ = Self.nest(0, next.add(1, ordering: .relaxed).oldValue)
+        }
+        running.subtract(1, ordering: .relaxed)
+    }
+
+    /// Wraps `value` as the bits of `n` below its highest say (0: an array, 1: a dictionary),
+    /// then checks the result's conformances.
+    private static func nest<T>(_ value: T, _ n: Int) -> Bool {
+        if n <= 1 {
+            return (value as? any Hashable) != nil && (value as? any CustomDebugStringConvertible) != nil
+        }
+        return n & 1 == 0 ? nest([value], n >> 1) : nest([0: value], n >> 1)
     }
 }

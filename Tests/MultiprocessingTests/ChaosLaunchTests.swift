@@ -23,6 +23,33 @@ struct ChaosLaunchTests {
         try await killRootAndCheckTree(method: method, kind: .underShell, deaf: true)
     }
 
+    @Test(".fork children started while other threads make new types and conformances never hang")
+    func forkWhileRuntimeIsBusy() async throws {
+        // The task's own decoding is the task's business (`StartMethod.fork` says so): made once
+        // here, so that only the library's start path is left to the children.
+        let first = try ChildProcess(Doubler(value: 1), startMethod: .fork)
+        try await first.start()
+        #expect(try await first.value == 2)
+        let hammer = RuntimeLockHammer(threads: 2)
+        var hung: [String] = []
+        for round in 0..<40 {
+            let child = try ChildProcess(Doubler(value: round), startMethod: .fork)
+            try await child.start()
+            guard let status = try await child.join(timeout: .seconds(30)) else {
+                hung.append(
+                    "child \(round), pid \(child.pid ?? -1): \(ProcessProbe.describe(child.pid ?? -1))")
+                child.kill()
+                _ = try await child.join()
+                continue
+            }
+            #expect(status == .exited(0))
+            #expect(try await child.value == round * 2)
+        }
+        hammer.stop()
+        #expect(hammer.rounds > 1000, "the hammer made only \(hammer.rounds) types")
+        #expect(hung.isEmpty, "hung in the library's start path: \(hung)")
+    }
+
     /// Starts a tree under a root process, SIGKILLs the root alone, and checks that every
     /// process below it goes within a bounded wait.
     private func killRootAndCheckTree(method: String, kind: DescendantKind, deaf: Bool) async throws {

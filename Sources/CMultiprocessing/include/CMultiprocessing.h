@@ -107,6 +107,15 @@ void mp_serve_main_queue_forever(int lifeline_fd) __attribute__((noreturn));
 /// Closes every descriptor >= `lowfd` (close_range where the kernel has it).
 void mp_close_from(int lowfd);
 
+/// A `.fork` child's first steps, in C so that no Swift runtime lock is needed (another thread
+/// of the parent may have held one at the fork): `stderr_fd` (unless -1) becomes fd 2 and
+/// `channel_fd` fd 3, close-on-exec; every descriptor above is closed; the inherited crash
+/// backtracer is reset if asked; `variables` (`count` strings: name, value, name, value, ...)
+/// are set; the working directory becomes `cwd` (unless NULL). Returns 0, or the exit code to
+/// leave with: 71 (a descriptor step failed), 72 (`chdir` failed).
+int mp_forked_child_setup(int stderr_fd, int channel_fd, char *const *variables, int count, const char *cwd,
+                          int reset_backtracer);
+
 /// Blocks SIGPIPE in the calling thread, so a write to a closed pipe fails with EPIPE instead of
 /// killing the process.
 void mp_block_sigpipe(void);

@@ -17,4 +17,19 @@ enum AfterFork {
         SandboxViewTemplates.forgetAfterFork()
         SandboxNetworkSupply.forgetAfterFork()
     }
+
+    /// In the parent, once, before its first `.fork`: runs the code that ``reset()`` runs in the
+    /// child (or makes what it takes), so that the child finds the type metadata, lazy globals
+    /// and runtime caches made. Making one in the child would take the runtime's locks, which
+    /// another thread of the parent may have held at the fork: the child would wait for ever.
+    static func prepareForFork() {
+        DeadSocket.prepareForFork()
+        ForkServer.prepareForFork()
+        IOReactor.prepareForFork()
+        BlockingThreads.prepareForFork()
+        WaitThreads.prepareForFork()
+        WaitTimer.prepareForFork()
+        SandboxViewTemplates.prepareForFork()
+        SandboxNetworkSupply.prepareForFork()
+    }
 }

@@ -571,6 +571,10 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
             let forked: Result<Int32, SystemError> = try launchStep(
                 try Launcher.shared.run {
                     ForkWarmUp.prepare(typeName: typeName)
+                    // Everything the child sets up is made here: in the child, making a value
+                    // can need a runtime lock another thread held at the fork.
+                    let setup = ForkedChildSetup(environment: environment, workingDirectory: workingDirectory)
+                    defer { setup.release() }  // The parent's copy: the child never returns.
                     let pid = mp_fork()
                     if pid < 0 { return .failure(SystemError("fork")) }  // On this thread: its errno.
                     guard pid == 0 else { return .success(pid) }
@@ -583,22 +587,11 @@ public final class ChildProcess<Work: ProcessTask>: Sendable {
                     // Keep only stdio and the channel (as fd 3): a copy of another child's socket
                     // here would keep that child from ever seeing end-of-file. A child that cannot
                     // has no channel to report on: it exits with 71 (EX_OSERR).
-                    do throws(SystemError) {
-                        if stderrFD >= 0 { try Syscall.dup2(stderrFD, 2) }
-                        try Syscall.dup2(childEnd, 3)
-                    } catch {
-                        _exit(71)
-                    }
-                    mp_close_from(4)
+                    let failed = mp_forked_child_setup(
+                        stderrFD, childEnd, setup.variables, setup.count, setup.workingDirectory,
+                        setup.resetsBacktracer ? 1 : 0)
+                    if failed != 0 { _exit(failed) }
                     AfterFork.reset()
-                    let defaults = Launcher.childDefaults
-                    // Like a spawned child: no inherited backtracer unless this process asked for one.
-                    if defaults["SWIFT_BACKTRACE"] != nil { mp_crash_handler_reset_inherited() }
-                    for (key, value) in defaults.merging(environment, uniquingKeysWith: { $1 }) {
-                        setenv(key, value, 1)
-                    }
-                    if let workingDirectory, chdir(workingDirectory) != 0 { _exit(72) }
-                    do throws(SystemError) { try Syscall.setCloseOnExec(3) } catch { _exit(71) }
                     ChildRuntime.serve(controlFD: 3, mainThread: false)
                 })
             let pid = try launchStep(try forked.get())

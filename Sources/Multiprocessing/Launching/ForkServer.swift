@@ -28,6 +28,12 @@ final class ForkServer: Sendable {
     /// than a reset one: another thread of the parent may have held the lock at the fork.
     static func forgetAfterFork() { afterForkSlot = Slot() }
 
+    /// In the parent before a `.fork`: makes what ``forgetAfterFork()`` makes (see ``AfterFork``).
+    static func prepareForFork() {
+        _ = slot
+        _ = Slot()
+    }
+
     /// The running server, started on first use.
     static func shared() throws(ProcessError) -> ForkServer {
         let result: Result<ForkServer, ProcessError> = slot.server.withLock { server in

@@ -15,14 +15,29 @@ import Synchronization
 enum ForkWarmUp {
     private static let launchPath: Void = {
         codecs
-        // What the child's AfterFork.reset() takes, made here.
-        SandboxViewTemplates.prepareForFork()
-        SandboxNetworkSupply.prepareForFork()
+        controlChannel
+        AfterFork.prepareForFork()
         // The child runs its task on an InlineExecutor (seen: a child blocked on the
         // conformance cache's lock in its first job there): one empty task, run here.
         let executor = InlineExecutor()
         Task(executorPreference: executor) {}
         while executor.runPending() {}
+    }()
+
+    /// The child's first and last steps on its control channel: a blocking receive of a frame
+    /// that carries a descriptor, the descriptors taken in, and a blocking send. The parent's own
+    /// channel work is async and may never have run them (seen: a child blocked in its first
+    /// `receiveBlocking` on the conformance cache's lock, which a parent thread held at the fork).
+    private static let controlChannel: Void = {
+        guard let pair = try? Syscall.socketPair() else { return }
+        let parent = FramedSocket(fd: pair.0)  // Each closes its descriptor when released.
+        let child = FramedSocket(fd: pair.1)
+        guard (try? parent.sendBlocking(.launch, [0], descriptors: [pair.0])) != nil,
+            let frame = try? child.receiveBlocking()
+        else { return }
+        DescriptorTransfer.Incoming(frame.descriptors).closeUnclaimed()
+        _ = try? child.sendBlocking(.outcome, [0])
+        _ = try? parent.receiveBlocking(timeout: .seconds(1))
     }()
 
     /// The launch request's and the outcome's coding: pure runtime work, no thread started.
@@ -75,6 +90,13 @@ enum ForkWarmUp {
     /// Warms the child's start path for a task of type `typeName` (a ``TypeIdentity`` name).
     static func prepare(typeName: String) {
         launchPath
-        _ = TypeIdentity.resolve(typeName) as? any ProcessTask.Type
+        if let type = TypeIdentity.resolve(typeName) as? any ProcessTask.Type { askCoders(about: type) }
+    }
+
+    /// The questions the child's decoder asks of the task's type, and its encoder of the
+    /// output's, asked here: the runtime keeps the answers, which the child then only reads.
+    private static func askCoders<T: ProcessTask>(about: T.Type) {
+        _ = T.self as? any BinaryDecodingSpecial.Type
+        _ = T.Output.self as? any BinaryEncodingSpecial.Type
     }
 }

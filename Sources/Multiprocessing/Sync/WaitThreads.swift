@@ -54,6 +54,12 @@ enum WaitThreads {
     /// never run), and the list's lock may have been held.
     static func resetAfterFork() { idle = Idle() }
 
+    /// In the parent before a `.fork`: makes what ``resetAfterFork()`` makes (see ``AfterFork``).
+    static func prepareForFork() {
+        _ = idle
+        _ = Idle()
+    }
+
     private static func submit(_ job: @escaping @Sendable () -> Void) {
         // No thread left: wait here, on the caller's thread, rather than not at all.
         if !start(job) { job() }

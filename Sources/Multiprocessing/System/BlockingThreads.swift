@@ -36,6 +36,11 @@ final class BlockingThreads: Sendable {
         shared = BlockingThreads(limit: shared.limit)
     }
 
+    /// In the parent before a `.fork`: makes what ``resetAfterFork()`` makes (see ``AfterFork``).
+    static func prepareForFork() {
+        _ = BlockingThreads(limit: shared.limit)
+    }
+
     /// Runs `body` on one of the threads and returns (or throws) what it does.
     ///
     /// - Throws: what `body` throws; ``SystemError`` from `pthread_create` when no thread

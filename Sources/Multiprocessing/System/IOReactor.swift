@@ -30,6 +30,12 @@ final class IOReactor: Sendable {
     /// instance is shared with the parent. A fresh one starts on first use.
     static func resetAfterFork() { afterForkSlot = Slot() }
 
+    /// In the parent before a `.fork`: makes what ``resetAfterFork()`` makes (see ``AfterFork``).
+    static func prepareForFork() {
+        _ = slot
+        _ = Slot()
+    }
+
     /// Where the reactor is published once started; starts are serialized so that only one
     /// epoll instance and thread are ever made.
     private final class Slot: Sendable {

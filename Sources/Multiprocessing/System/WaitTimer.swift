@@ -13,6 +13,13 @@ final class WaitTimer: Sendable {
     /// In a child made by `fork`: the timer thread did not survive, and its lock may be held.
     static func resetAfterFork() { shared = WaitTimer() }
 
+    /// In the parent before a `.fork`, once: makes what ``resetAfterFork()`` makes (see
+    /// ``AfterFork``). The timer's word is never freed: one of 4 bytes.
+    static func prepareForFork() {
+        _ = shared
+        _ = WaitTimer()
+    }
+
     /// Suspends the calling task for `duration` (not cancellable; no Dispatch timer, no thread
     /// held while it sleeps).
     static func sleep(for duration: Duration) async {

@@ -631,6 +631,13 @@ enum DeadSocket {
         return winner
     }
 
+    /// In the parent before a `.fork`: runs what ``recreateAfterFork()`` runs (see
+    /// ``AfterFork``). The dead socket is made now if it was not yet, and replaced by another.
+    static func prepareForFork() {
+        guard descriptor() != nil else { return }
+        recreateAfterFork()
+    }
+
     /// In a forked child whose descriptors above stdio were closed: a new dead socket under the
     /// same number, or none (made again on first need).
     static func recreateAfterFork() {

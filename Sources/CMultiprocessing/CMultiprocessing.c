@@ -264,7 +264,8 @@ int mp_forked_child_setup(int stderr_fd, int channel_fd, char *const *variables,
     if (mp_dup2_retrying(channel_fd, 3) < 0) return 71;
     mp_close_from(4);
     if (reset_backtracer) mp_crash_handler_reset_inherited();
-    for (int i = 0; i + 1 < count; i += 2) setenv(variables[i], variables[i + 1], 1);
+    for (int i = 0; i + 1 < count; i += 2)
+        if (variables[i] != NULL && variables[i + 1] != NULL) setenv(variables[i], variables[i + 1], 1);
     if (cwd != NULL && chdir(cwd) != 0) return 72;
     if (fcntl(3, F_SETFD, FD_CLOEXEC) != 0) return 71;
     return 0;

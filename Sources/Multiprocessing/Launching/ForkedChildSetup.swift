@@ -16,8 +16,7 @@ struct ForkedChildSetup {
     let resetsBacktracer: Bool
 
     init(environment: [String: String], workingDirectory: String?) {
-        let defaults = Launcher.childDefaults
-        let merged = defaults.merging(environment) { $1 }
+        let merged = Launcher.childVariables(with: environment)
         variables = .allocate(capacity: max(1, merged.count * 2))
         var i = 0
         for (name, value) in merged {
@@ -27,7 +26,7 @@ struct ForkedChildSetup {
         }
         count = Int32(i)
         self.workingDirectory = workingDirectory.flatMap { strdup($0) }
-        resetsBacktracer = defaults["SWIFT_BACKTRACE"] != nil
+        resetsBacktracer = Launcher.childDefaults["SWIFT_BACKTRACE"] != nil
     }
 
     /// Frees the strings (in the parent, after the fork).

@@ -111,10 +111,15 @@ final class Launcher: Sendable {
         getenv("SWIFT_BACKTRACE") == nil ? ["SWIFT_BACKTRACE": "enable=no"] : [:]
     }
 
+    /// The variables a child gets set over this process's: the child defaults, then `overrides`.
+    static func childVariables(with overrides: [String: String]) -> [String: String] {
+        childDefaults.merging(overrides) { $1 }
+    }
+
     /// The environment a child gets: this process's, with the child defaults and then
     /// `overrides` applied.
     static func environment(with overrides: [String: String]) -> [String] {
-        let overrides = childDefaults.merging(overrides) { $1 }
+        let overrides = childVariables(with: overrides)
         var result: [String] = []
         var seen = Set<String>()
         if let environ = Syscall.environment {

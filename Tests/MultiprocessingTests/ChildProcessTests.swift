@@ -207,7 +207,7 @@ struct ChildProcessTests {
         }
     }
 
-    @Test("environment and working directory", arguments: methods)
+    @Test("environment and working directory", arguments: methods + [.fork])
     func environmentAndDirectory(method: StartMethod) async throws {
         let child = try ChildProcess(
             EnvironmentReport(key: "MP_TEST_VALUE"), startMethod: method,
